@@ -1,0 +1,158 @@
+//! `io.scanstream.ScanEvent` (schemas/ScanEvent.avsc), the value of `scans.events`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::ScanMode;
+use crate::finding::SeverityCounts;
+use crate::ids::{EventId, JobId, RunId};
+use crate::schema::{AvroRecord, SchemaFile};
+
+/// One fact in a job's life. `event_id` is always `EventId::derive(job_id, run_id, attempt,
+/// sequence)`; [`ScanEvent::new`] keeps that invariant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanEvent {
+    pub event_id: EventId,
+    pub job_id: JobId,
+    pub job_name: String,
+    pub run_id: RunId,
+    pub attempt: i32,
+    pub sequence: i32,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+    pub producer: Option<String>,
+    pub payload: EventPayload,
+}
+
+impl ScanEvent {
+    /// An event with its deterministic id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        job_id: JobId,
+        job_name: impl Into<String>,
+        run_id: RunId,
+        attempt: i32,
+        sequence: i32,
+        occurred_at: i64,
+        producer: Option<String>,
+        payload: EventPayload,
+    ) -> Self {
+        Self {
+            event_id: EventId::derive(job_id, run_id, attempt, sequence),
+            job_id,
+            job_name: job_name.into(),
+            run_id,
+            attempt,
+            sequence,
+            occurred_at,
+            producer,
+            payload,
+        }
+    }
+
+    /// A bounded name of the payload kind, for metrics labels and filters.
+    pub fn kind(&self) -> &'static str {
+        self.payload.kind()
+    }
+}
+
+/// The union of event kinds; variant order is the order of the Avro union.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventPayload {
+    JobSubmitted(JobSubmitted),
+    ScanStarted(ScanStarted),
+    RepoFetched(RepoFetched),
+    EngineCompleted(EngineCompleted),
+    ScanSucceeded(ScanSucceeded),
+    ScanFailed(ScanFailed),
+    ScanCancelled(ScanCancelled),
+}
+
+impl EventPayload {
+    pub const KINDS: [&'static str; 7] = [
+        "JobSubmitted",
+        "ScanStarted",
+        "RepoFetched",
+        "EngineCompleted",
+        "ScanSucceeded",
+        "ScanFailed",
+        "ScanCancelled",
+    ];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventPayload::JobSubmitted(_) => "JobSubmitted",
+            EventPayload::ScanStarted(_) => "ScanStarted",
+            EventPayload::RepoFetched(_) => "RepoFetched",
+            EventPayload::EngineCompleted(_) => "EngineCompleted",
+            EventPayload::ScanSucceeded(_) => "ScanSucceeded",
+            EventPayload::ScanFailed(_) => "ScanFailed",
+            EventPayload::ScanCancelled(_) => "ScanCancelled",
+        }
+    }
+
+    /// True for the events that end an attempt.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            EventPayload::ScanSucceeded(_)
+                | EventPayload::ScanFailed(_)
+                | EventPayload::ScanCancelled(_)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSubmitted {
+    pub repo_url: String,
+    pub git_ref: Option<String>,
+    pub engines: Vec<String>,
+    pub mode: ScanMode,
+    pub schedule: Option<String>,
+    pub requested_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanStarted {
+    pub scanner_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoFetched {
+    pub commit: Option<String>,
+    pub fetch_ms: i64,
+    pub cache_hit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineCompleted {
+    pub engine: String,
+    pub files: i64,
+    pub bytes: i64,
+    pub duration_ms: i64,
+    pub findings: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanSucceeded {
+    pub findings: SeverityCounts,
+    pub commit: Option<String>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanFailed {
+    /// Human-readable; never holds a secret or a credential.
+    pub reason: String,
+    pub retryable: bool,
+    /// Bounded category for dashboards and metric labels.
+    pub error_kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanCancelled {
+    pub reason: Option<String>,
+}
+
+impl AvroRecord for ScanEvent {
+    const SCHEMA: SchemaFile = SchemaFile::ScanEvent;
+}

@@ -1,0 +1,70 @@
+//! `io.scanstream.Finding` (schemas/Finding.avsc), the value of `scans.findings`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{JobId, RunId, uuid_string};
+use crate::schema::{AvroRecord, SchemaFile};
+
+/// One finding. It carries a keyed fingerprint and a redacted preview, never the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    #[serde(with = "uuid_string")]
+    pub finding_id: Uuid,
+    pub job_id: JobId,
+    pub run_id: RunId,
+    pub attempt: i32,
+    pub repo_url: String,
+    pub engine: String,
+    pub rule_id: String,
+    pub severity: Severity,
+    pub path: String,
+    /// 1-based.
+    pub line: i32,
+    pub commit: Option<String>,
+    pub fingerprint: String,
+    pub redacted_preview: String,
+    /// Milliseconds since the Unix epoch.
+    pub detected_at: i64,
+}
+
+impl AvroRecord for Finding {
+    const SCHEMA: SchemaFile = SchemaFile::Finding;
+}
+
+/// Symbol order is the Avro enum's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+/// Finding counts by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SeverityCounts {
+    pub critical: i64,
+    pub high: i64,
+    pub medium: i64,
+    pub low: i64,
+    pub info: i64,
+}
+
+impl SeverityCounts {
+    pub fn add(&mut self, severity: Severity) {
+        match severity {
+            Severity::Critical => self.critical += 1,
+            Severity::High => self.high += 1,
+            Severity::Medium => self.medium += 1,
+            Severity::Low => self.low += 1,
+            Severity::Info => self.info += 1,
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.critical + self.high + self.medium + self.low + self.info
+    }
+}

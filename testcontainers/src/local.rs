@@ -1,0 +1,389 @@
+//! The local-process backend: Apache Kafka in KRaft mode (one combined broker/controller) and
+//! Apicurio Registry, each a JVM child process on loopback ports.
+//!
+//! Children are started with `PR_SET_PDEATHSIG`, so they die with the thread that started them
+//! even when the parent is killed with SIGKILL or a test process exits without running
+//! destructors. Start a cluster from a thread that lives as long as the cluster should: the
+//! test fixture uses a dedicated thread, `scanstream up` its runtime's worker threads.
+
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ready::{PollError, kafka_answers, poll, registry_answers};
+use crate::{Endpoints, Error, Result, artifacts};
+
+/// Options for [`LocalCluster::start`].
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Holds the broker's log dirs, the registry's database and both processes' logs. Reusing
+    /// a folder keeps every topic and schema from the previous run.
+    pub data_dir: PathBuf,
+    /// Loopback port for Kafka clients; 0 picks a free one.
+    pub kafka_port: u16,
+    /// Loopback port for the registry; 0 picks a free one.
+    pub registry_port: u16,
+    /// Keep registered schemas in a file under `data_dir` instead of in memory.
+    pub persistent_registry: bool,
+    /// Where Maven artifacts are cached.
+    pub cache_dir: PathBuf,
+    /// How long each service may take to become ready.
+    pub ready_timeout: Duration,
+}
+
+impl LocalOptions {
+    /// Ephemeral options for tests: free ports, in-memory registry.
+    pub fn ephemeral(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            kafka_port: 0,
+            registry_port: 0,
+            persistent_registry: false,
+            cache_dir: crate::cache_dir(),
+            ready_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A running local Kafka + registry. Dropping it kills both; [`LocalCluster::stop`] shuts
+/// them down gracefully.
+pub struct LocalCluster {
+    endpoints: Endpoints,
+    kafka: Option<Child>,
+    registry: Option<Child>,
+    data_dir: PathBuf,
+    /// How long each service took to become ready.
+    pub kafka_ready_after: Duration,
+    pub registry_ready_after: Duration,
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::io("binding a free port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(Error::io("reading a bound port"))?
+        .port();
+    Ok(port)
+}
+
+fn port_or_free(port: u16) -> Result<u16> {
+    if port == 0 { free_port() } else { Ok(port) }
+}
+
+/// Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding.
+fn kafka_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut out = String::with_capacity(22);
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 0x3f) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (6 - bits)) & 0x3f) as usize]));
+    }
+    out
+}
+
+fn server_properties(node_dir: &Path, kafka_port: u16, controller_port: u16) -> String {
+    format!(
+        "# Written by scanstream on every start; edits are overwritten.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{kafka_port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{kafka_port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data}
+auto.create.topics.enable=false
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.backoff.ms=1000
+",
+        data = node_dir.join("data").display()
+    )
+}
+
+fn log4j_properties(log_file: &Path) -> String {
+    format!(
+        "rootLogger.level=INFO
+rootLogger.appenderRef.file.ref=FILE
+appender.file.type=File
+appender.file.name=FILE
+appender.file.fileName={}
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+logger.kafka.name=kafka
+logger.kafka.level=INFO
+logger.apache.name=org.apache.kafka
+logger.apache.level=WARN
+",
+        log_file.display()
+    )
+}
+
+/// Starts `command` so that it dies with the calling thread, its output appended to `log`.
+#[allow(unsafe_code)]
+fn spawn_tied(mut command: Command, log: &Path) -> Result<Child> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(Error::io(format!("opening {}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(Error::io(format!("opening {}", log.display())))?;
+    command.stdin(Stdio::null()).stdout(out).stderr(err);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; this is the only
+    // code run between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .map_err(Error::io(format!("starting {:?}", command.get_program())))
+}
+
+fn exited(child: &mut Option<Child>) -> std::result::Result<(), String> {
+    match child.as_mut().map(Child::try_wait) {
+        Some(Ok(Some(status))) => Err(status.to_string()),
+        Some(Err(e)) => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+impl LocalCluster {
+    /// Fetches the artifacts if needed, starts Kafka and the registry, and waits until both
+    /// answer.
+    pub async fn start(options: LocalOptions) -> Result<Self> {
+        let cache = options.cache_dir.clone();
+        let (java, libs, runner) = tokio::task::spawn_blocking(move || {
+            let java = artifacts::java()?;
+            let libs = artifacts::kafka_libs(&cache)?;
+            let runner = artifacts::apicurio_runner(&cache)?;
+            Ok::<_, Error>((java, libs, runner))
+        })
+        .await
+        .map_err(|e| Error::Config(format!("artifact fetch task failed: {e}")))??;
+
+        let kafka_dir = options.data_dir.join("kafka");
+        let registry_dir = options.data_dir.join("registry");
+        for dir in [&kafka_dir, &registry_dir] {
+            fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        }
+        let kafka_port = port_or_free(options.kafka_port)?;
+        let controller_port = free_port()?;
+        let registry_port = port_or_free(options.registry_port)?;
+
+        let properties = kafka_dir.join("server.properties");
+        fs::write(&properties, server_properties(&kafka_dir, kafka_port, controller_port))
+            .map_err(Error::io(format!("writing {}", properties.display())))?;
+        let log4j = kafka_dir.join("log4j2.properties");
+        let kafka_log = kafka_dir.join("kafka.log");
+        fs::write(&log4j, log4j_properties(&kafka_dir.join("server.log")))
+            .map_err(Error::io(format!("writing {}", log4j.display())))?;
+        let classpath = format!("{}/*", libs.display());
+
+        if !kafka_dir.join("data").join("meta.properties").is_file() {
+            let status = Command::new(&java)
+                .arg("-cp")
+                .arg(&classpath)
+                .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+                .args(["kafka.tools.StorageTool", "format", "-t"])
+                .arg(kafka_cluster_id())
+                .arg("-c")
+                .arg(&properties)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(Error::io("formatting Kafka storage"))?;
+            if !status.success() {
+                return Err(Error::Exited {
+                    service: "kafka storage format",
+                    status: status.to_string(),
+                    log: kafka_dir.join("server.log"),
+                });
+            }
+        }
+
+        let mut kafka = Command::new(&java);
+        kafka
+            .args(["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true"])
+            .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+            .arg(format!("-Dkafka.logs.dir={}", kafka_dir.display()))
+            .arg("-cp")
+            .arg(&classpath)
+            .arg("kafka.Kafka")
+            .arg(&properties);
+        let started = Instant::now();
+        let kafka = spawn_tied(kafka, &kafka_log)?;
+
+        let mut registry = Command::new(&java);
+        registry
+            .args(["-Xms128m", "-Xmx512m", "-Djava.awt.headless=true"])
+            .arg(format!("-Dquarkus.http.port={registry_port}"))
+            .arg("-Dquarkus.http.host=127.0.0.1")
+            .arg("-Dquarkus.log.level=WARN");
+        if options.persistent_registry {
+            registry.arg(format!(
+                "-Dapicurio.datasource.url=jdbc:h2:file:{}",
+                registry_dir.join("registry").display()
+            ));
+        }
+        registry.arg("-jar").arg(&runner);
+        let registry_log = registry_dir.join("registry.log");
+        let registry = spawn_tied(registry, &registry_log)?;
+
+        let bootstrap_servers = format!("127.0.0.1:{kafka_port}");
+        let registry_url = format!("http://127.0.0.1:{registry_port}/apis/ccompat/v7");
+        let mut cluster = LocalCluster {
+            endpoints: Endpoints {
+                bootstrap_servers: bootstrap_servers.clone(),
+                registry_url: registry_url.clone(),
+            },
+            kafka: Some(kafka),
+            registry: Some(registry),
+            data_dir: options.data_dir.clone(),
+            kafka_ready_after: Duration::ZERO,
+            registry_ready_after: Duration::ZERO,
+        };
+
+        let waited = poll(
+            options.ready_timeout,
+            || exited(&mut cluster.kafka),
+            || kafka_answers(&bootstrap_servers),
+        )
+        .await;
+        cluster.kafka_ready_after = match waited {
+            Ok(_) => started.elapsed(),
+            Err(e) => return Err(not_ready("kafka", e, options.ready_timeout, &kafka_dir.join("server.log"))),
+        };
+
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let waited = poll(
+            options.ready_timeout,
+            || exited(&mut cluster.registry),
+            || registry_answers(&http, &registry_url),
+        )
+        .await;
+        cluster.registry_ready_after = match waited {
+            Ok(_) => started.elapsed(),
+            Err(e) => return Err(not_ready("schema registry", e, options.ready_timeout, &registry_log)),
+        };
+        tracing::info!(
+            bootstrap = %cluster.endpoints.bootstrap_servers,
+            registry = %cluster.endpoints.registry_url,
+            kafka_ms = cluster.kafka_ready_after.as_millis() as u64,
+            registry_ms = cluster.registry_ready_after.as_millis() as u64,
+            "local Kafka and schema registry ready"
+        );
+        Ok(cluster)
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Sends SIGTERM to both services and waits up to `grace` for each to exit (Kafka flushes
+    /// its logs and closes its partitions cleanly), then kills what is left.
+    pub async fn stop(mut self, grace: Duration) {
+        for child in [self.registry.take(), self.kafka.take()].into_iter().flatten() {
+            terminate(child, grace).await;
+        }
+    }
+
+    /// Kills the broker abruptly (for failure tests); the registry keeps running.
+    pub fn kill_kafka(&mut self) {
+        if let Some(mut child) = self.kafka.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn not_ready(service: &'static str, error: PollError, waited: Duration, log: &Path) -> Error {
+    match error {
+        PollError::Exited(status) => Error::Exited {
+            service,
+            status,
+            log: log.to_owned(),
+        },
+        PollError::TimedOut(last_error) => Error::NotReady {
+            service,
+            waited,
+            last_error,
+            log: log.to_owned(),
+        },
+    }
+}
+
+async fn terminate(mut child: Child, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        #[allow(unsafe_code)]
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in [self.registry.as_mut(), self.kafka.as_mut()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kafka_cluster_id;
+
+    #[test]
+    fn cluster_ids_are_22_url_safe_characters() {
+        let id = kafka_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_ne!(id, kafka_cluster_id());
+    }
+}
