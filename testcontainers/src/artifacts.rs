@@ -32,7 +32,9 @@ pub fn java() -> Result<PathBuf> {
         .output()
         .map_err(|e| Error::MissingTool {
             tool: "java",
-            hint: format!("{e}; install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"),
+            hint: format!(
+                "{e}; install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
+            ),
         })?;
     let text = String::from_utf8_lossy(&output.stderr);
     let major = parse_java_major(&text).unwrap_or(0);
@@ -63,7 +65,12 @@ pub fn parse_java_major(version_output: &str) -> Option<u32> {
 
 fn mvn() -> Result<PathBuf> {
     let mvn = PathBuf::from("mvn");
-    match Command::new(&mvn).arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+    match Command::new(&mvn)
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
         Ok(status) if status.success() => Ok(mvn),
         Ok(status) => Err(Error::MissingTool {
             tool: "mvn",
@@ -204,7 +211,11 @@ fn download_verified(url: &str, dest: &Path) -> std::result::Result<(), String> 
         .and_then(reqwest::blocking::Response::error_for_status)
         .and_then(reqwest::blocking::Response::text)
         .map_err(|e| format!("{url}.sha512: {e}"))?;
-    let expected = expected.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
+    let expected = expected
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let mut response = client
         .get(url)
         .send()
@@ -227,7 +238,9 @@ fn download_verified(url: &str, dest: &Path) -> std::result::Result<(), String> 
     if actual == expected {
         Ok(())
     } else {
-        Err(format!("{url}: SHA-512 {actual} does not match the published {expected}"))
+        Err(format!(
+            "{url}: SHA-512 {actual} does not match the published {expected}"
+        ))
     }
 }
 
@@ -235,7 +248,9 @@ fn download_verified(url: &str, dest: &Path) -> std::result::Result<(), String> 
 /// resolvable through `mvn`: the parent POM is not published) and unpacked if missing.
 pub fn apicurio_runner(cache: &Path) -> Result<PathBuf> {
     let home = cache.join(format!("apicurio-registry-{APICURIO_VERSION}"));
-    let runner = home.join(format!("apicurio-registry-app-{APICURIO_VERSION}-runner.jar"));
+    let runner = home.join(format!(
+        "apicurio-registry-app-{APICURIO_VERSION}-runner.jar"
+    ));
     let done = home.join(".complete");
     if done.is_file() && runner.is_file() {
         return Ok(runner);
@@ -270,7 +285,10 @@ pub fn apicurio_runner(cache: &Path) -> Result<PathBuf> {
         .status()
         .map_err(Error::io("running tar"))?;
     if !status.success() || !runner.is_file() {
-        return Err(fail(format!("tar xzf {} failed: {status}", archive.display())));
+        return Err(fail(format!(
+            "tar xzf {} failed: {status}",
+            archive.display()
+        )));
     }
     let _ = fs::remove_file(&archive);
     File::create(&done).map_err(Error::io(format!("creating {}", done.display())))?;
@@ -283,9 +301,15 @@ mod tests {
 
     #[test]
     fn reads_java_major_versions() {
-        assert_eq!(parse_java_major("openjdk version \"17.0.15\" 2025-04-15"), Some(17));
+        assert_eq!(
+            parse_java_major("openjdk version \"17.0.15\" 2025-04-15"),
+            Some(17)
+        );
         assert_eq!(parse_java_major("java version \"1.8.0_392\""), Some(8));
-        assert_eq!(parse_java_major("openjdk version \"21\" 2023-09-19"), Some(21));
+        assert_eq!(
+            parse_java_major("openjdk version \"21\" 2023-09-19"),
+            Some(21)
+        );
         assert_eq!(parse_java_major("nothing here"), None);
     }
 }

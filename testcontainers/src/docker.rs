@@ -64,7 +64,10 @@ impl DockerCluster {
             .with_wait_for(WaitFor::Nothing)
             .with_env_var("KAFKA_NODE_ID", "1")
             .with_env_var("KAFKA_PROCESS_ROLES", "broker,controller")
-            .with_env_var("KAFKA_LISTENERS", "PLAINTEXT://:9092,BROKER://:9094,CONTROLLER://:9093")
+            .with_env_var(
+                "KAFKA_LISTENERS",
+                "PLAINTEXT://:9092,BROKER://:9094,CONTROLLER://:9093",
+            )
             .with_env_var(
                 "KAFKA_ADVERTISED_LISTENERS",
                 format!("PLAINTEXT://127.0.0.1:{host_port},BROKER://localhost:9094"),
@@ -80,19 +83,29 @@ impl DockerCluster {
             .with_env_var("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
             .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
             .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-            .with_env_var("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1")
+            .with_env_var(
+                "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+                "1",
+            )
             .with_env_var("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1")
             .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
             .with_mapped_port(host_port, 9092.tcp())
             .start()
             .await
-            .map_err(|e| Error::Docker(format!("starting {}:{}: {e}", KAFKA_IMAGE.0, KAFKA_IMAGE.1)))?;
+            .map_err(|e| {
+                Error::Docker(format!("starting {}:{}: {e}", KAFKA_IMAGE.0, KAFKA_IMAGE.1))
+            })?;
         let registry = GenericImage::new(REGISTRY_IMAGE.0, REGISTRY_IMAGE.1)
             .with_exposed_port(8080.tcp())
             .with_wait_for(WaitFor::Nothing)
             .start()
             .await
-            .map_err(|e| Error::Docker(format!("starting {}:{}: {e}", REGISTRY_IMAGE.0, REGISTRY_IMAGE.1)))?;
+            .map_err(|e| {
+                Error::Docker(format!(
+                    "starting {}:{}: {e}",
+                    REGISTRY_IMAGE.0, REGISTRY_IMAGE.1
+                ))
+            })?;
         let registry_port = registry
             .get_host_port_ipv4(8080.tcp())
             .await
@@ -103,16 +116,20 @@ impl DockerCluster {
             registry_url: format!("http://127.0.0.1:{registry_port}/apis/ccompat/v7"),
         };
         let never_exits = || Ok(());
-        poll(ready_timeout, never_exits, || kafka_answers(&endpoints.bootstrap_servers))
-            .await
-            .map_err(|e| Error::Docker(format!("Kafka container not ready: {e:?}")))?;
+        poll(ready_timeout, never_exits, || {
+            kafka_answers(&endpoints.bootstrap_servers)
+        })
+        .await
+        .map_err(|e| Error::Docker(format!("Kafka container not ready: {e:?}")))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        poll(ready_timeout, never_exits, || registry_answers(&http, &endpoints.registry_url))
-            .await
-            .map_err(|e| Error::Docker(format!("registry container not ready: {e:?}")))?;
+        poll(ready_timeout, never_exits, || {
+            registry_answers(&http, &endpoints.registry_url)
+        })
+        .await
+        .map_err(|e| Error::Docker(format!("registry container not ready: {e:?}")))?;
         Ok(Self {
             endpoints,
             _kafka: kafka,

@@ -83,9 +83,8 @@ fn start_shared() -> Result<Endpoints> {
 
 fn external() -> Result<Endpoints> {
     let var = |name: &str| {
-        std::env::var(name).map_err(|_| {
-            Error::Config(format!("{name} must be set for the external backend"))
-        })
+        std::env::var(name)
+            .map_err(|_| Error::Config(format!("{name} must be set for the external backend")))
     };
     Ok(Endpoints {
         bootstrap_servers: var(ENV_BOOTSTRAP)?,
@@ -100,15 +99,23 @@ pub fn run_dir() -> PathBuf {
     if let Ok(entries) = std::fs::read_dir(&runs) {
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let pid = name.to_string_lossy().split('-').next().and_then(|p| p.parse::<u32>().ok());
-            if let Some(pid) = pid {
-                if !PathBuf::from(format!("/proc/{pid}")).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
+            let pid = name
+                .to_string_lossy()
+                .split('-')
+                .next()
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && !PathBuf::from(format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
-    runs.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()))
+    runs.join(format!(
+        "{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ))
 }
 
 /// One test's private corner of the shared cluster.
@@ -126,7 +133,13 @@ impl TestScope {
     pub fn new(test_name: &str) -> Self {
         let clean: String = test_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .take(40)
             .collect();
         let unique = &uuid::Uuid::new_v4().simple().to_string()[..8];

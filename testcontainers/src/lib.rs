@@ -61,7 +61,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{service} did not become ready within {waited:?}; last error: {last_error}; log: {log}")]
+    #[error(
+        "{service} did not become ready within {waited:?}; last error: {last_error}; log: {log}"
+    )]
     NotReady {
         service: &'static str,
         waited: Duration,

@@ -89,7 +89,9 @@ fn kafka_cluster_id() -> String {
         }
     }
     if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (6 - bits)) & 0x3f) as usize]));
+        out.push(char::from(
+            ALPHABET[((buffer << (6 - bits)) & 0x3f) as usize],
+        ));
     }
     out
 }
@@ -199,8 +201,11 @@ impl LocalCluster {
         let registry_port = port_or_free(options.registry_port)?;
 
         let properties = kafka_dir.join("server.properties");
-        fs::write(&properties, server_properties(&kafka_dir, kafka_port, controller_port))
-            .map_err(Error::io(format!("writing {}", properties.display())))?;
+        fs::write(
+            &properties,
+            server_properties(&kafka_dir, kafka_port, controller_port),
+        )
+        .map_err(Error::io(format!("writing {}", properties.display())))?;
         let log4j = kafka_dir.join("log4j2.properties");
         let kafka_log = kafka_dir.join("kafka.log");
         fs::write(&log4j, log4j_properties(&kafka_dir.join("server.log")))
@@ -231,7 +236,12 @@ impl LocalCluster {
 
         let mut kafka = Command::new(&java);
         kafka
-            .args(["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true"])
+            .args([
+                "-Xms256m",
+                "-Xmx1g",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+            ])
             .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
             .arg(format!("-Dkafka.logs.dir={}", kafka_dir.display()))
             .arg("-cp")
@@ -279,7 +289,14 @@ impl LocalCluster {
         .await;
         cluster.kafka_ready_after = match waited {
             Ok(_) => started.elapsed(),
-            Err(e) => return Err(not_ready("kafka", e, options.ready_timeout, &kafka_dir.join("server.log"))),
+            Err(e) => {
+                return Err(not_ready(
+                    "kafka",
+                    e,
+                    options.ready_timeout,
+                    &kafka_dir.join("server.log"),
+                ));
+            }
         };
 
         let http = reqwest::Client::builder()
@@ -294,7 +311,14 @@ impl LocalCluster {
         .await;
         cluster.registry_ready_after = match waited {
             Ok(_) => started.elapsed(),
-            Err(e) => return Err(not_ready("schema registry", e, options.ready_timeout, &registry_log)),
+            Err(e) => {
+                return Err(not_ready(
+                    "schema registry",
+                    e,
+                    options.ready_timeout,
+                    &registry_log,
+                ));
+            }
         };
         tracing::info!(
             bootstrap = %cluster.endpoints.bootstrap_servers,
@@ -317,7 +341,10 @@ impl LocalCluster {
     /// Sends SIGTERM to both services and waits up to `grace` for each to exit (Kafka flushes
     /// its logs and closes its partitions cleanly), then kills what is left.
     pub async fn stop(mut self, grace: Duration) {
-        for child in [self.registry.take(), self.kafka.take()].into_iter().flatten() {
+        for child in [self.registry.take(), self.kafka.take()]
+            .into_iter()
+            .flatten()
+        {
             terminate(child, grace).await;
         }
     }
@@ -368,7 +395,10 @@ async fn terminate(mut child: Child, grace: Duration) {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        for child in [self.registry.as_mut(), self.kafka.as_mut()].into_iter().flatten() {
+        for child in [self.registry.as_mut(), self.kafka.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -383,7 +413,10 @@ mod tests {
     fn cluster_ids_are_22_url_safe_characters() {
         let id = kafka_cluster_id();
         assert_eq!(id.len(), 22);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(id, kafka_cluster_id());
     }
 }

@@ -140,11 +140,18 @@ impl Codec {
     }
 
     /// Encodes `value` for `topic` in the Confluent wire format.
-    pub async fn encode<T: AvroRecord>(&self, topic: Topic, value: &T) -> Result<Vec<u8>, CodecError> {
+    pub async fn encode<T: AvroRecord>(
+        &self,
+        topic: Topic,
+        value: &T,
+    ) -> Result<Vec<u8>, CodecError> {
         let file = check_topic::<T>(topic)?;
         let supplied = supplied_schema(file)?;
-        let strategy =
-            SubjectNameStrategy::TopicNameStrategyWithSchema(self.names.name(topic), false, supplied);
+        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
+            self.names.name(topic),
+            false,
+            supplied,
+        );
         self.encoder
             .encode_struct(value, &strategy)
             .await
@@ -186,7 +193,10 @@ impl Codec {
         let mut out = Vec::new();
         for topic in Topic::ALL {
             if let Some(file) = topic.value_schema() {
-                out.push(self.register(&self.names.value_subject(topic), file.source()).await?);
+                out.push(
+                    self.register(&self.names.value_subject(topic), file.source())
+                        .await?,
+                );
             }
         }
         Ok(out)
@@ -207,7 +217,9 @@ impl Codec {
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
-            return Err(CodecError::Registry(format!("PUT {config_url}: {status}: {body}")));
+            return Err(CodecError::Registry(format!(
+                "PUT {config_url}: {status}: {body}"
+            )));
         }
 
         let versions_url = format!("{base}/subjects/{subject}/versions");
@@ -228,7 +240,9 @@ impl Codec {
             });
         }
         if !status.is_success() {
-            return Err(CodecError::Registry(format!("POST {versions_url}: {status}: {text}")));
+            return Err(CodecError::Registry(format!(
+                "POST {versions_url}: {status}: {text}"
+            )));
         }
         #[derive(Deserialize)]
         struct Id {
@@ -291,7 +305,10 @@ mod tests {
         for file in SchemaFile::ALL {
             let schema = parsed(file).unwrap_or_else(|e| panic!("{e}"));
             let name = schema.name().map(|n| n.fullname(None));
-            let expected = format!("io.scanstream.{}", file.file_name().trim_end_matches(".avsc"));
+            let expected = format!(
+                "io.scanstream.{}",
+                file.file_name().trim_end_matches(".avsc")
+            );
             assert_eq!(name.as_deref(), Some(expected.as_str()));
         }
     }

@@ -176,8 +176,17 @@ mod tests {
     fn event_ids_are_deterministic_and_distinct_per_position() {
         let job = JobId::from_name("j");
         let run = RunId::derived(job, "r");
-        assert_eq!(EventId::derive(job, run, 1, 2), EventId::derive(job, run, 1, 2));
-        assert_ne!(EventId::derive(job, run, 1, 2), EventId::derive(job, run, 2, 1));
-        assert_ne!(EventId::derive(job, run, 1, 2), EventId::derive(job, run, 1, 3));
+        assert_eq!(
+            EventId::derive(job, run, 1, 2),
+            EventId::derive(job, run, 1, 2)
+        );
+        assert_ne!(
+            EventId::derive(job, run, 1, 2),
+            EventId::derive(job, run, 2, 1)
+        );
+        assert_ne!(
+            EventId::derive(job, run, 1, 2),
+            EventId::derive(job, run, 1, 3)
+        );
     }
 }

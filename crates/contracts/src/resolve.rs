@@ -67,7 +67,12 @@ fn describe(schema: &Schema) -> String {
 }
 
 impl Resolver<'_> {
-    fn resolve(&self, value: Value, writer: &Schema, reader: &Schema) -> Result<Value, ResolveError> {
+    fn resolve(
+        &self,
+        value: Value,
+        writer: &Schema,
+        reader: &Schema,
+    ) -> Result<Value, ResolveError> {
         let writer = deref(writer, self.writer_names)?;
         let reader = deref(reader, self.reader_names)?;
         match (writer, reader, value) {
@@ -209,7 +214,8 @@ mod tests {
 
     #[test]
     fn missing_reader_fields_take_their_defaults_and_fail_without_one() {
-        let writer = parse(r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]}"#);
+        let writer =
+            parse(r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]}"#);
         let reader = parse(
             r#"{"type": "record", "name": "R", "fields": [
             {"name": "a", "type": "long"},

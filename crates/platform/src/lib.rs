@@ -1,1 +1,19 @@
-//! placeholder
+//! What every scanstream role shares: configuration, Kafka clients, telemetry and shutdown.
+//!
+//! # Layout
+//! - [`config`]: typed settings, layered: embedded defaults → optional `--config` file →
+//!   `SCANSTREAM__…` environment variables → command-line overrides. Secrets never print.
+//! - [`kafka`]: the one place Kafka client configs are built (security applied once), and
+//!   [`kafka::StatsContext`], which turns librdkafka statistics into metrics (consumer lag).
+//! - [`topics`]: creating scanstream's topics and detecting drift through the admin API.
+//! - [`telemetry`]: tracing (pretty or JSON) and the Prometheus recorder.
+//! - [`shutdown`]: the SIGINT/SIGTERM signal as a cancellation token.
+
+pub mod config;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use config::{ConfigError, Settings};
+pub use kafka::{KafkaError, KafkaFactory};

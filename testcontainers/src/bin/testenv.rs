@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use scanstream_testcontainers::docker::DockerCluster;
 use scanstream_testcontainers::fixture::run_dir;
-use scanstream_testcontainers::{Backend, ENV_BACKEND, ENV_BOOTSTRAP, ENV_REGISTRY, LocalCluster, LocalOptions};
+use scanstream_testcontainers::{
+    Backend, ENV_BACKEND, ENV_BOOTSTRAP, ENV_REGISTRY, LocalCluster, LocalOptions,
+};
 
 const USAGE: &str = "usage: scanstream-testenv -- COMMAND [ARGS…]
 
@@ -25,7 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("scanstream-testenv: {e}");

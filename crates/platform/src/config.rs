@@ -1,0 +1,337 @@
+//! Typed, layered settings. Sources, later ones winning:
+//! 1. `config/default.toml`, embedded in the binary;
+//! 2. an optional file (`--config FILE`, TOML);
+//! 3. environment variables `SCANSTREAM__<SECTION>__<KEY>` (double underscores, any case);
+//! 4. overrides the command line sets (`--bootstrap-servers`, …).
+//!
+//! Every section is passed down explicitly; there is no process-global configuration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+pub const ENV_PREFIX: &str = "SCANSTREAM";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be loaded: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// All settings; each role reads the sections it needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub registry: RegistrySettings,
+    pub topics: TopicSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's `security.protocol` value.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    /// Prefix of every client's `client.id`; the role is appended (`scanstream-ingest`).
+    pub client_id: String,
+    pub security_protocol: SecurityProtocol,
+    pub sasl_mechanism: String,
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    #[serde(default)]
+    pub sasl_password: Option<SecretString>,
+    /// CA bundle that signed the brokers' certificates (PEM file).
+    #[serde(default)]
+    pub ssl_ca_location: Option<String>,
+    /// Client certificate and key for mutual TLS (PEM files).
+    #[serde(default)]
+    pub ssl_certificate_location: Option<String>,
+    #[serde(default)]
+    pub ssl_key_location: Option<String>,
+    #[serde(default)]
+    pub ssl_key_password: Option<SecretString>,
+    pub statistics_interval_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Raw librdkafka properties applied last, for what no key above covers.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// Base URL of the Confluent-compatible API (Apicurio: `…/apis/ccompat/v7`).
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    /// Prepended to every topic name (and so to every registry subject).
+    pub prefix: String,
+    /// Partitions of every data topic (`scans.schedules` always has one).
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+/// Where settings come from besides the embedded defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources<'a> {
+    pub file: Option<&'a Path>,
+    /// Environment variables to read; `None` reads the process environment.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Dotted keys (`kafka.bootstrap_servers`) set last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// Loads and validates settings from every layer.
+    pub fn load(sources: Sources<'_>) -> Result<Settings, ConfigError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = sources.file {
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        let mut env = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        if let Some(vars) = sources.env {
+            env = env.source(Some(vars.into_iter().collect()));
+        }
+        builder = builder.add_source(env);
+        for (key, value) in sources.overrides {
+            builder = builder.set_override(key, value)?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| ConfigError::Invalid {
+            key,
+            problem: problem.to_owned(),
+        };
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid(
+                "kafka.bootstrap_servers",
+                "must name at least one broker",
+            ));
+        }
+        if self.kafka.security_protocol.uses_sasl()
+            && (self.kafka.sasl_username.is_none() || self.kafka.sasl_password.is_none())
+        {
+            return Err(invalid(
+                "kafka.sasl_username",
+                "SASL protocols need both kafka.sasl_username and kafka.sasl_password",
+            ));
+        }
+        if !["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+            .contains(&self.kafka.sasl_mechanism.as_str())
+        {
+            return Err(invalid(
+                "kafka.sasl_mechanism",
+                "must be SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN",
+            ));
+        }
+        if !(self.registry.url.starts_with("http://") || self.registry.url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "registry.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.topics.partitions < 1 {
+            return Err(invalid("topics.partitions", "must be at least 1"));
+        }
+        if self.topics.replication_factor < 1 {
+            return Err(invalid("topics.replication_factor", "must be at least 1"));
+        }
+        let prefix_ok = self
+            .topics
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !prefix_ok || self.topics.prefix.len() > 200 {
+            return Err(invalid(
+                "topics.prefix",
+                "may hold only ASCII letters, digits, '.', '_' and '-' (at most 200)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn load(sources: Sources<'_>) -> Settings {
+        Settings::load(sources).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let s = load(Sources {
+            env: env(&[]),
+            ..Sources::default()
+        });
+        assert_eq!(s.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(s.kafka.security_protocol, SecurityProtocol::Plaintext);
+        assert_eq!(s.topics.partitions, 12);
+        assert_eq!(s.telemetry.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn file_then_env_then_overrides_win_in_that_order() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("scanstream.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\nbootstrap_servers = \"file:9092\"\nclient_id = \"from-file\"\n[topics]\nprefix = \"file.\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = load(Sources {
+            file: Some(&path),
+            env: env(&[
+                ("SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS", "env:9092"),
+                ("SCANSTREAM__TOPICS__PARTITIONS", "3"),
+                ("SCANSTREAM_TEST_BOOTSTRAP", "ignored:1"),
+            ]),
+            overrides: vec![("topics.prefix".into(), "cli.".into())],
+        });
+        assert_eq!(s.kafka.client_id, "from-file");
+        assert_eq!(s.kafka.bootstrap_servers, "env:9092");
+        assert_eq!(s.topics.partitions, 3);
+        assert_eq!(s.topics.prefix, "cli.");
+    }
+
+    #[test]
+    fn secrets_load_but_never_print() {
+        let s = load(Sources {
+            env: env(&[
+                ("SCANSTREAM__KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+                ("SCANSTREAM__KAFKA__SASL_USERNAME", "ingest"),
+                ("SCANSTREAM__KAFKA__SASL_PASSWORD", "hunter2-very-secret"),
+            ]),
+            ..Sources::default()
+        });
+        let password = s
+            .kafka
+            .sasl_password
+            .as_ref()
+            .map(|p| p.expose_secret().to_owned());
+        assert_eq!(password.as_deref(), Some("hunter2-very-secret"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("SCANSTREAM__KAFKA__SECURITY_PROTOCOL", "sasl_ssl")],
+                "kafka.sasl_username",
+            ),
+            (
+                &[("SCANSTREAM__KAFKA__SECURITY_PROTOCOL", "carrier-pigeon")],
+                "security_protocol",
+            ),
+            (
+                &[("SCANSTREAM__TOPICS__PARTITIONS", "0")],
+                "topics.partitions",
+            ),
+            (&[("SCANSTREAM__TOPICS__PREFIX", "a b")], "topics.prefix"),
+            (&[("SCANSTREAM__REGISTRY__URL", "ftp://x")], "registry.url"),
+            (&[("SCANSTREAM__KAFKA__NO_SUCH_KEY", "1")], "no_such_key"),
+        ];
+        for (vars, key) in cases {
+            let err = Settings::load(Sources {
+                env: env(vars),
+                ..Sources::default()
+            })
+            .err()
+            .unwrap_or_else(|| panic!("{vars:?} was accepted"));
+            assert!(err.to_string().contains(key), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Settings::load(Sources {
+            file: Some(Path::new("/nonexistent/scanstream.toml")),
+            env: env(&[]),
+            ..Sources::default()
+        });
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! Graceful shutdown: SIGINT (Ctrl-C) or SIGTERM (Kubernetes) cancels one token that every task
+//! of a role watches. A second signal is not special-cased: roles bound their own drain time.
+
+use tokio_util::sync::CancellationToken;
+
+/// Waits for SIGINT or SIGTERM. If the SIGTERM handler cannot be installed, waits for SIGINT
+/// alone and says so.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+            let _ = ctrl_c.await;
+            tracing::info!("SIGINT received, shutting down");
+        }
+    }
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
+    tokio::spawn(async move {
+        signal().await;
+        child.cancel();
+    });
+    token
+}

@@ -1,0 +1,13 @@
+//! The `scanstream` command line: one binary, one subcommand per role, so one container image
+//! serves every Deployment and `scanstream up` can run everything in one process.
+//!
+//! # Layout
+//! - [`cli`]: the clap definitions (every flag and its help text).
+//! - [`settings`]: turning global flags into the layered [`scanstream_platform::Settings`].
+//! - [`topics`]: `scanstream topics …`.
+//! - [`up`]: `scanstream up`, the development stack.
+
+pub mod cli;
+pub mod settings;
+pub mod topics;
+pub mod up;

@@ -1,0 +1,128 @@
+//! The built `scanstream` binary against the real broker and registry.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use scanstream_testcontainers::TestScope;
+
+fn scanstream(scope: &TestScope, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .args([
+            "--bootstrap-servers",
+            &scope.endpoints.bootstrap_servers,
+            "--registry-url",
+            &scope.endpoints.registry_url,
+            "--topic-prefix",
+            &scope.topic_prefix,
+        ])
+        .args(args)
+        .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
+        .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
+        .output()
+        .unwrap_or_else(|e| panic!("running scanstream: {e}"))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn topics_ensure_twice_creates_then_changes_nothing() {
+    let scope = TestScope::new("cli-ensure");
+    let first = scanstream(&scope, &["topics", "ensure"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let first_out = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(first_out.matches("created ").count(), 6, "{first_out}");
+    assert_eq!(first_out.matches("BACKWARD").count(), 5, "{first_out}");
+
+    let second = scanstream(&scope, &["topics", "ensure"]);
+    assert!(second.status.success(), "{}", text(&second));
+    let second_out = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(second_out.matches("created ").count(), 0, "{second_out}");
+    assert_eq!(second_out.matches("unchanged ").count(), 6, "{second_out}");
+    // Same schema ids both times: nothing new registered.
+    let ids = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("schema"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(ids(&first_out), ids(&second_out));
+}
+
+#[tokio::test]
+async fn topics_ensure_fails_on_drift_unless_allowed() {
+    let scope = TestScope::new("cli-drift");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = format!("{}scans.findings", scope.topic_prefix);
+    let topic = NewTopic::new(&name, 5, TopicReplication::Fixed(1));
+    let created = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(created[0].is_ok(), "{created:?}");
+
+    let strict = scanstream(&scope, &["topics", "ensure"]);
+    assert_eq!(strict.status.code(), Some(3), "{}", text(&strict));
+    let out = text(&strict);
+    assert!(
+        out.contains(&format!(
+            "DRIFT     {name}: partitions is 5 but scanstream expects 2"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("--allow-drift"), "{out}");
+
+    let lenient = scanstream(&scope, &["topics", "ensure", "--allow-drift"]);
+    assert!(lenient.status.success(), "{}", text(&lenient));
+}
+
+#[test]
+fn unbuilt_subcommands_say_so_and_fail() {
+    for sub in [
+        "ingest",
+        "scanner",
+        "aggregator",
+        "scheduler",
+        "submit",
+        "stats",
+        "scan",
+        "replay",
+        "audit",
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+            .arg(sub)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(output.status.code(), Some(2), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("not available yet"),
+            "{sub}"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .args(["topics", "ensure"])
+        .env("SCANSTREAM__TOPICS__PARTITIONS", "zero")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("partitions"), "{err}");
+}
