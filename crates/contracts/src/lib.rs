@@ -10,6 +10,7 @@
 //! - [`ids`]: key and id newtypes; job ids derived from names, deterministic event ids.
 //! - [`command`], [`event`], [`finding`], [`state`], [`schedule`]: the Rust types of the Avro
 //!   records in `schemas/*.avsc`, one module per value schema.
+//! - [`headers`]: Kafka header names (trace context, correlation id, dead-letter reasons).
 //! - [`schema`]: the embedded `.avsc` files and the [`AvroRecord`] trait tying a type to its schema.
 //! - [`resolve`]: writer-to-reader schema resolution that picks union branches by name.
 //! - [`codec`]: Confluent wire-format encoding and decoding through a schema registry, and schema
@@ -19,6 +20,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod finding;
+pub mod headers;
 pub mod ids;
 pub mod resolve;
 pub mod schedule;

@@ -1,4 +1,4 @@
-//! `scanstream-testenv -- COMMAND…`: starts one Kafka broker and schema registry (Docker or
+//! `scanstream-testenv [--] COMMAND…`: starts one Kafka broker and schema registry (Docker or
 //! local processes, see the crate docs), runs COMMAND with `SCANSTREAM_TEST_BOOTSTRAP` and
 //! `SCANSTREAM_TEST_REGISTRY` pointing at them, stops them, and exits with COMMAND's status.
 //! With an external cluster already configured it just runs COMMAND.
@@ -12,21 +12,22 @@ use scanstream_testcontainers::{
     Backend, ENV_BACKEND, ENV_BOOTSTRAP, ENV_REGISTRY, LocalCluster, LocalOptions,
 };
 
-const USAGE: &str = "usage: scanstream-testenv -- COMMAND [ARGS…]
+const USAGE: &str = "usage: scanstream-testenv [--] COMMAND [ARGS…]
 
 Starts Apache Kafka (KRaft) and a Confluent-compatible schema registry, runs COMMAND with
 SCANSTREAM_TEST_BOOTSTRAP and SCANSTREAM_TEST_REGISTRY set, then stops them.
 SCANSTREAM_TEST_BACKEND=external|docker|local forces a backend.";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match args.iter().position(|a| a == "--") {
-        Some(i) if i + 1 < args.len() => args[i + 1..].to_vec(),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--") {
+        args.remove(0);
+    }
+    if args.is_empty() || args[0].starts_with('-') {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let command = args;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
