@@ -51,8 +51,12 @@ pub enum Command {
     /// Run a development stack: a local Kafka and schema registry unless one is configured,
     /// topics and schemas ensured.
     Up(UpArgs),
-    /// REST API that accepts scan requests (not available yet).
-    Ingest(NotYet),
+    /// Run the REST API that accepts scan requests and writes them to Kafka (POST /jobs,
+    /// DELETE /jobs/{uuid}, /health_check, /livez, /readyz, /metrics, /openapi.json).
+    Ingest(IngestArgs),
+    /// API token helpers.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Scanner consumer group (not available yet).
     Scanner(NotYet),
     /// Aggregator that serves job stats (not available yet).
@@ -75,7 +79,6 @@ impl Command {
     /// The name of a subcommand that is not built yet, if this is one.
     pub fn not_yet(&self) -> Option<&'static str> {
         match self {
-            Command::Ingest(_) => Some("ingest"),
             Command::Scanner(_) => Some("scanner"),
             Command::Aggregator(_) => Some("aggregator"),
             Command::Scheduler(_) => Some("scheduler"),
@@ -84,7 +87,7 @@ impl Command {
             Command::Scan(_) => Some("scan"),
             Command::Replay(_) => Some("replay"),
             Command::Audit(_) => Some("audit"),
-            Command::Topics(_) | Command::Up(_) => None,
+            Command::Topics(_) | Command::Up(_) | Command::Ingest(_) | Command::Token(_) => None,
         }
     }
 }
@@ -95,6 +98,19 @@ impl Command {
 pub struct NotYet {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     pub rest: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Address to listen on (api.listen), e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print the SHA-256 of a token read from standard input, for api.tokens[].sha256.
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scanstream::cli::{Cli, Command, TopicsCommand};
+use scanstream::cli::{Cli, Command, TokenCommand, TopicsCommand};
 use scanstream::{settings, topics, up};
 
 fn main() -> ExitCode {
@@ -32,8 +32,25 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let base = settings::load(&cli.global, &[])?;
-    scanstream_platform::telemetry::init(&base.telemetry)?;
+    if let Command::Token(TokenCommand::Hash) = cli.command {
+        let mut token = String::new();
+        std::io::stdin().read_line(&mut token)?;
+        if token.trim().is_empty() {
+            anyhow::bail!("no token on standard input");
+        }
+        println!("{}", scanstream_platform::auth::hash_token(&token));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listen: Vec<(&str, String)> = match &cli.command {
+        Command::Ingest(args) => args
+            .listen
+            .iter()
+            .map(|l| ("api.listen", l.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let base = settings::load(&cli.global, &listen)?;
+    let metrics = scanstream_platform::telemetry::init(&base.telemetry)?;
     match cli.command {
         Command::Topics(TopicsCommand::Ensure(args)) => {
             let report = topics::ensure(&base, args.skip_schemas).await?;
@@ -46,6 +63,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(3));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest(_) => {
+            let app = scanstream_ingest::Application::build(&base, metrics).await?;
+            println!("scanstream ingest listening on port {}", app.port());
+            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => {

@@ -32,6 +32,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub registry: RegistrySettings,
     pub topics: TopicSettings,
+    pub api: ApiSettings,
+    pub ingest: IngestSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -120,6 +122,49 @@ pub struct TopicSettings {
     pub replication_factor: i32,
 }
 
+/// Settings of the HTTP roles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    pub listen: String,
+    pub auth_enabled: bool,
+    pub tokens: Vec<TokenSettings>,
+}
+
+/// One API token. Only its SHA-256 is configured, so a leaked configuration leaks no token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Who holds the token; recorded as `requested_by` on what it submits.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the token.
+    pub sha256: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub repo_template: String,
+    pub engines: Vec<String>,
+    pub default_engines: Vec<String>,
+    pub file_roots: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub body_limit_bytes: usize,
+    pub write_timeout_ms: u64,
+    pub retry_after_seconds: u64,
+    pub batch_max_requests: usize,
+    pub batch_linger_ms: u64,
+    pub idempotency_ttl_seconds: u64,
+    pub idempotency_capacity: usize,
+}
+
+impl IngestSettings {
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -206,6 +251,41 @@ impl Settings {
         }
         if self.topics.replication_factor < 1 {
             return Err(invalid("topics.replication_factor", "must be at least 1"));
+        }
+        let listen: std::net::SocketAddr = self.api.listen.parse().map_err(|_| {
+            invalid(
+                "api.listen",
+                "must be an IP address and port, e.g. 0.0.0.0:8080",
+            )
+        })?;
+        if !self.api.auth_enabled && !listen.ip().is_loopback() {
+            return Err(invalid(
+                "api.auth_enabled",
+                "auth may be turned off only when api.listen is a loopback address",
+            ));
+        }
+        for token in &self.api.tokens {
+            crate::auth::validate_token(token).map_err(|problem| ConfigError::Invalid {
+                key: "api.tokens",
+                problem,
+            })?;
+        }
+        for engine in &self.ingest.default_engines {
+            if !self.ingest.engines.contains(engine) {
+                return Err(invalid(
+                    "ingest.default_engines",
+                    "every default engine must be listed in ingest.engines",
+                ));
+            }
+        }
+        if !self.ingest.repo_template.is_empty() && !self.ingest.repo_template.contains("{name}") {
+            return Err(invalid("ingest.repo_template", "must contain {name}"));
+        }
+        if self.ingest.write_timeout_ms == 0 || self.ingest.batch_max_requests == 0 {
+            return Err(invalid(
+                "ingest.write_timeout_ms",
+                "write_timeout_ms and batch_max_requests must be positive",
+            ));
         }
         let prefix_ok = self
             .topics

@@ -3,13 +3,17 @@
 //! # Layout
 //! - [`config`]: typed settings, layered: embedded defaults → optional `--config` file →
 //!   `SCANSTREAM__…` environment variables → command-line overrides. Secrets never print.
+//! - [`auth`]: bearer tokens (configured hashed) and scopes, shared by the HTTP roles.
+//! - [`http`]: problem+json errors, JSON body rules, request context and metrics middleware.
 //! - [`kafka`]: the one place Kafka client configs are built (security applied once), and
 //!   [`kafka::StatsContext`], which turns librdkafka statistics into metrics (consumer lag).
 //! - [`topics`]: creating scanstream's topics and detecting drift through the admin API.
 //! - [`telemetry`]: tracing (pretty or JSON) and the Prometheus recorder.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal as a cancellation token.
 
+pub mod auth;
 pub mod config;
+pub mod http;
 pub mod kafka;
 pub mod shutdown;
 pub mod telemetry;

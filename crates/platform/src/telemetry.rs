@@ -3,7 +3,9 @@
 //! Metric names follow `scanstream_<noun>_<unit>[_total]`; labels come from bounded sets only
 //! (never a repository URL, job name or error message).
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetrySettings};
@@ -21,6 +23,13 @@ pub enum TelemetryError {
     #[error("the Prometheus recorder could not be installed: {0}")]
     Metrics(String),
 }
+
+/// Histogram buckets for every `*_seconds` metric: 1 ms to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Histogram buckets for every `*_size` metric (batch sizes).
+const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
 /// Installs the global tracing subscriber (logs to stderr) and the Prometheus recorder.
 /// Returns the handle that renders `/metrics`.
@@ -41,7 +50,25 @@ pub fn init(settings: &TelemetrySettings) -> Result<PrometheusHandle, TelemetryE
         LogFormat::Pretty => builder.compact().try_init(),
     };
     installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
+    metrics_handle()
+}
+
+/// The process's Prometheus recorder, installed on first call; later calls (tests that build
+/// several applications) get the same handle.
+pub fn metrics_handle() -> Result<PrometheusHandle, TelemetryError> {
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| install_recorder().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(TelemetryError::Metrics)
+}
+
+fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
     PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+        .map_err(|e| TelemetryError::Metrics(e.to_string()))?
+        .set_buckets_for_metric(Matcher::Suffix("_size".to_owned()), SIZE_BUCKETS)
+        .map_err(|e| TelemetryError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| TelemetryError::Metrics(e.to_string()))
 }

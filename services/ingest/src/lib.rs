@@ -1,1 +1,21 @@
-//! placeholder
+//! The ingest service: a REST API (actix-web) that validates scan requests and writes them to
+//! Kafka durably. It keeps the job-manager API of the seed working (`POST /jobs {"name": …}`,
+//! `GET /health_check`) and answers `202` only after Kafka committed the work.
+//!
+//! # Layout
+//! - [`domain`]: parse-don't-validate request types (job name, repository URL with the SSRF
+//!   rules, git ref, engines).
+//! - [`api`]: the routes and the request → command + event mapping.
+//! - [`writer`]: the single task that batches requests into Kafka transactions.
+//! - [`idempotency`]: replaying answers for `Idempotency-Key`.
+//! - [`openapi`]: the OpenAPI 3.1 document.
+//! - [`startup`]: building and running the service.
+
+pub mod api;
+pub mod domain;
+pub mod idempotency;
+pub mod openapi;
+pub mod startup;
+pub mod writer;
+
+pub use startup::{Application, IngestError};

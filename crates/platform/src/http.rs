@@ -1,0 +1,377 @@
+//! What every scanstream HTTP role shares: RFC 9457 problem bodies
+//! (`application/problem+json`), the JSON body rules, request correlation and trace context,
+//! and per-request logging and metrics.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::auth::AuthError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// An error answer: what went wrong, for which field, by which rule. Boxed, so results that
+/// carry it stay small.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Problem(Box<ProblemBody>);
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemBody;
+    fn deref(&self) -> &ProblemBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemBody {
+        &mut self.0
+    }
+}
+
+/// The fields of a [`Problem`] (RFC 9457).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProblemBody {
+    /// A URI reference naming the problem kind (`/problems/validation`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The rule it broke, a stable identifier clients may match on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Seconds for `Retry-After` (503).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+    /// Bounded reason for the rejection metric.
+    #[serde(skip)]
+    pub reason: &'static str,
+}
+
+impl Problem {
+    pub fn new(status: u16, kind: &'static str, title: &str, detail: impl Into<String>) -> Self {
+        Self(Box::new(ProblemBody {
+            kind: format!("/problems/{kind}"),
+            title: title.to_owned(),
+            status,
+            detail: detail.into(),
+            field: None,
+            rule: None,
+            correlation_id: None,
+            retry_after: None,
+            reason: kind,
+        }))
+    }
+
+    /// A 400 for one field breaking one rule.
+    pub fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> Self {
+        let mut p = Self::new(400, "validation", "Invalid request", detail);
+        p.field = Some(field.to_owned());
+        p.rule = Some(rule.to_owned());
+        p.reason = rule;
+        p
+    }
+
+    /// A 503 telling the client when to retry.
+    pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> Self {
+        let mut p = Self::new(503, "unavailable", "Service unavailable", detail);
+        p.retry_after = Some(retry_after);
+        p
+    }
+
+    pub fn with_correlation(mut self, id: Option<String>) -> Self {
+        self.correlation_id = id;
+        self
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.title, self.status, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        metrics::counter!("scanstream_http_rejections_total", "reason" => self.reason).increment(1);
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type(PROBLEM_JSON);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if self.status == 401 {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(&*self.0)
+    }
+}
+
+impl From<AuthError> for Problem {
+    fn from(e: AuthError) -> Self {
+        let (kind, title) = match e {
+            AuthError::Forbidden(_) => ("forbidden", "Forbidden"),
+            _ => ("unauthorized", "Unauthorized"),
+        };
+        let mut p = Problem::new(e.status(), kind, title, e.to_string());
+        p.reason = e.metric_label();
+        p
+    }
+}
+
+/// Reads a JSON request body: `Content-Type: application/json` required (415), at most
+/// `limit` bytes (413), and a problem body naming the field serde rejected (400). Returns the
+/// value and the raw bytes (for idempotency hashing).
+pub async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<(T, Vec<u8>), Problem> {
+    use futures::StreamExt;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "the body must be JSON sent with Content-Type: application/json",
+        ));
+    }
+    let too_large = || {
+        Problem::new(
+            413,
+            "body-too-large",
+            "Body too large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    };
+    if let Some(length) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && length > limit
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| Problem::new(400, "invalid-body", "Invalid body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value = serde_json::from_slice(&body).map_err(|e| json_problem(&e))?;
+    Ok((value, body))
+}
+
+/// A 400 for a body serde rejected, naming the field when serde does.
+fn json_problem(e: &serde_json::Error) -> Problem {
+    let message = e.to_string();
+    let quoted = message.split('`').nth(1).map(str::to_owned);
+    if e.is_syntax() || e.is_eof() {
+        let mut p = Problem::new(400, "invalid-json", "Invalid JSON", message);
+        p.rule = Some("json-syntax".to_owned());
+        return p;
+    }
+    if message.starts_with("unknown field") {
+        return Problem::invalid(
+            quoted.as_deref().unwrap_or("body"),
+            "unknown-field",
+            message,
+        );
+    }
+    if message.starts_with("missing field") {
+        return Problem::invalid(quoted.as_deref().unwrap_or("body"), "required", message);
+    }
+    let mut p = Problem::invalid("body", "type", message);
+    p.field = None;
+    p
+}
+
+/// Per-request context: correlation id and W3C trace context, put on the request by
+/// [`observe`] and copied into Kafka headers by the roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub correlation_id: String,
+    pub traceparent: String,
+}
+
+impl RequestContext {
+    pub fn of(req: &HttpRequest) -> Option<RequestContext> {
+        req.extensions().get::<RequestContext>().cloned()
+    }
+
+    fn from_headers(req: &ServiceRequest) -> RequestContext {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let correlation_id = header(CORRELATION_HEADER)
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 64
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let traceparent = child_traceparent(header("traceparent"));
+        RequestContext {
+            correlation_id,
+            traceparent,
+        }
+    }
+}
+
+impl FromRequest for RequestContext {
+    type Error = Problem;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(RequestContext::of(req).ok_or_else(|| {
+            Problem::new(500, "internal", "Internal error", "request context missing")
+        }))
+    }
+}
+
+/// A `traceparent` for work done on behalf of a request: a new span in the caller's trace
+/// when it sent a valid one, else a new trace.
+pub fn child_traceparent(incoming: Option<&str>) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let span_id = &random[..16];
+    let parsed = incoming.and_then(|v| {
+        let parts: Vec<&str> = v.trim().split('-').collect();
+        let ok = parts.len() == 4
+            && parts[0] == "00"
+            && parts[1].len() == 32
+            && parts[2].len() == 16
+            && parts[3].len() == 2
+            && parts[1..]
+                .iter()
+                .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+            && parts[1].chars().any(|c| c != '0');
+        ok.then(|| (parts[1].to_ascii_lowercase(), parts[3].to_owned()))
+    });
+    match parsed {
+        Some((trace_id, flags)) => format!("00-{trace_id}-{span_id}-{flags}"),
+        None => format!("00-{}-{span_id}-01", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// Middleware for every route: request context, a tracing span, the correlation header on the
+/// answer, and request count/latency metrics labelled by role, route pattern, method and status.
+pub async fn observe(
+    role: &'static str,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let context = RequestContext::from_headers(&req);
+    let correlation = context.correlation_id.clone();
+    req.extensions_mut().insert(context);
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", role, %method, path = %req.path(), correlation_id = %correlation);
+    let result = next.call(req).instrument(span.clone()).await;
+    let mut response = result?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16();
+    if let Ok(value) = HeaderValue::from_str(&correlation) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static(CORRELATION_HEADER), value);
+    }
+    let elapsed = started.elapsed();
+    metrics::counter!(
+        "scanstream_http_requests_total",
+        "role" => role, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("scanstream_http_request_duration_seconds", "role" => role, "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            route,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "request done"
+        );
+    });
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_continues_a_valid_trace_and_starts_one_otherwise() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let child = child_traceparent(Some(incoming));
+        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(child.ends_with("-01"));
+        assert_ne!(child, incoming);
+        for bad in [
+            None,
+            Some("garbage"),
+            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        ] {
+            let fresh = child_traceparent(bad);
+            assert_eq!(fresh.len(), 55, "{fresh}");
+            assert!(fresh.starts_with("00-") && !fresh.starts_with("00-0000000000000000"));
+        }
+    }
+
+    #[test]
+    fn serde_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+        }
+        let problem = |text: &str| {
+            json_problem(
+                &serde_json::from_str::<Body>(text)
+                    .err()
+                    .unwrap_or_else(|| panic!("{text}")),
+            )
+        };
+        let unknown = problem(r#"{"name":"a","nmae":"b"}"#);
+        assert_eq!(
+            (unknown.field.as_deref(), unknown.rule.as_deref()),
+            (Some("nmae"), Some("unknown-field"))
+        );
+        let missing = problem("{}");
+        assert_eq!(
+            (missing.field.as_deref(), missing.rule.as_deref()),
+            (Some("name"), Some("required"))
+        );
+        assert_eq!(problem("{").kind, "/problems/invalid-json");
+        assert_eq!(problem(r#"{"name": 5}"#).rule.as_deref(), Some("type"));
+    }
+}

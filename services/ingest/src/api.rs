@@ -1,0 +1,465 @@
+//! The routes. Every rejection is an `application/problem+json` body naming the field and the
+//! rule, and writes nothing to Kafka.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+use scanstream_contracts::command::{CancelScan, Command, RequestScan, ScanCommand, ScanMode};
+use scanstream_contracts::event::{EventPayload, JobSubmitted, ScanEvent};
+use scanstream_contracts::ids::derived_uuid;
+use scanstream_contracts::{AvroRecord, Codec, CodecError, JobId, RunId, Topic};
+use scanstream_platform::auth::{Authenticator, Principal, Scope};
+use scanstream_platform::config::IngestSettings;
+use scanstream_platform::http::{Problem, RequestContext, json_body};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::{EngineSet, GitRef, Invalid, JobName, RepoPolicy};
+use crate::idempotency::{Begin, IdempotencyStore, StoredResponse};
+use crate::writer::{Record, Target, WriteError, Writer};
+
+/// Every route this service serves, as (method, path): registration and the OpenAPI document
+/// are both checked against this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/jobs"),
+    ("delete", "/jobs/{uuid}"),
+    ("get", "/health_check"),
+    ("get", "/livez"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// What the handlers share.
+pub struct AppState {
+    pub settings: IngestSettings,
+    pub auth: Authenticator,
+    pub codec: Arc<Codec>,
+    pub writer: Writer,
+    pub policy: RepoPolicy,
+    pub engines: EngineSet,
+    pub idempotency: IdempotencyStore,
+    pub metrics: PrometheusHandle,
+    /// This instance's name in events' `producer` field.
+    pub instance: String,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/jobs", web::post().to(submit))
+        .route("/jobs/{uuid}", web::delete().to(cancel))
+        .route("/health_check", web::get().to(health_check))
+        .route("/livez", web::get().to(livez))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(openapi))
+        .default_service(web::to(not_found));
+}
+
+/// `POST /jobs` body, the job-manager seed's `{"name": …}` plus optional scan parameters.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub name: String,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+    #[serde(default)]
+    pub engines: Option<Vec<String>>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// `202` body of `POST /jobs`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Accepted {
+    pub uuid: String,
+    pub name: String,
+    pub status: String,
+    pub run_id: String,
+}
+
+fn authorize(state: &AppState, req: &HttpRequest, scope: Scope) -> Result<Principal, Problem> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = state.auth.authenticate(header)?;
+    principal.require(scope)?;
+    Ok(principal)
+}
+
+fn field(name: &str) -> impl FnOnce(Invalid) -> Problem + '_ {
+    move |invalid| Problem::invalid(name, invalid.rule, invalid.message)
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn unavailable(state: &AppState, error: &WriteError) -> Problem {
+    Problem::unavailable(
+        format!("the scan was not accepted: {error}; retry later"),
+        state.settings.retry_after_seconds,
+    )
+}
+
+fn codec_problem(state: &AppState, error: &CodecError) -> Problem {
+    if error.is_transient() {
+        Problem::unavailable(
+            "the schema registry is not reachable; retry later",
+            state.settings.retry_after_seconds,
+        )
+    } else {
+        tracing::error!(%error, "encoding failed");
+        Problem::new(
+            500,
+            "internal",
+            "Internal error",
+            "the request could not be encoded",
+        )
+    }
+}
+
+async fn encode<T: AvroRecord>(
+    state: &AppState,
+    topic: Topic,
+    value: &T,
+) -> Result<Vec<u8>, Problem> {
+    state
+        .codec
+        .encode(topic, value)
+        .await
+        .map_err(|e| codec_problem(state, &e))
+}
+
+/// The idempotency key of a request, scoped to its caller.
+fn idempotency_key(req: &HttpRequest, principal: &Principal) -> Result<Option<String>, Problem> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..0x7f).contains(&b))
+    });
+    match key {
+        Some(key) => Ok(Some(format!(
+            "{}:{key}",
+            principal.name.as_deref().unwrap_or("-")
+        ))),
+        None => Err(Problem::invalid(
+            "Idempotency-Key",
+            "idempotency-key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+fn replay(stored: StoredResponse) -> HttpResponse {
+    let mut response = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(stored.status)
+            .unwrap_or(actix_web::http::StatusCode::ACCEPTED),
+    );
+    response
+        .content_type("application/json")
+        .insert_header(("Idempotent-Replayed", "true"));
+    if let Some(location) = stored.location {
+        response.insert_header((header::LOCATION, location));
+    }
+    response.body(stored.body)
+}
+
+async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    context: RequestContext,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let correlation = Some(context.correlation_id.clone());
+    let principal = authorize(&state, &req, Scope::ScansWrite)
+        .map_err(|p| p.with_correlation(correlation.clone()))?;
+    let key =
+        idempotency_key(&req, &principal).map_err(|p| p.with_correlation(correlation.clone()))?;
+    let (request, raw) = json_body::<JobRequest>(&req, payload, state.settings.body_limit_bytes)
+        .await
+        .map_err(|p| p.with_correlation(correlation.clone()))?;
+    let body_hash: [u8; 32] = Sha256::digest(&raw).into();
+    if let Some(key) = &key {
+        match state.idempotency.begin(key, body_hash) {
+            Begin::New => {}
+            Begin::Replay(stored) => return Ok(replay(stored)),
+            Begin::InFlight => {
+                return Err(Problem::new(
+                    409,
+                    "idempotency-in-flight",
+                    "Conflict",
+                    "a request with this Idempotency-Key is still being processed",
+                )
+                .with_correlation(correlation));
+            }
+            Begin::Mismatch => {
+                return Err(Problem::new(
+                    422,
+                    "idempotency-mismatch",
+                    "Idempotency-Key reused",
+                    "this Idempotency-Key was used with a different request body",
+                )
+                .with_correlation(correlation));
+            }
+        }
+    }
+    let result = accept(&state, &principal, &context, request, key.as_deref()).await;
+    match (&key, result) {
+        (Some(key), Ok((response, stored))) => {
+            state.idempotency.finish(key, body_hash, stored);
+            Ok(response)
+        }
+        (None, Ok((response, _))) => Ok(response),
+        (Some(key), Err(problem)) => {
+            state.idempotency.abandon(key);
+            Err(problem.with_correlation(correlation))
+        }
+        (None, Err(problem)) => Err(problem.with_correlation(correlation)),
+    }
+}
+
+/// Validates, writes the command and the event in one transaction, and builds the answer.
+async fn accept(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    request: JobRequest,
+    idempotency_key: Option<&str>,
+) -> Result<(HttpResponse, StoredResponse), Problem> {
+    let name = JobName::parse(&request.name).map_err(field("name"))?;
+    let repo_text = match (&request.repo, state.settings.repo_template.as_str()) {
+        (Some(repo), _) => repo.clone(),
+        (None, "") => {
+            return Err(Problem::invalid(
+                "repo",
+                "required",
+                "repo is required: this deployment has no ingest.repo_template to derive it from the name",
+            ));
+        }
+        (None, template) => template.replace("{name}", name.as_str()),
+    };
+    let repo = state
+        .policy
+        .parse(&repo_text)
+        .await
+        .map_err(field("repo"))?;
+    let git_ref = request
+        .git_ref
+        .as_deref()
+        .map(GitRef::parse)
+        .transpose()
+        .map_err(field("ref"))?;
+    let engines = state
+        .engines
+        .parse(request.engines.as_deref())
+        .map_err(field("engines"))?;
+    let mode = match request.mode.as_deref() {
+        None | Some("tree") => ScanMode::Tree,
+        Some("history") => ScanMode::History,
+        Some("incremental") => ScanMode::Incremental,
+        Some(_) => {
+            return Err(Problem::invalid(
+                "mode",
+                "enum",
+                "mode must be tree, history or incremental",
+            ));
+        }
+    };
+
+    let job = JobId::from_name(name.as_str());
+    let run = match idempotency_key {
+        Some(key) => RunId::derived(job, &format!("idempotency/{key}")),
+        None => RunId::random(),
+    };
+    let now = now_millis();
+    let engines: Vec<String> = engines.iter().map(|e| e.as_str().to_owned()).collect();
+    let command = ScanCommand {
+        command_id: derived_uuid("command", &[&job.to_string(), &run.to_string(), "request"]),
+        issued_at: now,
+        command: Command::RequestScan(RequestScan {
+            job_id: job,
+            job_name: name.as_str().to_owned(),
+            run_id: run,
+            repo_url: repo.as_str().to_owned(),
+            git_ref: git_ref.as_ref().map(|r| r.as_str().to_owned()),
+            engines: engines.clone(),
+            mode,
+            timeout_ms: None,
+            schedule: None,
+            requested_by: principal.name.clone(),
+        }),
+    };
+    let event = ScanEvent::new(
+        job,
+        name.as_str(),
+        run,
+        0,
+        0,
+        now,
+        Some(state.instance.clone()),
+        EventPayload::JobSubmitted(JobSubmitted {
+            repo_url: repo.as_str().to_owned(),
+            git_ref: git_ref.as_ref().map(|r| r.as_str().to_owned()),
+            engines,
+            mode,
+            schedule: None,
+            requested_by: principal.name.clone(),
+        }),
+    );
+    let records = vec![
+        Record {
+            topic: Topic::Commands,
+            key: repo.as_str().to_owned(),
+            payload: encode(state, Topic::Commands, &command).await?,
+            target: Target::Keyed,
+            traceparent: context.traceparent.clone(),
+            correlation_id: context.correlation_id.clone(),
+        },
+        Record {
+            topic: Topic::Events,
+            key: job.key(),
+            payload: encode(state, Topic::Events, &event).await?,
+            target: Target::Keyed,
+            traceparent: context.traceparent.clone(),
+            correlation_id: context.correlation_id.clone(),
+        },
+    ];
+    state
+        .writer
+        .write(records)
+        .await
+        .map_err(|e| unavailable(state, &e))?;
+    tracing::info!(job = %job, run = %run, name = %name, "scan queued");
+
+    let body = Accepted {
+        uuid: job.to_string(),
+        name: name.as_str().to_owned(),
+        status: "queued".to_owned(),
+        run_id: run.to_string(),
+    };
+    let body = serde_json::to_string(&body)
+        .map_err(|e| Problem::new(500, "internal", "Internal error", e.to_string()))?;
+    let location = format!("/jobs/{job}");
+    let response = HttpResponse::Accepted()
+        .content_type("application/json")
+        .insert_header((header::LOCATION, location.clone()))
+        .body(body.clone());
+    Ok((
+        response,
+        StoredResponse {
+            status: 202,
+            location: Some(location),
+            body,
+        },
+    ))
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    context: RequestContext,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let correlation = Some(context.correlation_id.clone());
+    let result = async {
+        let principal = authorize(&state, &req, Scope::ScansWrite)?;
+        let job = Uuid::parse_str(&path)
+            .map(JobId)
+            .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
+        let command = ScanCommand {
+            command_id: Uuid::new_v4(),
+            issued_at: now_millis(),
+            command: Command::CancelScan(CancelScan {
+                job_id: job,
+                run_id: None,
+                reason: Some("cancelled through the API".to_owned()),
+                requested_by: principal.name.clone(),
+            }),
+        };
+        // Ingest does not know the job's repository, so the cancellation goes to every
+        // partition; the scanner that holds the job acts on it (docs/topics.md).
+        let record = Record {
+            topic: Topic::Commands,
+            key: job.key(),
+            payload: encode(&state, Topic::Commands, &command).await?,
+            target: Target::AllPartitions,
+            traceparent: context.traceparent.clone(),
+            correlation_id: context.correlation_id.clone(),
+        };
+        state
+            .writer
+            .write(vec![record])
+            .await
+            .map_err(|e| unavailable(&state, &e))?;
+        tracing::info!(job = %job, "cancellation queued");
+        Ok(HttpResponse::Accepted()
+            .json(serde_json::json!({"uuid": job.to_string(), "status": "cancelling"})))
+    }
+    .await;
+    result.map_err(|p: Problem| p.with_correlation(correlation))
+}
+
+/// The job-manager seed's health route.
+async fn health_check() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
+}
+
+/// Ready when the producer is connected and its transactions initialized.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.writer.ready() {
+        HttpResponse::Ok().json(serde_json::json!({"ready": true}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"ready": false, "reason": "Kafka producer not connected or transactions not initialized"}))
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let known_path = ROUTES.iter().any(|(_, p)| path_matches(p, req.path()));
+    let problem = if known_path {
+        Problem::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{} is not supported here", req.method()),
+        )
+    } else {
+        Problem::new(
+            404,
+            "not-found",
+            "Not found",
+            "no such route; see /openapi.json",
+        )
+    };
+    actix_web::ResponseError::error_response(&problem)
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let a: Vec<&str> = pattern.split('/').collect();
+    let b: Vec<&str> = path.split('/').collect();
+    a.len() == b.len() && a.iter().zip(&b).all(|(p, s)| p.starts_with('{') || p == s)
+}

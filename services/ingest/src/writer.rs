@@ -1,0 +1,432 @@
+//! The single writer task: batches accepted requests into Kafka transactions.
+//!
+//! Handlers encode their records and hand them over with a deadline; the writer gathers up to
+//! `batch_max_requests` of them for at most `batch_linger_ms`, writes them all in one
+//! transaction, and answers every waiting handler after the commit. A handler answers 202 only
+//! on `Ok`, so no 202 is ever given for unwritten work. A failed or timed-out batch is aborted
+//! and every request in it gets an error (503); a fatal producer error (fencing) replaces the
+//! producer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use scanstream_contracts::{Codec, Topic, TopicNames, headers};
+use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Where a record goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The partition of the record's key.
+    Keyed,
+    /// One copy to every partition of the topic (cancellations, which must reach whichever
+    /// scanner holds the job's repository).
+    AllPartitions,
+}
+
+/// One encoded record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: Topic,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub target: Target,
+    pub traceparent: String,
+    pub correlation_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("Kafka is not reachable or the producer is not initialized")]
+    NotReady,
+    #[error("too many requests are waiting for Kafka")]
+    Overloaded,
+    #[error("the write did not complete within the deadline")]
+    Timeout,
+    #[error("the Kafka transaction failed: {0}")]
+    Transaction(String),
+    #[error("the service is shutting down")]
+    ShuttingDown,
+}
+
+struct Pending {
+    records: Vec<Record>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// Tuning of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub transactional_id: String,
+    pub max_requests: usize,
+    pub linger: Duration,
+    pub write_timeout: Duration,
+    pub queue_capacity: usize,
+}
+
+/// The handlers' side of the writer.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Pending>,
+    ready: Arc<AtomicBool>,
+    write_timeout: Duration,
+}
+
+impl Writer {
+    /// Starts the writer task. It initializes the producer (and registers the schemas) in the
+    /// background, retrying until Kafka and the registry answer; until then [`Writer::ready`] is
+    /// false and writes fail fast with [`WriteError::NotReady`]. The task ends when every
+    /// `Writer` clone is dropped and the queue is drained, or when `stop` is cancelled.
+    pub fn start(
+        factory: KafkaFactory,
+        codec: Arc<Codec>,
+        names: TopicNames,
+        config: WriterConfig,
+        stop: CancellationToken,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let ready = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            tx,
+            ready: ready.clone(),
+            write_timeout: config.write_timeout,
+        };
+        let task = WriterTask {
+            factory,
+            codec,
+            names,
+            config,
+            ready,
+            stop,
+        };
+        (writer, tokio::spawn(task.run(rx)))
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Writes `records` in one transaction (possibly with other requests' records) and returns
+    /// once it is committed, or the error.
+    pub async fn write(&self, records: Vec<Record>) -> Result<(), WriteError> {
+        if !self.ready() {
+            return Err(WriteError::NotReady);
+        }
+        let deadline = Instant::now() + self.write_timeout;
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Pending {
+                records,
+                deadline,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => WriteError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
+            })?;
+        // The writer answers by the deadline; the margin covers an abort in progress.
+        match tokio::time::timeout(self.write_timeout + Duration::from_millis(500), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(WriteError::ShuttingDown),
+            Err(_) => Err(WriteError::Timeout),
+        }
+    }
+}
+
+struct WriterTask {
+    factory: KafkaFactory,
+    codec: Arc<Codec>,
+    names: TopicNames,
+    config: WriterConfig,
+    ready: Arc<AtomicBool>,
+    stop: CancellationToken,
+}
+
+struct Live {
+    producer: Arc<FutureProducer<StatsContext>>,
+    command_partitions: i32,
+}
+
+impl WriterTask {
+    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+        let mut live: Option<Live> = None;
+        let mut health = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            if live.is_none() {
+                live = self.init().await;
+                self.ready.store(live.is_some(), Ordering::Release);
+                if live.is_none() {
+                    // Answer whatever queued meanwhile, then wait before retrying.
+                    while let Ok(p) = rx.try_recv() {
+                        let _ = p.reply.send(Err(WriteError::NotReady));
+                    }
+                    tokio::select! {
+                        _ = self.stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    }
+                }
+            }
+            let first = tokio::select! {
+                p = rx.recv() => p,
+                _ = health.tick() => {
+                    if let Some(l) = &live {
+                        self.ready.store(reachable(l.producer.clone()).await, Ordering::Release);
+                    }
+                    continue;
+                }
+                _ = self.stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let batch = self.gather(first, &mut rx).await;
+            if let Some(l) = &live {
+                let fatal = self.write_batch(l, batch).await;
+                if fatal {
+                    self.ready.store(false, Ordering::Release);
+                    live = None;
+                }
+            }
+        }
+        // Drain: answer what is left so no handler waits on a dropped writer.
+        rx.close();
+        while let Some(p) = rx.recv().await {
+            let _ = p.reply.send(Err(WriteError::ShuttingDown));
+        }
+        self.ready.store(false, Ordering::Release);
+        tracing::info!("ingest writer stopped");
+    }
+
+    /// Creates the producer, initializes transactions and registers the schemas.
+    async fn init(&self) -> Option<Live> {
+        let producer = match self
+            .factory
+            .transactional_producer(ClientRole::Ingest, &self.config.transactional_id)
+        {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the Kafka producer");
+                return None;
+            }
+        };
+        let init = {
+            let producer = producer.clone();
+            tokio::task::spawn_blocking(move || producer.init_transactions(Duration::from_secs(10)))
+                .await
+        };
+        match init {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Kafka transactions not initialized yet; retrying");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "producer initialization task failed");
+                return None;
+            }
+        }
+        if let Err(e) = self.codec.register_all().await {
+            tracing::warn!(error = %e, "schemas not registered yet; retrying");
+            return None;
+        }
+        let topic = self.names.name(Topic::Commands);
+        let metadata = {
+            let producer = producer.clone();
+            tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                    .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
+            })
+            .await
+        };
+        let partitions = match metadata {
+            Ok(Ok(n)) if n > 0 => i32::try_from(n).unwrap_or(i32::MAX),
+            other => {
+                tracing::warn!(
+                    ?other,
+                    "topic {} not found; run `scanstream topics ensure`",
+                    self.names.name(Topic::Commands)
+                );
+                return None;
+            }
+        };
+        tracing::info!(transactional_id = %self.config.transactional_id, partitions, "ingest writer ready");
+        Some(Live {
+            producer,
+            command_partitions: partitions,
+        })
+    }
+
+    async fn gather(&self, first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
+        let mut batch = vec![first];
+        let linger_until = tokio::time::Instant::now() + self.config.linger;
+        while batch.len() < self.config.max_requests {
+            match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                _ => break,
+            }
+        }
+        batch
+    }
+
+    /// Writes one batch in one transaction and answers it. Returns true when the producer is
+    /// no longer usable.
+    async fn write_batch(&self, live: &Live, batch: Vec<Pending>) -> bool {
+        let now = Instant::now();
+        let (batch, expired): (Vec<Pending>, Vec<Pending>) =
+            batch.into_iter().partition(|p| p.deadline > now);
+        for p in expired {
+            let _ = p.reply.send(Err(WriteError::Timeout));
+        }
+        let Some(deadline) = batch.iter().map(|p| p.deadline).min() else {
+            return false;
+        };
+        let started = Instant::now();
+        let size = batch.len();
+        let result = self.transaction(live, &batch, deadline).await;
+        let outcome = match &result {
+            Ok(()) => "committed",
+            Err((_, true)) => "fatal",
+            Err(_) => "aborted",
+        };
+        metrics::histogram!("scanstream_ingest_batch_size").record(size as f64);
+        metrics::histogram!("scanstream_ingest_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("scanstream_ingest_transactions_total", "outcome" => outcome)
+            .increment(1);
+        match result {
+            Ok(()) => {
+                self.ready.store(true, Ordering::Release);
+                metrics::counter!("scanstream_ingest_accepted_total").increment(size as u64);
+                for p in batch {
+                    let _ = p.reply.send(Ok(()));
+                }
+                false
+            }
+            Err((error, fatal)) => {
+                tracing::warn!(%error, size, fatal, "ingest transaction failed; requests answered 503");
+                for p in batch {
+                    let _ = p.reply.send(Err(error.clone()));
+                }
+                fatal
+            }
+        }
+    }
+
+    /// Returns the error and whether it is fatal for the producer.
+    async fn transaction(
+        &self,
+        live: &Live,
+        batch: &[Pending],
+        deadline: Instant,
+    ) -> Result<(), (WriteError, bool)> {
+        let producer = &live.producer;
+        producer
+            .begin_transaction()
+            .map_err(|e| (WriteError::Transaction(e.to_string()), is_fatal(&e)))?;
+        let mut deliveries = Vec::new();
+        let mut failed = None;
+        'records: for pending in batch {
+            for record in &pending.records {
+                let topic = self.names.name(record.topic);
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: headers::TRACEPARENT,
+                        value: Some(record.traceparent.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::CORRELATION_ID,
+                        value: Some(record.correlation_id.as_bytes()),
+                    });
+                let partitions: Vec<Option<i32>> = match record.target {
+                    Target::Keyed => vec![None],
+                    Target::AllPartitions => (0..live.command_partitions).map(Some).collect(),
+                };
+                for partition in partitions {
+                    let mut r = FutureRecord::to(&topic)
+                        .key(&record.key)
+                        .payload(&record.payload)
+                        .headers(headers.clone());
+                    if let Some(p) = partition {
+                        r = r.partition(p);
+                    }
+                    match producer.send_result(r) {
+                        Ok(delivery) => deliveries.push(delivery),
+                        Err((e, _)) => {
+                            failed = Some(e);
+                            break 'records;
+                        }
+                    }
+                }
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let committed = match failed {
+            Some(e) => Err(e),
+            None if remaining.is_zero() => Err(KafkaError::Canceled),
+            None => {
+                let producer = producer.clone();
+                tokio::task::spawn_blocking(move || producer.commit_transaction(remaining))
+                    .await
+                    .unwrap_or(Err(KafkaError::Canceled))
+            }
+        };
+        match committed {
+            Ok(()) => {
+                // Every delivery is settled by the commit; any failure would have failed it.
+                for delivery in deliveries {
+                    if let Ok(Err((e, _))) = delivery.await {
+                        tracing::error!(error = %e, "delivery failed after a successful commit");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let fatal = is_fatal(&e);
+                if !fatal {
+                    let producer = producer.clone();
+                    let abort = tokio::task::spawn_blocking(move || {
+                        producer.abort_transaction(Duration::from_secs(5))
+                    })
+                    .await;
+                    if let Ok(Err(abort_error)) = &abort {
+                        // The transaction's fate is now unknown to this producer: replace it, which
+                        // fences the old one so the broker aborts whatever it left open.
+                        tracing::warn!(error = %abort_error, "aborting the failed transaction failed");
+                        return Err((WriteError::Transaction(e.to_string()), true));
+                    }
+                }
+                let error = if matches!(e, KafkaError::Canceled) || remaining.is_zero() {
+                    WriteError::Timeout
+                } else {
+                    WriteError::Transaction(e.to_string())
+                };
+                Err((error, fatal))
+            }
+        }
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_fatal(),
+        _ => false,
+    }
+}
+
+/// Whether the broker answers a metadata request within a second.
+async fn reachable(producer: Arc<FutureProducer<StatsContext>>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(1))
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
