@@ -73,10 +73,19 @@ fn port_or_free(port: u16) -> Result<u16> {
     if port == 0 { free_port() } else { Ok(port) }
 }
 
-/// Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding.
+/// Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding. Like Kafka's own
+/// generator, never one that starts with '-', which command-line tools read as an option.
 fn kafka_cluster_id() -> String {
+    loop {
+        let id = encode_cluster_id(uuid::Uuid::new_v4().into_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn encode_cluster_id(bytes: [u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
     let mut out = String::with_capacity(22);
     let mut buffer = 0u32;
     let mut bits = 0;
@@ -213,6 +222,12 @@ impl LocalCluster {
         let classpath = format!("{}/*", libs.display());
 
         if !kafka_dir.join("data").join("meta.properties").is_file() {
+            let format_log = kafka_dir.join("format.log");
+            let out = File::create(&format_log)
+                .map_err(Error::io(format!("creating {}", format_log.display())))?;
+            let err = out
+                .try_clone()
+                .map_err(Error::io("opening the format log"))?;
             let status = Command::new(&java)
                 .arg("-cp")
                 .arg(&classpath)
@@ -221,15 +236,15 @@ impl LocalCluster {
                 .arg(kafka_cluster_id())
                 .arg("-c")
                 .arg(&properties)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(out)
+                .stderr(err)
                 .status()
                 .map_err(Error::io("formatting Kafka storage"))?;
             if !status.success() {
                 return Err(Error::Exited {
                     service: "kafka storage format",
                     status: status.to_string(),
-                    log: kafka_dir.join("server.log"),
+                    log: format_log,
                 });
             }
         }
@@ -410,7 +425,12 @@ mod tests {
     use super::kafka_cluster_id;
 
     #[test]
-    fn cluster_ids_are_22_url_safe_characters() {
+    fn cluster_ids_are_22_url_safe_characters_never_starting_with_a_dash() {
+        // 0xf8 encodes to '-' as the first character: the generator must never return that.
+        assert!(super::encode_cluster_id([0xf8; 16]).starts_with('-'));
+        for _ in 0..2000 {
+            assert!(!kafka_cluster_id().starts_with('-'));
+        }
         let id = kafka_cluster_id();
         assert_eq!(id.len(), 22);
         assert!(

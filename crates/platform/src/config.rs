@@ -155,6 +155,7 @@ pub struct IngestSettings {
     pub retry_after_seconds: u64,
     pub batch_max_requests: usize,
     pub batch_linger_ms: u64,
+    pub writers: usize,
     pub idempotency_ttl_seconds: u64,
     pub idempotency_capacity: usize,
 }
@@ -281,10 +282,13 @@ impl Settings {
         if !self.ingest.repo_template.is_empty() && !self.ingest.repo_template.contains("{name}") {
             return Err(invalid("ingest.repo_template", "must contain {name}"));
         }
-        if self.ingest.write_timeout_ms == 0 || self.ingest.batch_max_requests == 0 {
+        if self.ingest.write_timeout_ms == 0
+            || self.ingest.batch_max_requests == 0
+            || self.ingest.writers == 0
+        {
             return Err(invalid(
                 "ingest.write_timeout_ms",
-                "write_timeout_ms and batch_max_requests must be positive",
+                "write_timeout_ms, batch_max_requests and writers must be positive",
             ));
         }
         let prefix_ok = self

@@ -41,7 +41,7 @@ pub enum IngestError {
 pub struct Application {
     server: Server,
     port: u16,
-    writer_task: JoinHandle<()>,
+    writer_tasks: Vec<JoinHandle<()>>,
     writer_stop: CancellationToken,
     writer: Writer,
 }
@@ -110,12 +110,13 @@ impl Application {
             .entry("linger.ms".to_owned())
             .or_insert_with(|| "1".to_owned());
         let writer_stop = CancellationToken::new();
-        let (writer, writer_task) = Writer::start(
+        let (writer, writer_tasks) = Writer::start(
             KafkaFactory::new(kafka),
             codec.clone(),
             names,
             WriterConfig {
                 transactional_id: transactional_id(settings),
+                writers: ingest.writers,
                 max_requests: ingest.batch_max_requests,
                 linger: Duration::from_millis(ingest.batch_linger_ms),
                 write_timeout: ingest.write_timeout(),
@@ -163,7 +164,7 @@ impl Application {
         Ok(Application {
             server,
             port,
-            writer_task,
+            writer_tasks,
             writer_stop,
             writer,
         })
@@ -188,7 +189,9 @@ impl Application {
         handle.stop(true).await;
         let served = server.await;
         self.writer_stop.cancel();
-        let _ = self.writer_task.await;
+        for task in self.writer_tasks {
+            let _ = task.await;
+        }
         match served {
             Ok(result) => result.map_err(IngestError::Server),
             Err(e) => Err(IngestError::Server(std::io::Error::other(e))),

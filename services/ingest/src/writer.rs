@@ -16,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use scanstream_contracts::{Codec, Topic, TopicNames, headers};
 use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Where a record goes.
@@ -63,7 +63,11 @@ struct Pending {
 /// Tuning of the writer.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
+    /// Base transactional id; writer `i` uses `<id>-<i>`.
     pub transactional_id: String,
+    /// Writer tasks, each with its own transactional producer: while one commits, the next
+    /// gathers, so a transaction's round trips do not cap throughput.
+    pub writers: usize,
     pub max_requests: usize,
     pub linger: Duration,
     pub write_timeout: Duration,
@@ -74,7 +78,7 @@ pub struct WriterConfig {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Pending>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Vec<AtomicBool>>,
     write_timeout: Duration,
 }
 
@@ -89,27 +93,38 @@ impl Writer {
         names: TopicNames,
         config: WriterConfig,
         stop: CancellationToken,
-    ) -> (Writer, tokio::task::JoinHandle<()>) {
+    ) -> (Writer, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let ready = Arc::new(AtomicBool::new(false));
+        let rx = Arc::new(Mutex::new(rx));
+        let count = config.writers.max(1);
+        let ready: Arc<Vec<AtomicBool>> =
+            Arc::new((0..count).map(|_| AtomicBool::new(false)).collect());
         let writer = Writer {
             tx,
             ready: ready.clone(),
             write_timeout: config.write_timeout,
         };
-        let task = WriterTask {
-            factory,
-            codec,
-            names,
-            config,
-            ready,
-            stop,
-        };
-        (writer, tokio::spawn(task.run(rx)))
+        let tasks = (0..count)
+            .map(|index| {
+                let task = WriterTask {
+                    index,
+                    factory: factory.clone(),
+                    codec: codec.clone(),
+                    names: names.clone(),
+                    transactional_id: format!("{}-{index}", config.transactional_id),
+                    config: config.clone(),
+                    ready: ready.clone(),
+                    stop: stop.clone(),
+                };
+                tokio::spawn(task.run(rx.clone()))
+            })
+            .collect();
+        (writer, tasks)
     }
 
+    /// True when at least one writer has a live producer.
     pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.iter().any(|r| r.load(Ordering::Acquire))
     }
 
     /// Writes `records` in one transaction (possibly with other requests' records) and returns
@@ -140,11 +155,13 @@ impl Writer {
 }
 
 struct WriterTask {
+    index: usize,
     factory: KafkaFactory,
     codec: Arc<Codec>,
     names: TopicNames,
+    transactional_id: String,
     config: WriterConfig,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Vec<AtomicBool>>,
     stop: CancellationToken,
 }
 
@@ -154,58 +171,53 @@ struct Live {
 }
 
 impl WriterTask {
-    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+    fn set_ready(&self, ready: bool) {
+        if let Some(flag) = self.ready.get(self.index) {
+            flag.store(ready, Ordering::Release);
+        }
+    }
+
+    async fn run(self, rx: Arc<Mutex<mpsc::Receiver<Pending>>>) {
         let mut live: Option<Live> = None;
         let mut health = tokio::time::interval(Duration::from_secs(2));
         loop {
             if live.is_none() {
                 live = self.init().await;
-                self.ready.store(live.is_some(), Ordering::Release);
+                self.set_ready(live.is_some());
                 if live.is_none() {
-                    // Answer whatever queued meanwhile, then wait before retrying.
-                    while let Ok(p) = rx.try_recv() {
-                        let _ = p.reply.send(Err(WriteError::NotReady));
-                    }
+                    // Requests stay queued for writers that are live; with none, handlers answer
+                    // 503 at once because no writer is ready.
                     tokio::select! {
                         _ = self.stop.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
                     }
                 }
             }
-            let first = tokio::select! {
-                p = rx.recv() => p,
-                _ = health.tick() => {
-                    if let Some(l) = &live {
-                        self.ready.store(reachable(l.producer.clone()).await, Ordering::Release);
-                    }
-                    continue;
-                }
-                _ = self.stop.cancelled() => None,
+            let Some(batch) = self.next_batch(&rx, &mut health, live.as_ref()).await else {
+                break;
             };
-            let Some(first) = first else { break };
-            let batch = self.gather(first, &mut rx).await;
-            if let Some(l) = &live {
-                let fatal = self.write_batch(l, batch).await;
-                if fatal {
-                    self.ready.store(false, Ordering::Release);
-                    live = None;
-                }
+            if let Some(l) = &live
+                && self.write_batch(l, batch).await
+            {
+                self.set_ready(false);
+                live = None;
             }
         }
-        // Drain: answer what is left so no handler waits on a dropped writer.
+        // Drain: answer what is left so no handler waits on a stopped writer.
+        let mut rx = rx.lock().await;
         rx.close();
         while let Some(p) = rx.recv().await {
             let _ = p.reply.send(Err(WriteError::ShuttingDown));
         }
-        self.ready.store(false, Ordering::Release);
-        tracing::info!("ingest writer stopped");
+        self.set_ready(false);
+        tracing::info!(writer = self.index, "ingest writer stopped");
     }
 
     /// Creates the producer, initializes transactions and registers the schemas.
     async fn init(&self) -> Option<Live> {
         let producer = match self
             .factory
-            .transactional_producer(ClientRole::Ingest, &self.config.transactional_id)
+            .transactional_producer(ClientRole::Ingest, &self.transactional_id)
         {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -255,23 +267,53 @@ impl WriterTask {
                 return None;
             }
         };
-        tracing::info!(transactional_id = %self.config.transactional_id, partitions, "ingest writer ready");
+        tracing::info!(transactional_id = %self.transactional_id, partitions, "ingest writer ready");
         Some(Live {
             producer,
             command_partitions: partitions,
         })
     }
 
-    async fn gather(&self, first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
+    /// Takes the next batch: the first waiting request, then whatever arrives within the linger
+    /// time, up to the batch size; `None` when stopping. Only cancel-safe waits (the lock, the
+    /// first `recv`) race the stop signal and the health tick, so no request taken from the
+    /// queue is ever dropped. Holding the queue while gathering keeps batches whole; it is free
+    /// again while this writer commits.
+    async fn next_batch(
+        &self,
+        rx: &Mutex<mpsc::Receiver<Pending>>,
+        health: &mut tokio::time::Interval,
+        live: Option<&Live>,
+    ) -> Option<Vec<Pending>> {
+        let mut queue = loop {
+            tokio::select! {
+                guard = rx.lock() => break guard,
+                _ = health.tick() => self.check_health(live).await,
+                _ = self.stop.cancelled() => return None,
+            }
+        };
+        let first = loop {
+            tokio::select! {
+                p = queue.recv() => break p?,
+                _ = health.tick() => self.check_health(live).await,
+                _ = self.stop.cancelled() => return None,
+            }
+        };
         let mut batch = vec![first];
         let linger_until = tokio::time::Instant::now() + self.config.linger;
         while batch.len() < self.config.max_requests {
-            match tokio::time::timeout_at(linger_until, rx.recv()).await {
+            match tokio::time::timeout_at(linger_until, queue.recv()).await {
                 Ok(Some(p)) => batch.push(p),
                 _ => break,
             }
         }
-        batch
+        Some(batch)
+    }
+
+    async fn check_health(&self, live: Option<&Live>) {
+        if let Some(l) = live {
+            self.set_ready(reachable(l.producer.clone()).await);
+        }
     }
 
     /// Writes one batch in one transaction and answers it. Returns true when the producer is
@@ -301,7 +343,7 @@ impl WriterTask {
             .increment(1);
         match result {
             Ok(()) => {
-                self.ready.store(true, Ordering::Release);
+                self.set_ready(true);
                 metrics::counter!("scanstream_ingest_accepted_total").increment(size as u64);
                 for p in batch {
                     let _ = p.reply.send(Ok(()));
@@ -365,6 +407,12 @@ impl WriterTask {
                 }
             }
         }
+        if failed.is_none() {
+            failed = self
+                .await_deliveries(producer, deliveries, deadline)
+                .await
+                .err();
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let committed = match failed {
             Some(e) => Err(e),
@@ -377,15 +425,7 @@ impl WriterTask {
             }
         };
         match committed {
-            Ok(()) => {
-                // Every delivery is settled by the commit; any failure would have failed it.
-                for delivery in deliveries {
-                    if let Ok(Err((e, _))) = delivery.await {
-                        tracing::error!(error = %e, "delivery failed after a successful commit");
-                    }
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
                 let fatal = is_fatal(&e);
                 if !fatal {
@@ -409,6 +449,35 @@ impl WriterTask {
                 Err((error, fatal))
             }
         }
+    }
+}
+
+impl WriterTask {
+    /// Waits until every record of the transaction is acknowledged and its delivery report
+    /// released. Committing with nothing in flight matters: rust-rdkafka's flush inside
+    /// `commit_transaction` otherwise polls in 100 ms steps, which would cap every transaction
+    /// at 100 ms.
+    async fn await_deliveries(
+        &self,
+        producer: &FutureProducer<StatsContext>,
+        deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+        deadline: Instant,
+    ) -> Result<(), KafkaError> {
+        let until = tokio::time::Instant::from_std(deadline);
+        for delivery in deliveries {
+            match tokio::time::timeout_at(until, delivery).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, _)))) => return Err(e),
+                Ok(Err(_)) | Err(_) => return Err(KafkaError::Canceled),
+            }
+        }
+        while producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Canceled);
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        Ok(())
     }
 }
 
