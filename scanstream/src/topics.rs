@@ -1,12 +1,9 @@
 //! `scanstream topics ensure`.
 
-use std::time::Duration;
-
-use scanstream_contracts::{Codec, RegistryConfig, TopicNames};
+use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::kafka::KafkaFactory;
 use scanstream_platform::topics::{self, EnsureReport};
-use secrecy::ExposeSecret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicsError {
@@ -16,23 +13,6 @@ pub enum TopicsError {
     Topics(#[from] topics::TopicsError),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
-}
-
-/// The registry client for `settings`.
-pub fn codec(settings: &Settings) -> Result<Codec, scanstream_contracts::CodecError> {
-    Codec::new(
-        RegistryConfig {
-            url: settings.registry.url.clone(),
-            username: settings.registry.username.clone(),
-            password: settings
-                .registry
-                .password
-                .as_ref()
-                .map(|p| p.expose_secret().to_owned()),
-            timeout: Duration::from_millis(settings.registry.timeout_ms),
-        },
-        TopicNames::new(settings.topics.prefix.clone()),
-    )
 }
 
 /// Creates missing topics, reports drift, and (unless `skip_schemas`) registers every value
@@ -53,7 +33,10 @@ pub async fn ensure(settings: &Settings, skip_schemas: bool) -> Result<EnsureRep
         println!("DRIFT     {drift}");
     }
     if !skip_schemas {
-        for registration in codec(settings)?.register_all().await? {
+        for registration in scanstream_platform::registry::codec(settings)?
+            .register_all()
+            .await?
+        {
             println!(
                 "schema    {} (id {}, BACKWARD)",
                 registration.subject, registration.schema_id

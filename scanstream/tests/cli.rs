@@ -93,7 +93,6 @@ async fn topics_ensure_fails_on_drift_unless_allowed() {
 #[test]
 fn unbuilt_subcommands_say_so_and_fail() {
     for sub in [
-        "ingest",
         "scanner",
         "aggregator",
         "scheduler",

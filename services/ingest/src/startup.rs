@@ -9,7 +9,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use metrics_exporter_prometheus::PrometheusHandle;
-use scanstream_contracts::{Codec, TopicNames};
+use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
 use scanstream_platform::kafka::KafkaFactory;
@@ -74,19 +74,7 @@ impl Application {
     ) -> Result<Application, IngestError> {
         let ingest = settings.ingest.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
-        let codec = Arc::new(Codec::new(
-            scanstream_contracts::RegistryConfig {
-                url: settings.registry.url.clone(),
-                username: settings.registry.username.clone(),
-                password: settings
-                    .registry
-                    .password
-                    .as_ref()
-                    .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned()),
-                timeout: Duration::from_millis(settings.registry.timeout_ms),
-            },
-            names.clone(),
-        )?);
+        let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
         let policy = RepoPolicy::new(&ingest.file_roots, &ingest.allowed_hosts)
             .map_err(|e| IngestError::Config(e.to_string()))?;
         let mut kafka = settings.kafka.clone();
@@ -125,6 +113,11 @@ impl Application {
             writer_stop.clone(),
         );
         let auth = Authenticator::new(&settings.api);
+        if auth.enabled() && settings.api.tokens.is_empty() {
+            tracing::warn!(
+                "auth is on but api.tokens is empty: every POST and DELETE will get 401"
+            );
+        }
         if !auth.enabled() {
             tracing::warn!(listen = %settings.api.listen, "AUTHENTICATION IS OFF: anyone who can reach this address can submit scans (allowed only on loopback)");
         }
