@@ -59,8 +59,10 @@ pub enum Command {
     Token(TokenCommand),
     /// Scanner consumer group (not available yet).
     Scanner(NotYet),
-    /// Aggregator that serves job stats (not available yet).
-    Aggregator(NotYet),
+    /// Run the aggregator: fold scans.events into job state exactly once (changelog
+    /// scans.job-state), keep it in a local store, and serve GET /jobs/stats, /jobs/{uuid},
+    /// /jobs, /stats/summary, /health_check, /livez, /readyz, /metrics, /openapi.json.
+    Aggregator(AggregatorArgs),
     /// Scheduler that fires scheduled scans (not available yet).
     Scheduler(NotYet),
     /// Submit a scan through the REST API (not available yet).
@@ -80,14 +82,17 @@ impl Command {
     pub fn not_yet(&self) -> Option<&'static str> {
         match self {
             Command::Scanner(_) => Some("scanner"),
-            Command::Aggregator(_) => Some("aggregator"),
             Command::Scheduler(_) => Some("scheduler"),
             Command::Submit(_) => Some("submit"),
             Command::Stats(_) => Some("stats"),
             Command::Scan(_) => Some("scan"),
             Command::Replay(_) => Some("replay"),
             Command::Audit(_) => Some("audit"),
-            Command::Topics(_) | Command::Up(_) | Command::Ingest(_) | Command::Token(_) => None,
+            Command::Topics(_)
+            | Command::Up(_)
+            | Command::Ingest(_)
+            | Command::Aggregator(_)
+            | Command::Token(_) => None,
         }
     }
 }
@@ -105,6 +110,16 @@ pub struct IngestArgs {
     /// Address to listen on (api.listen), e.g. 0.0.0.0:8080.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AggregatorArgs {
+    /// Address to listen on (api.listen), e.g. 0.0.0.0:8081.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Folder of the local store (aggregator.data_dir); rebuilt from the changelog when empty.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

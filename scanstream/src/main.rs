@@ -72,6 +72,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Aggregator(_) => {
+            let app = scanstream_aggregator::Application::build(&base, metrics).await?;
+            println!("scanstream aggregator listening on port {}", app.port());
+            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Up(args) => {
             up::run(&cli.global, &args).await?;
             Ok(ExitCode::SUCCESS)

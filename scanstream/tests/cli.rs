@@ -94,7 +94,6 @@ async fn topics_ensure_fails_on_drift_unless_allowed() {
 fn unbuilt_subcommands_say_so_and_fail() {
     for sub in [
         "scanner",
-        "aggregator",
         "scheduler",
         "submit",
         "stats",

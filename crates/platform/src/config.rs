@@ -34,6 +34,7 @@ pub struct Settings {
     pub topics: TopicSettings,
     pub api: ApiSettings,
     pub ingest: IngestSettings,
+    pub aggregator: AggregatorSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -166,6 +167,26 @@ impl IngestSettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatorSettings {
+    pub data_dir: String,
+    pub instance_id: String,
+    pub group_id: String,
+    pub batch_max_events: usize,
+    pub batch_linger_ms: u64,
+}
+
+impl AggregatorSettings {
+    /// `instance_id`, else `$HOSTNAME`, else `aggregator`.
+    pub fn instance(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "aggregator".to_owned())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -290,6 +311,9 @@ impl Settings {
                 "ingest.write_timeout_ms",
                 "write_timeout_ms, batch_max_requests and writers must be positive",
             ));
+        }
+        if self.aggregator.batch_max_events == 0 {
+            return Err(invalid("aggregator.batch_max_events", "must be positive"));
         }
         let prefix_ok = self
             .topics

@@ -201,6 +201,33 @@ impl KafkaFactory {
     }
 }
 
+/// Waits until every record of a transaction is acknowledged and its delivery report released,
+/// before `deadline`. Call it before `commit_transaction`: rust-rdkafka flushes inside the commit
+/// and, with anything still in flight, its flush polls in 100 ms steps, which would make every
+/// transaction last at least 100 ms.
+pub async fn settle(
+    producer: &FutureProducer<StatsContext>,
+    deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    deadline: std::time::Instant,
+) -> Result<(), RdKafkaError> {
+    use rdkafka::producer::Producer;
+    let until = tokio::time::Instant::from_std(deadline);
+    for delivery in deliveries {
+        match tokio::time::timeout_at(until, delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err((e, _)))) => return Err(e),
+            Ok(Err(_)) | Err(_) => return Err(RdKafkaError::Canceled),
+        }
+    }
+    while producer.in_flight_count() > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(RdKafkaError::Canceled);
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    Ok(())
+}
+
 /// Client context that exports librdkafka's statistics as metrics and its log lines as
 /// tracing events.
 ///

@@ -286,7 +286,7 @@ mod tests {
         let mut cursors = vec![0; histories.len()];
         let mut out = Vec::new();
         let mut pick = picks.iter().cycle();
-        while out.len() < histories.iter().map(Vec::len).sum() {
+        while out.len() < histories.iter().map(Vec::len).sum::<usize>() {
             let open: Vec<usize> = (0..histories.len())
                 .filter(|&j| cursors[j] < histories[j].len())
                 .collect();

@@ -1,13 +1,22 @@
 //! The aggregator: folds `scans.events` into per-job state, keeps it in a local store with a
 //! compacted changelog (`scans.job-state`), and serves job stats.
 //!
-//! This crate holds the role's pure core so far; the store, the exactly-once consume loop and
-//! the HTTP API are the rest of the aggregator milestone (`scanstream aggregator` still says it
-//! is not available).
-//!
 //! # Layout
 //! - [`fold`]: the pure `(JobState?, ScanEvent) → JobState` and its laws.
+//! - [`store`]: the local redb store of changelog values and changelog checkpoints.
+//! - [`changelog`]: restoring the store from the changelog and following it (every partition).
+//! - [`processor`]: the exactly-once consume → fold → changelog + offsets transaction loop.
 //! - [`stats`]: `GET /jobs/stats` in the job manager's format.
+//! - [`api`], [`openapi`]: the read API and its OpenAPI document.
+//! - [`startup`]: building and running the role.
 
+pub mod api;
+pub mod changelog;
 pub mod fold;
+pub mod openapi;
+pub mod processor;
+pub mod startup;
 pub mod stats;
+pub mod store;
+
+pub use startup::{AggregatorError, Application};

@@ -408,8 +408,7 @@ impl WriterTask {
             }
         }
         if failed.is_none() {
-            failed = self
-                .await_deliveries(producer, deliveries, deadline)
+            failed = scanstream_platform::kafka::settle(producer, deliveries, deadline)
                 .await
                 .err();
         }
@@ -449,35 +448,6 @@ impl WriterTask {
                 Err((error, fatal))
             }
         }
-    }
-}
-
-impl WriterTask {
-    /// Waits until every record of the transaction is acknowledged and its delivery report
-    /// released. Committing with nothing in flight matters: rust-rdkafka's flush inside
-    /// `commit_transaction` otherwise polls in 100 ms steps, which would cap every transaction
-    /// at 100 ms.
-    async fn await_deliveries(
-        &self,
-        producer: &FutureProducer<StatsContext>,
-        deliveries: Vec<rdkafka::producer::DeliveryFuture>,
-        deadline: Instant,
-    ) -> Result<(), KafkaError> {
-        let until = tokio::time::Instant::from_std(deadline);
-        for delivery in deliveries {
-            match tokio::time::timeout_at(until, delivery).await {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) => return Err(e),
-                Ok(Err(_)) | Err(_) => return Err(KafkaError::Canceled),
-            }
-        }
-        while producer.in_flight_count() > 0 {
-            if Instant::now() >= deadline {
-                return Err(KafkaError::Canceled);
-            }
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        Ok(())
     }
 }
 
