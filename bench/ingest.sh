@@ -21,7 +21,7 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scanstream/target}"
 echo "== building (release)"
 # One invocation, so shared dependencies are built once with one feature set.
-cargo build --locked --release -q -p scanstream -p scanstream-testcontainers -p scanstream-ingest --bins --examples
+cargo build --locked --release -q -p scanstream -p scanstream-testcontainers -p scanstream-ingest -p scanstream-aggregator --bins --examples
 bin="$CARGO_TARGET_DIR/release"
 
 export BENCH_DURATION=$duration BENCH_CONNECTIONS=$connections BENCH_BIN=$bin

@@ -98,6 +98,15 @@ pub struct Registration {
     pub schema_id: u32,
 }
 
+/// How a writer schema (by registry id) relates to one of this binary's schemas; computed once
+/// per pair, since comparing schemas costs far more than decoding a record.
+#[derive(Debug, Clone)]
+enum Relation {
+    Same,
+    Evolved,
+    Other(String),
+}
+
 /// Encodes and decodes scanstream's topic values.
 #[derive(Clone)]
 pub struct Codec {
@@ -107,6 +116,10 @@ pub struct Codec {
     encoder: EasyAvroEncoder,
     decoder: EasyAvroDecoder,
     http: reqwest::Client,
+    /// The subject strategy (with the schema text) per topic, built once.
+    strategies: std::sync::Arc<std::collections::HashMap<Topic, SubjectNameStrategy>>,
+    relations:
+        std::sync::Arc<std::sync::RwLock<std::collections::HashMap<(u32, SchemaFile), Relation>>>,
 }
 
 const SR_CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -125,7 +138,22 @@ impl Codec {
             .timeout(config.timeout)
             .build()
             .map_err(|e| CodecError::Client(e.to_string()))?;
+        let mut strategies = std::collections::HashMap::new();
+        for topic in Topic::ALL {
+            if let Some(file) = topic.value_schema() {
+                strategies.insert(
+                    topic,
+                    SubjectNameStrategy::TopicNameStrategyWithSchema(
+                        names.name(topic),
+                        false,
+                        supplied_schema(file)?,
+                    ),
+                );
+            }
+        }
         Ok(Self {
+            strategies: std::sync::Arc::new(strategies),
+            relations: Default::default(),
             encoder: EasyAvroEncoder::new(settings.clone()),
             decoder: EasyAvroDecoder::new(settings.clone()),
             names,
@@ -145,15 +173,13 @@ impl Codec {
         topic: Topic,
         value: &T,
     ) -> Result<Vec<u8>, CodecError> {
-        let file = check_topic::<T>(topic)?;
-        let supplied = supplied_schema(file)?;
-        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
-            self.names.name(topic),
-            false,
-            supplied,
-        );
+        check_topic::<T>(topic)?;
+        let strategy = self.strategies.get(&topic).ok_or(CodecError::WrongTopic {
+            topic,
+            record: T::SCHEMA.file_name(),
+        })?;
         self.encoder
-            .encode_struct(value, &strategy)
+            .encode_struct(value, strategy)
             .await
             .map_err(|e| {
                 if e.retriable {
@@ -174,15 +200,37 @@ impl Codec {
             .map_err(registry_error)?
             .ok_or_else(|| CodecError::Decode("empty payload".to_owned()))?;
         let writer = &decoded.schema.parsed;
-        let expected = reader.name().map(|n| n.fullname(None)).unwrap_or_default();
-        let found = writer.name().map(|n| n.fullname(None)).unwrap_or_default();
-        if expected != found {
-            return Err(CodecError::WrongRecord { expected, found });
-        }
-        let value = if writer.canonical_form() == reader.canonical_form() {
-            decoded.value
-        } else {
-            resolve(decoded.value, writer, reader)?
+        let key = (decoded.schema.id, T::SCHEMA);
+        let known = self
+            .relations
+            .read()
+            .ok()
+            .and_then(|r| r.get(&key).cloned());
+        let relation = match known {
+            Some(relation) => relation,
+            None => {
+                let expected = reader.name().map(|n| n.fullname(None)).unwrap_or_default();
+                let found = writer.name().map(|n| n.fullname(None)).unwrap_or_default();
+                let relation = if expected != found {
+                    Relation::Other(found)
+                } else if writer.canonical_form() == reader.canonical_form() {
+                    Relation::Same
+                } else {
+                    Relation::Evolved
+                };
+                if let Ok(mut r) = self.relations.write() {
+                    r.insert(key, relation.clone());
+                }
+                relation
+            }
+        };
+        let value = match relation {
+            Relation::Same => decoded.value,
+            Relation::Evolved => resolve(decoded.value, writer, reader)?,
+            Relation::Other(found) => {
+                let expected = reader.name().map(|n| n.fullname(None)).unwrap_or_default();
+                return Err(CodecError::WrongRecord { expected, found });
+            }
         };
         apache_avro::from_value::<T>(&value).map_err(CodecError::Mapping)
     }

@@ -61,7 +61,10 @@ pub enum FollowError {
     NoTopic(String),
 }
 
-const BATCH: usize = 10_000;
+const BATCH: usize = 50_000;
+/// Store commits are fsynced at most this often; a crash loses at most this much, and the
+/// changelog replays it (data and checkpoints are committed together).
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Restores the store from the changelog, marks `progress` restored, then follows the changelog
 /// until `stop`.
@@ -100,6 +103,7 @@ pub async fn follow(
     consumer.assign(&assignment)?;
 
     let started = Instant::now();
+    let mut last_durable = Instant::now();
     let mut restored_records: u64 = 0;
     let mut restoring = true;
     loop {
@@ -158,7 +162,11 @@ pub async fn follow(
             let count = changes.len() as u64;
             let points: Vec<(i32, i64)> = checkpoints.into_iter().collect();
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.apply(&changes, &points, true))
+            let durable = last_durable.elapsed() >= DURABLE_EVERY;
+            if durable {
+                last_durable = Instant::now();
+            }
+            tokio::task::spawn_blocking(move || store.apply(&changes, &points, durable))
                 .await
                 .map_err(|e| {
                     crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(e)))
@@ -186,8 +194,16 @@ pub async fn follow(
                     .is_some_and(|c| c >= *high)
         });
         progress.set(positions);
-        if restoring && caught_up {
+        if caught_up {
             restoring = false;
+            // The restored state is made durable before anyone relies on it.
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.apply(&[], &[], true))
+                .await
+                .map_err(|e| {
+                    crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(e)))
+                })??;
+            last_durable = Instant::now();
             let seconds = started.elapsed().as_secs_f64();
             metrics::gauge!("scanstream_aggregator_restore_duration_seconds").set(seconds);
             metrics::gauge!("scanstream_aggregator_restore_records").set(restored_records as f64);

@@ -227,20 +227,6 @@ impl Processor {
         Ok(())
     }
 
-    async fn load(
-        &self,
-        job: JobId,
-        cache: &HashMap<JobId, JobState>,
-    ) -> Result<Option<JobState>, ProcessError> {
-        if let Some(state) = cache.get(&job) {
-            return Ok(Some(state.clone()));
-        }
-        match self.store.get(job.0.as_u128())? {
-            Some(stored) => Ok(Some(self.codec.decode::<JobState>(&stored.value).await?)),
-            None => Ok(None),
-        }
-    }
-
     async fn batch(
         &self,
         consumer: &Arc<StreamConsumer<RebalanceContext>>,
@@ -252,8 +238,7 @@ impl Processor {
         let started = Instant::now();
         let events_topic = self.names.name(Topic::Events);
         let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut dirty: HashMap<JobId, JobState> = HashMap::new();
-        let mut duplicates = 0u64;
+        let mut events = Vec::with_capacity(batch.len());
         for message in &batch {
             let partition = message.partition();
             offsets.insert(partition, message.offset() + 1);
@@ -271,22 +256,53 @@ impl Processor {
                 metrics::counter!("scanstream_aggregator_undecodable_total").increment(1);
                 continue;
             };
-            let event: ScanEvent = match self.codec.decode(payload).await {
-                Ok(e) => e,
+            match self.codec.decode::<ScanEvent>(payload).await {
+                Ok(e) => events.push(e),
                 Err(e) if e.is_transient() => return Err(e.into()),
                 Err(e) => {
                     // Never stops the fold; `scanstream audit` reports such records too.
                     tracing::error!(partition, offset = message.offset(), error = %e, "undecodable event skipped");
                     metrics::counter!("scanstream_aggregator_undecodable_total").increment(1);
-                    continue;
                 }
-            };
-            let current = match dirty.get(&event.job_id) {
+            }
+        }
+        // The states this batch starts from: cached, else one store read for all of them.
+        let mut missing: Vec<JobId> = events
+            .iter()
+            .map(|e| e.job_id)
+            .filter(|j| !cache.contains_key(j))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        let mut current: HashMap<JobId, Option<JobState>> = HashMap::with_capacity(missing.len());
+        if !missing.is_empty() {
+            let ids: Vec<u128> = missing.iter().map(|j| j.0.as_u128()).collect();
+            let store = self.store.clone();
+            let stored = tokio::task::spawn_blocking(move || store.get_many(&ids))
+                .await
+                .map_err(|e| {
+                    crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(e)))
+                })??;
+            for (job, stored) in missing.into_iter().zip(stored) {
+                let state = match stored {
+                    Some(s) => Some(self.codec.decode::<JobState>(&s.value).await?),
+                    None => None,
+                };
+                current.insert(job, state);
+            }
+        }
+        let mut dirty: HashMap<JobId, JobState> = HashMap::new();
+        let mut duplicates = 0u64;
+        for event in &events {
+            let before = match dirty.get(&event.job_id) {
                 Some(s) => Some(s.clone()),
-                None => self.load(event.job_id, cache).await?,
+                None => cache
+                    .get(&event.job_id)
+                    .cloned()
+                    .or_else(|| current.get(&event.job_id).cloned().flatten()),
             };
-            let next = fold(current.clone(), &event);
-            if current.as_ref() == Some(&next) {
+            let next = fold(before.clone(), event);
+            if before.as_ref() == Some(&next) {
                 duplicates += 1;
                 continue;
             }

@@ -107,6 +107,15 @@ impl Store {
         Ok(applied)
     }
 
+    /// Several jobs in one read transaction.
+    pub fn get_many(&self, jobs: &[u128]) -> Result<Vec<Option<Stored>>, StoreError> {
+        let read = self.db.begin_read().map_err(err)?;
+        let table = read.open_table(JOBS).map_err(err)?;
+        jobs.iter()
+            .map(|job| Ok(table.get(*job).map_err(err)?.map(|g| split(g.value()))))
+            .collect()
+    }
+
     pub fn get(&self, job: u128) -> Result<Option<Stored>, StoreError> {
         let read = self.db.begin_read().map_err(err)?;
         let jobs = read.open_table(JOBS).map_err(err)?;
