@@ -324,9 +324,57 @@ pub async fn observe(
     Ok(response)
 }
 
+/// The fallback route of a service whose routes are `routes` ((method, path) pairs, `{x}` for a
+/// path parameter): `405` on a known path with another method, `404` otherwise.
+pub fn unmatched(routes: &[(&str, &str)], req: &HttpRequest) -> HttpResponse {
+    let known_path = routes
+        .iter()
+        .any(|(_, pattern)| path_matches(pattern, req.path()));
+    let problem = if known_path {
+        Problem::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{} is not supported here", req.method()),
+        )
+    } else {
+        Problem::new(
+            404,
+            "not-found",
+            "Not found",
+            "no such route; see /openapi.json",
+        )
+    };
+    problem.error_response()
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let a: Vec<&str> = pattern.split('/').collect();
+    let b: Vec<&str> = path.split('/').collect();
+    a.len() == b.len() && a.iter().zip(&b).all(|(p, s)| p.starts_with('{') || p == s)
+}
+
+/// `GET /health_check`, the job manager's health route: up while the process runs.
+pub async fn health_check() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /livez`: the liveness probe.
+pub async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_patterns_match_paths_segment_by_segment() {
+        assert!(path_matches("/jobs/{uuid}", "/jobs/abc"));
+        assert!(path_matches("/jobs", "/jobs"));
+        assert!(!path_matches("/jobs/{uuid}", "/jobs"));
+        assert!(!path_matches("/jobs/stats", "/jobs/other"));
+    }
 
     #[test]
     fn traceparent_continues_a_valid_trace_and_starts_one_otherwise() {

@@ -45,8 +45,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/jobs/{uuid}", web::get().to(job))
         .route("/jobs", web::get().to(list))
         .route("/stats/summary", web::get().to(summary))
-        .route("/health_check", web::get().to(health_check))
-        .route("/livez", web::get().to(livez))
+        .route(
+            "/health_check",
+            web::get().to(scanstream_platform::http::health_check),
+        )
+        .route("/livez", web::get().to(scanstream_platform::http::livez))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/openapi.json", web::get().to(openapi))
@@ -303,14 +306,6 @@ async fn summary(
     .await
 }
 
-async fn health_check() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
-
-async fn livez() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "alive"}))
-}
-
 /// Ready when the store is restored from the changelog and the fold is running.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let restored = state.progress.restored();
@@ -337,24 +332,5 @@ async fn openapi() -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    let problem = if req.method() != actix_web::http::Method::GET
-        && ROUTES
-            .iter()
-            .any(|(_, p)| !p.contains('{') && *p == req.path())
-    {
-        Problem::new(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            format!("{} is not supported here", req.method()),
-        )
-    } else {
-        Problem::new(
-            404,
-            "not-found",
-            "Not found",
-            "no such route; see /openapi.json",
-        )
-    };
-    actix_web::ResponseError::error_response(&problem)
+    scanstream_platform::http::unmatched(ROUTES, &req)
 }

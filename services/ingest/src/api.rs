@@ -52,8 +52,11 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/jobs", web::post().to(submit))
         .route("/jobs/{uuid}", web::delete().to(cancel))
-        .route("/health_check", web::get().to(health_check))
-        .route("/livez", web::get().to(livez))
+        .route(
+            "/health_check",
+            web::get().to(scanstream_platform::http::health_check),
+        )
+        .route("/livez", web::get().to(scanstream_platform::http::livez))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/openapi.json", web::get().to(openapi))
@@ -410,15 +413,6 @@ async fn cancel(
     result.map_err(|p: Problem| p.with_correlation(correlation))
 }
 
-/// The job-manager seed's health route.
-async fn health_check() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
-async fn livez() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
-}
-
 /// Ready when the producer is connected and its transactions initialized.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.writer.ready() {
@@ -439,27 +433,5 @@ async fn openapi() -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    let known_path = ROUTES.iter().any(|(_, p)| path_matches(p, req.path()));
-    let problem = if known_path {
-        Problem::new(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            format!("{} is not supported here", req.method()),
-        )
-    } else {
-        Problem::new(
-            404,
-            "not-found",
-            "Not found",
-            "no such route; see /openapi.json",
-        )
-    };
-    actix_web::ResponseError::error_response(&problem)
-}
-
-fn path_matches(pattern: &str, path: &str) -> bool {
-    let a: Vec<&str> = pattern.split('/').collect();
-    let b: Vec<&str> = path.split('/').collect();
-    a.len() == b.len() && a.iter().zip(&b).all(|(p, s)| p.starts_with('{') || p == s)
+    scanstream_platform::http::unmatched(ROUTES, &req)
 }
