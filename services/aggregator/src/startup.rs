@@ -46,6 +46,9 @@ pub struct Application {
     port: u16,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// To tell when a crashed instance has let go of its store (blocking writes in flight
+    /// outlive the aborted tasks that started them).
+    store: std::sync::Weak<Store>,
 }
 
 async fn observe(
@@ -63,6 +66,7 @@ impl Application {
         let config = settings.aggregator.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let store = Arc::new(Store::open(&PathBuf::from(&config.data_dir))?);
+        let store_ref = Arc::downgrade(&store);
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
         let factory = KafkaFactory::new(settings.kafka.clone());
         let progress = Arc::new(Progress::default());
@@ -174,6 +178,7 @@ impl Application {
             port,
             stop,
             tasks: vec![follower, processing],
+            store: store_ref,
         })
     }
 
@@ -209,6 +214,11 @@ impl Application {
         let _ = self.serving.await;
         for task in self.tasks {
             let _ = task.await;
+        }
+        // Like a dead process, a crashed instance holds no file lock once this returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.store.strong_count() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

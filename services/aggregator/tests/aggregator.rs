@@ -109,9 +109,18 @@ impl Harness {
         let s = settings(&self.scope, data_dir, instance);
         let metrics =
             scanstream_platform::telemetry::metrics_handle().unwrap_or_else(|e| panic!("{e}"));
-        let app = Application::build(&s, metrics)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        // A crashed instance's store may still be closing on a blocking thread (a real restart
+        // is a new process, after the old one exited): retry the open briefly.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let app = loop {
+            match Application::build(&s, metrics.clone()).await {
+                Ok(app) => break app,
+                Err(e) if e.to_string().contains("already open") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let base = format!("http://127.0.0.1:{}", app.port());
         (app, base)
     }
