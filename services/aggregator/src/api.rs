@@ -80,10 +80,10 @@ async fn all_jobs(state: &AppState) -> Result<Vec<JobState>, Problem> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let store = state.store.clone();
-        let page = tokio::task::spawn_blocking(move || store.page(after, 10_000))
+        let page = state
+            .store
+            .blocking(move |s| s.page(after, 10_000))
             .await
-            .map_err(internal)?
             .map_err(internal)?;
         let Some(last) = page.last() else { break };
         after = Some(last.0);
@@ -134,10 +134,10 @@ async fn job(
         authorize(&state, &req)?;
         let id = uuid::Uuid::parse_str(&path)
             .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
-        let store = state.store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.get(id.as_u128()))
+        let stored = state
+            .store
+            .blocking(move |s| s.get(id.as_u128()))
             .await
-            .map_err(internal)?
             .map_err(internal)?;
         match stored {
             Some(stored) => {
@@ -223,10 +223,10 @@ async fn list(
         let mut jobs = Vec::new();
         let mut exhausted = false;
         while jobs.len() < limit {
-            let store = state.store.clone();
-            let page = tokio::task::spawn_blocking(move || store.page(after, 1000))
+            let page = state
+                .store
+                .blocking(move |s| s.page(after, 1000))
                 .await
-                .map_err(internal)?
                 .map_err(internal)?;
             if page.is_empty() {
                 exhausted = true;

@@ -169,24 +169,22 @@ pub async fn follow(
                 Change::Put { job, .. } | Change::Delete { job } => *job,
             });
             let points: Vec<(i32, i64)> = checkpoints.into_iter().collect();
-            let store = store.clone();
             let durable = last_durable.elapsed() >= DURABLE_EVERY;
             if durable {
                 last_durable = Instant::now();
             }
             let applying = Instant::now();
-            let applied = tokio::task::spawn_blocking(move || {
-                if restoring && empty_at_start {
-                    store.restore(&changes, &points, durable)
-                } else {
-                    store.apply(&changes, &points, durable)
-                }
-            })
-            .await;
+            let applied = store
+                .blocking(move |s| {
+                    if restoring && empty_at_start {
+                        s.restore(&changes, &points, durable)
+                    } else {
+                        s.apply(&changes, &points, durable)
+                    }
+                })
+                .await;
             store_time += applying.elapsed();
-            applied.map_err(|e| {
-                crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(e)))
-            })??;
+            applied?;
             metrics::counter!("scanstream_aggregator_changelog_records_total").increment(count);
             if restoring {
                 restored_records += count;
@@ -214,12 +212,7 @@ pub async fn follow(
         if caught_up {
             restoring = false;
             // The restored state is made durable before anyone relies on it.
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.apply(&[], &[], true))
-                .await
-                .map_err(|e| {
-                    crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(e)))
-                })??;
+            store.blocking(|s| s.apply(&[], &[], true)).await?;
             last_durable = Instant::now();
             let seconds = started.elapsed().as_secs_f64();
             metrics::gauge!("scanstream_aggregator_restore_duration_seconds").set(seconds);

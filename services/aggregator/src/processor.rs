@@ -277,12 +277,7 @@ impl Processor {
         let mut current: HashMap<JobId, Option<JobState>> = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {
             let ids: Vec<u128> = missing.iter().map(|j| j.0.as_u128()).collect();
-            let store = self.store.clone();
-            let stored = tokio::task::spawn_blocking(move || store.get_many(&ids))
-                .await
-                .map_err(|e| {
-                    crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(e)))
-                })??;
+            let stored = self.store.blocking(move |s| s.get_many(&ids)).await?;
             for (job, stored) in missing.into_iter().zip(stored) {
                 let state = match stored {
                     Some(s) => Some(self.codec.decode::<JobState>(&s.value).await?),
@@ -365,14 +360,9 @@ impl Processor {
                 },
             })
             .collect();
-        {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.apply(&changes, &[], false))
-                .await
-                .map_err(|e| {
-                    crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(e)))
-                })??;
-        }
+        self.store
+            .blocking(move |s| s.apply(&changes, &[], false))
+            .await?;
         let folded = dirty.len();
         cache.extend(dirty);
         metrics::counter!("scanstream_aggregator_events_folded_total")

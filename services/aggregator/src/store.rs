@@ -7,6 +7,7 @@
 //! from the changelog.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -45,6 +46,18 @@ pub struct Store {
 }
 
 impl Store {
+    /// Runs `work` on the store on the blocking pool: redb calls block on disk, and async tasks
+    /// (HTTP handlers, the fold, the follower) must not.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| err(redb::StorageError::Io(std::io::Error::other(e))))?
+    }
+
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| err(redb::StorageError::Io(e)))?;
