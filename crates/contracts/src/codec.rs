@@ -112,7 +112,6 @@ enum Relation {
 pub struct Codec {
     names: TopicNames,
     config: RegistryConfig,
-    settings: SrSettings,
     encoder: EasyAvroEncoder,
     decoder: EasyAvroDecoder,
     http: reqwest::Client,
@@ -158,7 +157,6 @@ impl Codec {
             decoder: EasyAvroDecoder::new(settings.clone()),
             names,
             config,
-            settings,
             http,
         })
     }
@@ -309,11 +307,6 @@ impl Codec {
             Some(user) => request.basic_auth(user, self.config.password.as_deref()),
             None => request,
         }
-    }
-
-    /// The underlying registry settings, for callers that need raw registry calls.
-    pub fn registry_settings(&self) -> &SrSettings {
-        &self.settings
     }
 }
 

@@ -48,11 +48,6 @@ impl ScanEvent {
             payload,
         }
     }
-
-    /// A bounded name of the payload kind, for metrics labels and filters.
-    pub fn kind(&self) -> &'static str {
-        self.payload.kind()
-    }
 }
 
 /// The union of event kinds; variant order is the order of the Avro union.
@@ -65,40 +60,6 @@ pub enum EventPayload {
     ScanSucceeded(ScanSucceeded),
     ScanFailed(ScanFailed),
     ScanCancelled(ScanCancelled),
-}
-
-impl EventPayload {
-    pub const KINDS: [&'static str; 7] = [
-        "JobSubmitted",
-        "ScanStarted",
-        "RepoFetched",
-        "EngineCompleted",
-        "ScanSucceeded",
-        "ScanFailed",
-        "ScanCancelled",
-    ];
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            EventPayload::JobSubmitted(_) => "JobSubmitted",
-            EventPayload::ScanStarted(_) => "ScanStarted",
-            EventPayload::RepoFetched(_) => "RepoFetched",
-            EventPayload::EngineCompleted(_) => "EngineCompleted",
-            EventPayload::ScanSucceeded(_) => "ScanSucceeded",
-            EventPayload::ScanFailed(_) => "ScanFailed",
-            EventPayload::ScanCancelled(_) => "ScanCancelled",
-        }
-    }
-
-    /// True for the events that end an attempt.
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            EventPayload::ScanSucceeded(_)
-                | EventPayload::ScanFailed(_)
-                | EventPayload::ScanCancelled(_)
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

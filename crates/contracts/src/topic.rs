@@ -57,15 +57,6 @@ impl Topic {
         Topic::ALL.into_iter().find(|t| t.base_name() == name)
     }
 
-    /// What the record key holds.
-    pub const fn key_description(self) -> &'static str {
-        match self {
-            Topic::Commands | Topic::CommandsDlq => "normalized repository URL (UTF-8)",
-            Topic::Events | Topic::Findings | Topic::JobState => "job id (UTF-8, hyphenated uuid)",
-            Topic::Schedules => "schedule name (UTF-8)",
-        }
-    }
-
     /// The value schema, or `None` for the DLQ (which keeps the original bytes).
     pub const fn value_schema(self) -> Option<SchemaFile> {
         match self {

@@ -323,7 +323,7 @@ async fn accept(
     let records = vec![
         Record {
             topic: Topic::Commands,
-            key: repo.as_str().to_owned(),
+            key: repo.key().as_str().to_owned(),
             payload: encode(state, Topic::Commands, &command).await?,
             target: Target::Keyed,
             traceparent: context.traceparent.clone(),

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use scanstream_contracts::RepoKey;
 use url::Url;
 
 use super::Invalid;
@@ -27,6 +28,11 @@ pub struct RepoUrl {
 impl RepoUrl {
     pub fn as_str(&self) -> &str {
         &self.normalized
+    }
+
+    /// The record key of this repository's commands on `scans.commands`.
+    pub fn key(&self) -> RepoKey {
+        RepoKey::from_normalized(&self.normalized)
     }
 }
 
