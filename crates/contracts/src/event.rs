@@ -7,6 +7,11 @@ use crate::finding::SeverityCounts;
 use crate::ids::{EventId, JobId, RunId};
 use crate::schema::{AvroRecord, SchemaFile};
 
+/// The `sequence` of every terminal event (`ScanSucceeded`, `ScanFailed`, `ScanCancelled`): an
+/// attempt's terminal event always has the same id, whichever scanner writes it, so an attempt
+/// has exactly one terminal event even when a scanner that took over closes it.
+pub const TERMINAL_SEQUENCE: i32 = i32::MAX;
+
 /// One fact in a job's life. `event_id` is always `EventId::derive(job_id, run_id, attempt,
 /// sequence)`; [`ScanEvent::new`] keeps that invariant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

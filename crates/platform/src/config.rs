@@ -35,6 +35,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub ingest: IngestSettings,
     pub aggregator: AggregatorSettings,
+    pub scanner: ScannerSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -187,6 +188,72 @@ impl AggregatorSettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScannerSettings {
+    /// Shared cache folder: repository mirrors, the result cache and the attempt ledger.
+    pub cache_dir: String,
+    pub group_id: String,
+    /// Names this instance in events (`ScanStarted.scanner_id`); empty means `$HOSTNAME`.
+    pub instance_id: String,
+    /// Scans run at once by one scanner.
+    pub concurrency: usize,
+    /// Commands read ahead beyond the running scans before the partitions are paused.
+    pub queue_max: usize,
+    pub job_timeout_seconds: u64,
+    /// Attempts of one run, interrupted ones included.
+    pub max_attempts: i32,
+    pub retry_backoff_ms: u64,
+    pub fetch_timeout_seconds: u64,
+    pub lock_timeout_seconds: u64,
+    pub refetch_after_seconds: u64,
+    pub max_blob_bytes: u64,
+    pub mirror_max_idle_hours: u64,
+    pub mirror_budget_bytes: u64,
+    pub gc_interval_seconds: u64,
+    /// Attempt ledger entries older than this are removed (longer than command retention).
+    pub ledger_retention_hours: u64,
+    /// On shutdown, running scans get this long to finish before they are abandoned.
+    pub drain_timeout_seconds: u64,
+    /// User rule files merged onto the built-in rule pack.
+    pub rule_files: Vec<String>,
+    /// A file of finding fingerprints to ignore, one per line; empty for none.
+    pub ignore_file: String,
+    /// Key of the findings' fingerprints (HMAC); unset uses a built-in key.
+    #[serde(default)]
+    pub fingerprint_key: Option<SecretString>,
+    #[serde(default)]
+    pub credentials: Vec<CredentialSettings>,
+}
+
+impl ScannerSettings {
+    /// `instance_id`, else `$HOSTNAME`, else `scanner`.
+    pub fn instance(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "scanner".to_owned())
+    }
+}
+
+/// Credentials for private repositories on one host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSettings {
+    pub host: String,
+    /// Sent with the token over HTTPS (`x-access-token` suits GitHub, `oauth2` GitLab).
+    #[serde(default = "default_git_user")]
+    pub username: String,
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    #[serde(default)]
+    pub ssh_key_file: Option<String>,
+}
+
+fn default_git_user() -> String {
+    "x-access-token".to_owned()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -311,6 +378,22 @@ impl Settings {
                 "ingest.write_timeout_ms",
                 "write_timeout_ms, batch_max_requests and writers must be positive",
             ));
+        }
+        if self.scanner.concurrency == 0 || self.scanner.max_attempts < 1 {
+            return Err(invalid(
+                "scanner.concurrency",
+                "concurrency and max_attempts must be at least 1",
+            ));
+        }
+        for credential in &self.scanner.credentials {
+            if credential.host.trim().is_empty()
+                || (credential.token.is_none() && credential.ssh_key_file.is_none())
+            {
+                return Err(invalid(
+                    "scanner.credentials",
+                    "every entry needs a host and a token or an ssh_key_file",
+                ));
+            }
         }
         if self.aggregator.batch_max_events == 0 {
             return Err(invalid("aggregator.batch_max_events", "must be positive"));

@@ -1,0 +1,87 @@
+//! A plain folder as a scan source (`scanstream scan PATH` on files that are not read from git).
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::runner::{Item, Place, Reader, Source};
+
+/// Every regular file under a root, `.git` folders and symlinks excluded.
+#[derive(Debug)]
+pub struct DirSource {
+    root: PathBuf,
+    items: Vec<Item>,
+}
+
+impl DirSource {
+    pub fn walk(root: &Path) -> Result<Self, Error> {
+        let mut items = Vec::new();
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                let kind = entry.file_type().map_err(|e| Error::io(&entry.path(), e))?;
+                let path = entry.path();
+                if kind.is_dir() {
+                    if entry.file_name() != ".git" {
+                        pending.push(path);
+                    }
+                } else if kind.is_file() {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    let relative = path.strip_prefix(root).unwrap_or(&path);
+                    let relative = relative
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    items.push(Item {
+                        oid: None,
+                        size,
+                        places: vec![Place {
+                            path: relative,
+                            commit: None,
+                        }],
+                    });
+                }
+            }
+        }
+        items.sort_by(|a, b| a.places[0].path.cmp(&b.places[0].path));
+        Ok(Self {
+            root: root.to_path_buf(),
+            items,
+        })
+    }
+}
+
+pub struct FileReader {
+    root: PathBuf,
+}
+
+impl Reader for FileReader {
+    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
+        use std::io::Read;
+        buf.clear();
+        let Some(place) = item.places.first() else {
+            return Ok(());
+        };
+        let path = self.root.join(&place.path);
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_end(buf))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(())
+    }
+}
+
+impl Source for DirSource {
+    type Reader = FileReader;
+
+    fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    fn reader(&self) -> Result<FileReader, Error> {
+        Ok(FileReader {
+            root: self.root.clone(),
+        })
+    }
+}

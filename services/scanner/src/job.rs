@@ -1,0 +1,446 @@
+//! One `RequestScan` from command to terminal event: attempts numbered through the ledger, each
+//! attempt reported as `ScanStarted`, `RepoFetched`, one `EngineCompleted` per engine, its
+//! findings (all delivered first), and exactly one terminal event at [`TERMINAL_SEQUENCE`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scanstream_contracts::command::RequestScan;
+use scanstream_contracts::event::{
+    EngineCompleted, EventPayload, RepoFetched, ScanCancelled, ScanFailed, ScanStarted,
+    ScanSucceeded, TERMINAL_SEQUENCE,
+};
+use scanstream_contracts::finding::{Finding, SeverityCounts};
+use scanstream_contracts::ids::derived_uuid;
+use tokio_util::sync::CancellationToken;
+
+use crate::emit::Emitter;
+use crate::ledger::{Entry, Ledger, Plan, plan};
+use crate::mirror::Mirrors;
+use crate::runner::Progress;
+use crate::scan::Scanning;
+use crate::{Error, now_ms};
+
+/// Why a running scan stops early.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// A `CancelScan` for this run; its reason is in `cancel_reason`.
+    pub cancel: CancellationToken,
+    pub cancel_reason: Arc<Mutex<Option<String>>>,
+    /// The partition was revoked or the scanner shuts down: hand the run over.
+    pub hand_over: CancellationToken,
+}
+
+impl Signals {
+    pub fn cancel_with(&self, reason: Option<String>) {
+        if let Ok(mut slot) = self.cancel_reason.lock() {
+            *slot = reason;
+        }
+        self.cancel.cancel();
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.cancel_reason.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+/// How a job left this scanner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The run has its final terminal event: the command's offset may be committed.
+    Finished,
+    /// Handed over (revoked or shutting down): the offset must not be committed.
+    HandedOver,
+}
+
+/// What every job of a scanner shares.
+pub struct JobContext {
+    pub emitter: Emitter,
+    pub mirrors: Mirrors,
+    pub ledger: Ledger,
+    pub scanning: Arc<Scanning>,
+    pub default_timeout: Duration,
+    pub max_attempts: i32,
+    pub retry_backoff: Duration,
+}
+
+enum AttemptEnd {
+    Succeeded(ScanSucceeded),
+    Cancelled(Option<String>),
+    HandedOver,
+    Failed(Failure),
+}
+
+struct Failure {
+    reason: String,
+    retryable: bool,
+    kind: &'static str,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            reason: e.to_string(),
+            retryable: e.retryable(),
+            kind: e.metric_label(),
+        }
+    }
+}
+
+fn failed(failure: Failure) -> EventPayload {
+    EventPayload::ScanFailed(ScanFailed {
+        reason: failure.reason,
+        retryable: failure.retryable,
+        error_kind: failure.kind.to_owned(),
+    })
+}
+
+enum Next {
+    Finish,
+    HandOver,
+    Retry,
+}
+
+impl JobContext {
+    /// Runs `command` to its end. `cancelled` carries the reason of a cancel that arrived before
+    /// the command started.
+    pub async fn execute(
+        &self,
+        command: &RequestScan,
+        signals: &Signals,
+        cancelled: Option<Option<String>>,
+    ) -> JobEnd {
+        let entry = self
+            .ledger
+            .get(command.job_id, command.run_id)
+            .unwrap_or_else(|e| {
+                tracing::warn!(job = %command.job_id, error = %e, "attempt ledger unreadable; the run starts over");
+                None
+            });
+        let mut attempt = match plan(entry, self.max_attempts) {
+            Plan::Done => return JobEnd::Finished,
+            Plan::Start(n) => n,
+            Plan::GiveUp(n) => {
+                let failure = Failure {
+                    reason: format!("gave up after {} attempts", n - 1),
+                    retryable: false,
+                    kind: "attempts_exhausted",
+                };
+                return self
+                    .close(command, n, failed(failure), Entry::Finished(n), Next::Finish, signals)
+                    .await;
+            }
+            Plan::CloseInterrupted { attempt, retry } => {
+                let failure = Failure {
+                    reason: format!("the scanner running attempt {attempt} stopped before it ended"),
+                    retryable: retry,
+                    kind: "interrupted",
+                };
+                let (entry, next) = if retry {
+                    (Entry::Retrying(attempt), Next::Retry)
+                } else {
+                    (Entry::Finished(attempt), Next::Finish)
+                };
+                match self
+                    .close(command, attempt, failed(failure), entry, next, signals)
+                    .await
+                {
+                    JobEnd::Finished if retry => attempt + 1,
+                    end => return end,
+                }
+            }
+        };
+        if let Some(reason) = cancelled {
+            let payload = EventPayload::ScanCancelled(ScanCancelled { reason });
+            return self
+                .close(command, attempt, payload, Entry::Finished(attempt), Next::Finish, signals)
+                .await;
+        }
+        let timeout = command
+            .timeout_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .filter(|ms| *ms > 0)
+            .map_or(self.default_timeout, Duration::from_millis);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let end = self
+                .attempt(command, attempt, (deadline, timeout), signals)
+                .await;
+            let (payload, entry, next) = match end {
+                AttemptEnd::Succeeded(done) => (
+                    EventPayload::ScanSucceeded(done),
+                    Entry::Finished(attempt),
+                    Next::Finish,
+                ),
+                AttemptEnd::Cancelled(reason) => (
+                    EventPayload::ScanCancelled(ScanCancelled { reason }),
+                    Entry::Finished(attempt),
+                    Next::Finish,
+                ),
+                AttemptEnd::HandedOver => (
+                    failed(Failure {
+                        reason: "handed over to another scanner (partition revoked or shutdown)"
+                            .into(),
+                        retryable: true,
+                        kind: "handed_over",
+                    }),
+                    Entry::Retrying(attempt),
+                    Next::HandOver,
+                ),
+                AttemptEnd::Failed(mut failure) => {
+                    if failure.retryable && attempt >= self.max_attempts {
+                        failure.retryable = false;
+                        failure.reason = format!(
+                            "{} (attempt {attempt} of {})",
+                            failure.reason, self.max_attempts
+                        );
+                    }
+                    if failure.retryable {
+                        (failed(failure), Entry::Retrying(attempt), Next::Retry)
+                    } else {
+                        (failed(failure), Entry::Finished(attempt), Next::Finish)
+                    }
+                }
+            };
+            let retry = matches!(next, Next::Retry);
+            let end = self
+                .close(command, attempt, payload, entry, next, signals)
+                .await;
+            if !retry || end == JobEnd::HandedOver {
+                return end;
+            }
+            let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(16);
+            let backoff = (self.retry_backoff * 2u32.pow(exponent)).min(Duration::from_secs(300));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = signals.hand_over.cancelled() => return JobEnd::HandedOver,
+                _ = signals.cancel.cancelled() => {}
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Writes an attempt's terminal event, then its ledger entry. A terminal event is retried
+    /// until it is delivered, unless the run is being handed over (then one try).
+    async fn close(
+        &self,
+        command: &RequestScan,
+        attempt: i32,
+        payload: EventPayload,
+        entry: Entry,
+        next: Next,
+        signals: &Signals,
+    ) -> JobEnd {
+        let kind = terminal_kind(&payload);
+        loop {
+            match self
+                .emitter
+                .event(command, attempt, TERMINAL_SEQUENCE, payload.clone())
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if signals.hand_over.is_cancelled() || matches!(next, Next::HandOver) => {
+                    tracing::warn!(job = %command.job_id, attempt, error = %e, "terminal event not written; the next owner closes the attempt");
+                    return JobEnd::HandedOver;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %command.job_id, attempt, error = %e, "terminal event not written yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = signals.hand_over.cancelled() => {}
+                    }
+                }
+            }
+        }
+        metrics::counter!("scanstream_scanner_attempts_total", "outcome" => kind).increment(1);
+        if let Err(e) = self.ledger.put(command.job_id, command.run_id, entry) {
+            // The events are written; a stale ledger only makes the next owner close this
+            // attempt again, under the same event id.
+            tracing::warn!(job = %command.job_id, error = %e, "attempt ledger not updated");
+        }
+        match next {
+            Next::HandOver => JobEnd::HandedOver,
+            Next::Finish | Next::Retry => JobEnd::Finished,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        command: &RequestScan,
+        attempt: i32,
+        (deadline, timeout): (Instant, Duration),
+        signals: &Signals,
+    ) -> AttemptEnd {
+        if let Err(e) = self
+            .ledger
+            .put(command.job_id, command.run_id, Entry::Running(attempt))
+        {
+            return AttemptEnd::Failed(e.into());
+        }
+        let abort = CancellationToken::new();
+        let flag = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (abort, flag, signals) = (abort.clone(), flag.clone(), signals.clone());
+            let until = tokio::time::Instant::from_std(deadline);
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = signals.cancel.cancelled() => {}
+                    _ = signals.hand_over.cancelled() => {}
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = abort.cancelled() => {}
+                }
+                flag.store(true, Ordering::Relaxed);
+                abort.cancel();
+            })
+        };
+        let result = self.work(command, attempt, &abort, &flag).await;
+        abort.cancel();
+        let _ = watcher.await;
+        match result {
+            Ok(done) => AttemptEnd::Succeeded(done),
+            Err(_) if signals.cancel.is_cancelled() => AttemptEnd::Cancelled(signals.reason()),
+            Err(_) if signals.hand_over.is_cancelled() => AttemptEnd::HandedOver,
+            Err(Error::Cancelled) => AttemptEnd::Failed(Failure {
+                reason: format!(
+                    "the scan exceeded its deadline of {} s",
+                    timeout.as_secs_f64().ceil()
+                ),
+                retryable: false,
+                kind: "deadline",
+            }),
+            Err(e) => {
+                tracing::warn!(job = %command.job_id, attempt, error = %e, "scan attempt failed");
+                AttemptEnd::Failed(e.into())
+            }
+        }
+    }
+
+    async fn work(
+        &self,
+        command: &RequestScan,
+        attempt: i32,
+        abort: &CancellationToken,
+        flag: &Arc<AtomicBool>,
+    ) -> Result<ScanSucceeded, Error> {
+        let started = Instant::now();
+        let emitter = &self.emitter;
+        let started_event = EventPayload::ScanStarted(ScanStarted {
+            scanner_id: emitter.scanner_id().to_owned(),
+        });
+        emitter.event(command, attempt, 0, started_event).await?;
+        let acquired = self.mirrors.acquire(&command.repo_url, abort).await?;
+        let scanning = self.scanning.clone();
+        let path = acquired.lease.path.clone();
+        let git_ref = command.git_ref.clone();
+        let resolved = blocking(move || scanning.resolve(&path, git_ref.as_deref())).await?;
+        let commit = resolved.commit();
+        let fetched = EventPayload::RepoFetched(RepoFetched {
+            commit: commit.clone(),
+            fetch_ms: i64::try_from(acquired.fetch_ms).unwrap_or(i64::MAX),
+            cache_hit: acquired.cache_hit,
+        });
+        emitter.event(command, attempt, 1, fetched).await?;
+        let scanning = self.scanning.clone();
+        let (engines, mode, repo, flag) = (
+            command.engines.clone(),
+            command.mode,
+            command.repo_url.clone(),
+            flag.clone(),
+        );
+        let git_ref = command.git_ref.clone();
+        let runs = blocking(move || {
+            scanning.scan(
+                &resolved,
+                &engines,
+                mode,
+                &repo,
+                git_ref.as_deref(),
+                &Progress::default(),
+                &flag,
+            )
+        })
+        .await?;
+        drop(acquired);
+        let mut totals = SeverityCounts::default();
+        let mut findings = Vec::new();
+        let detected_at = now_ms();
+        for run in &runs {
+            for found in &run.found {
+                totals.add(found.hit.severity);
+                let line = i32::try_from(found.hit.line).unwrap_or(i32::MAX);
+                let commit = found.place.commit.clone().or_else(|| commit.clone());
+                findings.push(Finding {
+                    finding_id: derived_uuid(
+                        "finding",
+                        &[
+                            &command.job_id.to_string(),
+                            &command.run_id.to_string(),
+                            &attempt.to_string(),
+                            &run.engine,
+                            &found.hit.fingerprint,
+                            &found.place.path,
+                            &line.to_string(),
+                            commit.as_deref().unwrap_or(""),
+                        ],
+                    ),
+                    job_id: command.job_id,
+                    run_id: command.run_id,
+                    attempt,
+                    repo_url: command.repo_url.clone(),
+                    engine: run.engine.clone(),
+                    rule_id: found.hit.rule.clone(),
+                    severity: found.hit.severity,
+                    path: found.place.path.clone(),
+                    line,
+                    commit,
+                    fingerprint: found.hit.fingerprint.clone(),
+                    redacted_preview: found.hit.preview.clone(),
+                    detected_at,
+                });
+            }
+        }
+        for (index, run) in runs.iter().enumerate() {
+            let completed = EventPayload::EngineCompleted(EngineCompleted {
+                engine: run.engine.clone(),
+                files: i64::try_from(run.files).unwrap_or(i64::MAX),
+                bytes: i64::try_from(run.bytes).unwrap_or(i64::MAX),
+                duration_ms: i64::try_from(run.duration_ms).unwrap_or(i64::MAX),
+                findings: i64::try_from(run.found.len()).unwrap_or(i64::MAX),
+            });
+            let sequence = 2 + i32::try_from(index).unwrap_or(0);
+            emitter.event(command, attempt, sequence, completed).await?;
+            metrics::counter!("scanstream_scanner_bytes_scanned_total").increment(run.bytes);
+            metrics::counter!("scanstream_scanner_files_scanned_total").increment(run.files);
+        }
+        emitter.findings(&findings).await?;
+        metrics::counter!("scanstream_scanner_findings_total").increment(findings.len() as u64);
+        if let Some(commit) = &commit {
+            self.scanning
+                .mark_scanned(&command.repo_url, command.git_ref.as_deref(), commit);
+        }
+        Ok(ScanSucceeded {
+            findings: totals,
+            commit,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+fn terminal_kind(payload: &EventPayload) -> &'static str {
+    match payload {
+        EventPayload::ScanSucceeded(_) => "succeeded",
+        EventPayload::ScanCancelled(_) => "cancelled",
+        EventPayload::ScanFailed(f) if f.retryable => "failed_retryable",
+        _ => "failed",
+    }
+}
+
+/// Runs CPU-bound or blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Source(format!("scan task failed: {e}")))?
+}

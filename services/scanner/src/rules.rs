@@ -1,0 +1,371 @@
+//! The rule pack of the `secrets` engine: TOML rule files (the built-in `rules/default.toml` plus
+//! any user files), compiled once into regexes, an Aho-Corasick keyword prefilter and allowlists.
+//!
+//! User files are merged onto the built-in pack in order: a rule whose id already exists replaces
+//! it, `disable = ["rule-id", …]` drops rules, and allowlists add up. The pack's hash covers every
+//! source text and the engine's matching version, so cached results of another pack never apply.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use scanstream_contracts::finding::Severity;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// The rule pack shipped in the binary.
+pub const BUILTIN: &str = include_str!("../rules/default.toml");
+
+/// Bumped whenever matching changes in a way that changes results for the same rules, so result
+/// caches written by an older scanner are not reused.
+const MATCHING_VERSION: &str = "secrets/1";
+
+/// Regexes may compile to at most this much memory each; a rule file cannot exhaust memory.
+const REGEX_SIZE_LIMIT: usize = 16 << 20;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackFile {
+    /// Descriptive only: names the pack in the file.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pack: Option<PackMeta>,
+    #[serde(default)]
+    allowlist: AllowlistDef,
+    #[serde(default)]
+    disable: Vec<String>,
+    #[serde(default)]
+    rules: Vec<RuleDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PackMeta {
+    name: String,
+    #[serde(default)]
+    version: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowlistDef {
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(default)]
+    stopwords: Vec<String>,
+}
+
+impl AllowlistDef {
+    fn extend(&mut self, other: AllowlistDef) {
+        self.paths.extend(other.paths);
+        self.values.extend(other.values);
+        self.stopwords.extend(other.stopwords);
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    id: String,
+    description: String,
+    regex: String,
+    #[serde(default)]
+    secret_group: usize,
+    keywords: Vec<String>,
+    #[serde(default)]
+    entropy: Option<f64>,
+    severity: String,
+    #[serde(default)]
+    allowlist: AllowlistDef,
+}
+
+/// Paths, secret values and stopwords that veto a match.
+#[derive(Debug)]
+pub struct Allowlist {
+    paths: Option<RegexSet>,
+    values: Option<RegexSet>,
+    /// Lowercase.
+    stopwords: Vec<String>,
+}
+
+impl Allowlist {
+    fn compile(def: &AllowlistDef, source: &str) -> Result<Self, Error> {
+        let set = |patterns: &[String], what: &str| -> Result<Option<RegexSet>, Error> {
+            if patterns.is_empty() {
+                return Ok(None);
+            }
+            RegexSetBuilder::new(patterns)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map(Some)
+                .map_err(|e| Error::Rules(format!("{source}: {what} allowlist: {e}")))
+        };
+        Ok(Self {
+            paths: set(&def.paths, "path")?,
+            values: set(&def.values, "value")?,
+            stopwords: def.stopwords.iter().map(|s| s.to_lowercase()).collect(),
+        })
+    }
+
+    /// True when `path` is allowlisted.
+    pub fn allows_path(&self, path: &str) -> bool {
+        self.paths
+            .as_ref()
+            .is_some_and(|set| set.is_match(path.as_bytes()))
+    }
+
+    /// True when the secret value is allowlisted (a value regex or a stopword matches).
+    pub fn allows_value(&self, secret: &[u8]) -> bool {
+        if self.values.as_ref().is_some_and(|set| set.is_match(secret)) {
+            return true;
+        }
+        if self.stopwords.is_empty() {
+            return false;
+        }
+        let lower = secret.to_ascii_lowercase();
+        self.stopwords
+            .iter()
+            .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
+    }
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub regex: Regex,
+    pub secret_group: usize,
+    pub entropy: Option<f64>,
+    pub severity: Severity,
+    pub allowlist: Allowlist,
+}
+
+/// Every rule, the keyword prefilter and the global allowlist.
+#[derive(Debug)]
+pub struct RulePack {
+    pub rules: Vec<Rule>,
+    pub allowlist: Allowlist,
+    /// Finds every rule keyword, ASCII case-insensitively.
+    pub keywords: AhoCorasick,
+    /// For keyword pattern `i`, the indexes of the rules it triggers.
+    pub keyword_rules: Vec<Vec<usize>>,
+    hash: String,
+}
+
+impl RulePack {
+    /// The built-in pack.
+    pub fn builtin() -> Result<Self, Error> {
+        Self::from_sources(&[("built-in rules", BUILTIN.to_owned())])
+    }
+
+    /// The built-in pack merged with the user rule files, in order.
+    pub fn load(user_files: &[impl AsRef<Path>]) -> Result<Self, Error> {
+        let mut sources = vec![("built-in rules".to_owned(), BUILTIN.to_owned())];
+        for path in user_files {
+            let path = path.as_ref();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Rules(format!("cannot read rule file {}: {e}", path.display()))
+            })?;
+            sources.push((path.display().to_string(), text));
+        }
+        let borrowed: Vec<(&str, String)> = sources
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.clone()))
+            .collect();
+        Self::from_sources(&borrowed)
+    }
+
+    /// Merges and compiles `(name, TOML text)` sources; the first is the base pack.
+    pub fn from_sources(sources: &[(&str, String)]) -> Result<Self, Error> {
+        let mut hasher = Sha256::new();
+        hasher.update(MATCHING_VERSION.as_bytes());
+        let mut defs: BTreeMap<String, (usize, RuleDef, String)> = BTreeMap::new();
+        let mut allow = AllowlistDef::default();
+        let mut order = 0;
+        for (name, text) in sources {
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+            let file: PackFile =
+                toml::from_str(text).map_err(|e| Error::Rules(format!("{name}: {e}")))?;
+            for id in &file.disable {
+                if defs.remove(id).is_none() {
+                    return Err(Error::Rules(format!(
+                        "{name}: disable names unknown rule {id:?}"
+                    )));
+                }
+            }
+            allow.extend(file.allowlist);
+            for rule in file.rules {
+                let position = defs.get(&rule.id).map_or_else(
+                    || {
+                        order += 1;
+                        order
+                    },
+                    |(position, _, _)| *position,
+                );
+                defs.insert(rule.id.clone(), (position, rule, (*name).to_owned()));
+            }
+        }
+        let mut ordered: Vec<(usize, RuleDef, String)> = defs.into_values().collect();
+        ordered.sort_by_key(|(position, _, _)| *position);
+        let mut rules = Vec::with_capacity(ordered.len());
+        for (_, def, source) in &ordered {
+            rules.push(compile_rule(def, source)?);
+        }
+        if rules.is_empty() {
+            return Err(Error::Rules("the rule pack has no rules".into()));
+        }
+        let mut keywords: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        for (index, (_, def, _)) in ordered.iter().enumerate() {
+            for keyword in &def.keywords {
+                let keyword = keyword.to_ascii_lowercase();
+                match keywords.iter().position(|k| *k == keyword) {
+                    Some(at) => keyword_rules[at].push(index),
+                    None => {
+                        keywords.push(keyword);
+                        keyword_rules.push(vec![index]);
+                    }
+                }
+            }
+        }
+        let keywords = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&keywords)
+            .map_err(|e| Error::Rules(format!("keyword prefilter: {e}")))?;
+        Ok(Self {
+            rules,
+            allowlist: Allowlist::compile(&allow, "allowlist")?,
+            keywords,
+            keyword_rules,
+            hash: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Hex SHA-256 over every source and the matching version.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+}
+
+fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
+    let at = |problem: String| Error::Rules(format!("{source}: rule {:?}: {problem}", def.id));
+    if def.id.is_empty()
+        || !def
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(at("id must be ASCII letters, digits, '-', '_' or '.'".into()));
+    }
+    if def.keywords.is_empty() || def.keywords.iter().any(|k| k.is_empty()) {
+        return Err(at(
+            "needs at least one non-empty keyword for the prefilter".into()
+        ));
+    }
+    let regex = RegexBuilder::new(&def.regex)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| at(format!("regex: {e}")))?;
+    if def.secret_group >= regex.captures_len() {
+        return Err(at(format!(
+            "secret_group {} but the regex has {} groups",
+            def.secret_group,
+            regex.captures_len() - 1
+        )));
+    }
+    let severity = match def.severity.to_ascii_lowercase().as_str() {
+        "critical" => Severity::Critical,
+        "high" => Severity::High,
+        "medium" => Severity::Medium,
+        "low" => Severity::Low,
+        "info" => Severity::Info,
+        other => {
+            return Err(at(format!(
+                "severity {other:?} is not critical, high, medium, low or info"
+            )));
+        }
+    };
+    if let Some(entropy) = def.entropy
+        && !(0.0..=8.0).contains(&entropy)
+    {
+        return Err(at("entropy must be between 0 and 8 bits per byte".into()));
+    }
+    Ok(Rule {
+        id: def.id.clone(),
+        description: def.description.clone(),
+        regex,
+        secret_group: def.secret_group,
+        entropy: def.entropy,
+        severity,
+        allowlist: Allowlist::compile(&def.allowlist, source)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(extra: &str) -> Result<RulePack, Error> {
+        RulePack::from_sources(&[
+            ("built-in rules", BUILTIN.to_owned()),
+            ("user.toml", extra.to_owned()),
+        ])
+    }
+
+    #[test]
+    fn the_builtin_pack_compiles_with_unique_ids() {
+        let pack = RulePack::builtin().unwrap_or_else(|e| panic!("{e}"));
+        let mut ids: Vec<&str> = pack.rules.iter().map(|r| r.id.as_str()).collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+        assert!(count >= 25, "only {count} rules");
+    }
+
+    #[test]
+    fn user_files_replace_disable_and_add_rules_and_change_the_hash() {
+        let base = RulePack::builtin().unwrap_or_else(|e| panic!("{e}"));
+        let merged = pack(
+            r#"
+disable = ["jwt"]
+[[rules]]
+id = "internal-token"
+description = "Our own tokens"
+regex = '''itk_[a-z0-9]{20}'''
+keywords = ["itk_"]
+severity = "high"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(merged.rules.iter().any(|r| r.id == "internal-token"));
+        assert!(!merged.rules.iter().any(|r| r.id == "jwt"));
+        assert_ne!(merged.hash(), base.hash());
+    }
+
+    #[test]
+    fn bad_rule_files_are_clear_errors() {
+        for (text, needle) in [
+            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"(\"\nkeywords = [\"a\"]\nseverity = \"high\"\n", "regex"),
+            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nkeywords = []\nseverity = \"high\"\n", "keyword"),
+            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nkeywords = [\"a\"]\nseverity = \"urgent\"\n", "severity"),
+            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nsecret_group = 2\nkeywords = [\"a\"]\nseverity = \"low\"\n", "secret_group"),
+            ("disable = [\"no-such-rule\"]\n", "unknown rule"),
+            ("[[rules]]\nid = \"x\"\nbogus = 1\n", "bogus"),
+        ] {
+            match pack(text) {
+                Err(e) => assert!(e.to_string().contains(needle), "{e} lacks {needle}"),
+                Ok(_) => panic!("accepted {text}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The built-in `secrets` engine: keyword prefilter, rule regexes, entropy and allowlists.
+//!
+//! For each blob, one Aho-Corasick pass finds which rules' keywords occur; only those rules'
+//! regexes run. A candidate secret is dropped when its entropy is below the rule's minimum, when
+//! an allowlist matches it, or when its line carries the inline marker [`ALLOW_MARKER`]. When two
+//! rules match overlapping text, the earlier rule in the pack wins (specific rules come before
+//! the generic one), so a secret is reported once.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, Hit, RuleInfo};
+use crate::rules::RulePack;
+
+/// A line holding this text is never reported (for test fixtures and documented examples).
+pub const ALLOW_MARKER: &[u8] = b"scanstream:allow";
+
+/// The fingerprint key used when none is configured. Fingerprints are then comparable between
+/// every installation that also left it unset; set `scanner.fingerprint_key` to make them
+/// unlinkable to other installations' fingerprints.
+pub const DEFAULT_FINGERPRINT_KEY: &str = "scanstream-default-fingerprint-key";
+
+/// A fingerprint key; its `Debug` never prints it.
+#[derive(Clone)]
+struct Key(Vec<u8>);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(***)")
+    }
+}
+
+#[derive(Debug)]
+pub struct SecretsEngine {
+    pack: RulePack,
+    key: Key,
+    cache_key: String,
+}
+
+impl SecretsEngine {
+    pub fn new(pack: RulePack, fingerprint_key: &[u8]) -> Self {
+        let key = Key(fingerprint_key.to_vec());
+        // The cache key depends on the fingerprint key (cached hits hold fingerprints) without
+        // revealing it.
+        let key_id = keyed(&key, &[b"result-cache"]);
+        let cache_key = hex::encode(&Sha256::digest(format!("{}/{key_id}", pack.hash()))[..16]);
+        Self {
+            pack,
+            key,
+            cache_key,
+        }
+    }
+
+    pub fn pack(&self) -> &RulePack {
+        &self.pack
+    }
+
+    /// The fingerprint of `secret` under `rule`: HMAC-SHA256 with the fingerprint key over the
+    /// rule id, a zero byte and the secret, first 128 bits in hex.
+    pub fn fingerprint(&self, rule: &str, secret: &[u8]) -> String {
+        keyed(&self.key, &[rule.as_bytes(), &[0], secret])
+    }
+}
+
+fn keyed(key: &Key, parts: &[&[u8]]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(&key.0) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length; this arm cannot be reached.
+        Err(_) => return String::new(),
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Shannon entropy in bits per byte.
+pub fn entropy(bytes: &[u8]) -> f64 {
+    if bytes.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for b in bytes {
+        counts[usize::from(*b)] += 1;
+    }
+    let len = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / len;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// A preview that shows the kind of secret but not the secret: a short prefix of long secrets
+/// (token prefixes such as `ghp_` are not secret), then a mask and the length.
+pub fn redact(secret: &[u8]) -> String {
+    let text = String::from_utf8_lossy(secret);
+    let count = text.chars().count();
+    let shown = match count {
+        0..16 => 0,
+        16..32 => 3,
+        _ => 4,
+    };
+    let prefix: String = text
+        .chars()
+        .take(shown)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{prefix}****** ({count} chars)")
+}
+
+impl Engine for SecretsEngine {
+    fn id(&self) -> &str {
+        "secrets"
+    }
+
+    fn cache_key(&self) -> &str {
+        &self.cache_key
+    }
+
+    fn scan(&self, content: &[u8]) -> Vec<Hit> {
+        let pack = &self.pack;
+        let mut triggered = vec![false; pack.rules.len()];
+        let mut any = false;
+        for m in pack.keywords.find_overlapping_iter(content) {
+            for &rule in &pack.keyword_rules[m.pattern().as_usize()] {
+                triggered[rule] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return Vec::new();
+        }
+        let mut hits = Vec::new();
+        let mut taken: Vec<(usize, usize)> = Vec::new();
+        for (index, rule) in pack.rules.iter().enumerate() {
+            if !triggered[index] {
+                continue;
+            }
+            for caps in rule.regex.captures_iter(content) {
+                let Some(whole) = caps.get(0) else { continue };
+                let Some(secret) = caps.get(rule.secret_group).or(Some(whole)) else {
+                    continue;
+                };
+                let value = secret.as_bytes();
+                if value.is_empty() {
+                    continue;
+                }
+                if rule.entropy.is_some_and(|min| entropy(value) < min) {
+                    continue;
+                }
+                if pack.allowlist.allows_value(value) || rule.allowlist.allows_value(value) {
+                    continue;
+                }
+                if taken
+                    .iter()
+                    .any(|(start, end)| secret.start() < *end && *start < secret.end())
+                {
+                    continue;
+                }
+                let line_start = memchr::memrchr(b'\n', &content[..whole.start()]).map_or(0, |p| p + 1);
+                let line_end = memchr::memchr(b'\n', &content[whole.end()..])
+                    .map_or(content.len(), |p| whole.end() + p);
+                if memchr::memmem::find(&content[line_start..line_end], ALLOW_MARKER).is_some() {
+                    continue;
+                }
+                let line = 1 + memchr::memchr_iter(b'\n', &content[..secret.start()]).count();
+                taken.push((secret.start(), secret.end()));
+                hits.push(Hit {
+                    rule: rule.id.clone(),
+                    severity: rule.severity,
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    fingerprint: self.fingerprint(&rule.id, value),
+                    preview: redact(value),
+                });
+            }
+        }
+        hits.sort_by_key(|hit| hit.line);
+        hits
+    }
+
+    fn accepts(&self, hit: &Hit, path: &str) -> bool {
+        if self.pack.allowlist.allows_path(path) {
+            return false;
+        }
+        self.pack
+            .rules
+            .iter()
+            .find(|r| r.id == hit.rule)
+            .is_none_or(|rule| !rule.allowlist.allows_path(path))
+    }
+
+    fn wants_path(&self, path: &str) -> bool {
+        !self.pack.allowlist.allows_path(path)
+    }
+
+    fn rules(&self) -> Vec<RuleInfo> {
+        self.pack
+            .rules
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.id.clone(),
+                description: r.description.clone(),
+                severity: r.severity,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    fn engine() -> SecretsEngine {
+        SecretsEngine::new(
+            RulePack::builtin().unwrap_or_else(|e| panic!("{e}")),
+            DEFAULT_FINGERPRINT_KEY.as_bytes(),
+        )
+    }
+
+    /// Samples are written in parts so that this repository holds no whole token.
+    #[derive(Deserialize)]
+    struct Samples {
+        positive: Vec<Positive>,
+        negative: Vec<Negative>,
+    }
+
+    #[derive(Deserialize)]
+    struct Positive {
+        rule: String,
+        text: Vec<String>,
+        secret: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Negative {
+        why: String,
+        text: Vec<String>,
+    }
+
+    /// The text of a positive sample that fits on one line, without its line end.
+    fn one_line() -> String {
+        samples()
+            .positive
+            .into_iter()
+            .map(|s| s.text.concat().trim_end().to_owned())
+            .find(|text| !text.contains('\n'))
+            .unwrap_or_else(|| panic!("no one-line sample"))
+    }
+
+    fn samples() -> Samples {
+        toml::from_str(include_str!("../rules/samples.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_rule_finds_its_samples_and_nothing_else() {
+        let engine = engine();
+        let samples = samples();
+        for sample in &samples.positive {
+            let text = sample.text.concat();
+            let secret = sample.secret.concat();
+            let hits = engine.scan(text.as_bytes());
+            assert_eq!(hits.len(), 1, "{}: {hits:?}", sample.rule);
+            assert_eq!(hits[0].rule, sample.rule);
+            assert_eq!(
+                hits[0].fingerprint,
+                engine.fingerprint(&sample.rule, secret.as_bytes()),
+                "{}: the reported secret is not the sample's",
+                sample.rule
+            );
+        }
+        for rule in &engine.pack().rules {
+            assert!(
+                samples.positive.iter().any(|s| s.rule == rule.id),
+                "rule {} has no positive sample",
+                rule.id
+            );
+        }
+    }
+
+    #[test]
+    fn placeholders_and_examples_are_not_findings() {
+        let engine = engine();
+        for sample in samples().negative {
+            let hits = engine.scan(sample.text.concat().as_bytes());
+            assert!(hits.is_empty(), "{}: {hits:?}", sample.why);
+        }
+    }
+
+    #[test]
+    fn the_inline_marker_silences_its_line_only() {
+        let engine = engine();
+        let secret_line = one_line();
+        let allowed = format!("{secret_line} # scanstream:allow\n{secret_line}\n");
+        let hits = engine.scan(allowed.as_bytes());
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].line, 2);
+    }
+
+    #[test]
+    fn no_output_holds_the_secret() {
+        let engine = engine();
+        for sample in samples().positive {
+            let secret = sample.secret.concat();
+            for hit in engine.scan(sample.text.concat().as_bytes()) {
+                let shown = format!("{hit:?}");
+                assert!(!shown.contains(&secret), "{shown}");
+                // Not even a long piece of it.
+                if secret.len() >= 16 {
+                    assert!(!shown.contains(&secret[4..16]), "{shown}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fingerprints_depend_on_the_key_rule_and_secret() {
+        let a = engine();
+        let b = SecretsEngine::new(
+            RulePack::builtin().unwrap_or_else(|e| panic!("{e}")),
+            b"another key",
+        );
+        assert_eq!(a.fingerprint("r", b"s"), a.fingerprint("r", b"s"));
+        assert_ne!(a.fingerprint("r", b"s"), a.fingerprint("r", b"t"));
+        assert_ne!(a.fingerprint("r", b"s"), a.fingerprint("q", b"s"));
+        assert_ne!(a.fingerprint("r", b"s"), b.fingerprint("r", b"s"));
+        assert_ne!(a.cache_key(), b.cache_key());
+    }
+
+    #[test]
+    fn entropy_and_redaction() {
+        assert_eq!(entropy(b"aaaa"), 0.0);
+        assert!((entropy(b"abcd") - 2.0).abs() < 1e-9);
+        assert_eq!(redact(b"short"), "****** (5 chars)");
+        let preview = redact(b"ghp_0123456789abcdefghijklmnopqrstuvwxyz");
+        assert!(preview.starts_with("ghp_******"), "{preview}");
+    }
+
+    #[test]
+    fn lines_are_counted_from_one_and_paths_can_be_allowlisted() {
+        let engine = engine();
+        let text = format!("\n\n{}\n", one_line());
+        let hits = engine.scan(text.as_bytes());
+        assert_eq!(hits[0].line, 3);
+        assert!(engine.accepts(&hits[0], "src/config.py"));
+        assert!(!engine.accepts(&hits[0], "web/node_modules/x/index.js"));
+        assert!(!engine.wants_path("Cargo.lock"));
+    }
+}
