@@ -57,8 +57,10 @@ pub enum Command {
     /// API token helpers.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Scanner consumer group (not available yet).
-    Scanner(NotYet),
+    /// Run a scanner: consume scans.commands in the scanner group, mirror repositories into the
+    /// shared cache, run the engines and write scans.events and scans.findings. Serves
+    /// /health_check, /livez, /readyz and /metrics.
+    Scanner(ScannerArgs),
     /// Run the aggregator: fold scans.events into job state exactly once (changelog
     /// scans.job-state), keep it in a local store, and serve GET /jobs/stats, /jobs/{uuid},
     /// /jobs, /stats/summary, /health_check, /livez, /readyz, /metrics, /openapi.json.
@@ -69,8 +71,12 @@ pub enum Command {
     Submit(NotYet),
     /// Show job stats from the REST API (not available yet).
     Stats(NotYet),
-    /// Scan a local path or repository without Kafka (not available yet).
-    Scan(NotYet),
+    /// Scan a folder, a local repository or a repository URL with the scanner's engines, without
+    /// Kafka. Exit status: 0 no findings, 1 findings, 2 the scan could not run.
+    Scan(ScanArgs),
+    /// Manage the scanners' shared cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Read a topic by time range (not available yet).
     Replay(NotYet),
     /// Prove that job state equals the folded event history (not available yet).
@@ -81,17 +87,18 @@ impl Command {
     /// The name of a subcommand that is not built yet, if this is one.
     pub fn not_yet(&self) -> Option<&'static str> {
         match self {
-            Command::Scanner(_) => Some("scanner"),
             Command::Scheduler(_) => Some("scheduler"),
             Command::Submit(_) => Some("submit"),
             Command::Stats(_) => Some("stats"),
-            Command::Scan(_) => Some("scan"),
             Command::Replay(_) => Some("replay"),
             Command::Audit(_) => Some("audit"),
             Command::Topics(_)
             | Command::Up(_)
             | Command::Ingest(_)
             | Command::Aggregator(_)
+            | Command::Scanner(_)
+            | Command::Scan(_)
+            | Command::Cache(_)
             | Command::Token(_) => None,
         }
     }
@@ -120,6 +127,80 @@ pub struct AggregatorArgs {
     /// Folder of the local store (aggregator.data_dir); rebuilt from the changelog when empty.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScannerArgs {
+    /// Address of the probe and metrics endpoint (api.listen), e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Shared cache folder: mirrors, result cache, attempt ledger (scanner.cache_dir).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<String>,
+    /// Scans run at once (scanner.concurrency).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScanFormat {
+    /// One line per finding and a summary.
+    Human,
+    /// One JSON document: findings and a summary.
+    Json,
+    /// SARIF 2.1.0, for code-scanning services.
+    Sarif,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// A folder (its files as they are on disk), a local repository (with --ref or --history)
+    /// or a repository URL (https://, ssh://, git://, file://; its default branch unless --ref).
+    pub target: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Human)]
+    pub format: ScanFormat,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Scan every unique blob of the history (all branches and tags, or what --ref reaches)
+    /// instead of one tree; each finding names the commit that introduced it.
+    #[arg(long)]
+    pub history: bool,
+    /// Branch, tag or full commit id to scan (read from the repository, not the disk).
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Extra rule file (TOML, the built-in pack's format), merged onto the built-in rules.
+    /// Repeatable.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// File of fingerprints to ignore, one per line. A .scanstreamignore at the root of the
+    /// scanned folder or tree is always read.
+    #[arg(long, value_name = "FILE")]
+    pub ignore_file: Option<PathBuf>,
+    /// Cache folder for mirrors of URLs and for results (rescans then read only new blobs).
+    /// Without it, URLs are cloned to a temporary folder and nothing is cached.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Evict mirrors unused for longer than scanner.mirror_max_idle_hours, then the least
+    /// recently used ones beyond scanner.mirror_budget_bytes, and expired attempt-ledger
+    /// entries. Mirrors in use are never touched. Scanners also do this every
+    /// scanner.gc_interval_seconds.
+    Gc(CacheGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheGcArgs {
+    /// The cache folder (scanner.cache_dir).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,9 +5,11 @@
 //! - [`cli`]: the clap definitions (every flag and its help text).
 //! - [`settings`]: turning global flags into the layered [`scanstream_platform::Settings`].
 //! - [`topics`]: `scanstream topics …`.
+//! - [`scan`]: `scanstream scan`, the engines without Kafka.
 //! - [`up`]: `scanstream up`, the development stack.
 
 pub mod cli;
+pub mod scan;
 pub mod settings;
 pub mod topics;
 pub mod up;

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scanstream::cli::{Cli, Command, TokenCommand, TopicsCommand};
-use scanstream::{settings, topics, up};
+use scanstream::cli::{CacheCommand, Cli, Command, TokenCommand, TopicsCommand};
+use scanstream::{scan, settings, topics, up};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,15 +41,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{}", scanstream_platform::auth::hash_token(&token));
         return Ok(ExitCode::SUCCESS);
     }
-    let listen: Vec<(&str, String)> = match &cli.command {
-        Command::Ingest(args) => args
-            .listen
-            .iter()
-            .map(|l| ("api.listen", l.clone()))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let base = settings::load(&cli.global, &listen)?;
+    let mut overrides: Vec<(&str, Option<String>)> = Vec::new();
+    match &cli.command {
+        Command::Ingest(args) => overrides.push(("api.listen", args.listen.clone())),
+        Command::Aggregator(args) => {
+            overrides.push(("api.listen", args.listen.clone()));
+            overrides.push(("aggregator.data_dir", args.data_dir.clone()));
+        }
+        Command::Scanner(args) => {
+            overrides.push(("api.listen", args.listen.clone()));
+            overrides.push(("scanner.cache_dir", args.cache_dir.clone()));
+            overrides.push(("scanner.concurrency", args.concurrency.map(|n| n.to_string())));
+        }
+        Command::Cache(CacheCommand::Gc(args)) => {
+            overrides.push(("scanner.cache_dir", args.cache_dir.clone()));
+        }
+        _ => {}
+    }
+    let overrides: Vec<(&str, String)> = overrides
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|v| (key, v)))
+        .collect();
+    let base = settings::load(&cli.global, &overrides)?;
+    if let Command::Scan(args) = &cli.command {
+        // Findings go to stdout; logs only when asked for.
+        return match scan::run(&base, args).await {
+            Ok(true) => Ok(ExitCode::from(1)),
+            Ok(false) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("scanstream scan: {e:#}");
+                Ok(ExitCode::from(2))
+            }
+        };
+    }
     let metrics = scanstream_platform::telemetry::init(&base.telemetry)?;
     match cli.command {
         Command::Topics(TopicsCommand::Ensure(args)) => {
@@ -77,6 +101,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("scanstream aggregator listening on port {}", app.port());
             app.run_until_stopped(scanstream_platform::shutdown::on_signal())
                 .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scanner(_) => {
+            let app = scanstream_scanner::Application::build(&base, metrics).await?;
+            println!("scanstream scanner listening on port {}", app.port());
+            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache(CacheCommand::Gc(_)) => {
+            let scanner = base.scanner.clone();
+            let report =
+                tokio::task::spawn_blocking(move || scanstream_scanner::startup::collect_garbage(&scanner))
+                    .await??;
+            println!(
+                "mirrors kept {} ({} bytes), evicted {} ({} bytes freed), in use {}",
+                report.kept, report.bytes_kept, report.evicted, report.bytes_freed, report.busy
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => {

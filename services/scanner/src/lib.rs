@@ -29,6 +29,9 @@ pub mod rules;
 pub mod runner;
 pub mod scan;
 pub mod secrets;
+pub mod startup;
+
+pub use startup::Application;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,183 @@
+//! `scanstream scan`: the scanner's engines on a laptop or in a CI step, without Kafka.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use scanstream_contracts::command::ScanMode;
+use scanstream_platform::Settings;
+use scanstream_scanner::dir::DirSource;
+use scanstream_scanner::report::Report;
+use scanstream_scanner::runner::Progress;
+use scanstream_scanner::scan::{IGNORE_FILE, parse_ignore};
+use scanstream_scanner::startup;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ScanArgs, ScanFormat};
+
+/// Whether `target` names a remote repository rather than a local path.
+fn is_url(target: &str) -> bool {
+    ["https://", "http://", "ssh://", "git://", "file://"]
+        .iter()
+        .any(|scheme| target.starts_with(scheme))
+}
+
+/// Runs the scan and prints the report; true when there are findings.
+pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
+    let mut scanner = settings.scanner.clone();
+    scanner.rule_files.extend(args.rules.iter().map(|p| p.display().to_string()));
+    let scanning = Arc::new(startup::scanning(&scanner, args.cache_dir.as_deref(), &[])?);
+    let mut ignored: HashSet<String> = HashSet::new();
+    if let Some(file) = &args.ignore_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the ignore file {}", file.display()))?;
+        ignored.extend(parse_ignore(&text));
+    }
+    let engines = scanning.engine_ids();
+    let mode = if args.history {
+        ScanMode::History
+    } else {
+        ScanMode::Tree
+    };
+    let progress = Arc::new(Progress::default());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let bar = progress_bar(args, progress.clone());
+    // Kept until the scan ends: the mirror's shared lock and, without --cache-dir, its folder.
+    let mut _temp = None;
+    let (runs, commit) = if is_url(&args.target) {
+        let cache = match &args.cache_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+                let path = dir.path().to_path_buf();
+                _temp = Some(dir);
+                path
+            }
+        };
+        scanner.cache_dir = cache.display().to_string();
+        let mirrors = startup::mirrors(&scanner);
+        let acquired = mirrors
+            .acquire(args.target.trim_end_matches('/'), &CancellationToken::new())
+            .await?;
+        let path = acquired.lease.path.clone();
+        let result = scan_repository(&scanning, &path, args, mode, &engines, &progress, &cancel, &ignored).await;
+        drop(acquired);
+        result?
+    } else {
+        let path = PathBuf::from(&args.target);
+        if !path.exists() {
+            bail!("{} does not exist", path.display());
+        }
+        if args.history || args.git_ref.is_some() {
+            scan_repository(&scanning, &path, args, mode, &engines, &progress, &cancel, &ignored).await?
+        } else {
+            if !path.is_dir() {
+                bail!("{} is not a folder; scan a folder or a repository", path.display());
+            }
+            if let Ok(text) = std::fs::read_to_string(path.join(IGNORE_FILE)) {
+                ignored.extend(parse_ignore(&text));
+            }
+            let (scanning, progress, cancel) = (scanning.clone(), progress.clone(), cancel.clone());
+            let runs = tokio::task::spawn_blocking(move || {
+                let source = DirSource::walk(&path)?;
+                scanning.run_engines(&source, &engines, &ignored, &progress, &cancel)
+            })
+            .await??;
+            (runs, None)
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = Report {
+        target: args.target.clone(),
+        commit,
+        runs,
+        rules: scanning.engines().iter().flat_map(|e| e.rules()).collect(),
+    };
+    let text = match args.format {
+        ScanFormat::Human => report.human(),
+        ScanFormat::Json => format!("{:#}\n", report.json()),
+        ScanFormat::Sarif => format!("{:#}\n", report.sarif()),
+    };
+    match &args.out {
+        Some(file) => std::fs::write(file, text)
+            .with_context(|| format!("cannot write {}", file.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(report.findings().next().is_some())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scan_repository(
+    scanning: &Arc<scanstream_scanner::scan::Scanning>,
+    path: &Path,
+    args: &ScanArgs,
+    mode: ScanMode,
+    engines: &[String],
+    progress: &Arc<Progress>,
+    cancel: &Arc<AtomicBool>,
+    ignored: &HashSet<String>,
+) -> anyhow::Result<(Vec<scanstream_scanner::runner::EngineRun>, Option<String>)> {
+    let (scanning, path, git_ref, engines, progress, cancel, ignored) = (
+        scanning.clone(),
+        path.to_path_buf(),
+        args.git_ref.clone(),
+        engines.to_vec(),
+        progress.clone(),
+        cancel.clone(),
+        ignored.clone(),
+    );
+    let target = args.target.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let resolved = scanning.resolve(&path, git_ref.as_deref())?;
+        let mut runs = scanning.scan(
+            &resolved,
+            &engines,
+            mode,
+            &target,
+            git_ref.as_deref(),
+            &progress,
+            &cancel,
+        )?;
+        for run in &mut runs {
+            run.found.retain(|f| !ignored.contains(&f.hit.fingerprint));
+        }
+        Ok::<_, scanstream_scanner::Error>((runs, resolved.commit()))
+    })
+    .await??;
+    Ok(result)
+}
+
+/// A progress bar on stderr when it is a terminal: files and bytes scanned, and the rate.
+fn progress_bar(args: &ScanArgs, progress: Arc<Progress>) -> Option<ProgressBar> {
+    if args.no_progress || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let shown = bar.clone();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while !shown.is_finished() {
+            let files = progress.files.load(Ordering::Relaxed);
+            let bytes = progress.bytes.load(Ordering::Relaxed);
+            let rate = bytes as f64 / 1e6 / started.elapsed().as_secs_f64().max(0.001);
+            shown.set_message(format!(
+                "{files} files, {:.1} MB scanned, {rate:.1} MB/s",
+                bytes as f64 / 1e6
+            ));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    Some(bar)
+}

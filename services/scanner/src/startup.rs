@@ -1,0 +1,265 @@
+//! Building and running the scanner service: the command consumer, the periodic cache clean-up
+//! and a small HTTP server for probes and metrics.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+use scanstream_contracts::TopicNames;
+use scanstream_platform::Settings;
+use scanstream_platform::config::ScannerSettings;
+use scanstream_platform::kafka::{ClientRole, KafkaFactory};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::consumer::{CommandConsumer, ConsumerConfig};
+use crate::emit::Emitter;
+use crate::engine::Engine;
+use crate::job::JobContext;
+use crate::ledger::Ledger;
+use crate::mirror::{Credential, MirrorConfig, Mirrors};
+use crate::rules::RulePack;
+use crate::runner::Limits;
+use crate::scan::{Scanning, parse_ignore};
+use crate::secrets::{DEFAULT_FINGERPRINT_KEY, SecretsEngine};
+
+/// The engines and scan settings a configuration describes; shared by the service and
+/// `scanstream scan`.
+pub fn scanning(
+    scanner: &ScannerSettings,
+    cache_dir: Option<&Path>,
+    file_roots: &[String],
+) -> Result<Scanning, Error> {
+    let pack = RulePack::load(&scanner.rule_files)?;
+    let key = scanner
+        .fingerprint_key
+        .as_ref()
+        .map(|k| k.expose_secret().as_bytes().to_vec())
+        .unwrap_or_else(|| DEFAULT_FINGERPRINT_KEY.as_bytes().to_vec());
+    let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(SecretsEngine::new(pack, &key))];
+    let ignored = if scanner.ignore_file.is_empty() {
+        HashSet::new()
+    } else {
+        let text = std::fs::read_to_string(&scanner.ignore_file)
+            .map_err(|e| Error::io(Path::new(&scanner.ignore_file), e))?;
+        parse_ignore(&text)
+    };
+    Ok(Scanning::new(
+        engines,
+        cache_dir,
+        Limits {
+            max_blob_bytes: scanner.max_blob_bytes,
+        },
+        ignored,
+        file_roots.iter().map(PathBuf::from).collect(),
+    ))
+}
+
+/// The mirror cache a configuration describes.
+pub fn mirrors(scanner: &ScannerSettings) -> Mirrors {
+    Mirrors::new(MirrorConfig {
+        root: PathBuf::from(&scanner.cache_dir).join("mirrors"),
+        fetch_timeout: Duration::from_secs(scanner.fetch_timeout_seconds),
+        lock_timeout: Duration::from_secs(scanner.lock_timeout_seconds),
+        refetch_after: Duration::from_secs(scanner.refetch_after_seconds),
+        credentials: scanner
+            .credentials
+            .iter()
+            .map(|c| Credential {
+                host: c.host.clone(),
+                username: c.username.clone(),
+                token: c.token.clone(),
+                ssh_key_file: c.ssh_key_file.as_ref().map(PathBuf::from),
+            })
+            .collect(),
+    })
+}
+
+/// One clean-up pass: mirrors past their idle time or budget, old ledger entries.
+pub fn collect_garbage(scanner: &ScannerSettings) -> Result<crate::mirror::GcReport, Error> {
+    let report = mirrors(scanner).gc(
+        Duration::from_secs(scanner.mirror_max_idle_hours * 3600),
+        scanner.mirror_budget_bytes,
+    )?;
+    let removed = Ledger::new(&PathBuf::from(&scanner.cache_dir).join("attempts"))
+        .gc(Duration::from_secs(scanner.ledger_retention_hours * 3600));
+    tracing::info!(
+        kept = report.kept,
+        evicted = report.evicted,
+        freed_bytes = report.bytes_freed,
+        ledger_entries_removed = removed,
+        "cache clean-up done"
+    );
+    Ok(report)
+}
+
+struct State {
+    ready: Arc<AtomicBool>,
+    metrics: PrometheusHandle,
+}
+
+/// A running scanner.
+pub struct Application {
+    server: ServerHandle,
+    serving: JoinHandle<std::io::Result<()>>,
+    port: u16,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings, metrics: PrometheusHandle) -> Result<Self, Error> {
+        let config = settings.scanner.clone();
+        let cache_dir = PathBuf::from(&config.cache_dir);
+        std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io(&cache_dir, e))?;
+        let names = TopicNames::new(settings.topics.prefix.clone());
+        let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
+        let factory = KafkaFactory::new(settings.kafka.clone());
+        let producer = factory
+            .producer(ClientRole::Scanner)
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let scanning = Arc::new(scanning(
+            &config,
+            Some(&cache_dir),
+            &settings.ingest.file_roots,
+        )?);
+        let engines = scanning.engine_ids();
+        let jobs = Arc::new(JobContext {
+            emitter: Emitter::new(producer, codec.clone(), names.clone(), config.instance()),
+            mirrors: mirrors(&config),
+            ledger: Ledger::new(&cache_dir.join("attempts")),
+            scanning,
+            default_timeout: Duration::from_secs(config.job_timeout_seconds.max(1)),
+            max_attempts: config.max_attempts,
+            retry_backoff: Duration::from_millis(config.retry_backoff_ms),
+        });
+        let consumer = CommandConsumer::new(
+            factory,
+            names,
+            codec.clone(),
+            jobs,
+            ConsumerConfig {
+                group_id: format!("{}{}", settings.topics.prefix, config.group_id),
+                concurrency: config.concurrency,
+                queue_max: config.queue_max.max(1),
+                drain_timeout: Duration::from_secs(config.drain_timeout_seconds),
+                engines,
+            },
+        );
+        let stop = CancellationToken::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let consuming = tokio::spawn({
+            let (ready, stop) = (ready.clone(), stop.clone());
+            async move {
+                while let Err(e) = codec.register_all().await {
+                    tracing::warn!(error = %e, "schemas not registered yet; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+                consumer.run(ready, stop).await;
+            }
+        });
+        let cleaning = tokio::spawn({
+            let (config, stop) = (config.clone(), stop.clone());
+            async move {
+                let every = Duration::from_secs(config.gc_interval_seconds.max(60));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    let config = config.clone();
+                    match tokio::task::spawn_blocking(move || collect_garbage(&config)).await {
+                        Ok(Err(e)) => tracing::warn!(error = %e, "cache clean-up failed"),
+                        Err(e) => tracing::warn!(error = %e, "cache clean-up task failed"),
+                        Ok(Ok(_)) => {}
+                    }
+                }
+            }
+        });
+        let state = web::Data::new(State { ready, metrics });
+        let listener = TcpListener::bind(&settings.api.listen).map_err(|e| {
+            Error::Config(format!("cannot listen on {}: {e}", settings.api.listen))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::Config(e.to_string()))?
+            .port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(configure)
+        })
+        .disable_signals()
+        .workers(1)
+        .shutdown_timeout(5)
+        .listen(listener)
+        .map_err(|e| Error::Config(e.to_string()))?
+        .run();
+        tracing::info!(port, cache_dir = %cache_dir.display(), "scanner listening");
+        let handle = server.handle();
+        let serving = tokio::spawn(server);
+        Ok(Self {
+            server: handle,
+            serving,
+            port,
+            stop,
+            tasks: vec![consuming, cleaning],
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until `shutdown`, then drains running scans (see `scanner.drain_timeout_seconds`),
+    /// commits and leaves the group.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        shutdown.cancelled().await;
+        tracing::info!("scanner stopping");
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.server.stop(true).await;
+        let _ = self.serving.await;
+        Ok(())
+    }
+}
+
+fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/health_check",
+        web::get().to(scanstream_platform::http::health_check),
+    )
+    .route("/livez", web::get().to(scanstream_platform::http::livez))
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics));
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let ready = state.ready.load(Ordering::Acquire);
+    let body = json!({ "ready": ready, "consuming": ready });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
