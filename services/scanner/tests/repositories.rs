@@ -1,0 +1,366 @@
+//! Scans of real git repositories built in temporary folders: secrets in the tree, only in old
+//! history, on another branch, in allowlisted places, silenced inline or by the ignore file, and
+//! placeholders that must not match. Every assertion names the exact findings.
+//!
+//! Secret-looking values come from `rules/samples.toml`, where they are stored in pieces, so this
+//! repository holds no whole token.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use scanstream_contracts::command::ScanMode;
+use scanstream_scanner::dir::DirSource;
+use scanstream_scanner::engine::Engine;
+use scanstream_scanner::report::Report;
+use scanstream_scanner::rules::RulePack;
+use scanstream_scanner::runner::{EngineRun, Progress};
+use scanstream_scanner::scan::Scanning;
+use scanstream_scanner::secrets::{DEFAULT_FINGERPRINT_KEY, SecretsEngine};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Samples {
+    positive: Vec<Positive>,
+    negative: Vec<Negative>,
+}
+
+#[derive(Deserialize)]
+struct Positive {
+    rule: String,
+    text: Vec<String>,
+    secret: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Negative {
+    text: Vec<String>,
+}
+
+fn samples() -> Samples {
+    toml::from_str(include_str!("../rules/samples.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The text and secret of the first sample of `rule`.
+fn sample(rule: &str) -> (String, String) {
+    let s = samples()
+        .positive
+        .into_iter()
+        .find(|p| p.rule == rule)
+        .unwrap_or_else(|| panic!("no sample for {rule}"));
+    (s.text.concat(), s.secret.concat())
+}
+
+fn git(dir: &Path, args: &[&str], date: &str) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_AUTHOR_DATE", date)
+        .env("GIT_COMMITTER_DATE", date)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap_or_else(|e| panic!("git: {e}"));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn write(dir: &Path, path: &str, text: &str) {
+    let file = dir.join(path);
+    std::fs::create_dir_all(file.parent().unwrap_or(dir)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(file, text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn commit(dir: &Path, message: &str, date: &str) -> String {
+    git(dir, &["add", "-A"], date);
+    git(dir, &["commit", "-q", "-m", message], date);
+    git(dir, &["rev-parse", "HEAD"], date)
+}
+
+fn engine() -> SecretsEngine {
+    SecretsEngine::new(
+        RulePack::builtin().unwrap_or_else(|e| panic!("{e}")),
+        DEFAULT_FINGERPRINT_KEY.as_bytes(),
+    )
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    first: String,
+    feature: String,
+    secrets: Vec<String>,
+    /// The AWS key sits after two lines of its own.
+    aws_line: u32,
+}
+
+/// main: c1 plants a token in src/config.py and an AWS key in old/creds.txt; c2 deletes the AWS
+/// key, copies config.py, and adds allowlisted, silenced, ignored and placeholder content.
+/// feature (from c2): c3 plants a SendGrid key.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap_or_else(|e| panic!("{e}"));
+    let d1 = "2024-01-01T00:00:00Z";
+    git(&repo, &["init", "-q", "-b", "main"], d1);
+    let (pat, pat_secret) = sample("github-pat");
+    let (aws, aws_secret) = sample("aws-access-key-id");
+    write(&repo, "src/config.py", &format!("# settings\n{pat}"));
+    write(&repo, "old/creds.txt", &format!("one\ntwo\n{aws}"));
+    write(&repo, "README.md", "nothing to see\n");
+    let first = commit(&repo, "c1", d1);
+
+    let d2 = "2024-02-01T00:00:00Z";
+    std::fs::remove_file(repo.join("old/creds.txt")).unwrap_or_else(|e| panic!("{e}"));
+    write(&repo, "src/copy.py", &format!("# settings\n{pat}"));
+    let (hook, hook_secret) = sample("slack-webhook-url");
+    write(&repo, "web/node_modules/pkg/index.js", &hook);
+    let (stripe, stripe_secret) = sample("stripe-live-key");
+    write(
+        &repo,
+        "docs/example.md",
+        &format!("{} # scanstream:allow\n", stripe.trim_end()),
+    );
+    let (pem, pem_secret) = sample("private-key");
+    write(&repo, "tests/fixture.pem", &pem);
+    let fingerprint = engine().fingerprint("private-key", pem_secret.as_bytes());
+    write(&repo, ".scanstreamignore", &format!("# test key\n{fingerprint}\n"));
+    let placeholders: String = samples()
+        .negative
+        .iter()
+        .map(|n| format!("{}\n", n.text.concat()))
+        .collect();
+    write(&repo, "config/placeholders.env", &placeholders);
+    commit(&repo, "c2", d2);
+
+    let d3 = "2024-03-01T00:00:00Z";
+    git(&repo, &["checkout", "-q", "-b", "feature"], d3);
+    let (grid, grid_secret) = sample("sendgrid-api-key");
+    write(&repo, "keys/key.txt", &grid);
+    let feature = commit(&repo, "c3", d3);
+    git(&repo, &["checkout", "-q", "main"], d3);
+    Fixture {
+        _dir: dir,
+        repo,
+        first,
+        feature,
+        aws_line: 3 + aws[..aws.find(&aws_secret).unwrap_or(0)].matches('\n').count() as u32,
+        secrets: vec![
+            pat_secret,
+            aws_secret,
+            hook_secret,
+            stripe_secret,
+            pem_secret,
+            grid_secret,
+        ],
+    }
+}
+
+fn scanning(cache: Option<&Path>) -> Scanning {
+    Scanning::new(
+        vec![Arc::new(engine())],
+        cache,
+        Default::default(),
+        HashSet::new(),
+        vec![],
+    )
+}
+
+fn scan(scanning: &Scanning, repo: &Path, git_ref: Option<&str>, mode: ScanMode) -> EngineRun {
+    let resolved = scanning
+        .resolve(repo, git_ref)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut runs = scanning
+        .scan(
+            &resolved,
+            &["secrets".to_owned()],
+            mode,
+            "file:///fixture",
+            git_ref,
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(runs.len(), 1);
+    runs.remove(0)
+}
+
+/// (rule, path, line, commit) of every finding.
+fn found(run: &EngineRun) -> BTreeSet<(String, String, u32, Option<String>)> {
+    run.found
+        .iter()
+        .map(|f| {
+            (
+                f.hit.rule.clone(),
+                f.place.path.clone(),
+                f.hit.line,
+                f.place.commit.clone(),
+            )
+        })
+        .collect()
+}
+
+fn set(items: &[(&str, &str, u32, &str)]) -> BTreeSet<(String, String, u32, Option<String>)> {
+    items
+        .iter()
+        .map(|(r, p, l, c)| ((*r).into(), (*p).into(), *l, Some((*c).into())))
+        .collect()
+}
+
+#[test]
+fn the_tree_at_head_reports_each_path_of_a_secret_and_nothing_allowlisted() {
+    let f = fixture();
+    let head = git(&f.repo, &["rev-parse", "main"], "2024-04-01T00:00:00Z");
+    let run = scan(&scanning(None), &f.repo, None, ScanMode::Tree);
+    assert_eq!(
+        found(&run),
+        set(&[
+            ("github-pat", "src/config.py", 2, &head),
+            ("github-pat", "src/copy.py", 2, &head),
+        ])
+    );
+    let on_branch = scan(&scanning(None), &f.repo, Some("feature"), ScanMode::Tree);
+    assert!(found(&on_branch).contains(&(
+        "sendgrid-api-key".into(),
+        "keys/key.txt".into(),
+        1,
+        Some(f.feature.clone())
+    )));
+    assert!(matches!(
+        scanning(None).resolve(&f.repo, Some("no-such-branch")),
+        Err(scanstream_scanner::Error::RefNotFound(_))
+    ));
+}
+
+#[test]
+fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
+    let f = fixture();
+    let run = scan(&scanning(None), &f.repo, None, ScanMode::History);
+    assert_eq!(
+        found(&run),
+        set(&[
+            ("github-pat", "src/config.py", 2, &f.first),
+            ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
+            ("sendgrid-api-key", "keys/key.txt", 1, &f.feature),
+        ])
+    );
+    let main_only = scan(&scanning(None), &f.repo, Some("main"), ScanMode::History);
+    assert_eq!(
+        found(&main_only),
+        set(&[
+            ("github-pat", "src/config.py", 2, &f.first),
+            ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
+        ])
+    );
+}
+
+#[test]
+fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans() {
+    let f = fixture();
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let scanning = scanning(Some(cache.path()));
+    let first = scan(&scanning, &f.repo, Some("main"), ScanMode::Incremental);
+    assert_eq!(found(&first).len(), 2, "the first incremental scan reads the tree");
+    assert_eq!(first.cached, 0);
+    let head = git(&f.repo, &["rev-parse", "main"], "2024-04-01T00:00:00Z");
+    scanning.mark_scanned("file:///fixture", Some("main"), &head);
+
+    let (npm, _) = sample("npm-token");
+    write(&f.repo, "web/.npmrc", &npm);
+    write(&f.repo, "README.md", "still nothing\n");
+    let next = commit(&f.repo, "c4", "2024-04-01T00:00:00Z");
+    let second = scan(&scanning, &f.repo, Some("main"), ScanMode::Incremental);
+    assert_eq!(found(&second), set(&[("npm-token", "web/.npmrc", 1, &next)]));
+    assert_eq!(second.files, 2, "only the two new blobs");
+
+    let rescan = scan(&scanning, &f.repo, Some("main"), ScanMode::Tree);
+    assert!(rescan.files > 0);
+    assert_eq!(rescan.cached, rescan.files, "the incremental scans read every blob before");
+    let mut expected = set(&[
+        ("github-pat", "src/config.py", 2, &next),
+        ("github-pat", "src/copy.py", 2, &next),
+        ("npm-token", "web/.npmrc", 1, &next),
+    ]);
+    assert_eq!(found(&rescan), expected);
+    // A scanner in another process reads the same cache.
+    let other = self::scanning(Some(cache.path()));
+    let shared = scan(&other, &f.repo, Some("main"), ScanMode::Tree);
+    assert_eq!(shared.cached, shared.files);
+    assert_eq!(found(&shared), std::mem::take(&mut expected));
+}
+
+#[test]
+fn folders_are_scanned_as_files_on_disk() {
+    let f = fixture();
+    let scanning = scanning(None);
+    let source = DirSource::walk(&f.repo).unwrap_or_else(|e| panic!("{e}"));
+    let ignored = scanning.ignored_with(std::fs::read(f.repo.join(".scanstreamignore")).ok());
+    let runs = scanning
+        .run_engines(
+            &source,
+            &["secrets".to_owned()],
+            &ignored,
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let paths: BTreeSet<(String, String)> = runs[0]
+        .found
+        .iter()
+        .map(|f| (f.hit.rule.clone(), f.place.path.clone()))
+        .collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from([
+            ("github-pat".to_owned(), "src/config.py".to_owned()),
+            ("github-pat".to_owned(), "src/copy.py".to_owned()),
+        ])
+    );
+}
+
+#[test]
+fn reports_are_valid_sarif_and_never_hold_a_secret() {
+    let f = fixture();
+    let run = scan(&scanning(None), &f.repo, None, ScanMode::History);
+    let report = Report {
+        target: f.repo.display().to_string(),
+        commit: None,
+        runs: vec![run],
+        rules: engine().rules(),
+    };
+    let sarif = report.sarif();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/sarif-schema-2.1.0.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&sarif)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(sarif["runs"][0]["results"].as_array().map(Vec::len), Some(3));
+    // The schema check is not vacuous: a broken level is refused.
+    let mut broken = sarif.clone();
+    broken["runs"][0]["results"][0]["level"] = "critical".into();
+    assert!(!validator.is_valid(&broken));
+    let outputs = [
+        sarif.to_string(),
+        report.json().to_string(),
+        report.human(),
+    ];
+    for output in outputs {
+        for secret in &f.secrets {
+            assert!(!output.contains(secret.as_str()), "a secret leaked into a report");
+        }
+    }
+}
