@@ -51,7 +51,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scanner(args) => {
             overrides.push(("api.listen", args.listen.clone()));
             overrides.push(("scanner.cache_dir", args.cache_dir.clone()));
-            overrides.push(("scanner.concurrency", args.concurrency.map(|n| n.to_string())));
+            overrides.push((
+                "scanner.concurrency",
+                args.concurrency.map(|n| n.to_string()),
+            ));
         }
         Command::Cache(CacheCommand::Gc(args)) => {
             overrides.push(("scanner.cache_dir", args.cache_dir.clone()));
@@ -112,9 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cache(CacheCommand::Gc(_)) => {
             let scanner = base.scanner.clone();
-            let report =
-                tokio::task::spawn_blocking(move || scanstream_scanner::startup::collect_garbage(&scanner))
-                    .await??;
+            let report = tokio::task::spawn_blocking(move || {
+                scanstream_scanner::startup::collect_garbage(&scanner)
+            })
+            .await??;
             println!(
                 "mirrors kept {} ({} bytes), evicted {} ({} bytes freed), in use {}",
                 report.kept, report.bytes_kept, report.evicted, report.bytes_freed, report.busy

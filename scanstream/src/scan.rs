@@ -30,7 +30,9 @@ fn is_url(target: &str) -> bool {
 /// Runs the scan and prints the report; true when there are findings.
 pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
     let mut scanner = settings.scanner.clone();
-    scanner.rule_files.extend(args.rules.iter().map(|p| p.display().to_string()));
+    scanner
+        .rule_files
+        .extend(args.rules.iter().map(|p| p.display().to_string()));
     let scanning = Arc::new(startup::scanning(&scanner, args.cache_dir.as_deref(), &[])?);
     let mut ignored: HashSet<String> = HashSet::new();
     if let Some(file) = &args.ignore_file {
@@ -65,7 +67,10 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             .acquire(args.target.trim_end_matches('/'), &CancellationToken::new())
             .await?;
         let path = acquired.lease.path.clone();
-        let result = scan_repository(&scanning, &path, args, mode, &engines, &progress, &cancel, &ignored).await;
+        let result = scan_repository(
+            &scanning, &path, args, mode, &engines, &progress, &cancel, &ignored,
+        )
+        .await;
         drop(acquired);
         result?
     } else {
@@ -74,10 +79,16 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             bail!("{} does not exist", path.display());
         }
         if args.history || args.git_ref.is_some() {
-            scan_repository(&scanning, &path, args, mode, &engines, &progress, &cancel, &ignored).await?
+            scan_repository(
+                &scanning, &path, args, mode, &engines, &progress, &cancel, &ignored,
+            )
+            .await?
         } else {
             if !path.is_dir() {
-                bail!("{} is not a folder; scan a folder or a repository", path.display());
+                bail!(
+                    "{} is not a folder; scan a folder or a repository",
+                    path.display()
+                );
             }
             if let Ok(text) = std::fs::read_to_string(path.join(IGNORE_FILE)) {
                 ignored.extend(parse_ignore(&text));

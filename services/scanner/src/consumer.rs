@@ -31,9 +31,9 @@ use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::Error;
 use crate::job::{JobContext, JobEnd, Signals};
 use crate::offsets::OffsetBook;
-use crate::Error;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -153,10 +153,34 @@ impl ConsumerContext for ScannerContext {
         tracing::info!(revoked = list.count(), "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            // Committed again on the next tick.
+            tracing::debug!(error = %e, "offset commit failed");
+            if let Ok(mut shared) = self.shared.lock() {
+                for element in offsets.elements() {
+                    shared.book.uncommit(element.partition());
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(list) = rebalance else {
             return;
         };
+        // librdkafka keeps a partition's pause flag across revoke and re-assignment: a partition
+        // paused while it was ours before would stay silent. The poll loop pauses again when the
+        // queue is full.
+        if list.count() > 0
+            && let Err(e) = consumer.resume(list)
+        {
+            tracing::warn!(error = %e, "resuming newly assigned partitions failed");
+        }
         if let Ok(mut shared) = self.shared.lock() {
             for element in list.elements() {
                 shared.book.assign(element.partition());
@@ -213,7 +237,9 @@ impl CommandConsumer {
                 self.shared.clone(),
                 stop.clone(),
             );
-            tokio::spawn(async move { watch_cancels(factory, &group, names, codec, shared, stop).await })
+            tokio::spawn(
+                async move { watch_cancels(factory, &group, names, codec, shared, stop).await },
+            )
         };
         while !stop.is_cancelled() {
             match self.session(&ready, &stop).await {
@@ -300,8 +326,14 @@ impl CommandConsumer {
                 return Ok(());
             };
             if !shared.book.read(partition, offset) {
+                tracing::debug!(
+                    partition,
+                    offset,
+                    "record of a partition not assigned here skipped"
+                );
                 return Ok(());
             }
+            tracing::debug!(partition, offset, "command read");
             shared.book.generation(partition).unwrap_or(0)
         };
         let finish = |shared: &Arc<Mutex<Shared>>| {
@@ -363,10 +395,7 @@ impl CommandConsumer {
         Ok(())
     }
 
-    async fn decode(
-        &self,
-        bytes: &[u8],
-    ) -> Result<ScanCommand, scanstream_contracts::CodecError> {
+    async fn decode(&self, bytes: &[u8]) -> Result<ScanCommand, scanstream_contracts::CodecError> {
         // A registry outage is transient: retry a few times before restarting the session.
         let mut delay = Duration::from_millis(200);
         loop {
@@ -500,11 +529,12 @@ impl CommandConsumer {
                 tracing::debug!(queued, "partitions paused");
                 return true;
             }
-        } else if paused && queued < self.config.queue_max.div_ceil(2) {
-            if consumer.resume(&assignment).is_ok() {
-                tracing::debug!(queued, "partitions resumed");
-                return false;
-            }
+        } else if paused
+            && queued < self.config.queue_max.div_ceil(2)
+            && consumer.resume(&assignment).is_ok()
+        {
+            tracing::debug!(queued, "partitions resumed");
+            return false;
         }
         paused
     }

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+pub use gix::ObjectId;
 use gix::bstr::BString;
 use gix::hashtable::HashSet;
 use gix::objs::tree::EntryKind;
 use gix::prelude::*;
 use gix::revision::walk::Sorting;
 use gix::traverse::commit::simple::CommitTimeOrder;
-pub use gix::ObjectId;
 
 use crate::Error;
 use crate::runner::{Item, Place, Reader, Source};
@@ -86,7 +86,11 @@ pub fn branch_and_tag_tips(repo: &Repo) -> Result<Vec<ObjectId>, Error> {
         .map_err(git_error)?
         .peeled()
         .map_err(git_error)?;
-    let tags = refs.tags().map_err(git_error)?.peeled().map_err(git_error)?;
+    let tags = refs
+        .tags()
+        .map_err(git_error)?
+        .peeled()
+        .map_err(git_error)?;
     for reference in heads.chain(tags) {
         let id = reference.map_err(git_error)?.id().detach();
         if repo.find_header(id).map_err(git_error)?.kind() == gix::objs::Kind::Commit {
@@ -98,7 +102,11 @@ pub fn branch_and_tag_tips(repo: &Repo) -> Result<Vec<ObjectId>, Error> {
     Ok(tips)
 }
 
-fn commit_tree(repo: &gix::Repository, commit: ObjectId, buf: &mut Vec<u8>) -> Result<ObjectId, Error> {
+fn commit_tree(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    buf: &mut Vec<u8>,
+) -> Result<ObjectId, Error> {
     repo.objects
         .find_commit_iter(&commit, buf)
         .map_err(git_error)?
@@ -123,7 +131,11 @@ fn walk_tree(
         {
             continue;
         }
-        for entry in repo.objects.find_tree_iter(&tree, &mut buf).map_err(git_error)? {
+        for entry in repo
+            .objects
+            .find_tree_iter(&tree, &mut buf)
+            .map_err(git_error)?
+        {
             let entry = entry.map_err(git_error)?;
             path.clear();
             path.extend_from_slice(&prefix);

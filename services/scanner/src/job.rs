@@ -128,12 +128,21 @@ impl JobContext {
                     kind: "attempts_exhausted",
                 };
                 return self
-                    .close(command, n, failed(failure), Entry::Finished(n), Next::Finish, signals)
+                    .close(
+                        command,
+                        n,
+                        failed(failure),
+                        Entry::Finished(n),
+                        Next::Finish,
+                        signals,
+                    )
                     .await;
             }
             Plan::CloseInterrupted { attempt, retry } => {
                 let failure = Failure {
-                    reason: format!("the scanner running attempt {attempt} stopped before it ended"),
+                    reason: format!(
+                        "the scanner running attempt {attempt} stopped before it ended"
+                    ),
                     retryable: retry,
                     kind: "interrupted",
                 };
@@ -154,7 +163,14 @@ impl JobContext {
         if let Some(reason) = cancelled {
             let payload = EventPayload::ScanCancelled(ScanCancelled { reason });
             return self
-                .close(command, attempt, payload, Entry::Finished(attempt), Next::Finish, signals)
+                .close(
+                    command,
+                    attempt,
+                    payload,
+                    Entry::Finished(attempt),
+                    Next::Finish,
+                    signals,
+                )
                 .await;
         }
         let timeout = command
@@ -210,7 +226,9 @@ impl JobContext {
             if !retry || end == JobEnd::HandedOver {
                 return end;
             }
-            let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(16);
+            let exponent = u32::try_from(attempt.saturating_sub(1))
+                .unwrap_or(0)
+                .min(16);
             let backoff = (self.retry_backoff * 2u32.pow(exponent)).min(Duration::from_secs(300));
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -254,6 +272,7 @@ impl JobContext {
             }
         }
         metrics::counter!("scanstream_scanner_attempts_total", "outcome" => kind).increment(1);
+        tracing::info!(job = %command.job_id, run = %command.run_id, attempt, outcome = kind, "attempt ended");
         if let Err(e) = self.ledger.put(command.job_id, command.run_id, entry) {
             // The events are written; a stale ledger only makes the next owner close this
             // attempt again, under the same event id.
@@ -278,6 +297,7 @@ impl JobContext {
         {
             return AttemptEnd::Failed(e.into());
         }
+        tracing::debug!(job = %command.job_id, attempt, repo = %command.repo_url, "attempt started");
         let abort = CancellationToken::new();
         let flag = Arc::new(AtomicBool::new(false));
         let watcher = {

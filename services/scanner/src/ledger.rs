@@ -181,7 +181,9 @@ mod tests {
         let run = RunId::derived(job, "r");
         assert_eq!(ledger.get(job, run).unwrap_or_else(|e| panic!("{e}")), None);
         for entry in [Entry::Running(1), Entry::Retrying(1), Entry::Finished(2)] {
-            ledger.put(job, run, entry).unwrap_or_else(|e| panic!("{e}"));
+            ledger
+                .put(job, run, entry)
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
                 ledger.get(job, run).unwrap_or_else(|e| panic!("{e}")),
                 Some(entry)

@@ -221,7 +221,10 @@ impl Mirrors {
                 command
                     .env("GIT_CONFIG_COUNT", "1")
                     .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                    .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+                    .env(
+                        "GIT_CONFIG_VALUE_0",
+                        format!("Authorization: Basic {basic}"),
+                    );
             }
             if let Some(key) = &credential.ssh_key_file {
                 command.env(
@@ -342,7 +345,7 @@ impl Mirrors {
             mirrors.push((idle, disk_usage(&path), path));
         }
         // Most idle first.
-        mirrors.sort_by(|a, b| b.0.cmp(&a.0));
+        mirrors.sort_by_key(|m| std::cmp::Reverse(m.0));
         let mut total: u64 = mirrors.iter().map(|m| m.1).sum();
         for (idle, bytes, path) in mirrors {
             let over_budget = budget_bytes > 0 && total > budget_bytes;

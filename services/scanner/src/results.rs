@@ -35,11 +35,14 @@ pub struct ResultCache {
     state: Mutex<Loaded>,
 }
 
+/// A blob id and what an engine found in it.
+type Record = (Box<[u8]>, Box<[Hit]>);
+
 #[derive(Debug, Default)]
 struct Loaded {
     known: HashMap<Box<[u8]>, Box<[Hit]>>,
     segments: HashSet<String>,
-    fresh: Vec<(Box<[u8]>, Box<[Hit]>)>,
+    fresh: Vec<Record>,
 }
 
 impl ResultCache {
@@ -136,7 +139,11 @@ impl ResultCache {
         if let Ok(mut state) = self.state.lock() {
             state.segments.insert(name);
         }
-        tracing::info!(segments = names.len(), records = merged.len(), "result cache merged");
+        tracing::info!(
+            segments = names.len(),
+            records = merged.len(),
+            "result cache merged"
+        );
         Ok(())
     }
 
@@ -225,7 +232,7 @@ fn write_segment<'a>(
     std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))
 }
 
-type Records = Vec<(Box<[u8]>, Box<[Hit]>)>;
+type Records = Vec<Record>;
 
 fn read_segment(path: &Path) -> std::io::Result<Records> {
     let mut bytes = Vec::new();
@@ -243,8 +250,7 @@ fn parse_segment(bytes: &[u8]) -> Option<Records> {
         Some(head)
     };
     let mut records = Vec::new();
-    loop {
-        let Some(len) = take(1) else { break };
+    while let Some(len) = take(1) {
         let oid: Box<[u8]> = take(usize::from(len[0]))?.into();
         let count = u16::from_le_bytes(take(2)?.try_into().ok()?);
         let mut hits = Vec::with_capacity(usize::from(count));
@@ -314,12 +320,18 @@ mod tests {
         }
         let segments = segment_names(&dir.path().join("k")).unwrap_or_else(|e| panic!("{e}"));
         assert!(segments.len() < MERGE_ABOVE, "{} segments", segments.len());
-        std::fs::write(dir.path().join("k").join("zz-damaged.seg"), b"SSRC\x01\x05ab")
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("k").join("zz-damaged.seg"),
+            b"SSRC\x01\x05ab",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let fresh = ResultCache::new(dir.path(), "k");
         fresh.refresh().unwrap_or_else(|e| panic!("{e}"));
         for i in 0..(MERGE_ABOVE as u32 + 2) {
-            assert_eq!(fresh.get(format!("blob-{i}").as_bytes()), Some(vec![hit(i)]));
+            assert_eq!(
+                fresh.get(format!("blob-{i}").as_bytes()),
+                Some(vec![hit(i)])
+            );
         }
     }
 }

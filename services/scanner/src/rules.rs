@@ -264,7 +264,9 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
-        return Err(at("id must be ASCII letters, digits, '-', '_' or '.'".into()));
+        return Err(at(
+            "id must be ASCII letters, digits, '-', '_' or '.'".into()
+        ));
     }
     if def.keywords.is_empty() || def.keywords.iter().any(|k| k.is_empty()) {
         return Err(at(
@@ -355,10 +357,22 @@ severity = "high"
     #[test]
     fn bad_rule_files_are_clear_errors() {
         for (text, needle) in [
-            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"(\"\nkeywords = [\"a\"]\nseverity = \"high\"\n", "regex"),
-            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nkeywords = []\nseverity = \"high\"\n", "keyword"),
-            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nkeywords = [\"a\"]\nseverity = \"urgent\"\n", "severity"),
-            ("[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nsecret_group = 2\nkeywords = [\"a\"]\nseverity = \"low\"\n", "secret_group"),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"(\"\nkeywords = [\"a\"]\nseverity = \"high\"\n",
+                "regex",
+            ),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nkeywords = []\nseverity = \"high\"\n",
+                "keyword",
+            ),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nkeywords = [\"a\"]\nseverity = \"urgent\"\n",
+                "severity",
+            ),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nsecret_group = 2\nkeywords = [\"a\"]\nseverity = \"low\"\n",
+                "secret_group",
+            ),
             ("disable = [\"no-such-rule\"]\n", "unknown rule"),
             ("[[rules]]\nid = \"x\"\nbogus = 1\n", "bogus"),
         ] {

@@ -127,9 +127,7 @@ pub fn run<S: Source>(
                 if item.size > limits.max_blob_bytes {
                     return Ok(Outcome::Skipped);
                 }
-                let reader = reader
-                    .as_mut()
-                    .map_err(|e| Error::Source(e.to_string()))?;
+                let reader = reader.as_mut().map_err(|e| Error::Source(e.to_string()))?;
                 reader.read(item, buf)?;
                 let size = buf.len() as u64;
                 progress.files.fetch_add(1, Ordering::Relaxed);

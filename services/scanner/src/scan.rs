@@ -203,8 +203,7 @@ impl Scanning {
                 // Only future cache hits are lost.
                 tracing::warn!(error = %e, "result cache not written");
             }
-            run.found
-                .retain(|f| !ignored.contains(&f.hit.fingerprint));
+            run.found.retain(|f| !ignored.contains(&f.hit.fingerprint));
             runs.push(run);
         }
         Ok(runs)

@@ -161,7 +161,8 @@ impl Engine for SecretsEngine {
                 {
                     continue;
                 }
-                let line_start = memchr::memrchr(b'\n', &content[..whole.start()]).map_or(0, |p| p + 1);
+                let line_start =
+                    memchr::memrchr(b'\n', &content[..whole.start()]).map_or(0, |p| p + 1);
                 let line_end = memchr::memchr(b'\n', &content[whole.end()..])
                     .map_or(content.len(), |p| whole.end() + p);
                 if memchr::memmem::find(&content[line_start..line_end], ALLOW_MARKER).is_some() {

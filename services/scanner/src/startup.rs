@@ -189,24 +189,20 @@ impl Application {
             }
         });
         let state = web::Data::new(State { ready, metrics });
-        let listener = TcpListener::bind(&settings.api.listen).map_err(|e| {
-            Error::Config(format!("cannot listen on {}: {e}", settings.api.listen))
-        })?;
+        let listener = TcpListener::bind(&settings.api.listen)
+            .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", settings.api.listen)))?;
         let port = listener
             .local_addr()
             .map_err(|e| Error::Config(e.to_string()))?
             .port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .configure(configure)
-        })
-        .disable_signals()
-        .workers(1)
-        .shutdown_timeout(5)
-        .listen(listener)
-        .map_err(|e| Error::Config(e.to_string()))?
-        .run();
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
+                .disable_signals()
+                .workers(1)
+                .shutdown_timeout(5)
+                .listen(listener)
+                .map_err(|e| Error::Config(e.to_string()))?
+                .run();
         tracing::info!(port, cache_dir = %cache_dir.display(), "scanner listening");
         let handle = server.handle();
         let serving = tokio::spawn(server);

@@ -134,7 +134,11 @@ fn fixture() -> Fixture {
     let (pem, pem_secret) = sample("private-key");
     write(&repo, "tests/fixture.pem", &pem);
     let fingerprint = engine().fingerprint("private-key", pem_secret.as_bytes());
-    write(&repo, ".scanstreamignore", &format!("# test key\n{fingerprint}\n"));
+    write(
+        &repo,
+        ".scanstreamignore",
+        &format!("# test key\n{fingerprint}\n"),
+    );
     let placeholders: String = samples()
         .negative
         .iter()
@@ -154,7 +158,9 @@ fn fixture() -> Fixture {
         repo,
         first,
         feature,
-        aws_line: 3 + aws[..aws.find(&aws_secret).unwrap_or(0)].matches('\n').count() as u32,
+        aws_line: 3 + aws[..aws.find(&aws_secret).unwrap_or(0)]
+            .matches('\n')
+            .count() as u32,
         secrets: vec![
             pat_secret,
             aws_secret,
@@ -270,7 +276,11 @@ fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans(
     let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let scanning = scanning(Some(cache.path()));
     let first = scan(&scanning, &f.repo, Some("main"), ScanMode::Incremental);
-    assert_eq!(found(&first).len(), 2, "the first incremental scan reads the tree");
+    assert_eq!(
+        found(&first).len(),
+        2,
+        "the first incremental scan reads the tree"
+    );
     assert_eq!(first.cached, 0);
     let head = git(&f.repo, &["rev-parse", "main"], "2024-04-01T00:00:00Z");
     scanning.mark_scanned("file:///fixture", Some("main"), &head);
@@ -280,12 +290,18 @@ fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans(
     write(&f.repo, "README.md", "still nothing\n");
     let next = commit(&f.repo, "c4", "2024-04-01T00:00:00Z");
     let second = scan(&scanning, &f.repo, Some("main"), ScanMode::Incremental);
-    assert_eq!(found(&second), set(&[("npm-token", "web/.npmrc", 1, &next)]));
+    assert_eq!(
+        found(&second),
+        set(&[("npm-token", "web/.npmrc", 1, &next)])
+    );
     assert_eq!(second.files, 2, "only the two new blobs");
 
     let rescan = scan(&scanning, &f.repo, Some("main"), ScanMode::Tree);
     assert!(rescan.files > 0);
-    assert_eq!(rescan.cached, rescan.files, "the incremental scans read every blob before");
+    assert_eq!(
+        rescan.cached, rescan.files,
+        "the incremental scans read every blob before"
+    );
     let mut expected = set(&[
         ("github-pat", "src/config.py", 2, &next),
         ("github-pat", "src/copy.py", 2, &next),
@@ -348,19 +364,21 @@ fn reports_are_valid_sarif_and_never_hold_a_secret() {
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
-    assert_eq!(sarif["runs"][0]["results"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        sarif["runs"][0]["results"].as_array().map(Vec::len),
+        Some(3)
+    );
     // The schema check is not vacuous: a broken level is refused.
     let mut broken = sarif.clone();
     broken["runs"][0]["results"][0]["level"] = "critical".into();
     assert!(!validator.is_valid(&broken));
-    let outputs = [
-        sarif.to_string(),
-        report.json().to_string(),
-        report.human(),
-    ];
+    let outputs = [sarif.to_string(), report.json().to_string(), report.human()];
     for output in outputs {
         for secret in &f.secrets {
-            assert!(!output.contains(secret.as_str()), "a secret leaked into a report");
+            assert!(
+                !output.contains(secret.as_str()),
+                "a secret leaked into a report"
+            );
         }
     }
 }

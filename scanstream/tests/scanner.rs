@@ -1,0 +1,510 @@
+//! Two `scanstream scanner` processes in one group, sharing one cache folder, against the real
+//! broker and registry: 60 jobs over 10 repositories, one scanner killed (SIGKILL) halfway, a
+//! poison record and an invalid command. Every job must still end, every attempt must have
+//! exactly one terminal event, bad records must land in the DLQ, and no record may hold a
+//! planted secret.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use scanstream_contracts::command::{Command as Cmd, RequestScan, ScanCommand, ScanMode};
+use scanstream_contracts::event::{EventPayload, ScanEvent, TERMINAL_SEQUENCE};
+use scanstream_contracts::finding::Finding;
+use scanstream_contracts::{Codec, JobId, RepoKey, RunId, Topic, TopicNames, headers};
+use scanstream_platform::Settings;
+use scanstream_platform::config::Sources;
+use scanstream_scanner::rules::RulePack;
+use scanstream_scanner::secrets::{DEFAULT_FINGERPRINT_KEY, SecretsEngine};
+use scanstream_testcontainers::TestScope;
+
+const REPOS: usize = 10;
+const JOBS: usize = 60;
+
+#[derive(serde::Deserialize)]
+struct Samples {
+    positive: Vec<Positive>,
+}
+
+#[derive(serde::Deserialize)]
+struct Positive {
+    rule: String,
+    text: Vec<String>,
+    secret: Vec<String>,
+}
+
+/// One planted secret per repository: (rule, text, secret), each from a different rule.
+fn plants() -> Vec<(String, String, String)> {
+    let samples: Samples =
+        toml::from_str(include_str!("../../services/scanner/rules/samples.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mut seen = BTreeSet::new();
+    samples
+        .positive
+        .into_iter()
+        .filter(|p| p.rule != "generic-secret-assignment" && seen.insert(p.rule.clone()))
+        .take(REPOS)
+        .map(|p| (p.rule, p.text.concat(), p.secret.concat()))
+        .collect()
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("HOME", dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("git: {e}"));
+    assert!(status.success(), "git {args:?}");
+}
+
+/// Branches per repository; job `i` scans branch `b{i / REPOS}` of repository `i % REPOS`.
+const BRANCHES: usize = JOBS / REPOS;
+
+/// A repository with a planted secret on `main` and one branch per job, each adding a large
+/// file of its own: no job's scan is answered from the result cache, so scans take long enough
+/// for a kill to land mid-scan.
+fn make_repo(root: &Path, index: usize, plant: &str) -> PathBuf {
+    let dir = root.join(format!("repo{index}"));
+    std::fs::create_dir_all(dir.join("src")).unwrap_or_else(|e| panic!("{e}"));
+    git(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("src/settings.txt"), plant).unwrap_or_else(|e| panic!("{e}"));
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "initial"]);
+    for branch in 0..BRANCHES {
+        git(
+            &dir,
+            &["checkout", "-q", "-b", &format!("b{branch}"), "main"],
+        );
+        let body: String = (0..40_000)
+            .map(|line| format!("let value_{index}_{branch}_{line} = compute({line}, key);\n"))
+            .collect();
+        std::fs::write(dir.join("src/generated.rs"), body).unwrap_or_else(|e| panic!("{e}"));
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-q", "-m", "generated"]);
+    }
+    git(&dir, &["checkout", "-q", "main"]);
+    dir
+}
+
+fn settings(scope: &TestScope) -> Settings {
+    Settings::load(Sources {
+        env: Some(BTreeMap::new()),
+        overrides: vec![
+            (
+                "kafka.bootstrap_servers".into(),
+                scope.endpoints.bootstrap_servers.clone(),
+            ),
+            ("registry.url".into(), scope.endpoints.registry_url.clone()),
+            ("topics.prefix".into(), scope.topic_prefix.clone()),
+            ("topics.partitions".into(), "4".into()),
+            ("topics.replication_factor".into(), "1".into()),
+        ],
+        ..Sources::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts a scanner; its log goes to `<logs>/<name>.log`.
+fn spawn_scanner(scope: &TestScope, config: &Path, logs: &Path, name: &str) -> Child {
+    let log =
+        std::fs::File::create(logs.join(format!("{name}.log"))).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .args(["--config", &config.display().to_string(), "scanner"])
+        .env(
+            "SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS",
+            &scope.endpoints.bootstrap_servers,
+        )
+        .env("SCANSTREAM__REGISTRY__URL", &scope.endpoints.registry_url)
+        .env("SCANSTREAM__TOPICS__PREFIX", &scope.topic_prefix)
+        .env("SCANSTREAM__SCANNER__INSTANCE_ID", name)
+        .env(
+            "SCANSTREAM__TELEMETRY__LOG_FILTER",
+            "warn,scanstream_scanner=debug",
+        )
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting a scanner: {e}"));
+    // The first stdout line says it listens: it is up.
+    if let Some(stdout) = child.stdout.take() {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        assert!(line.contains("listening"), "scanner said {line:?}");
+        // Keep reading, so the scanner never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    }
+    child
+}
+
+async fn drain_topic(
+    scope: &TestScope,
+    topic: &str,
+    group: &str,
+    until: impl Fn(&[OwnedMessage]) -> bool,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
+        .set("group.id", format!("{}-{group}", scope.group_id))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    consumer
+        .subscribe(&[topic])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !until(&out) && Instant::now() < deadline {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
+            out.push(m.detach());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scanners_survive_a_kill_and_every_attempt_ends_once() {
+    let scope = TestScope::new("scanner-group");
+    let s = settings(&scope);
+    let names = TopicNames::new(s.topics.prefix.clone());
+    let factory = scanstream_platform::KafkaFactory::new(s.kafka.clone());
+    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
+    scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let codec: Codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
+    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repos_root = work.path().join("repos");
+    let plants = plants();
+    assert_eq!(plants.len(), REPOS);
+    let repos: Vec<PathBuf> = plants
+        .iter()
+        .enumerate()
+        .map(|(i, (_, text, _))| make_repo(&repos_root, i, text))
+        .collect();
+    let config = work.path().join("scanner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+statistics_interval_ms = 0
+[kafka.extra]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+[api]
+listen = "127.0.0.1:0"
+auth_enabled = false
+[ingest]
+file_roots = ["{}"]
+[scanner]
+cache_dir = "{}"
+concurrency = 2
+queue_max = 2
+retry_backoff_ms = 200
+drain_timeout_seconds = 2
+"#,
+            repos_root.display(),
+            work.path().join("cache").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Logs outlive the test's temporary folder, for reading after a failure.
+    let logs = std::env::temp_dir().join(format!("scanstream-{}", scope.group_id));
+    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("scanner logs: {}", logs.display());
+    let mut a = spawn_scanner(&scope, &config, &logs, "scanner-a");
+    let mut b = spawn_scanner(&scope, &config, &logs, "scanner-b");
+
+    // 60 jobs, a poison record, and a decodable command that names an unknown engine.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let commands = names.name(Topic::Commands);
+    let request = |name: &str, repo: &Path, branch: usize, engines: Vec<String>| {
+        let job_id = JobId::from_name(name);
+        RequestScan {
+            job_id,
+            job_name: name.to_owned(),
+            run_id: RunId::derived(job_id, "1"),
+            repo_url: format!("file://{}", repo.display()),
+            git_ref: Some(format!("b{branch}")),
+            engines,
+            mode: ScanMode::Tree,
+            timeout_ms: None,
+            schedule: None,
+            requested_by: Some("test".into()),
+        }
+    };
+    let mut expected: HashMap<JobId, usize> = HashMap::new();
+    let mut send = Vec::new();
+    for i in 0..JOBS {
+        let repo = &repos[i % REPOS];
+        let cmd = request(&format!("job-{i}"), repo, i / REPOS, vec!["secrets".into()]);
+        expected.insert(cmd.job_id, i % REPOS);
+        send.push((cmd.repo_url.clone(), cmd));
+    }
+    let invalid = request("job-invalid", &repos[0], 0, vec!["no-such-engine".into()]);
+    send.insert(JOBS / 2, (invalid.repo_url.clone(), invalid.clone()));
+    for (url, cmd) in &send {
+        let value = ScanCommand {
+            command_id: uuid::Uuid::new_v4(),
+            issued_at: scanstream_scanner::now_ms(),
+            command: Cmd::RequestScan(cmd.clone()),
+        };
+        let bytes = codec
+            .encode(Topic::Commands, &value)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = RepoKey::from_normalized(url);
+        producer
+            .send(
+                FutureRecord::to(&commands)
+                    .key(key.as_str())
+                    .payload(&bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("{e}"));
+    }
+    producer
+        .send(
+            FutureRecord::to(&commands)
+                .key("poison")
+                .payload(&b"\x00\x00\x00\x00\x01 not avro at all"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("{e}"));
+
+    // Kill scanner A while it has work in flight: once it wrote the events of a few jobs (a job
+    // writes four; the producer's name is in each event's bytes), it still holds queued and
+    // running commands.
+    let events_topic = names.name(Topic::Events);
+    let by_a = |messages: &[OwnedMessage]| {
+        messages
+            .iter()
+            .filter(|m| {
+                m.payload()
+                    .is_some_and(|p| p.windows(9).any(|w| w == b"scanner-a"))
+            })
+            .count()
+    };
+    let seen = drain_topic(
+        &scope,
+        &events_topic,
+        "halfway",
+        |m| by_a(m) >= 8,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(by_a(&seen) >= 8, "scanner A made no progress");
+    a.kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = a.wait();
+
+    // Every job (and the invalid one) must reach a final terminal event.
+    let final_terminals = |events: &[ScanEvent]| -> BTreeSet<JobId> {
+        events
+            .iter()
+            .filter(|e| match &e.payload {
+                EventPayload::ScanSucceeded(_) | EventPayload::ScanCancelled(_) => true,
+                EventPayload::ScanFailed(f) => !f.retryable,
+                _ => false,
+            })
+            .map(|e| e.job_id)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (events, raw_events) = loop {
+        let raw = drain_topic(
+            &scope,
+            &events_topic,
+            &format!("check-{}", uuid::Uuid::new_v4().simple()),
+            |_| false,
+            Duration::from_secs(4),
+        )
+        .await;
+        let mut events = Vec::new();
+        for m in &raw {
+            let bytes = m.payload().unwrap_or_default();
+            events.push(
+                codec
+                    .decode::<ScanEvent>(bytes)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        if final_terminals(&events).len() > JOBS || Instant::now() > deadline {
+            break (events, raw);
+        }
+    };
+    let _ = b.kill();
+    let _ = b.wait();
+    let done = final_terminals(&events);
+    for job in expected.keys() {
+        let history: Vec<String> = events
+            .iter()
+            .filter(|e| e.job_id == *job)
+            .map(|e| {
+                format!(
+                    "{}/{} {:?} by {:?}",
+                    e.attempt, e.sequence, e.payload, e.producer
+                )
+            })
+            .collect();
+        assert!(
+            done.contains(job),
+            "job {job} never ended ({} of {} jobs did, {} events): {history:#?}",
+            done.len(),
+            JOBS + 1,
+            events.len()
+        );
+    }
+    assert!(
+        done.contains(&invalid.job_id),
+        "the invalid command got no ScanFailed"
+    );
+
+    // Exactly one terminal event (by id) per attempt, and every started attempt has one.
+    let mut terminals: HashMap<(JobId, i32), BTreeSet<uuid::Uuid>> = HashMap::new();
+    let mut started: BTreeSet<(JobId, i32)> = BTreeSet::new();
+    for e in &events {
+        if e.sequence == TERMINAL_SEQUENCE {
+            terminals
+                .entry((e.job_id, e.attempt))
+                .or_default()
+                .insert(e.event_id.0);
+        }
+        if matches!(e.payload, EventPayload::ScanStarted(_)) {
+            started.insert((e.job_id, e.attempt));
+        }
+    }
+    for (attempt, ids) in &terminals {
+        assert_eq!(
+            ids.len(),
+            1,
+            "attempt {attempt:?} has {} terminal events",
+            ids.len()
+        );
+    }
+    for attempt in &started {
+        assert!(
+            terminals.contains_key(attempt),
+            "attempt {attempt:?} never ended"
+        );
+    }
+    let interrupted = events
+        .iter()
+        .filter(|e| matches!(&e.payload, EventPayload::ScanFailed(f) if f.error_kind == "interrupted" || f.error_kind == "handed_over"))
+        .count();
+    let mut by_scanner: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &events {
+        *by_scanner
+            .entry(e.producer.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    eprintln!(
+        "{} events, {} attempts, {} closed after the kill, events by scanner {by_scanner:?}",
+        events.len(),
+        terminals.len(),
+        interrupted
+    );
+
+    // Findings: each succeeded job's last attempt reports its repository's planted secret.
+    let findings_topic = names.name(Topic::Findings);
+    let raw_findings = drain_topic(
+        &scope,
+        &findings_topic,
+        "findings",
+        |_| false,
+        Duration::from_secs(4),
+    )
+    .await;
+    let engine = SecretsEngine::new(
+        RulePack::builtin().unwrap_or_else(|e| panic!("{e}")),
+        DEFAULT_FINGERPRINT_KEY.as_bytes(),
+    );
+    let mut fingerprints: HashMap<JobId, BTreeSet<String>> = HashMap::new();
+    for m in &raw_findings {
+        let finding: Finding = codec
+            .decode(m.payload().unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        fingerprints
+            .entry(finding.job_id)
+            .or_default()
+            .insert(finding.fingerprint);
+    }
+    for (job, repo) in &expected {
+        let (rule, _, secret) = &plants[*repo];
+        let want = engine.fingerprint(rule, secret.as_bytes());
+        assert!(
+            fingerprints.get(job).is_some_and(|f| f.contains(&want)),
+            "job {job} lacks the {rule} finding"
+        );
+    }
+
+    // The poison record and the invalid command are in the DLQ, with reasons.
+    let dlq = drain_topic(
+        &scope,
+        &names.name(Topic::CommandsDlq),
+        "dlq",
+        |m| m.len() >= 2,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(dlq.len(), 2, "DLQ holds {} records", dlq.len());
+    let kinds: BTreeSet<String> = dlq
+        .iter()
+        .filter_map(|m| {
+            m.headers()?
+                .iter()
+                .find(|h| h.key == headers::DLQ_ERROR_KIND)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["undecodable".to_owned(), "invalid_command".to_owned()])
+    );
+
+    // No record the scanners wrote holds a planted secret, in key, value or headers.
+    for m in raw_events.iter().chain(&raw_findings).chain(&dlq) {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(m.key().unwrap_or_default());
+        bytes.extend_from_slice(m.payload().unwrap_or_default());
+        if let Some(h) = m.headers() {
+            for header in h.iter() {
+                bytes.extend_from_slice(header.value.unwrap_or_default());
+            }
+        }
+        for (_, _, secret) in &plants {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a record on {} holds a planted secret",
+                m.topic()
+            );
+        }
+    }
+}
