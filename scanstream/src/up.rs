@@ -84,8 +84,8 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> Result<(), UpError> {
     println!("Topic prefix:            {:?}", settings.topics.prefix);
     println!("Ready in {:.1}s.", started.elapsed().as_secs_f64());
     println!(
-        "`up` does not run the roles yet: start `scanstream ingest` and `scanstream aggregator` \
-         (they use these addresses by default); the scanner is not available yet."
+        "`up` does not run the roles yet: start `scanstream ingest`, `scanstream scanner` and \
+         `scanstream aggregator` (they use these addresses by default)."
     );
     if report.has_drift() {
         stop(cluster).await;
