@@ -92,15 +92,7 @@ async fn topics_ensure_fails_on_drift_unless_allowed() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_fail() {
-    for sub in [
-        "scanner",
-        "scheduler",
-        "submit",
-        "stats",
-        "scan",
-        "replay",
-        "audit",
-    ] {
+    for sub in ["scheduler", "submit", "stats", "replay", "audit"] {
         let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
             .arg(sub)
             .output()
@@ -123,4 +115,48 @@ fn bad_configuration_is_a_clear_error() {
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("partitions"), "{err}");
+}
+
+/// `scanstream scan` needs no Kafka: exit 0 for a clean folder, 1 with findings, 2 when it
+/// cannot scan.
+#[test]
+fn scan_exit_codes_tell_clean_from_findings_from_errors() {
+    #[derive(serde::Deserialize)]
+    struct Samples {
+        positive: Vec<Positive>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Positive {
+        text: Vec<String>,
+        secret: Vec<String>,
+    }
+    let samples: Samples =
+        toml::from_str(include_str!("../../services/scanner/rules/samples.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("notes.txt"), "nothing secret here\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let scan = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_scanstream"))
+            .arg("scan")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let target = dir.path().display().to_string();
+    assert_eq!(scan(&[&target]).status.code(), Some(0));
+
+    let sample = &samples.positive[0];
+    std::fs::write(dir.path().join("app.cfg"), sample.text.concat())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let found = scan(&[&target, "--format", "json"]);
+    assert_eq!(found.status.code(), Some(1), "{}", text(&found));
+    let report: serde_json::Value =
+        serde_json::from_slice(&found.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["summary"]["findings"], 1);
+    assert!(!text(&found).contains(&sample.secret.concat()));
+
+    let missing = scan(&["/no/such/folder"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("does not exist"));
 }

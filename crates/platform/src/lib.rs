@@ -7,6 +7,7 @@
 //! - [`http`]: problem+json errors, JSON body rules, request context and metrics middleware.
 //! - [`kafka`]: the one place Kafka client configs are built (security applied once), and
 //!   [`kafka::StatsContext`], which turns librdkafka statistics into metrics (consumer lag).
+//! - [`net`]: which hosts repositories may be fetched from (the SSRF guard of ingest and scanner).
 //! - [`registry`]: the schema registry codec for a deployment's settings.
 //! - [`topics`]: creating scanstream's topics and detecting drift through the admin API.
 //! - [`telemetry`]: tracing (pretty or JSON) and the Prometheus recorder.
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod net;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use scanstream_contracts::event::{
 };
 use scanstream_contracts::finding::{Finding, SeverityCounts};
 use scanstream_contracts::ids::derived_uuid;
+use scanstream_platform::net::HostPolicy;
 use tokio_util::sync::CancellationToken;
 
 use crate::emit::Emitter;
@@ -60,6 +61,8 @@ pub struct JobContext {
     pub mirrors: Mirrors,
     pub ledger: Ledger,
     pub scanning: Arc<Scanning>,
+    /// Refuses hosts that are or resolve to private or metadata addresses, before each fetch.
+    pub hosts: HostPolicy,
     pub default_timeout: Duration,
     pub max_attempts: i32,
     pub retry_backoff: Duration,
@@ -349,6 +352,14 @@ impl JobContext {
             scanner_id: emitter.scanner_id().to_owned(),
         });
         emitter.event(command, attempt, 0, started_event).await?;
+        if let Ok(url) = url::Url::parse(&command.repo_url)
+            && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+        {
+            self.hosts
+                .check(host, port)
+                .await
+                .map_err(|refused| Error::Refused(refused.to_string()))?;
+        }
         let acquired = self.mirrors.acquire(&command.repo_url, abort).await?;
         let scanning = self.scanning.clone();
         let path = acquired.lease.path.clone();

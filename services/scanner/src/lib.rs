@@ -60,6 +60,8 @@ pub enum Error {
     Busy(u64),
     #[error("the scan was cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Refused(String),
     #[error("Kafka: {0}")]
     Kafka(String),
     #[error(transparent)]
@@ -95,6 +97,7 @@ impl Error {
             | Error::Git(_)
             | Error::RefNotFound(_)
             | Error::Source(_)
+            | Error::Refused(_)
             | Error::Cancelled => false,
         }
     }
@@ -111,6 +114,7 @@ impl Error {
             Error::FetchTimeout(_) => "fetch_timeout",
             Error::Busy(_) => "mirror_busy",
             Error::Cancelled => "cancelled",
+            Error::Refused(_) => "refused",
             Error::Kafka(_) => "kafka",
             Error::Codec(_) => "codec",
             Error::Config(_) => "config",

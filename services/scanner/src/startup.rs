@@ -15,6 +15,7 @@ use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::config::ScannerSettings;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
+use scanstream_platform::net::HostPolicy;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -138,6 +139,8 @@ impl Application {
             mirrors: mirrors(&config),
             ledger: Ledger::new(&cache_dir.join("attempts")),
             scanning,
+            hosts: HostPolicy::new(&settings.ingest.allowed_hosts)
+                .map_err(|e| Error::Config(e.to_string()))?,
             default_timeout: Duration::from_secs(config.job_timeout_seconds.max(1)),
             max_attempts: config.max_attempts,
             retry_backoff: Duration::from_millis(config.retry_backoff_ms),

@@ -2,18 +2,14 @@
 //! and no hosts that resolve to loopback, private, link-local or metadata addresses (a scan
 //! service that fetches arbitrary URLs is otherwise an SSRF vector).
 //!
-//! The check here is the first line; scanners check the resolved address again when they
-//! connect, which also covers DNS answers that change in between.
+//! The host check ([`scanstream_platform::net::HostPolicy`]) here is the first line; scanners
+//! check again before each fetch, which also covers DNS answers that changed in between.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Component, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
 use scanstream_contracts::RepoKey;
+use scanstream_platform::net::{HostPolicy, HostPolicyError};
 use url::Url;
 
 use super::Invalid;
@@ -44,29 +40,18 @@ impl fmt::Display for RepoUrl {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoUrlError {
-    #[error("ingest.allowed_hosts entry {0:?} is neither a host name nor a CIDR")]
-    AllowedHost(String),
+    #[error(transparent)]
+    AllowedHost(#[from] HostPolicyError),
     #[error("ingest.file_roots entry {0:?} must be an absolute path without '..'")]
     FileRoot(String),
 }
 
-enum HostRule {
-    Name(String),
-    Suffix(String),
-    Net(IpNet),
-}
-
-/// How long a DNS answer is reused, and how many are kept.
-const DNS_TTL: Duration = Duration::from_secs(60);
-const DNS_CACHE_MAX: usize = 10_000;
-const DNS_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_URL_LEN: usize = 2048;
 
 /// The deployment's rules for repository URLs.
 pub struct RepoPolicy {
     file_roots: Vec<PathBuf>,
-    allowed: Vec<HostRule>,
-    dns: Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>,
+    hosts: HostPolicy,
 }
 
 impl RepoPolicy {
@@ -79,29 +64,9 @@ impl RepoPolicy {
             }
             roots.push(path);
         }
-        let mut allowed = Vec::new();
-        for entry in allowed_hosts {
-            let entry = entry.trim().to_ascii_lowercase();
-            if let Ok(net) = entry.parse::<IpNet>() {
-                allowed.push(HostRule::Net(net));
-            } else if let Ok(ip) = entry.parse::<IpAddr>() {
-                allowed.push(HostRule::Net(IpNet::from(ip)));
-            } else if let Some(suffix) = entry.strip_prefix("*.") {
-                allowed.push(HostRule::Suffix(format!(".{suffix}")));
-            } else if !entry.is_empty()
-                && entry
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-            {
-                allowed.push(HostRule::Name(entry));
-            } else {
-                return Err(RepoUrlError::AllowedHost(entry));
-            }
-        }
         Ok(Self {
             file_roots: roots,
-            allowed,
-            dns: Mutex::new(HashMap::new()),
+            hosts: HostPolicy::new(allowed_hosts)?,
         })
     }
 
@@ -227,65 +192,10 @@ impl RepoPolicy {
     }
 
     async fn check_host(&self, host: &str, port: u16) -> Result<(), Invalid> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let name_allowed = self.allowed.iter().any(|rule| match rule {
-            HostRule::Name(n) => n == bare,
-            HostRule::Suffix(s) => bare.ends_with(s.as_str()),
-            HostRule::Net(_) => false,
-        });
-        if name_allowed {
-            return Ok(());
-        }
-        let refused = || {
-            Invalid::new(
-                "private-address",
-                format!(
-                    "repo host {bare} is or resolves to a loopback, private, link-local or metadata \
-                     address; an operator can allow it in ingest.allowed_hosts"
-                ),
-            )
-        };
-        if bare == "localhost" || bare.ends_with(".localhost") || bare == "metadata.google.internal"
-        {
-            return Err(refused());
-        }
-        let addresses = match bare.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => self.resolve(bare, port).await,
-        };
-        for ip in addresses {
-            let ip_allowed = self
-                .allowed
-                .iter()
-                .any(|rule| matches!(rule, HostRule::Net(net) if net.contains(&ip)));
-            if forbidden(ip) && !ip_allowed {
-                return Err(refused());
-            }
-        }
-        Ok(())
-    }
-
-    /// The host's addresses, cached; none when it does not resolve (the scanner then fails the
-    /// fetch with a clear reason, and checks again whatever it resolves then).
-    async fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr> {
-        if let Ok(cache) = self.dns.lock()
-            && let Some((at, ips)) = cache.get(host)
-            && at.elapsed() < DNS_TTL
-        {
-            return ips.clone();
-        }
-        let lookup = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port))).await;
-        let ips: Vec<IpAddr> = match lookup {
-            Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
-            _ => Vec::new(),
-        };
-        if let Ok(mut cache) = self.dns.lock() {
-            if cache.len() >= DNS_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(host.to_owned(), (Instant::now(), ips.clone()));
-        }
-        ips
+        self.hosts
+            .check(host, port)
+            .await
+            .map_err(|refused| Invalid::new("private-address", refused.to_string()))
     }
 }
 
@@ -305,50 +215,6 @@ fn scp_to_ssh(text: &str) -> Option<String> {
         return None;
     }
     Some(format!("ssh://{user}@{host}/{path}"))
-}
-
-/// Addresses a repository must never be fetched from.
-pub fn forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254 (AWS metadata)
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || is_nat64_of_forbidden(v6)
-        }
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local() // 169.254/16, incl. 169.254.169.254 (cloud metadata)
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-        || (a == 192 && b == 0 && ip.octets()[2] == 0)
-        || (a == 198 && (b == 18 || b == 19))
-        || a >= 240
-}
-
-fn is_nat64_of_forbidden(v6: Ipv6Addr) -> bool {
-    let s = v6.segments();
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [hi, lo] = [s[6], s[7]];
-        let v4 = Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-        return forbidden_v4(v4);
-    }
-    false
 }
 
 #[cfg(test)]

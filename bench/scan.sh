@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# `scanstream scan` throughput against gitleaks on the same machine, in the same run:
+#   - tree: a large real source tree (default: the cargo registry sources), MB/s of
+#     `scanstream scan TREE` and of `gitleaks dir TREE`, page cache warmed first;
+#   - history: wall time of `scanstream scan REPO --history` (cold: no --cache-dir, so no
+#     result cache) and of `gitleaks git REPO` on a repository of successive releases of a
+#     real crate (default: the last 80 stable tokio 1.x releases from crates.io, one commit
+#     each, in version order), built once and kept under ~/.cache/scanstream/bench.
+# Prints both figures and the ratio for each, then a summary block.
+#
+#   bench/scan.sh [TREE]           (default TREE: ~/.cargo/registry/src)
+#   bench/scan.sh --prepare-only   installs gitleaks and builds the history repository, then
+#                                  exits (no cargo build, no scan)
+#
+#   HISTORY_RELEASES=N   releases (commits) in the history repository (default 80); a cached
+#                        repository is reused as is: delete it to rebuild with another N
+#   HISTORY_CRATE=NAME   crate for the history repository (default tokio); its stable
+#                        releases of the newest major version are used
+#   SKIP_GITLEAKS=1      scanstream only, no gitleaks (neither installed nor run)
+#   SKIP_HISTORY=1       tree benchmark only
+#
+# gitleaks: the one on the PATH, else ~/.cache/scanstream/bin/gitleaks, else installed there
+# with `go install` (v8.30.1, from $GOPROXY, default https://proxy.golang.org) when go is
+# present; without it the comparisons are skipped. Reports are kept in a /tmp folder that is
+# printed at the end. Needs git, curl, python3; cargo for the build.
+set -euo pipefail
+
+prepare_only=0
+if [ "${1:-}" = "--prepare-only" ]; then
+  prepare_only=1
+  shift
+fi
+tree=${1:-$HOME/.cargo/registry/src}
+# Resolved before the cd below, so a relative TREE means relative to the caller's folder.
+[ "$prepare_only" = 1 ] || tree=$(cd "$tree" && pwd)
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scanstream/target}"
+cache=$HOME/.cache/scanstream
+bench_cache=$cache/bench
+gitleaks_version=v8.30.1
+history_releases=${HISTORY_RELEASES:-80}
+history_crate=${HISTORY_CRATE:-tokio}
+history_repo=$bench_cache/history-$history_crate.git
+
+# Wall-clock seconds of a command: sets `elapsed` and `status` (the command's exit code).
+timed() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  set +e
+  "$@"
+  status=$?
+  set -e
+  t1=$(date +%s.%N)
+  elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+}
+mbs() { # megabytes seconds
+  awk -v m="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.05; printf "%.1f\n", m / s }'
+}
+# "15.0x faster" when a (seconds) is below b, "2.0x slower" otherwise.
+ratio() { # scanstream-seconds gitleaks-seconds
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a <= 0) a = 0.05
+    if (b >= a) printf "%.1fx faster\n", b / a; else printf "%.1fx slower\n", a / b }'
+}
+json_count() { # file python-expression-on-d
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+# Sets `gitleaks` to a runnable gitleaks, or to "" (and says why).
+find_gitleaks() {
+  gitleaks=""
+  if [ "${SKIP_GITLEAKS:-0}" = 1 ]; then
+    echo "gitleaks: skipped (SKIP_GITLEAKS=1)"
+    return
+  fi
+  if command -v gitleaks >/dev/null 2>&1; then
+    gitleaks=$(command -v gitleaks)
+  elif [ -x "$cache/bin/gitleaks" ]; then
+    gitleaks=$cache/bin/gitleaks
+  elif command -v go >/dev/null 2>&1; then
+    echo "== installing gitleaks $gitleaks_version (go install)"
+    mkdir -p "$cache/bin"
+    GOBIN=$cache/bin GOPROXY=${GOPROXY:-https://proxy.golang.org} go install \
+      -ldflags "-X github.com/zricethezav/gitleaks/v8/version.Version=$gitleaks_version" \
+      "github.com/zricethezav/gitleaks/v8@$gitleaks_version"
+    gitleaks=$cache/bin/gitleaks
+  else
+    echo "gitleaks: not available (not on the PATH, no $cache/bin/gitleaks, no go to install it)"
+    return
+  fi
+  echo "gitleaks: $gitleaks ($("$gitleaks" version 2>/dev/null || echo "unknown version"))"
+}
+
+# The crates.io sparse index path of a crate name.
+index_path() {
+  local n=${1,,}
+  case ${#n} in
+    1) echo "1/$n" ;;
+    2) echo "2/$n" ;;
+    3) echo "3/${n:0:1}/$n" ;;
+    *) echo "${n:0:2}/${n:2:2}/$n" ;;
+  esac
+}
+
+# Builds $history_repo (bare) once: one commit per release, oldest first, each commit the
+# release's whole source as published (files gone from a release are deleted). Crate files
+# are downloaded to $bench_cache/crates once and checked against the index's sha256.
+build_history_repo() {
+  if [ -d "$history_repo" ]; then
+    echo "== history repository: reusing $history_repo"
+    return
+  fi
+  echo "== building the history repository $history_repo ($history_releases releases of $history_crate)"
+  local downloads=$bench_cache/crates/$history_crate
+  mkdir -p "$downloads"
+  local releases
+  releases=$(curl -sS --fail --retry 3 "https://index.crates.io/$(index_path "$history_crate")" | python3 -c '
+import json, re, sys
+n = int(sys.argv[1])
+stable = []
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    r = json.loads(line)
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", r["vers"])
+    if m and not r.get("yanked"):
+        stable.append((tuple(map(int, m.groups())), r["vers"], r["cksum"]))
+if not stable:
+    sys.exit("no stable releases in the index")
+stable.sort()
+major = stable[-1][0][0]
+for _, vers, cksum in [s for s in stable if s[0][0] == major][-n:]:
+    print(vers, cksum)
+' "$history_releases")
+  local tmp=$history_repo.tmp.$$ work
+  work=$(mktemp -d)
+  rm -rf "$tmp"
+  git init -q --bare "$tmp"
+  # The user's global settings (hooks, excludes, signing, line endings) must not matter.
+  local -a g=(git -c core.hooksPath=/dev/null -c core.excludesFile=/dev/null -c commit.gpgSign=false
+              -c core.autocrlf=false -c core.safecrlf=false --git-dir="$tmp" --work-tree="$work")
+  export GIT_AUTHOR_NAME="scanstream bench" GIT_AUTHOR_EMAIL="bench@scanstream.invalid"
+  export GIT_COMMITTER_NAME="scanstream bench" GIT_COMMITTER_EMAIL="bench@scanstream.invalid"
+  local i=0 vers cksum file when
+  while read -r vers cksum; do
+    file=$downloads/$history_crate-$vers.crate
+    if [ ! -f "$file" ]; then
+      curl -sS --fail --retry 3 -o "$file.part" "https://static.crates.io/crates/$history_crate/$history_crate-$vers.crate"
+      mv "$file.part" "$file"
+    fi
+    if ! echo "$cksum  $file" | sha256sum -c --status; then
+      rm -f "$file"
+      echo "$file: sha256 does not match the index (removed; run again)" >&2
+      exit 1
+    fi
+    find "$work" -mindepth 1 -delete
+    tar xzf "$file" -C "$work" --strip-components=1 --no-same-owner
+    # -f: a release's own .gitignore files must not leave published files out.
+    "${g[@]}" add -A -f .
+    when="$((1600000000 + i * 86400)) +0000"
+    GIT_AUTHOR_DATE=$when GIT_COMMITTER_DATE=$when "${g[@]}" commit -q --allow-empty -m "$history_crate $vers"
+    i=$((i + 1))
+    printf '\r   %d/%d %s' "$i" "$history_releases" "$vers"
+  done <<<"$releases"
+  echo
+  "${g[@]}" gc -q
+  rm -rf "$work"
+  mv "$tmp" "$history_repo"
+}
+
+# Sets history_commits, history_blobs, history_mb.
+history_stats() {
+  history_commits=$(git --git-dir="$history_repo" rev-list --count --all)
+  read -r history_blobs history_mb < <(git --git-dir="$history_repo" rev-list --objects --all |
+    git --git-dir="$history_repo" cat-file --batch-check='%(objecttype) %(objectsize) %(rest)' |
+    awk '$1 == "blob" { n++; s += $2 } END { printf "%d %.1f\n", n, s / 1e6 }')
+  echo "history   : $history_crate, $history_commits commits, $history_blobs unique blobs, $history_mb MB"
+}
+
+mkdir -p "$bench_cache"
+if [ "$prepare_only" = 1 ]; then
+  find_gitleaks
+  if [ "${SKIP_HISTORY:-0}" != 1 ]; then
+    build_history_repo
+    history_stats
+  fi
+  exit 0
+fi
+
+out=$(mktemp -d /tmp/scanstream-bench.XXXXXX)
+echo "== building (release)"
+cargo build --locked --release -q -p scanstream
+scanstream=$CARGO_TARGET_DIR/release/scanstream
+find_gitleaks
+
+# Runs scanstream scan with the arguments given; exit 1 only means findings.
+run_scanstream() { # name args...
+  local name=$1
+  shift
+  timed "$scanstream" scan "$@" --format json --out "$out/$name-scanstream.json" --no-progress 2>"$out/$name-scanstream.log"
+  if [ "$status" -gt 1 ]; then
+    echo "scanstream scan failed (exit $status):" >&2
+    cat "$out/$name-scanstream.log" >&2
+    exit 1
+  fi
+  ss_secs=$elapsed
+  ss_findings=$(json_count "$out/$name-scanstream.json" 'd["summary"]["findings"]')
+}
+run_gitleaks() { # name subcommand target
+  timed "$gitleaks" "$2" "$3" --no-banner --exit-code 0 --log-level error -f json -r "$out/$1-gitleaks.json" 2>"$out/$1-gitleaks.log"
+  if [ "$status" -ne 0 ]; then
+    echo "gitleaks $2 failed (exit $status):" >&2
+    cat "$out/$1-gitleaks.log" >&2
+    exit 1
+  fi
+  gl_secs=$elapsed
+  gl_findings=$(json_count "$out/$1-gitleaks.json" 'len(d)')
+}
+
+summary=()
+
+# --- tree ------------------------------------------------------------------------------
+read -r tree_files tree_mb < <(find "$tree" -name .git -prune -o -type f -printf '%s\n' |
+  awk '{ n++; s += $1 } END { printf "%d %.1f\n", n, s / 1e6 }')
+summary+=("$(printf 'tree      : %s  %s MB, %s files' "$tree" "$tree_mb" "$tree_files")")
+echo "== tree $tree: $tree_mb MB in $tree_files files; warming the page cache"
+find "$tree" -type f -exec cat {} + >/dev/null 2>&1 || true
+
+echo "== scanstream scan $tree"
+run_scanstream tree "$tree"
+ss_mbs=$(mbs "$tree_mb" "$ss_secs")
+line=$(printf 'scanstream: %s s  %s MB/s  %s findings' "$ss_secs" "$ss_mbs" "$ss_findings")
+echo "$line"
+summary+=("$line")
+if [ -n "$gitleaks" ]; then
+  echo "== gitleaks dir $tree"
+  run_gitleaks tree dir "$tree"
+  gl_mbs=$(mbs "$tree_mb" "$gl_secs")
+  line=$(printf 'gitleaks  : %s s  %s MB/s  %s findings' "$gl_secs" "$gl_mbs" "$gl_findings")
+  echo "$line"
+  summary+=("$line" "ratio     : $(ratio "$ss_secs" "$gl_secs")")
+else
+  summary+=("gitleaks  : not available")
+fi
+
+# --- history ---------------------------------------------------------------------------
+if [ "${SKIP_HISTORY:-0}" != 1 ]; then
+  build_history_repo
+  history_stats
+  summary+=("history   : $history_crate, $history_commits commits, $history_blobs unique blobs, $history_mb MB")
+  # Warm the page cache with the repository too (objects are read, not the worktree).
+  find "$history_repo" -type f -exec cat {} + >/dev/null 2>&1 || true
+  echo "== scanstream scan --history $history_repo (no result cache)"
+  run_scanstream history "$history_repo" --history
+  line="scanstream --history: $ss_secs s, $ss_findings findings"
+  echo "$line"
+  summary+=("$line")
+  if [ -n "$gitleaks" ]; then
+    echo "== gitleaks git $history_repo"
+    run_gitleaks history git "$history_repo"
+    line="gitleaks git        : $gl_secs s, $gl_findings findings"
+    echo "$line"
+    summary+=("$line" "ratio     : $(ratio "$ss_secs" "$gl_secs")")
+  fi
+fi
+
+echo
+printf '%s\n' "${summary[@]}"
+echo "(reports in $out)"
