@@ -117,22 +117,14 @@ fn bad_configuration_is_a_clear_error() {
     assert!(err.contains("partitions"), "{err}");
 }
 
+#[path = "../../services/scanner/tests/support/mod.rs"]
+mod support;
+
 /// `scanstream scan` needs no Kafka: exit 0 for a clean folder, 1 with findings, 2 when it
 /// cannot scan.
 #[test]
 fn scan_exit_codes_tell_clean_from_findings_from_errors() {
-    #[derive(serde::Deserialize)]
-    struct Samples {
-        positive: Vec<Positive>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Positive {
-        text: Vec<String>,
-        secret: Vec<String>,
-    }
-    let samples: Samples =
-        toml::from_str(include_str!("../../services/scanner/rules/samples.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+    let samples = support::samples();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.path().join("notes.txt"), "nothing secret here\n")
         .unwrap_or_else(|e| panic!("{e}"));

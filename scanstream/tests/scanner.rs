@@ -27,25 +27,13 @@ use scanstream_testcontainers::TestScope;
 const REPOS: usize = 10;
 const JOBS: usize = 60;
 
-#[derive(serde::Deserialize)]
-struct Samples {
-    positive: Vec<Positive>,
-}
-
-#[derive(serde::Deserialize)]
-struct Positive {
-    rule: String,
-    text: Vec<String>,
-    secret: Vec<String>,
-}
+#[path = "../../services/scanner/tests/support/mod.rs"]
+mod support;
 
 /// One planted secret per repository: (rule, text, secret), each from a different rule.
 fn plants() -> Vec<(String, String, String)> {
-    let samples: Samples =
-        toml::from_str(include_str!("../../services/scanner/rules/samples.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
     let mut seen = BTreeSet::new();
-    samples
+    support::samples()
         .positive
         .into_iter()
         .filter(|p| p.rule != "generic-secret-assignment" && seen.insert(p.rule.clone()))
@@ -55,18 +43,7 @@ fn plants() -> Vec<(String, String, String)> {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("HOME", dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("git: {e}"));
-    assert!(status.success(), "git {args:?}");
+    support::git(dir, args, None);
 }
 
 /// Branches per repository; job `i` scans branch `b{i / REPOS}` of repository `i % REPOS`.

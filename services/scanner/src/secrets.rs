@@ -211,10 +211,14 @@ impl Engine for SecretsEngine {
     }
 }
 
+/// The rule samples, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
 
     fn engine() -> SecretsEngine {
         SecretsEngine::new(
@@ -223,25 +227,7 @@ mod tests {
         )
     }
 
-    /// Samples are written in parts so that this repository holds no whole token.
-    #[derive(Deserialize)]
-    struct Samples {
-        positive: Vec<Positive>,
-        negative: Vec<Negative>,
-    }
-
-    #[derive(Deserialize)]
-    struct Positive {
-        rule: String,
-        text: Vec<String>,
-        secret: Vec<String>,
-    }
-
-    #[derive(Deserialize)]
-    struct Negative {
-        why: String,
-        text: Vec<String>,
-    }
+    use super::test_support::samples;
 
     /// The text of a positive sample that fits on one line, without its line end.
     fn one_line() -> String {
@@ -251,10 +237,6 @@ mod tests {
             .map(|s| s.text.concat().trim_end().to_owned())
             .find(|text| !text.contains('\n'))
             .unwrap_or_else(|| panic!("no one-line sample"))
-    }
-
-    fn samples() -> Samples {
-        toml::from_str(include_str!("../rules/samples.toml")).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -1,13 +1,9 @@
 //! Scans of real git repositories built in temporary folders: secrets in the tree, only in old
 //! history, on another branch, in allowlisted places, silenced inline or by the ignore file, and
 //! placeholders that must not match. Every assertion names the exact findings.
-//!
-//! Secret-looking values come from `rules/samples.toml`, where they are stored in pieces, so this
-//! repository holds no whole token.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -19,60 +15,13 @@ use scanstream_scanner::rules::RulePack;
 use scanstream_scanner::runner::{EngineRun, Progress};
 use scanstream_scanner::scan::Scanning;
 use scanstream_scanner::secrets::{DEFAULT_FINGERPRINT_KEY, SecretsEngine};
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Samples {
-    positive: Vec<Positive>,
-    negative: Vec<Negative>,
-}
+mod support;
 
-#[derive(Deserialize)]
-struct Positive {
-    rule: String,
-    text: Vec<String>,
-    secret: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Negative {
-    text: Vec<String>,
-}
-
-fn samples() -> Samples {
-    toml::from_str(include_str!("../rules/samples.toml")).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The text and secret of the first sample of `rule`.
-fn sample(rule: &str) -> (String, String) {
-    let s = samples()
-        .positive
-        .into_iter()
-        .find(|p| p.rule == rule)
-        .unwrap_or_else(|| panic!("no sample for {rule}"));
-    (s.text.concat(), s.secret.concat())
-}
+use support::{sample, samples};
 
 fn git(dir: &Path, args: &[&str], date: &str) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_AUTHOR_DATE", date)
-        .env("GIT_COMMITTER_DATE", date)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap_or_else(|e| panic!("git: {e}"));
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    support::git(dir, args, Some(date))
 }
 
 fn write(dir: &Path, path: &str, text: &str) {
