@@ -485,3 +485,205 @@ drain_timeout_seconds = 2
         }
     }
 }
+
+/// Every way a run can end besides success, against one scanner: a deadline, a cancel, a
+/// repository that does not exist (permanent), and a mirror that stays locked (retried with
+/// backoff until the attempts run out, each attempt visible).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_cancels_and_failures_end_their_runs_with_visible_attempts() {
+    let scope = TestScope::new("scanner-endings");
+    let s = settings(&scope);
+    let names = TopicNames::new(s.topics.prefix.clone());
+    let factory = scanstream_platform::KafkaFactory::new(s.kafka.clone());
+    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
+    scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let codec: Codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
+    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repos_root = work.path().join("repos");
+    let (_, text, _) = plants().remove(0);
+    let repo = make_repo(&repos_root, 0, &text);
+    let locked = make_repo(&repos_root, 1, &text);
+    let cache = work.path().join("cache");
+    let config = work.path().join("scanner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+statistics_interval_ms = 0
+[api]
+listen = "127.0.0.1:0"
+auth_enabled = false
+[ingest]
+file_roots = ["{}"]
+[scanner]
+cache_dir = "{}"
+lock_timeout_seconds = 1
+max_attempts = 3
+retry_backoff_ms = 100
+"#,
+            repos_root.display(),
+            cache.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // The test holds the second repository's mirror lock, as a long fetch would.
+    let mut scanner_settings = s.scanner.clone();
+    scanner_settings.cache_dir = cache.display().to_string();
+    let locked_url = format!("file://{}", locked.display());
+    let lock_path = scanstream_scanner::startup::mirrors(&scanner_settings)
+        .path_for(&locked_url)
+        .with_extension("lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap_or(&cache)).unwrap_or_else(|e| panic!("{e}"));
+    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
+    lock.lock().unwrap_or_else(|e| panic!("{e}"));
+
+    let request = |name: &str, url: &str, timeout_ms: Option<i64>| {
+        let job_id = JobId::from_name(name);
+        RequestScan {
+            job_id,
+            job_name: name.to_owned(),
+            run_id: RunId::derived(job_id, "1"),
+            repo_url: url.to_owned(),
+            git_ref: None,
+            engines: vec!["secrets".into()],
+            mode: ScanMode::Tree,
+            timeout_ms,
+            schedule: None,
+            requested_by: None,
+        }
+    };
+    let url = format!("file://{}", repo.display());
+    let deadline = request("deadline", &url, Some(1));
+    let cancelled = request("cancelled", &url, None);
+    let missing = request(
+        "missing",
+        &format!("file://{}", repos_root.join("no-such-repo").display()),
+        None,
+    );
+    let busy = request("busy", &locked_url, None);
+    let cancel = Cmd::CancelScan(scanstream_contracts::command::CancelScan {
+        job_id: cancelled.job_id,
+        run_id: Some(cancelled.run_id.0),
+        reason: Some("changed my mind".into()),
+        requested_by: None,
+    });
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let commands = names.name(Topic::Commands);
+    let mut sends = vec![(url.clone(), cancel)];
+    for r in [&deadline, &cancelled, &missing, &busy] {
+        sends.push((r.repo_url.clone(), Cmd::RequestScan(r.clone())));
+    }
+    for (key, command) in sends {
+        let value = ScanCommand {
+            command_id: uuid::Uuid::new_v4(),
+            issued_at: scanstream_scanner::now_ms(),
+            command,
+        };
+        let bytes = codec
+            .encode(Topic::Commands, &value)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        producer
+            .send(
+                FutureRecord::to(&commands).key(&key).payload(&bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("{e}"));
+    }
+    let logs = std::env::temp_dir().join(format!("scanstream-{}", scope.group_id));
+    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+    let mut scanner = spawn_scanner(&scope, &config, &logs, "scanner");
+
+    // Terminal events per job, in attempt order.
+    let jobs = [
+        deadline.job_id,
+        cancelled.job_id,
+        missing.job_id,
+        busy.job_id,
+    ];
+    let finished = |events: &[ScanEvent]| {
+        jobs.iter().all(|job| {
+            events.iter().any(|e| {
+                e.job_id == *job
+                    && match &e.payload {
+                        EventPayload::ScanFailed(f) => !f.retryable,
+                        EventPayload::ScanCancelled(_) | EventPayload::ScanSucceeded(_) => true,
+                        _ => false,
+                    }
+            })
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(90);
+    let events = loop {
+        let raw = drain_topic(
+            &scope,
+            &names.name(Topic::Events),
+            &format!("check-{}", uuid::Uuid::new_v4().simple()),
+            |_| false,
+            Duration::from_secs(3),
+        )
+        .await;
+        let mut events = Vec::new();
+        for m in &raw {
+            events.push(
+                codec
+                    .decode::<ScanEvent>(m.payload().unwrap_or_default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        if finished(&events) || Instant::now() > until {
+            break events;
+        }
+    };
+    let _ = scanner.kill();
+    let _ = scanner.wait();
+    drop(lock);
+    let terminals = |job: JobId| -> Vec<(i32, String, bool)> {
+        let mut out: Vec<(i32, String, bool)> = events
+            .iter()
+            .filter(|e| e.job_id == job && e.sequence == TERMINAL_SEQUENCE)
+            .map(|e| match &e.payload {
+                EventPayload::ScanFailed(f) => (e.attempt, f.error_kind.clone(), f.retryable),
+                EventPayload::ScanCancelled(_) => (e.attempt, "cancelled".into(), false),
+                EventPayload::ScanSucceeded(_) => (e.attempt, "succeeded".into(), false),
+                other => panic!("{other:?} at the terminal sequence"),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    assert_eq!(
+        terminals(deadline.job_id),
+        vec![(1, "deadline".into(), false)]
+    );
+    assert_eq!(
+        terminals(cancelled.job_id),
+        vec![(1, "cancelled".into(), false)]
+    );
+    assert_eq!(terminals(missing.job_id), vec![(1, "fetch".into(), false)]);
+    assert_eq!(
+        terminals(busy.job_id),
+        vec![
+            (1, "mirror_busy".into(), true),
+            (2, "mirror_busy".into(), true),
+            (3, "mirror_busy".into(), false),
+        ]
+    );
+    let reason = events.iter().find_map(|e| match &e.payload {
+        EventPayload::ScanCancelled(c) if e.job_id == cancelled.job_id => c.reason.clone(),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("changed my mind"));
+}
