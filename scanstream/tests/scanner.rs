@@ -687,3 +687,200 @@ retry_backoff_ms = 100
     });
     assert_eq!(reason.as_deref(), Some("changed my mind"));
 }
+
+/// A cancel reaches a running scan even while the scanner's partitions are paused: the scan waits
+/// on a locked mirror, two more commands of the same repository fill the queue (so the partition
+/// is paused and the cancel behind them cannot be read by the group consumer), and the cancel
+/// still ends the scan within moments, long before the lock wait would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_a_running_scan_while_its_partition_is_paused() {
+    let scope = TestScope::new("scanner-cancel");
+    let s = settings(&scope);
+    let names = TopicNames::new(s.topics.prefix.clone());
+    let factory = scanstream_platform::KafkaFactory::new(s.kafka.clone());
+    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
+    scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let codec: Codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
+    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repos_root = work.path().join("repos");
+    let (_, text, _) = plants().remove(0);
+    let repo = make_repo(&repos_root, 0, &text);
+    let url = format!("file://{}", repo.display());
+    let cache = work.path().join("cache");
+    let config = work.path().join("scanner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+statistics_interval_ms = 0
+[api]
+listen = "127.0.0.1:0"
+auth_enabled = false
+[ingest]
+file_roots = ["{}"]
+[scanner]
+cache_dir = "{}"
+concurrency = 1
+queue_max = 1
+lock_timeout_seconds = 120
+"#,
+            repos_root.display(),
+            cache.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut scanner_settings = s.scanner.clone();
+    scanner_settings.cache_dir = cache.display().to_string();
+    let lock_path = scanstream_scanner::startup::mirrors(&scanner_settings)
+        .path_for(&url)
+        .with_extension("lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap_or(&cache)).unwrap_or_else(|e| panic!("{e}"));
+    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
+    lock.lock().unwrap_or_else(|e| panic!("{e}"));
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let commands = names.name(Topic::Commands);
+    let send = |command: Cmd| {
+        let (codec, producer, commands, url) = (&codec, &producer, &commands, &url);
+        async move {
+            let value = ScanCommand {
+                command_id: uuid::Uuid::new_v4(),
+                issued_at: scanstream_scanner::now_ms(),
+                command,
+            };
+            let bytes = codec
+                .encode(Topic::Commands, &value)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            producer
+                .send(
+                    FutureRecord::to(commands).key(url).payload(&bytes),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("{e}"));
+        }
+    };
+    let jobs: Vec<RequestScan> = ["blocked", "queued-1", "queued-2"]
+        .iter()
+        .map(|name| {
+            let job_id = JobId::from_name(name);
+            RequestScan {
+                job_id,
+                job_name: (*name).to_owned(),
+                run_id: RunId::derived(job_id, "1"),
+                repo_url: url.clone(),
+                git_ref: None,
+                engines: vec!["secrets".into()],
+                mode: ScanMode::Tree,
+                timeout_ms: None,
+                schedule: None,
+                requested_by: None,
+            }
+        })
+        .collect();
+    for job in &jobs {
+        send(Cmd::RequestScan(job.clone())).await;
+    }
+    let logs = std::env::temp_dir().join(format!("scanstream-{}", scope.group_id));
+    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+    let mut scanner = spawn_scanner(&scope, &config, &logs, "scanner");
+
+    let events_topic = names.name(Topic::Events);
+    let decode = |raw: Vec<OwnedMessage>| {
+        let codec = &codec;
+        async move {
+            let mut events = Vec::new();
+            for m in &raw {
+                events.push(
+                    codec
+                        .decode::<ScanEvent>(m.payload().unwrap_or_default())
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}")),
+                );
+            }
+            events
+        }
+    };
+    // The first scan is running (waiting for the mirror) once it has written ScanStarted.
+    let started = drain_topic(
+        &scope,
+        &events_topic,
+        "started",
+        |m| !m.is_empty(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let started = decode(started).await;
+    assert!(
+        started.iter().any(
+            |e| e.job_id == jobs[0].job_id && matches!(e.payload, EventPayload::ScanStarted(_))
+        ),
+        "the first scan did not start: {started:?}"
+    );
+    // Let the consumer read the other two commands and pause the partition.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cancelled_at = Instant::now();
+    send(Cmd::CancelScan(scanstream_contracts::command::CancelScan {
+        job_id: jobs[0].job_id,
+        run_id: None,
+        reason: Some("stop it".into()),
+        requested_by: None,
+    }))
+    .await;
+    let cancelled = |events: &[ScanEvent]| {
+        events.iter().any(|e| {
+            e.job_id == jobs[0].job_id && matches!(e.payload, EventPayload::ScanCancelled(_))
+        })
+    };
+    let mut events = Vec::new();
+    while !cancelled(&events) && cancelled_at.elapsed() < Duration::from_secs(60) {
+        let raw = drain_topic(
+            &scope,
+            &events_topic,
+            &format!("check-{}", uuid::Uuid::new_v4().simple()),
+            |_| false,
+            Duration::from_secs(2),
+        )
+        .await;
+        events = decode(raw).await;
+    }
+    let took = cancelled_at.elapsed();
+    assert!(cancelled(&events), "the running scan was not cancelled");
+    assert!(took < Duration::from_secs(30), "the cancel took {took:?}");
+    // The queued scans of the same repository were not cancelled: they run once the lock goes.
+    drop(lock);
+    let succeeded = |events: &[ScanEvent]| {
+        jobs[1..].iter().all(|job| {
+            events.iter().any(|e| {
+                e.job_id == job.job_id && matches!(e.payload, EventPayload::ScanSucceeded(_))
+            })
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    while !succeeded(&events) && Instant::now() < until {
+        let raw = drain_topic(
+            &scope,
+            &events_topic,
+            &format!("check-{}", uuid::Uuid::new_v4().simple()),
+            |_| false,
+            Duration::from_secs(2),
+        )
+        .await;
+        events = decode(raw).await;
+    }
+    let _ = scanner.kill();
+    let _ = scanner.wait();
+    assert!(
+        succeeded(&events),
+        "the queued scans did not run after the cancel"
+    );
+}
