@@ -137,6 +137,7 @@ impl Mirrors {
                     cancel,
                 )
                 .await?;
+                self.follow_default_branch(url, &path, cancel).await;
             } else {
                 self.clone_into(url, &path, cancel).await?;
             }
@@ -187,14 +188,47 @@ impl Mirrors {
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     }
 
-    /// Runs git with the host's credentials in its environment, bounded by the fetch timeout.
+    /// Points the mirror's HEAD at the remote's current default branch: `git fetch` never
+    /// updates it, so a repository whose default branch was renamed would otherwise keep being
+    /// scanned at the old one. Best effort: a failure keeps the HEAD the mirror has.
+    async fn follow_default_branch(&self, url: &str, path: &Path, cancel: &CancellationToken) {
+        let listed = self
+            .git(
+                url,
+                &["ls-remote", "--symref", "origin", "HEAD"],
+                Some(path),
+                cancel,
+            )
+            .await;
+        let Some(branch) = listed.ok().and_then(|out| {
+            out.lines().find_map(|l| {
+                l.strip_prefix("ref: ")?
+                    .strip_suffix("\tHEAD")
+                    .map(str::to_owned)
+            })
+        }) else {
+            return;
+        };
+        if !branch.starts_with("refs/heads/") {
+            return;
+        }
+        if let Err(e) = self
+            .git(url, &["symbolic-ref", "HEAD", &branch], Some(path), cancel)
+            .await
+        {
+            tracing::debug!(error = %e, "mirror HEAD not updated");
+        }
+    }
+
+    /// Runs git with the host's credentials in its environment, bounded by the fetch timeout;
+    /// returns what it printed on stdout.
     async fn git(
         &self,
         url: &str,
         args: &[&str],
         cwd: Option<&Path>,
         cancel: &CancellationToken,
-    ) -> Result<(), Error> {
+    ) -> Result<String, Error> {
         let mut command = tokio::process::Command::new("git");
         command
             .args(["-c", "credential.helper=", "-c", "core.askPass="])
@@ -204,7 +238,7 @@ impl Mirrors {
             .env("SSH_ASKPASS", "")
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(cwd) = cwd {
@@ -240,7 +274,18 @@ impl Mirrors {
             message: format!("cannot run git: {e}"),
             retryable: false,
         })?;
-        let mut stderr = child.stderr.take();
+        // Both pipes are drained while git runs, so a chatty git never blocks on a full pipe.
+        let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+            tokio::spawn(async move {
+                let mut text = String::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_string(&mut text).await;
+                }
+                text
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
         let timeout = self.config.fetch_timeout;
         let waited = tokio::select! {
             status = child.wait() => Some(status),
@@ -259,12 +304,9 @@ impl Mirrors {
             retryable: true,
         })?;
         if status.success() {
-            return Ok(());
+            return Ok(stdout.await.unwrap_or_default());
         }
-        let mut output = String::new();
-        if let Some(stderr) = stderr.as_mut() {
-            let _ = stderr.read_to_string(&mut output).await;
-        }
+        let output = stderr.await.unwrap_or_default();
         let message = self.scrub(&output, credential);
         let permanent = [
             "not found",
