@@ -14,7 +14,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
-use scanstream_contracts::command::{Command as Cmd, RequestScan, ScanCommand, ScanMode};
+use scanstream_contracts::command::{
+    CancelScan, Command as Cmd, RequestScan, ScanCommand, ScanMode,
+};
 use scanstream_contracts::event::{EventPayload, ScanEvent, TERMINAL_SEQUENCE};
 use scanstream_contracts::finding::Finding;
 use scanstream_contracts::{Codec, JobId, RepoKey, RunId, Topic, TopicNames, headers};
@@ -75,55 +77,232 @@ fn make_repo(root: &Path, index: usize, plant: &str) -> PathBuf {
     dir
 }
 
-fn settings(scope: &TestScope) -> Settings {
-    Settings::load(Sources {
-        env: Some(BTreeMap::new()),
-        overrides: vec![
-            (
-                "kafka.bootstrap_servers".into(),
-                scope.endpoints.bootstrap_servers.clone(),
-            ),
-            ("registry.url".into(), scope.endpoints.registry_url.clone()),
-            ("topics.prefix".into(), scope.topic_prefix.clone()),
-            ("topics.partitions".into(), "4".into()),
-            ("topics.replication_factor".into(), "1".into()),
-        ],
-        ..Sources::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+/// One test's scope of the shared cluster, its topics and schemas, a producer, and a folder for
+/// repositories, the scanners' cache and configuration.
+struct Harness {
+    scope: TestScope,
+    names: TopicNames,
+    codec: Codec,
+    producer: FutureProducer,
+    work: tempfile::TempDir,
+    /// Scanner logs; kept after the test for reading after a failure.
+    logs: PathBuf,
 }
 
-/// Starts a scanner; its log goes to `<logs>/<name>.log`.
-fn spawn_scanner(scope: &TestScope, config: &Path, logs: &Path, name: &str) -> Child {
-    let log =
-        std::fs::File::create(logs.join(format!("{name}.log"))).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
-        .args(["--config", &config.display().to_string(), "scanner"])
-        .env(
-            "SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS",
-            &scope.endpoints.bootstrap_servers,
-        )
-        .env("SCANSTREAM__REGISTRY__URL", &scope.endpoints.registry_url)
-        .env("SCANSTREAM__TOPICS__PREFIX", &scope.topic_prefix)
-        .env("SCANSTREAM__SCANNER__INSTANCE_ID", name)
-        .env(
-            "SCANSTREAM__TELEMETRY__LOG_FILTER",
-            "warn,scanstream_scanner=debug",
-        )
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting a scanner: {e}"));
-    // The first stdout line says it listens: it is up.
-    if let Some(stdout) = child.stdout.take() {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        assert!(line.contains("listening"), "scanner said {line:?}");
-        // Keep reading, so the scanner never writes into a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+impl Harness {
+    async fn new(test: &str) -> Harness {
+        let scope = TestScope::new(test);
+        let s = Settings::load(Sources {
+            env: Some(BTreeMap::new()),
+            overrides: vec![
+                (
+                    "kafka.bootstrap_servers".into(),
+                    scope.endpoints.bootstrap_servers.clone(),
+                ),
+                ("registry.url".into(), scope.endpoints.registry_url.clone()),
+                ("topics.prefix".into(), scope.topic_prefix.clone()),
+                ("topics.partitions".into(), "4".into()),
+                ("topics.replication_factor".into(), "1".into()),
+            ],
+            ..Sources::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let names = TopicNames::new(s.topics.prefix.clone());
+        let factory = scanstream_platform::KafkaFactory::new(s.kafka.clone());
+        let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
+        scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
+        codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let logs = std::env::temp_dir().join(format!("scanstream-{}", scope.group_id));
+        std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("scanner logs: {}", logs.display());
+        Harness {
+            scope,
+            names,
+            codec,
+            producer,
+            work: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+            logs,
+        }
     }
-    child
+
+    fn repos(&self) -> PathBuf {
+        self.work.path().join("repos")
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.work.path().join("cache")
+    }
+
+    /// A scanner configuration: this harness's folders plus `scanner` (more `[scanner]` keys)
+    /// and `extra` (more tables).
+    fn config(&self, scanner: &str, extra: &str) -> PathBuf {
+        let path = self.work.path().join("scanner.toml");
+        let text = format!(
+            "[kafka]\nstatistics_interval_ms = 0\n[api]\nlisten = \"127.0.0.1:0\"\nauth_enabled = false\n\
+             [ingest]\nfile_roots = [\"{}\"]\n[scanner]\ncache_dir = \"{}\"\n{scanner}\n{extra}\n",
+            self.repos().display(),
+            self.cache().display()
+        );
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+
+    /// Starts `scanstream scanner`; its log goes to `<logs>/<name>.log`.
+    fn spawn(&self, config: &Path, name: &str) -> Child {
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let scope = &self.scope;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+            .args(["--config", &config.display().to_string(), "scanner"])
+            .env(
+                "SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS",
+                &scope.endpoints.bootstrap_servers,
+            )
+            .env("SCANSTREAM__REGISTRY__URL", &scope.endpoints.registry_url)
+            .env("SCANSTREAM__TOPICS__PREFIX", &scope.topic_prefix)
+            .env("SCANSTREAM__SCANNER__INSTANCE_ID", name)
+            .env(
+                "SCANSTREAM__TELEMETRY__LOG_FILTER",
+                "warn,scanstream_scanner=debug",
+            )
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting a scanner: {e}"));
+        // The first stdout line says it listens: it is up.
+        if let Some(stdout) = child.stdout.take() {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            assert!(line.contains("listening"), "scanner said {line:?}");
+            // Keep reading, so the scanner never writes into a closed pipe.
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        }
+        child
+    }
+
+    /// Writes a command to `scans.commands` under `key`.
+    async fn send(&self, key: &str, command: Cmd) {
+        let value = ScanCommand {
+            command_id: uuid::Uuid::new_v4(),
+            issued_at: scanstream_scanner::now_ms(),
+            command,
+        };
+        let bytes = self
+            .codec
+            .encode(Topic::Commands, &value)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.send_raw(key, &bytes).await;
+    }
+
+    async fn send_raw(&self, key: &str, bytes: &[u8]) {
+        let topic = self.names.name(Topic::Commands);
+        self.producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("{e}"));
+    }
+
+    /// Every record of `topic` so far (read for `wait`, or until `until` holds).
+    async fn read(
+        &self,
+        topic: Topic,
+        until: impl Fn(&[OwnedMessage]) -> bool,
+        wait: Duration,
+    ) -> Vec<OwnedMessage> {
+        let group = format!("read-{}", uuid::Uuid::new_v4().simple());
+        drain_topic(&self.scope, &self.names.name(topic), &group, until, wait).await
+    }
+
+    async fn decode_events(&self, raw: &[OwnedMessage]) -> Vec<ScanEvent> {
+        let mut events = Vec::new();
+        for m in raw {
+            events.push(
+                self.codec
+                    .decode::<ScanEvent>(m.payload().unwrap_or_default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        events
+    }
+
+    /// Events of `scans.events` once `done` holds of them, or after `timeout`; with their raw
+    /// records.
+    async fn events_until(
+        &self,
+        done: impl Fn(&[ScanEvent]) -> bool,
+        timeout: Duration,
+    ) -> (Vec<ScanEvent>, Vec<OwnedMessage>) {
+        let until = Instant::now() + timeout;
+        loop {
+            let raw = self
+                .read(Topic::Events, |_| false, Duration::from_secs(2))
+                .await;
+            let events = self.decode_events(&raw).await;
+            if done(&events) || Instant::now() > until {
+                return (events, raw);
+            }
+        }
+    }
+
+    /// Holds the exclusive lock of `url`'s mirror, as a long fetch would.
+    fn lock_mirror(&self, url: &str) -> std::fs::File {
+        let mirrors =
+            scanstream_scanner::mirror::Mirrors::new(scanstream_scanner::mirror::MirrorConfig {
+                root: self.cache().join("mirrors"),
+                fetch_timeout: Duration::from_secs(1),
+                lock_timeout: Duration::from_secs(1),
+                refetch_after: Duration::ZERO,
+                credentials: vec![],
+            });
+        let lock_path = mirrors.path_for(url).with_extension("lock");
+        std::fs::create_dir_all(mirrors.root()).unwrap_or_else(|e| panic!("{e}"));
+        let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
+        lock.lock().unwrap_or_else(|e| panic!("{e}"));
+        lock
+    }
+}
+
+/// A request for job `name` of `url` at `git_ref`.
+fn request(name: &str, url: &str, git_ref: Option<String>, timeout_ms: Option<i64>) -> RequestScan {
+    let job_id = JobId::from_name(name);
+    RequestScan {
+        job_id,
+        job_name: name.to_owned(),
+        run_id: RunId::derived(job_id, "1"),
+        repo_url: url.to_owned(),
+        git_ref,
+        engines: vec!["secrets".into()],
+        mode: ScanMode::Tree,
+        timeout_ms,
+        schedule: None,
+        requested_by: Some("test".into()),
+    }
+}
+
+/// Whether a run's final event is among `events`.
+fn ended(events: &[ScanEvent], job: JobId) -> bool {
+    events.iter().any(|e| {
+        e.job_id == job
+            && match &e.payload {
+                EventPayload::ScanSucceeded(_) | EventPayload::ScanCancelled(_) => true,
+                EventPayload::ScanFailed(f) => !f.retryable,
+                _ => false,
+            }
+    })
 }
 
 async fn drain_topic(
@@ -156,128 +335,47 @@ async fn drain_topic(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_scanners_survive_a_kill_and_every_attempt_ends_once() {
-    let scope = TestScope::new("scanner-group");
-    let s = settings(&scope);
-    let names = TopicNames::new(s.topics.prefix.clone());
-    let factory = scanstream_platform::KafkaFactory::new(s.kafka.clone());
-    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
-    scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let codec: Codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
-    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
-
-    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let repos_root = work.path().join("repos");
+    let h = Harness::new("scanner-group").await;
     let plants = plants();
     assert_eq!(plants.len(), REPOS);
-    let repos: Vec<PathBuf> = plants
+    let urls: Vec<String> = plants
         .iter()
         .enumerate()
-        .map(|(i, (_, text, _))| make_repo(&repos_root, i, text))
+        .map(|(i, (_, text, _))| format!("file://{}", make_repo(&h.repos(), i, text).display()))
         .collect();
-    let config = work.path().join("scanner.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-statistics_interval_ms = 0
-[kafka.extra]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-[api]
-listen = "127.0.0.1:0"
-auth_enabled = false
-[ingest]
-file_roots = ["{}"]
-[scanner]
-cache_dir = "{}"
-concurrency = 2
-queue_max = 2
-retry_backoff_ms = 200
-drain_timeout_seconds = 2
-"#,
-            repos_root.display(),
-            work.path().join("cache").display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-
-    // Logs outlive the test's temporary folder, for reading after a failure.
-    let logs = std::env::temp_dir().join(format!("scanstream-{}", scope.group_id));
-    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("scanner logs: {}", logs.display());
-    let mut a = spawn_scanner(&scope, &config, &logs, "scanner-a");
-    let mut b = spawn_scanner(&scope, &config, &logs, "scanner-b");
+    let config = h.config(
+        "concurrency = 2\nqueue_max = 2\nretry_backoff_ms = 200\ndrain_timeout_seconds = 2",
+        "[kafka.extra]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"",
+    );
+    let mut a = h.spawn(&config, "scanner-a");
+    let mut b = h.spawn(&config, "scanner-b");
 
     // 60 jobs, a poison record, and a decodable command that names an unknown engine.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let commands = names.name(Topic::Commands);
-    let request = |name: &str, repo: &Path, branch: usize, engines: Vec<String>| {
-        let job_id = JobId::from_name(name);
-        RequestScan {
-            job_id,
-            job_name: name.to_owned(),
-            run_id: RunId::derived(job_id, "1"),
-            repo_url: format!("file://{}", repo.display()),
-            git_ref: Some(format!("b{branch}")),
-            engines,
-            mode: ScanMode::Tree,
-            timeout_ms: None,
-            schedule: None,
-            requested_by: Some("test".into()),
-        }
-    };
     let mut expected: HashMap<JobId, usize> = HashMap::new();
-    let mut send = Vec::new();
+    let mut requests = Vec::new();
     for i in 0..JOBS {
-        let repo = &repos[i % REPOS];
-        let cmd = request(&format!("job-{i}"), repo, i / REPOS, vec!["secrets".into()]);
+        let cmd = request(
+            &format!("job-{i}"),
+            &urls[i % REPOS],
+            Some(format!("b{}", i / REPOS)),
+            None,
+        );
         expected.insert(cmd.job_id, i % REPOS);
-        send.push((cmd.repo_url.clone(), cmd));
+        requests.push(cmd);
     }
-    let invalid = request("job-invalid", &repos[0], 0, vec!["no-such-engine".into()]);
-    send.insert(JOBS / 2, (invalid.repo_url.clone(), invalid.clone()));
-    for (url, cmd) in &send {
-        let value = ScanCommand {
-            command_id: uuid::Uuid::new_v4(),
-            issued_at: scanstream_scanner::now_ms(),
-            command: Cmd::RequestScan(cmd.clone()),
-        };
-        let bytes = codec
-            .encode(Topic::Commands, &value)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let key = RepoKey::from_normalized(url);
-        producer
-            .send(
-                FutureRecord::to(&commands)
-                    .key(key.as_str())
-                    .payload(&bytes),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("{e}"));
+    let mut invalid = request("job-invalid", &urls[0], None, None);
+    invalid.engines = vec!["no-such-engine".into()];
+    requests.insert(JOBS / 2, invalid.clone());
+    for cmd in requests {
+        let key = RepoKey::from_normalized(&cmd.repo_url);
+        h.send(key.as_str(), Cmd::RequestScan(cmd)).await;
     }
-    producer
-        .send(
-            FutureRecord::to(&commands)
-                .key("poison")
-                .payload(&b"\x00\x00\x00\x00\x01 not avro at all"[..]),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|(e, _)| panic!("{e}"));
+    h.send_raw("poison", b"\x00\x00\x00\x00\x01 not avro at all")
+        .await;
 
     // Kill scanner A while it has work in flight: once it wrote the events of a few jobs (a job
     // writes four; the producer's name is in each event's bytes), it still holds queued and
     // running commands.
-    let events_topic = names.name(Topic::Events);
     let by_a = |messages: &[OwnedMessage]| {
         messages
             .iter()
@@ -287,57 +385,20 @@ drain_timeout_seconds = 2
             })
             .count()
     };
-    let seen = drain_topic(
-        &scope,
-        &events_topic,
-        "halfway",
-        |m| by_a(m) >= 8,
-        Duration::from_secs(120),
-    )
-    .await;
+    let seen = h
+        .read(Topic::Events, |m| by_a(m) >= 8, Duration::from_secs(120))
+        .await;
     assert!(by_a(&seen) >= 8, "scanner A made no progress");
     a.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = a.wait();
 
     // Every job (and the invalid one) must reach a final terminal event.
-    let final_terminals = |events: &[ScanEvent]| -> BTreeSet<JobId> {
-        events
-            .iter()
-            .filter(|e| match &e.payload {
-                EventPayload::ScanSucceeded(_) | EventPayload::ScanCancelled(_) => true,
-                EventPayload::ScanFailed(f) => !f.retryable,
-                _ => false,
-            })
-            .map(|e| e.job_id)
-            .collect()
+    let all_ended = |events: &[ScanEvent]| {
+        expected.keys().all(|job| ended(events, *job)) && ended(events, invalid.job_id)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (events, raw_events) = loop {
-        let raw = drain_topic(
-            &scope,
-            &events_topic,
-            &format!("check-{}", uuid::Uuid::new_v4().simple()),
-            |_| false,
-            Duration::from_secs(4),
-        )
-        .await;
-        let mut events = Vec::new();
-        for m in &raw {
-            let bytes = m.payload().unwrap_or_default();
-            events.push(
-                codec
-                    .decode::<ScanEvent>(bytes)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}")),
-            );
-        }
-        if final_terminals(&events).len() > JOBS || Instant::now() > deadline {
-            break (events, raw);
-        }
-    };
+    let (events, raw_events) = h.events_until(all_ended, Duration::from_secs(60)).await;
     let _ = b.kill();
     let _ = b.wait();
-    let done = final_terminals(&events);
     for job in expected.keys() {
         let history: Vec<String> = events
             .iter()
@@ -349,16 +410,10 @@ drain_timeout_seconds = 2
                 )
             })
             .collect();
-        assert!(
-            done.contains(job),
-            "job {job} never ended ({} of {} jobs did, {} events): {history:#?}",
-            done.len(),
-            JOBS + 1,
-            events.len()
-        );
+        assert!(ended(&events, *job), "job {job} never ended: {history:#?}");
     }
     assert!(
-        done.contains(&invalid.job_id),
+        ended(&events, invalid.job_id),
         "the invalid command got no ScanFailed"
     );
 
@@ -408,22 +463,17 @@ drain_timeout_seconds = 2
     );
 
     // Findings: each succeeded job's last attempt reports its repository's planted secret.
-    let findings_topic = names.name(Topic::Findings);
-    let raw_findings = drain_topic(
-        &scope,
-        &findings_topic,
-        "findings",
-        |_| false,
-        Duration::from_secs(4),
-    )
-    .await;
+    let raw_findings = h
+        .read(Topic::Findings, |_| false, Duration::from_secs(3))
+        .await;
     let engine = SecretsEngine::new(
         RulePack::builtin().unwrap_or_else(|e| panic!("{e}")),
         DEFAULT_FINGERPRINT_KEY.as_bytes(),
     );
     let mut fingerprints: HashMap<JobId, BTreeSet<String>> = HashMap::new();
     for m in &raw_findings {
-        let finding: Finding = codec
+        let finding: Finding = h
+            .codec
             .decode(m.payload().unwrap_or_default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -442,14 +492,13 @@ drain_timeout_seconds = 2
     }
 
     // The poison record and the invalid command are in the DLQ, with reasons.
-    let dlq = drain_topic(
-        &scope,
-        &names.name(Topic::CommandsDlq),
-        "dlq",
-        |m| m.len() >= 2,
-        Duration::from_secs(30),
-    )
-    .await;
+    let dlq = h
+        .read(
+            Topic::CommandsDlq,
+            |m| m.len() >= 2,
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(dlq.len(), 2, "DLQ holds {} records", dlq.len());
     let kinds: BTreeSet<String> = dlq
         .iter()
@@ -491,161 +540,47 @@ drain_timeout_seconds = 2
 /// backoff until the attempts run out, each attempt visible).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_cancels_and_failures_end_their_runs_with_visible_attempts() {
-    let scope = TestScope::new("scanner-endings");
-    let s = settings(&scope);
-    let names = TopicNames::new(s.topics.prefix.clone());
-    let factory = scanstream_platform::KafkaFactory::new(s.kafka.clone());
-    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
-    scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let codec: Codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
-    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
-
-    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let repos_root = work.path().join("repos");
+    let h = Harness::new("scanner-endings").await;
     let (_, text, _) = plants().remove(0);
-    let repo = make_repo(&repos_root, 0, &text);
-    let locked = make_repo(&repos_root, 1, &text);
-    let cache = work.path().join("cache");
-    let config = work.path().join("scanner.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-statistics_interval_ms = 0
-[api]
-listen = "127.0.0.1:0"
-auth_enabled = false
-[ingest]
-file_roots = ["{}"]
-[scanner]
-cache_dir = "{}"
-lock_timeout_seconds = 1
-max_attempts = 3
-retry_backoff_ms = 100
-"#,
-            repos_root.display(),
-            cache.display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-
-    // The test holds the second repository's mirror lock, as a long fetch would.
-    let mut scanner_settings = s.scanner.clone();
-    scanner_settings.cache_dir = cache.display().to_string();
-    let locked_url = format!("file://{}", locked.display());
-    let lock_path = scanstream_scanner::startup::mirrors(&scanner_settings)
-        .path_for(&locked_url)
-        .with_extension("lock");
-    std::fs::create_dir_all(lock_path.parent().unwrap_or(&cache)).unwrap_or_else(|e| panic!("{e}"));
-    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
-    lock.lock().unwrap_or_else(|e| panic!("{e}"));
-
-    let request = |name: &str, url: &str, timeout_ms: Option<i64>| {
-        let job_id = JobId::from_name(name);
-        RequestScan {
-            job_id,
-            job_name: name.to_owned(),
-            run_id: RunId::derived(job_id, "1"),
-            repo_url: url.to_owned(),
-            git_ref: None,
-            engines: vec!["secrets".into()],
-            mode: ScanMode::Tree,
-            timeout_ms,
-            schedule: None,
-            requested_by: None,
-        }
-    };
-    let url = format!("file://{}", repo.display());
-    let deadline = request("deadline", &url, Some(1));
-    let cancelled = request("cancelled", &url, None);
-    let missing = request(
-        "missing",
-        &format!("file://{}", repos_root.join("no-such-repo").display()),
-        None,
+    let url = format!("file://{}", make_repo(&h.repos(), 0, &text).display());
+    let locked_url = format!("file://{}", make_repo(&h.repos(), 1, &text).display());
+    let config = h.config(
+        "lock_timeout_seconds = 1\nmax_attempts = 3\nretry_backoff_ms = 100",
+        "",
     );
-    let busy = request("busy", &locked_url, None);
-    let cancel = Cmd::CancelScan(scanstream_contracts::command::CancelScan {
-        job_id: cancelled.job_id,
-        run_id: Some(cancelled.run_id.0),
-        reason: Some("changed my mind".into()),
-        requested_by: None,
-    });
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let commands = names.name(Topic::Commands);
-    let mut sends = vec![(url.clone(), cancel)];
-    for r in [&deadline, &cancelled, &missing, &busy] {
-        sends.push((r.repo_url.clone(), Cmd::RequestScan(r.clone())));
-    }
-    for (key, command) in sends {
-        let value = ScanCommand {
-            command_id: uuid::Uuid::new_v4(),
-            issued_at: scanstream_scanner::now_ms(),
-            command,
-        };
-        let bytes = codec
-            .encode(Topic::Commands, &value)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        producer
-            .send(
-                FutureRecord::to(&commands).key(&key).payload(&bytes),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("{e}"));
-    }
-    let logs = std::env::temp_dir().join(format!("scanstream-{}", scope.group_id));
-    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
-    let mut scanner = spawn_scanner(&scope, &config, &logs, "scanner");
+    let lock = h.lock_mirror(&locked_url);
 
-    // Terminal events per job, in attempt order.
+    let deadline = request("deadline", &url, None, Some(1));
+    let cancelled = request("cancelled", &url, None, None);
+    let missing_url = format!("file://{}", h.repos().join("no-such-repo").display());
+    let missing = request("missing", &missing_url, None, None);
+    let busy = request("busy", &locked_url, None, None);
+    h.send(
+        &url,
+        Cmd::CancelScan(CancelScan {
+            job_id: cancelled.job_id,
+            run_id: Some(cancelled.run_id.0),
+            reason: Some("changed my mind".into()),
+            requested_by: None,
+        }),
+    )
+    .await;
+    for r in [&deadline, &cancelled, &missing, &busy] {
+        h.send(&r.repo_url, Cmd::RequestScan(r.clone())).await;
+    }
+    let mut scanner = h.spawn(&config, "scanner");
     let jobs = [
         deadline.job_id,
         cancelled.job_id,
         missing.job_id,
         busy.job_id,
     ];
-    let finished = |events: &[ScanEvent]| {
-        jobs.iter().all(|job| {
-            events.iter().any(|e| {
-                e.job_id == *job
-                    && match &e.payload {
-                        EventPayload::ScanFailed(f) => !f.retryable,
-                        EventPayload::ScanCancelled(_) | EventPayload::ScanSucceeded(_) => true,
-                        _ => false,
-                    }
-            })
-        })
-    };
-    let until = Instant::now() + Duration::from_secs(90);
-    let events = loop {
-        let raw = drain_topic(
-            &scope,
-            &names.name(Topic::Events),
-            &format!("check-{}", uuid::Uuid::new_v4().simple()),
-            |_| false,
-            Duration::from_secs(3),
+    let (events, _) = h
+        .events_until(
+            |e| jobs.iter().all(|job| ended(e, *job)),
+            Duration::from_secs(90),
         )
         .await;
-        let mut events = Vec::new();
-        for m in &raw {
-            events.push(
-                codec
-                    .decode::<ScanEvent>(m.payload().unwrap_or_default())
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}")),
-            );
-        }
-        if finished(&events) || Instant::now() > until {
-            break events;
-        }
-    };
     let _ = scanner.kill();
     let _ = scanner.wait();
     drop(lock);
@@ -694,167 +629,55 @@ retry_backoff_ms = 100
 /// still ends the scan within moments, long before the lock wait would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_stops_a_running_scan_while_its_partition_is_paused() {
-    let scope = TestScope::new("scanner-cancel");
-    let s = settings(&scope);
-    let names = TopicNames::new(s.topics.prefix.clone());
-    let factory = scanstream_platform::KafkaFactory::new(s.kafka.clone());
-    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
-    scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let codec: Codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
-    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
-
-    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let repos_root = work.path().join("repos");
+    let h = Harness::new("scanner-cancel").await;
     let (_, text, _) = plants().remove(0);
-    let repo = make_repo(&repos_root, 0, &text);
-    let url = format!("file://{}", repo.display());
-    let cache = work.path().join("cache");
-    let config = work.path().join("scanner.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-statistics_interval_ms = 0
-[api]
-listen = "127.0.0.1:0"
-auth_enabled = false
-[ingest]
-file_roots = ["{}"]
-[scanner]
-cache_dir = "{}"
-concurrency = 1
-queue_max = 1
-lock_timeout_seconds = 120
-"#,
-            repos_root.display(),
-            cache.display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut scanner_settings = s.scanner.clone();
-    scanner_settings.cache_dir = cache.display().to_string();
-    let lock_path = scanstream_scanner::startup::mirrors(&scanner_settings)
-        .path_for(&url)
-        .with_extension("lock");
-    std::fs::create_dir_all(lock_path.parent().unwrap_or(&cache)).unwrap_or_else(|e| panic!("{e}"));
-    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
-    lock.lock().unwrap_or_else(|e| panic!("{e}"));
-
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let commands = names.name(Topic::Commands);
-    let send = |command: Cmd| {
-        let (codec, producer, commands, url) = (&codec, &producer, &commands, &url);
-        async move {
-            let value = ScanCommand {
-                command_id: uuid::Uuid::new_v4(),
-                issued_at: scanstream_scanner::now_ms(),
-                command,
-            };
-            let bytes = codec
-                .encode(Topic::Commands, &value)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            producer
-                .send(
-                    FutureRecord::to(commands).key(url).payload(&bytes),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap_or_else(|(e, _)| panic!("{e}"));
-        }
-    };
+    let url = format!("file://{}", make_repo(&h.repos(), 0, &text).display());
+    let config = h.config(
+        "concurrency = 1\nqueue_max = 1\nlock_timeout_seconds = 120",
+        "",
+    );
+    let lock = h.lock_mirror(&url);
     let jobs: Vec<RequestScan> = ["blocked", "queued-1", "queued-2"]
         .iter()
-        .map(|name| {
-            let job_id = JobId::from_name(name);
-            RequestScan {
-                job_id,
-                job_name: (*name).to_owned(),
-                run_id: RunId::derived(job_id, "1"),
-                repo_url: url.clone(),
-                git_ref: None,
-                engines: vec!["secrets".into()],
-                mode: ScanMode::Tree,
-                timeout_ms: None,
-                schedule: None,
-                requested_by: None,
-            }
-        })
+        .map(|name| request(name, &url, None, None))
         .collect();
     for job in &jobs {
-        send(Cmd::RequestScan(job.clone())).await;
+        h.send(&url, Cmd::RequestScan(job.clone())).await;
     }
-    let logs = std::env::temp_dir().join(format!("scanstream-{}", scope.group_id));
-    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
-    let mut scanner = spawn_scanner(&scope, &config, &logs, "scanner");
+    let mut scanner = h.spawn(&config, "scanner");
 
-    let events_topic = names.name(Topic::Events);
-    let decode = |raw: Vec<OwnedMessage>| {
-        let codec = &codec;
-        async move {
-            let mut events = Vec::new();
-            for m in &raw {
-                events.push(
-                    codec
-                        .decode::<ScanEvent>(m.payload().unwrap_or_default())
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}")),
-                );
-            }
-            events
-        }
-    };
     // The first scan is running (waiting for the mirror) once it has written ScanStarted.
-    let started = drain_topic(
-        &scope,
-        &events_topic,
-        "started",
-        |m| !m.is_empty(),
-        Duration::from_secs(60),
-    )
-    .await;
-    let started = decode(started).await;
-    assert!(
-        started.iter().any(
-            |e| e.job_id == jobs[0].job_id && matches!(e.payload, EventPayload::ScanStarted(_))
-        ),
-        "the first scan did not start: {started:?}"
-    );
+    let started = |e: &[ScanEvent]| {
+        e.iter().any(|e| {
+            e.job_id == jobs[0].job_id && matches!(e.payload, EventPayload::ScanStarted(_))
+        })
+    };
+    let (events, _) = h.events_until(started, Duration::from_secs(60)).await;
+    assert!(started(&events), "the first scan did not start");
     // Let the consumer read the other two commands and pause the partition.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cancelled_at = Instant::now();
-    send(Cmd::CancelScan(scanstream_contracts::command::CancelScan {
-        job_id: jobs[0].job_id,
-        run_id: None,
-        reason: Some("stop it".into()),
-        requested_by: None,
-    }))
+    h.send(
+        &url,
+        Cmd::CancelScan(CancelScan {
+            job_id: jobs[0].job_id,
+            run_id: None,
+            reason: Some("stop it".into()),
+            requested_by: None,
+        }),
+    )
     .await;
-    let cancelled = |events: &[ScanEvent]| {
-        events.iter().any(|e| {
-            e.job_id == jobs[0].job_id && matches!(e.payload, EventPayload::ScanCancelled(_))
-        })
-    };
-    let mut events = Vec::new();
-    while !cancelled(&events) && cancelled_at.elapsed() < Duration::from_secs(60) {
-        let raw = drain_topic(
-            &scope,
-            &events_topic,
-            &format!("check-{}", uuid::Uuid::new_v4().simple()),
-            |_| false,
-            Duration::from_secs(2),
-        )
+    let (events, _) = h
+        .events_until(|e| ended(e, jobs[0].job_id), Duration::from_secs(60))
         .await;
-        events = decode(raw).await;
-    }
     let took = cancelled_at.elapsed();
-    assert!(cancelled(&events), "the running scan was not cancelled");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.job_id == jobs[0].job_id
+                && matches!(e.payload, EventPayload::ScanCancelled(_))),
+        "the running scan was not cancelled"
+    );
     assert!(took < Duration::from_secs(30), "the cancel took {took:?}");
     // The queued scans of the same repository were not cancelled: they run once the lock goes.
     drop(lock);
@@ -865,18 +688,7 @@ lock_timeout_seconds = 120
             })
         })
     };
-    let until = Instant::now() + Duration::from_secs(60);
-    while !succeeded(&events) && Instant::now() < until {
-        let raw = drain_topic(
-            &scope,
-            &events_topic,
-            &format!("check-{}", uuid::Uuid::new_v4().simple()),
-            |_| false,
-            Duration::from_secs(2),
-        )
-        .await;
-        events = decode(raw).await;
-    }
+    let (events, _) = h.events_until(succeeded, Duration::from_secs(60)).await;
     let _ = scanner.kill();
     let _ = scanner.wait();
     assert!(
