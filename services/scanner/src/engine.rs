@@ -46,6 +46,14 @@ pub trait Engine: Send + Sync {
     /// Whether anything in a blob at `path` could stand; lets the runner skip reading it.
     fn wants_path(&self, path: &str) -> bool;
 
+    /// Whether a file at `path` is reported whole, whatever its content (key stores); the
+    /// runner then asks [`Engine::file_hits`] with the file's blob id.
+    fn reports_file(&self, path: &str) -> bool;
+
+    /// The hits of a file at `path` reported whole; `blob_id` identifies its content (its git
+    /// blob id), so the fingerprint is the same wherever the file is found.
+    fn file_hits(&self, path: &str, blob_id: &[u8], size: u64) -> Vec<Hit>;
+
     /// Every rule the engine may report.
     fn rules(&self) -> Vec<RuleInfo>;
 }

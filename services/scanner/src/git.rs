@@ -68,6 +68,13 @@ pub fn resolve(repo: &Repo, spec: Option<&str>) -> Result<Option<ObjectId>, Erro
     Ok(Some(commit.id))
 }
 
+/// The git blob id of `data` (what `git hash-object` prints), as bytes.
+pub fn blob_id(data: &[u8]) -> Result<Vec<u8>, Error> {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, data)
+        .map(|id| id.as_bytes().to_vec())
+        .map_err(git_error)
+}
+
 /// A full commit id in hex, if that commit exists.
 pub fn parse_id(repo: &Repo, hex: &str) -> Option<ObjectId> {
     let id = ObjectId::from_hex(hex.as_bytes()).ok()?;

@@ -74,9 +74,16 @@ impl AllowlistDef {
 struct RuleDef {
     id: String,
     description: String,
-    regex: String,
+    /// Content rule: what a secret looks like.
+    #[serde(default)]
+    regex: Option<String>,
+    /// Restricts a content rule to matching paths; alone, makes a file rule: a file at a
+    /// matching path is itself the secret (key stores).
+    #[serde(default)]
+    path: Option<String>,
     #[serde(default)]
     secret_group: usize,
+    #[serde(default)]
     keywords: Vec<String>,
     #[serde(default)]
     entropy: Option<f64>,
@@ -135,12 +142,14 @@ impl Allowlist {
     }
 }
 
-/// One compiled rule.
+/// One compiled rule: a content rule (`regex`, optionally only at `path`), or a file rule (only
+/// `path`: a file there is reported whole).
 #[derive(Debug)]
 pub struct Rule {
     pub id: String,
     pub description: String,
-    pub regex: Regex,
+    pub regex: Option<Regex>,
+    pub path: Option<Regex>,
     pub secret_group: usize,
     pub entropy: Option<f64>,
     pub severity: Severity,
@@ -268,22 +277,42 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
             "id must be ASCII letters, digits, '-', '_' or '.'".into()
         ));
     }
-    if def.keywords.is_empty() || def.keywords.iter().any(|k| k.is_empty()) {
-        return Err(at(
-            "needs at least one non-empty keyword for the prefilter".into()
-        ));
-    }
-    let regex = RegexBuilder::new(&def.regex)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| at(format!("regex: {e}")))?;
-    if def.secret_group >= regex.captures_len() {
-        return Err(at(format!(
-            "secret_group {} but the regex has {} groups",
-            def.secret_group,
-            regex.captures_len() - 1
-        )));
-    }
+    let compile = |pattern: &str, what: &str| {
+        RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| at(format!("{what}: {e}")))
+    };
+    let path = def
+        .path
+        .as_deref()
+        .map(|p| compile(p, "path"))
+        .transpose()?;
+    let regex = match &def.regex {
+        Some(pattern) => {
+            if def.keywords.is_empty() || def.keywords.iter().any(|k| k.is_empty()) {
+                return Err(at(
+                    "needs at least one non-empty keyword for the prefilter".into()
+                ));
+            }
+            let regex = compile(pattern, "regex")?;
+            if def.secret_group >= regex.captures_len() {
+                return Err(at(format!(
+                    "secret_group {} but the regex has {} groups",
+                    def.secret_group,
+                    regex.captures_len() - 1
+                )));
+            }
+            Some(regex)
+        }
+        None if path.is_none() => {
+            return Err(at("needs a regex, a path, or both".into()));
+        }
+        None if !def.keywords.is_empty() => {
+            return Err(at("keywords apply only to rules with a regex".into()));
+        }
+        None => None,
+    };
     let severity = match def.severity.to_ascii_lowercase().as_str() {
         "critical" => Severity::Critical,
         "high" => Severity::High,
@@ -305,6 +334,7 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
         id: def.id.clone(),
         description: def.description.clone(),
         regex,
+        path,
         secret_group: def.secret_group,
         entropy: def.entropy,
         severity,
@@ -357,6 +387,18 @@ severity = "high"
     #[test]
     fn bad_rule_files_are_clear_errors() {
         for (text, needle) in [
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"high\"\n",
+                "a regex, a path",
+            ),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\npath = \"(\"\nseverity = \"high\"\n",
+                "path",
+            ),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\npath = \"a\"\nkeywords = [\"a\"]\nseverity = \"high\"\n",
+                "keywords apply only",
+            ),
             (
                 "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"(\"\nkeywords = [\"a\"]\nseverity = \"high\"\n",
                 "regex",

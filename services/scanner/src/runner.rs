@@ -86,6 +86,30 @@ pub struct EngineRun {
     pub found: Vec<Found>,
 }
 
+/// Blob ids of items that have none (files of a folder), computed from their content.
+struct WholeFiles<R> {
+    reader: Option<R>,
+    buf: Vec<u8>,
+}
+
+impl<R: Reader> WholeFiles<R> {
+    fn blob_id<S: Source<Reader = R>>(
+        &mut self,
+        source: &S,
+        item: &Item,
+    ) -> Result<Vec<u8>, Error> {
+        if let Some(oid) = &item.oid {
+            return Ok(oid.to_vec());
+        }
+        let reader = match &mut self.reader {
+            Some(reader) => reader,
+            None => self.reader.insert(source.reader()?),
+        };
+        reader.read(item, &mut self.buf)?;
+        crate::git::blob_id(&self.buf)
+    }
+}
+
 /// Bytes looked at for a NUL to call content binary, as git does.
 const BINARY_PROBE: usize = 8000;
 
@@ -148,6 +172,22 @@ pub fn run<S: Source>(
         engine: engine.id().to_owned(),
         ..EngineRun::default()
     };
+    // Files reported whole (key stores) are rare: identified here, one by one.
+    let mut whole_files = WholeFiles {
+        reader: None,
+        buf: Vec::new(),
+    };
+    for item in source.items() {
+        for place in item.places.iter().filter(|p| engine.reports_file(&p.path)) {
+            let id = whole_files.blob_id(source, item)?;
+            for hit in engine.file_hits(&place.path, &id, item.size) {
+                run.found.push(Found {
+                    hit,
+                    place: place.clone(),
+                });
+            }
+        }
+    }
     for (item, outcome) in source.items().iter().zip(outcomes) {
         let hits = match outcome? {
             Outcome::Skipped => {

@@ -55,6 +55,20 @@ impl SecretsEngine {
         &self.pack
     }
 
+    /// The file rules that report a file at `path`.
+    fn file_rules<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a crate::rules::Rule> {
+        let allowed = self.pack.allowlist.allows_path(path);
+        self.pack.rules.iter().filter(move |rule| {
+            !allowed
+                && rule.regex.is_none()
+                && rule
+                    .path
+                    .as_ref()
+                    .is_some_and(|p| p.is_match(path.as_bytes()))
+                && !rule.allowlist.allows_path(path)
+        })
+    }
+
     /// The fingerprint of `secret` under `rule`: HMAC-SHA256 with the fingerprint key over the
     /// rule id, a zero byte and the secret, first 128 bits in hex.
     pub fn fingerprint(&self, rule: &str, secret: &[u8]) -> String {
@@ -137,10 +151,10 @@ impl Engine for SecretsEngine {
         let mut hits = Vec::new();
         let mut taken: Vec<(usize, usize)> = Vec::new();
         for (index, rule) in pack.rules.iter().enumerate() {
-            if !triggered[index] {
+            let (true, Some(regex)) = (triggered[index], &rule.regex) else {
                 continue;
-            }
-            for caps in rule.regex.captures_iter(content) {
+            };
+            for caps in regex.captures_iter(content) {
                 let Some(whole) = caps.get(0) else { continue };
                 let Some(secret) = caps.get(rule.secret_group).or(Some(whole)) else {
                     continue;
@@ -191,7 +205,29 @@ impl Engine for SecretsEngine {
             .rules
             .iter()
             .find(|r| r.id == hit.rule)
-            .is_none_or(|rule| !rule.allowlist.allows_path(path))
+            .is_none_or(|rule| {
+                !rule.allowlist.allows_path(path)
+                    && rule
+                        .path
+                        .as_ref()
+                        .is_none_or(|p| p.is_match(path.as_bytes()))
+            })
+    }
+
+    fn reports_file(&self, path: &str) -> bool {
+        self.file_rules(path).next().is_some()
+    }
+
+    fn file_hits(&self, path: &str, blob_id: &[u8], size: u64) -> Vec<Hit> {
+        self.file_rules(path)
+            .map(|rule| Hit {
+                rule: rule.id.clone(),
+                severity: rule.severity,
+                line: 1,
+                fingerprint: keyed(&self.key, &[rule.id.as_bytes(), &[0], blob_id]),
+                preview: format!("whole file ({size} bytes)"),
+            })
+            .collect()
     }
 
     fn wants_path(&self, path: &str) -> bool {
@@ -256,7 +292,7 @@ mod tests {
                 sample.rule
             );
         }
-        for rule in &engine.pack().rules {
+        for rule in engine.pack().rules.iter().filter(|r| r.regex.is_some()) {
             assert!(
                 samples.positive.iter().any(|s| s.rule == rule.id),
                 "rule {} has no positive sample",
@@ -312,6 +348,24 @@ mod tests {
         assert_ne!(a.fingerprint("r", b"s"), a.fingerprint("q", b"s"));
         assert_ne!(a.fingerprint("r", b"s"), b.fingerprint("r", b"s"));
         assert_ne!(a.cache_key(), b.cache_key());
+    }
+
+    #[test]
+    fn key_stores_are_reported_whole_by_path() {
+        let engine = engine();
+        assert!(engine.reports_file("certs/client.p12"));
+        assert!(engine.reports_file("android/release.keystore"));
+        assert!(!engine.reports_file("src/main.rs"));
+        let hits = engine.file_hits("certs/CLIENT.PFX", b"blob-id", 2048);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].rule, "pkcs12-file");
+        assert_eq!(hits[0].preview, "whole file (2048 bytes)");
+        // The fingerprint follows the content, not the path.
+        assert_eq!(
+            hits[0].fingerprint,
+            engine.file_hits("other/place.p12", b"blob-id", 2048)[0].fingerprint
+        );
+        assert!(engine.file_hits("src/main.rs", b"blob-id", 1).is_empty());
     }
 
     #[test]

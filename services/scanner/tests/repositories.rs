@@ -47,6 +47,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     repo: PathBuf,
     first: String,
+    second: String,
     feature: String,
     secrets: Vec<String>,
     /// The AWS key sits after two lines of its own.
@@ -94,7 +95,12 @@ fn fixture() -> Fixture {
         .map(|n| format!("{}\n", n.text.concat()))
         .collect();
     write(&repo, "config/placeholders.env", &placeholders);
-    commit(&repo, "c2", d2);
+    // A key store: reported whole, by its path.
+    let store = repo.join("certs/client.p12");
+    std::fs::create_dir_all(repo.join("certs")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&store, b"0\x82\x00\x01 not really PKCS#12 \x00\xff")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = commit(&repo, "c2", d2);
 
     let d3 = "2024-03-01T00:00:00Z";
     git(&repo, &["checkout", "-q", "-b", "feature"], d3);
@@ -106,6 +112,7 @@ fn fixture() -> Fixture {
         _dir: dir,
         repo,
         first,
+        second,
         feature,
         aws_line: 3 + aws[..aws.find(&aws_secret).unwrap_or(0)]
             .matches('\n')
@@ -182,6 +189,7 @@ fn the_tree_at_head_reports_each_path_of_a_secret_and_nothing_allowlisted() {
         set(&[
             ("github-pat", "src/config.py", 2, &head),
             ("github-pat", "src/copy.py", 2, &head),
+            ("pkcs12-file", "certs/client.p12", 1, &head),
         ])
     );
     let on_branch = scan(&scanning(None), &f.repo, Some("feature"), ScanMode::Tree);
@@ -206,6 +214,7 @@ fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
         set(&[
             ("github-pat", "src/config.py", 2, &f.first),
             ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
+            ("pkcs12-file", "certs/client.p12", 1, &f.second),
             ("sendgrid-api-key", "keys/key.txt", 1, &f.feature),
         ])
     );
@@ -215,6 +224,7 @@ fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
         set(&[
             ("github-pat", "src/config.py", 2, &f.first),
             ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
+            ("pkcs12-file", "certs/client.p12", 1, &f.second),
         ])
     );
 }
@@ -227,7 +237,7 @@ fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans(
     let first = scan(&scanning, &f.repo, Some("main"), ScanMode::Incremental);
     assert_eq!(
         found(&first).len(),
-        2,
+        3,
         "the first incremental scan reads the tree"
     );
     assert_eq!(first.cached, 0);
@@ -255,6 +265,7 @@ fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans(
         ("github-pat", "src/config.py", 2, &next),
         ("github-pat", "src/copy.py", 2, &next),
         ("npm-token", "web/.npmrc", 1, &next),
+        ("pkcs12-file", "certs/client.p12", 1, &next),
     ]);
     assert_eq!(found(&rescan), expected);
     // A scanner in another process reads the same cache.
@@ -289,8 +300,19 @@ fn folders_are_scanned_as_files_on_disk() {
         BTreeSet::from([
             ("github-pat".to_owned(), "src/config.py".to_owned()),
             ("github-pat".to_owned(), "src/copy.py".to_owned()),
+            ("pkcs12-file".to_owned(), "certs/client.p12".to_owned()),
         ])
     );
+    // A file reported whole has the same fingerprint on disk as in the repository.
+    let fingerprint = |run: &EngineRun| {
+        run.found
+            .iter()
+            .find(|f| f.hit.rule == "pkcs12-file")
+            .map(|f| f.hit.fingerprint.clone())
+    };
+    let in_git = scan(&scanning, &f.repo, None, ScanMode::Tree);
+    assert!(fingerprint(&in_git).is_some());
+    assert_eq!(fingerprint(&runs[0]), fingerprint(&in_git));
 }
 
 #[test]
@@ -315,7 +337,7 @@ fn reports_are_valid_sarif_and_never_hold_a_secret() {
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(
         sarif["runs"][0]["results"].as_array().map(Vec::len),
-        Some(3)
+        Some(4)
     );
     // The schema check is not vacuous: a broken level is refused.
     let mut broken = sarif.clone();
