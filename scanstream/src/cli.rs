@@ -67,10 +67,13 @@ pub enum Command {
     Aggregator(AggregatorArgs),
     /// Scheduler that fires scheduled scans (not available yet).
     Scheduler(NotYet),
-    /// Submit a scan through the REST API (not available yet).
-    Submit(NotYet),
-    /// Show job stats from the REST API (not available yet).
-    Stats(NotYet),
+    /// Submit a scan through the REST API (POST /jobs) and print the answer. Exit status: 0
+    /// accepted, 1 refused (the problem is printed), 2 the API could not be reached.
+    Submit(SubmitArgs),
+    /// Print job stats from the REST API: GET /jobs/stats in the job manager's format, or one
+    /// job's full state with --job. Exit status: 0, 1 when the API answers with an error, 2
+    /// when it cannot be reached.
+    Stats(StatsArgs),
     /// Scan a folder, a local repository or a repository URL with the scanner's engines, without
     /// Kafka. Exit status: 0 no findings, 1 findings, 2 the scan could not run.
     Scan(ScanArgs),
@@ -88,8 +91,6 @@ impl Command {
     pub fn not_yet(&self) -> Option<&'static str> {
         match self {
             Command::Scheduler(_) => Some("scheduler"),
-            Command::Submit(_) => Some("submit"),
-            Command::Stats(_) => Some("stats"),
             Command::Replay(_) => Some("replay"),
             Command::Audit(_) => Some("audit"),
             Command::Topics(_)
@@ -99,6 +100,8 @@ impl Command {
             | Command::Scanner(_)
             | Command::Scan(_)
             | Command::Cache(_)
+            | Command::Submit(_)
+            | Command::Stats(_)
             | Command::Token(_) => None,
         }
     }
@@ -185,6 +188,50 @@ pub struct ScanArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Where the REST API is and how to authenticate.
+#[derive(Debug, Args)]
+pub struct ApiClientArgs {
+    /// Base URL of the API. Default: http://<api.listen>.
+    #[arg(long, value_name = "URL", env = "SCANSTREAM_API_URL")]
+    pub api_url: Option<String>,
+    /// File holding the bearer token. The token can also come from the SCANSTREAM_TOKEN
+    /// environment variable; it is never taken as a flag, so it never shows in a process list.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The job's name (a Kubernetes name); posting the same name again runs the same job again.
+    pub name: String,
+    /// Repository URL; default: the server's ingest.repo_template for the name.
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+    /// Branch, tag or commit to scan; default: the default branch.
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Engine to run (repeatable); default: the server's ingest.default_engines.
+    #[arg(long = "engine", value_name = "ID")]
+    pub engines: Vec<String>,
+    /// tree (default), history or incremental.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Idempotency-Key header: a retried submit with the same key queues nothing new.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub api: ApiClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// One job's full state (GET /jobs/{uuid}) instead of every job's counts.
+    #[arg(long, value_name = "UUID")]
+    pub job: Option<String>,
+    #[command(flatten)]
+    pub api: ApiClientArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,10 +5,12 @@
 //! - [`cli`]: the clap definitions (every flag and its help text).
 //! - [`settings`]: turning global flags into the layered [`scanstream_platform::Settings`].
 //! - [`topics`]: `scanstream topics …`.
+//! - [`client`]: `scanstream submit` and `scanstream stats`, clients of the REST API.
 //! - [`scan`]: `scanstream scan`, the engines without Kafka.
 //! - [`up`]: `scanstream up`, the development stack.
 
 pub mod cli;
+pub mod client;
 pub mod scan;
 pub mod settings;
 pub mod topics;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use scanstream::cli::{CacheCommand, Cli, Command, TokenCommand, TopicsCommand};
-use scanstream::{scan, settings, topics, up};
+use scanstream::{client, scan, settings, topics, up};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,6 +66,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .filter_map(|(key, value)| value.map(|v| (key, v)))
         .collect();
     let base = settings::load(&cli.global, &overrides)?;
+    match &cli.command {
+        Command::Submit(args) => return client::submit(&base, args).await,
+        Command::Stats(args) => return client::stats(&base, args).await,
+        _ => {}
+    }
     if let Command::Scan(args) = &cli.command {
         // Findings go to stdout; logs only when asked for.
         return match scan::run(&base, args).await {
