@@ -90,9 +90,8 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
                     path.display()
                 );
             }
-            if let Ok(text) = std::fs::read_to_string(path.join(IGNORE_FILE)) {
-                ignored.extend(parse_ignore(&text));
-            }
+            // The configured ignore file and the folder's own, as for repositories.
+            ignored.extend(scanning.ignored_with(std::fs::read(path.join(IGNORE_FILE)).ok()));
             let (scanning, progress, cancel) = (scanning.clone(), progress.clone(), cancel.clone());
             let runs = tokio::task::spawn_blocking(move || {
                 let source = DirSource::walk(&path)?;

@@ -148,6 +148,22 @@ fn scan_exit_codes_tell_clean_from_findings_from_errors() {
     assert_eq!(report["summary"]["findings"], 1);
     assert!(!text(&found).contains(&sample.secret.concat()));
 
+    // The configured ignore file applies to folders as it does to repositories.
+    let fingerprint = report["findings"][0]["fingerprint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ignore = dir.path().join("ignored.txt");
+    std::fs::write(&ignore, format!("{fingerprint}\n")).unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("scanstream.toml");
+    std::fs::write(
+        &config,
+        format!("[scanner]\nignore_file = \"{}\"\n", ignore.display()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let quiet = scan(&[&target, "--config", &config.display().to_string()]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet));
+
     let missing = scan(&["/no/such/folder"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing).contains("does not exist"));
