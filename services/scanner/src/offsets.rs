@@ -47,12 +47,6 @@ impl OffsetBook {
         self.partitions.get(&partition).map(|p| p.generation)
     }
 
-    pub fn assigned(&self) -> Vec<i32> {
-        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
-        partitions.sort_unstable();
-        partitions
-    }
-
     /// Records that `offset` was read; false when the partition is not assigned here.
     pub fn read(&mut self, partition: i32, offset: i64) -> bool {
         let Some(p) = self.partitions.get_mut(&partition) else {

@@ -146,15 +146,6 @@ impl ResultCache {
         );
         Ok(())
     }
-
-    /// How many blobs' results are known in this process.
-    pub fn len(&self) -> usize {
-        self.state.lock().map(|s| s.known.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn segment_names(dir: &Path) -> Result<Vec<String>, Error> {
