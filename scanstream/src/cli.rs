@@ -24,10 +24,15 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE", env = "SCANSTREAM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap servers (kafka.bootstrap_servers).
-    #[arg(long, global = true, value_name = "HOST:PORT,…")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT,…",
+        visible_alias = "bootstrap"
+    )]
     pub bootstrap_servers: Option<String>,
     /// Base URL of the Confluent-compatible schema registry API (registry.url).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", visible_alias = "registry")]
     pub registry_url: Option<String>,
     /// Prefix of every topic name and registry subject (topics.prefix).
     #[arg(long, global = true, value_name = "PREFIX")]
@@ -48,8 +53,10 @@ pub enum Command {
     /// Manage scanstream's Kafka topics and their registry subjects.
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// Run a development stack: a local Kafka and schema registry unless one is configured,
-    /// topics and schemas ensured.
+    /// Run everything on one machine: a local Kafka and schema registry unless a cluster is
+    /// configured (--bootstrap-servers/--registry-url, SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS or
+    /// --config), topics and schemas ensured, and ingest, scanner and aggregator in this process
+    /// behind one HTTP port. Ctrl-C stops everything cleanly.
     Up(UpArgs),
     /// Run the REST API that accepts scan requests and writes them to Kafka (POST /jobs,
     /// DELETE /jobs/{uuid}, /health_check, /livez, /readyz, /metrics, /openapi.json).
@@ -196,8 +203,9 @@ pub struct ApiClientArgs {
     /// Base URL of the API. Default: http://<api.listen>.
     #[arg(long, value_name = "URL", env = "SCANSTREAM_API_URL")]
     pub api_url: Option<String>,
-    /// File holding the bearer token. The token can also come from the SCANSTREAM_TOKEN
-    /// environment variable; it is never taken as a flag, so it never shows in a process list.
+    /// File holding the bearer token. Default: the SCANSTREAM_TOKEN environment variable, else
+    /// the token `scanstream up` keeps in its data folder (DATA_DIR/api-token), when present. It
+    /// is never taken as a flag, so it never shows in a process list.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 }
@@ -276,18 +284,31 @@ pub struct EnsureArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Folder for the local broker's data, the registry's database and (later) the scanners'
-    /// cache and the aggregator's store. Reusing it keeps every earlier job.
-    /// Default: $XDG_DATA_HOME/scanstream or ~/.local/share/scanstream.
+    /// Folder for everything `up` keeps: the local broker's and registry's data (cluster/), the
+    /// scanner's cache (cache/), the aggregator's store (store/), repositories it may scan
+    /// (repos/), the API token (api-token) and the log (logs/scanstream.log). Reusing it keeps
+    /// every earlier job. Default: $XDG_DATA_HOME/scanstream or ~/.local/share/scanstream.
     #[arg(long, value_name = "DIR", env = "SCANSTREAM_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP port serving every role's routes (api.listen); port 0 picks a free
+    /// one.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     /// Port of the local Kafka broker (ignored when a cluster is configured).
     #[arg(long, default_value_t = 9092)]
     pub kafka_port: u16,
     /// Port of the local schema registry (ignored when a cluster is configured).
     #[arg(long, default_value_t = 8081)]
     pub registry_port: u16,
-    /// Start, ensure topics and schemas, print the addresses, then stop (for scripts and CI).
+    /// Once ready, create a small repository with planted fake secrets under repos/, scan it
+    /// through the REST API and show the scans going through, the job stats and the
+    /// (redacted) findings.
+    #[arg(long)]
+    pub demo: bool,
+    /// Stop once ready (after the demo with --demo) instead of running until Ctrl-C.
     #[arg(long)]
     pub once: bool,
+    /// Log to the terminal (stderr) instead of DATA_DIR/logs/scanstream.log.
+    #[arg(long)]
+    pub log_to_terminal: bool,
 }

@@ -12,37 +12,58 @@ use crate::cli::{ApiClientArgs, StatsArgs, SubmitArgs};
 /// Exit status when the API cannot be reached.
 const UNREACHABLE: u8 = 2;
 
-struct Api {
+/// A client of the REST API: base URL, bearer token, HTTP client.
+pub struct Api {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
 }
 
 impl Api {
-    fn new(settings: &Settings, args: &ApiClientArgs) -> anyhow::Result<Api> {
-        let base = args
-            .api_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", settings.api.listen))
-            .trim_end_matches('/')
-            .to_owned();
-        let token = match &args.token_file {
-            Some(file) => Some(
-                std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read the token file {}", file.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => std::env::var("SCANSTREAM_TOKEN").ok(),
-        };
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .context("cannot create the HTTP client")?;
-        Ok(Api { base, token, http })
+        Ok(Api {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn from_args(settings: &Settings, args: &ApiClientArgs) -> anyhow::Result<Api> {
+        let base = args
+            .api_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", settings.api.listen));
+        let read = |file: &std::path::Path| {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the token file {}", file.display()))
+                .map(|token| token.trim().to_owned())
+        };
+        let token = match &args.token_file {
+            Some(file) => Some(read(file)?),
+            None => match std::env::var("SCANSTREAM_TOKEN") {
+                Ok(token) => Some(token),
+                Err(_) => {
+                    let file = crate::up::token_file(&crate::up::data_dir(None));
+                    if file.is_file() {
+                        Some(read(&file)?)
+                    } else {
+                        None
+                    }
+                }
+            },
+        };
+        Api::new(&base, token)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -76,7 +97,7 @@ impl Api {
 }
 
 pub async fn submit(settings: &Settings, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(settings, &args.api)?;
+    let api = Api::from_args(settings, &args.api)?;
     let mut body = Map::new();
     body.insert("name".into(), json!(args.name));
     if let Some(repo) = &args.repo {
@@ -101,7 +122,7 @@ pub async fn submit(settings: &Settings, args: &SubmitArgs) -> anyhow::Result<Ex
 }
 
 pub async fn stats(settings: &Settings, args: &StatsArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(settings, &args.api)?;
+    let api = Api::from_args(settings, &args.api)?;
     let path = match &args.job {
         Some(job) => format!("/jobs/{job}"),
         None => "/jobs/stats".to_owned(),

@@ -7,10 +7,14 @@
 //! - [`topics`]: `scanstream topics …`.
 //! - [`client`]: `scanstream submit` and `scanstream stats`, clients of the REST API.
 //! - [`scan`]: `scanstream scan`, the engines without Kafka.
-//! - [`up`]: `scanstream up`, the development stack.
+//! - [`up`]: `scanstream up`, every role in one process (and a local Kafka when none is
+//!   configured); [`demo`] is its `--demo`.
+//! - [`findings`]: reading findings back from `scans.findings`.
 
 pub mod cli;
 pub mod client;
+pub mod demo;
+pub mod findings;
 pub mod scan;
 pub mod settings;
 pub mod topics;

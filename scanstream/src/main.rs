@@ -82,7 +82,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         };
     }
-    let metrics = scanstream_platform::telemetry::init(&base.telemetry)?;
+    let log_file = match &cli.command {
+        Command::Up(args) => up::log_file(args),
+        _ => None,
+    };
+    let metrics = scanstream_platform::telemetry::init(&base.telemetry, log_file.as_deref())?;
     match cli.command {
         Command::Topics(TopicsCommand::Ensure(args)) => {
             let report = topics::ensure(&base, args.skip_schemas).await?;
@@ -131,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => {
-            up::run(&cli.global, &args).await?;
+            up::run(&cli.global, &args, metrics).await?;
             Ok(ExitCode::SUCCESS)
         }
         _ => Ok(ExitCode::from(2)),

@@ -1,22 +1,39 @@
-//! `scanstream up`: the development stack.
+//! `scanstream up`: everything on one machine.
 //!
 //! Without a configured cluster it starts Apache Kafka and Apicurio Registry as local processes
-//! (the same machinery as the test fixtures; artifacts cached after the first run) with their
-//! data under `--data-dir`, so a second `up` on the same folder keeps everything. It then
-//! ensures topics and schemas and runs until Ctrl-C or SIGTERM.
+//! (the same machinery as the test fixtures; artifacts cached after the first run). It ensures
+//! topics and schemas, then runs ingest, scanner and aggregator in this process behind one HTTP
+//! port, with their state in one data folder, so a second `up` on the same folder keeps every
+//! job. It runs until Ctrl-C or SIGTERM, then stops the roles and the local cluster cleanly.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use metrics_exporter_prometheus::PrometheusHandle;
+use scanstream_aggregator::Aggregator;
+use scanstream_ingest::Ingest;
+use scanstream_platform::Settings;
+use scanstream_platform::config::TokenSettings;
+use scanstream_platform::server::{Role, ServeOptions, Served, serve};
+use scanstream_scanner::Scanner;
 use scanstream_testcontainers::{LocalCluster, LocalOptions};
 
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::settings;
 
+/// How long the roles may take to become ready once Kafka answers.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
     #[error(transparent)]
     Config(#[from] scanstream_platform::ConfigError),
+    #[error("{0}")]
+    DataDir(String),
     #[error("starting the local Kafka and schema registry failed: {0}")]
     Cluster(#[from] scanstream_testcontainers::Error),
     #[error(transparent)]
@@ -25,10 +42,26 @@ pub enum UpError {
         "topics drifted from what scanstream expects; fix them or run `scanstream topics ensure --allow-drift`"
     )]
     Drift,
+    #[error(transparent)]
+    Ingest(#[from] scanstream_ingest::IngestError),
+    #[error(transparent)]
+    Aggregator(#[from] scanstream_aggregator::AggregatorError),
+    #[error(transparent)]
+    Scanner(#[from] scanstream_scanner::Error),
+    #[error(transparent)]
+    Serve(#[from] scanstream_platform::server::ServeError),
+    #[error("{0} did not become ready within {1:?}; see the log for why")]
+    NotReady(String, Duration),
+    #[error("the demo failed: {0:#}")]
+    Demo(anyhow::Error),
 }
 
-/// The default data folder: `$XDG_DATA_HOME/scanstream`, else `~/.local/share/scanstream`.
-pub fn default_data_dir() -> PathBuf {
+/// The data folder: `dir` when given, else `$SCANSTREAM_DATA_DIR`, `$XDG_DATA_HOME/scanstream`
+/// or `~/.local/share/scanstream`.
+pub fn data_dir(dir: Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = dir.or_else(|| std::env::var_os("SCANSTREAM_DATA_DIR").map(PathBuf::from)) {
+        return dir;
+    }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(dir).join("scanstream");
     }
@@ -36,18 +69,93 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local").join("share").join("scanstream")
 }
 
-pub async fn run(global: &GlobalArgs, args: &UpArgs) -> Result<(), UpError> {
+/// The API token `up` creates for its data folder.
+pub fn token_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("api-token")
+}
+
+/// Where `up` logs unless told to log to the terminal.
+pub fn log_file(args: &UpArgs) -> Option<PathBuf> {
+    (!args.log_to_terminal).then(|| {
+        data_dir(args.data_dir.clone())
+            .join("logs")
+            .join("scanstream.log")
+    })
+}
+
+/// The folders of a data directory.
+struct Layout {
+    root: PathBuf,
+    cluster: PathBuf,
+    cache: PathBuf,
+    store: PathBuf,
+    repos: PathBuf,
+}
+
+impl Layout {
+    fn new(root: PathBuf) -> Result<Layout, UpError> {
+        let layout = Layout {
+            cluster: root.join("cluster"),
+            cache: root.join("cache"),
+            store: root.join("store"),
+            repos: root.join("repos"),
+            root,
+        };
+        for dir in [&layout.root, &layout.cache, &layout.store, &layout.repos] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| UpError::DataDir(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        Ok(layout)
+    }
+
+    /// Holds an exclusive lock on the folder while `up` runs, so a second `up` on it fails with
+    /// a clear message instead of fighting over ports and files.
+    fn lock(&self) -> Result<File, UpError> {
+        let path = self.root.join("up.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| UpError::DataDir(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(UpError::DataDir(format!(
+                "another `scanstream up` is using {}; stop it first or pass another --data-dir",
+                self.root.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(UpError::DataDir(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+pub async fn run(
+    global: &GlobalArgs,
+    args: &UpArgs,
+    metrics: PrometheusHandle,
+) -> Result<(), UpError> {
     let started = Instant::now();
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let (cluster, settings) = if settings::cluster_configured(global) {
-        (None, settings::load(global, &[])?)
+    let layout = Layout::new(data_dir(args.data_dir.clone()))?;
+    let _lock = layout.lock()?;
+    let mut overrides = vec![
+        ("scanner.cache_dir", layout.cache.display().to_string()),
+        ("aggregator.data_dir", layout.store.display().to_string()),
+    ];
+    if let Some(listen) = &args.listen {
+        overrides.push(("api.listen", listen.clone()));
+    }
+    let cluster = if settings::cluster_configured(global) {
+        None
     } else {
         println!(
-            "starting a local Kafka and schema registry in {}",
-            data_dir.display()
+            "Starting a local Kafka and schema registry in {} …",
+            layout.cluster.display()
         );
         let cluster = LocalCluster::start(LocalOptions {
-            data_dir: data_dir.join("cluster"),
+            data_dir: layout.cluster.clone(),
             kafka_port: args.kafka_port,
             registry_port: args.registry_port,
             persistent_registry: true,
@@ -56,52 +164,210 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> Result<(), UpError> {
         })
         .await?;
         let endpoints = cluster.endpoints().clone();
-        let settings = settings::load(
-            global,
-            &[
-                ("kafka.bootstrap_servers", endpoints.bootstrap_servers),
-                ("registry.url", endpoints.registry_url),
-                ("topics.replication_factor", "1".to_owned()),
-            ],
-        )?;
-        (Some(cluster), settings)
+        overrides.push(("kafka.bootstrap_servers", endpoints.bootstrap_servers));
+        overrides.push(("registry.url", endpoints.registry_url));
+        overrides.push(("topics.replication_factor", "1".to_owned()));
+        Some(cluster)
+    };
+    let result = match settings::load(global, &overrides) {
+        Ok(settings) => run_roles(settings, &layout, args, metrics, started).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Some(cluster) = cluster {
+        println!("Stopping the local Kafka and schema registry …");
+        cluster.stop(Duration::from_secs(30)).await;
+    }
+    result
+}
+
+async fn run_roles(
+    mut settings: Settings,
+    layout: &Layout,
+    args: &UpArgs,
+    metrics: PrometheusHandle,
+    started: Instant,
+) -> Result<(), UpError> {
+    settings
+        .ingest
+        .file_roots
+        .push(layout.repos.display().to_string());
+    let token = if settings.api.auth_enabled && settings.api.tokens.is_empty() {
+        let (token, file) = local_token(&layout.root)?;
+        settings.api.tokens.push(TokenSettings {
+            name: "up".to_owned(),
+            sha256: scanstream_platform::auth::hash_token(&token),
+            scopes: vec!["scans:write".to_owned(), "scans:read".to_owned()],
+        });
+        Some((token, file))
+    } else {
+        None
     };
 
-    let report = crate::topics::ensure(&settings, false).await;
-    let report = match report {
-        Ok(report) => report,
-        Err(e) => {
-            stop(cluster).await;
-            return Err(e.into());
+    let report = crate::topics::ensure(&settings, false).await?;
+    if report.has_drift() {
+        return Err(UpError::Drift);
+    }
+    let aggregator = Aggregator::start(&settings).await?;
+    let scanner = Scanner::start(&settings).await?;
+    let ingest = Ingest::start(&settings).await?;
+    let roles: Vec<Arc<dyn Role>> = vec![ingest.clone(), aggregator.clone(), scanner.clone()];
+    let served = serve(
+        &settings.api.listen,
+        roles.clone(),
+        metrics,
+        ServeOptions {
+            label: "up",
+            workers: Some(2),
+            shutdown_timeout_seconds: ingest.shutdown_timeout_seconds(),
+        },
+    );
+    let outcome = match served {
+        Ok(server) => {
+            let outcome =
+                serve_until_stopped(&settings, &server, &roles, layout, args, token, started).await;
+            println!("Stopping …");
+            let _ = server.stop(true).await;
+            outcome
         }
+        Err(e) => Err(e.into()),
     };
+    ingest.stop().await;
+    scanner.stop().await;
+    aggregator.stop().await;
+    outcome
+}
+
+async fn serve_until_stopped(
+    settings: &Settings,
+    server: &Served,
+    roles: &[Arc<dyn Role>],
+    layout: &Layout,
+    args: &UpArgs,
+    token: Option<(String, PathBuf)>,
+    started: Instant,
+) -> Result<(), UpError> {
+    let shutdown = scanstream_platform::shutdown::on_signal();
+    let host = settings
+        .api
+        .listen
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(host, _)| host);
+    let host = if host == "0.0.0.0" || host == "[::]" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let url = format!("http://{host}:{}", server.port());
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let waiting: Vec<&str> = roles
+            .iter()
+            .filter(|role| !role.readiness().ready)
+            .map(|role| role.name())
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(UpError::NotReady(waiting.join(", "), READY_TIMEOUT));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
     println!();
     println!(
-        "Kafka bootstrap servers: {}",
-        settings.kafka.bootstrap_servers
+        "scanstream is up (ready in {:.1} s)",
+        started.elapsed().as_secs_f64()
     );
-    println!("Schema registry:         {}", settings.registry.url);
-    println!("Topic prefix:            {:?}", settings.topics.prefix);
-    println!("Ready in {:.1}s.", started.elapsed().as_secs_f64());
+    println!("  HTTP API:         {url}");
     println!(
-        "`up` does not run the roles yet: start `scanstream ingest`, `scanstream scanner` and \
-         `scanstream aggregator` (they use these addresses by default)."
+        "                    POST /jobs · GET /jobs/stats · /jobs/{{uuid}} · /readyz · /metrics · /openapi.json"
     );
-    if report.has_drift() {
-        stop(cluster).await;
-        return Err(UpError::Drift);
+    match &token {
+        Some((_, file)) => println!(
+            "  API token:        {} (scanstream submit/stats read it; curl: -H \"Authorization: Bearer $(cat {0})\")",
+            file.display()
+        ),
+        None if settings.api.auth_enabled => {
+            println!("  API token:        one of the configured api.tokens")
+        }
+        None => println!("  API token:        none (api.auth_enabled = false)"),
+    }
+    println!("  Kafka bootstrap:  {}", settings.kafka.bootstrap_servers);
+    println!("  Schema registry:  {}", settings.registry.url);
+    if !settings.topics.prefix.is_empty() {
+        println!("  Topic prefix:     {}", settings.topics.prefix);
+    }
+    println!("  Data folder:      {}", layout.root.display());
+    println!(
+        "  Repositories:     file:// URLs under {} may be scanned",
+        layout.repos.display()
+    );
+    if !args.log_to_terminal {
+        println!(
+            "  Log:              {}",
+            layout.root.join("logs").join("scanstream.log").display()
+        );
+    }
+    println!();
+    if args.demo {
+        let demo = crate::demo::run(
+            settings,
+            &url,
+            token.map(|(token, _)| token),
+            &layout.repos,
+            &shutdown,
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            result = demo => result.map_err(UpError::Demo)?,
+        }
+    } else {
+        println!(
+            "Try:  scanstream submit my-scan --repo file://{}/<repo>",
+            layout.repos.display()
+        );
+        println!("      scanstream stats");
     }
     if !args.once {
         println!("Press Ctrl-C to stop.");
-        scanstream_platform::shutdown::signal().await;
+        shutdown.cancelled().await;
     }
-    stop(cluster).await;
     Ok(())
 }
 
-async fn stop(cluster: Option<LocalCluster>) {
-    if let Some(cluster) = cluster {
-        println!("stopping the local Kafka and schema registry");
-        cluster.stop(Duration::from_secs(30)).await;
+/// The data folder's API token, created (0600) on first use. Returns it and its file.
+fn local_token(root: &Path) -> Result<(String, PathBuf), UpError> {
+    let file = token_file(root);
+    match std::fs::read_to_string(&file) {
+        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), file)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(UpError::DataDir(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )));
+        }
     }
+    let token = format!(
+        "sst_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let write = || -> std::io::Result<()> {
+        let mut out = File::options()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&file)?;
+        out.write_all(token.as_bytes())?;
+        out.write_all(b"\n")?;
+        out.sync_all()
+    };
+    write().map_err(|e| UpError::DataDir(format!("cannot write {}: {e}", file.display())))?;
+    Ok((token, file))
 }

@@ -280,14 +280,21 @@ pub fn child_traceparent(incoming: Option<&str>) -> String {
     }
 }
 
+/// The `role` label of a server's request metrics, as app data.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleLabel(pub &'static str);
+
 /// Middleware for every route: request context, a tracing span, the correlation header on the
-/// answer, and request count/latency metrics labelled by role, route pattern, method and status.
+/// answer, and request count/latency metrics labelled by role ([`RoleLabel`]), route pattern,
+/// method and status.
 pub async fn observe(
-    role: &'static str,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
+    let role = req
+        .app_data::<web::Data<RoleLabel>>()
+        .map_or("http", |label| label.0);
     let context = RequestContext::from_headers(&req);
     let correlation = context.correlation_id.clone();
     req.extensions_mut().insert(context);

@@ -11,6 +11,8 @@
 //! - [`registry`]: the schema registry codec for a deployment's settings.
 //! - [`topics`]: creating scanstream's topics and detecting drift through the admin API.
 //! - [`telemetry`]: tracing (pretty or JSON) and the Prometheus recorder.
+//! - [`server`]: one HTTP server for one or more roles, with the shared probes, `/metrics`
+//!   and `/openapi.json`.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal as a cancellation token.
 
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod http;
 pub mod kafka;
 pub mod net;
 pub mod registry;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

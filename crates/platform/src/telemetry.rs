@@ -3,10 +3,12 @@
 //! Metric names follow `scanstream_<noun>_<unit>[_total]`; labels come from bounded sets only
 //! (never a repository URL, job name or error message).
 
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::{LogFormat, TelemetrySettings};
 
@@ -17,6 +19,12 @@ pub enum TelemetryError {
         filter: String,
         #[source]
         source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("cannot open the log file {path}: {source}")]
+    LogFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("a tracing subscriber is already installed")]
     AlreadyInstalled,
@@ -31,9 +39,12 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Histogram buckets for every `*_size` metric (batch sizes).
 const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
-/// Installs the global tracing subscriber (logs to stderr) and the Prometheus recorder.
-/// Returns the handle that renders `/metrics`.
-pub fn init(settings: &TelemetrySettings) -> Result<PrometheusHandle, TelemetryError> {
+/// Installs the global tracing subscriber (logs to stderr, or appended to `log_file`) and the
+/// Prometheus recorder. Returns the handle that renders `/metrics`.
+pub fn init(
+    settings: &TelemetrySettings,
+    log_file: Option<&Path>,
+) -> Result<PrometheusHandle, TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.is_empty() => filter,
         _ => settings.log_filter.clone(),
@@ -42,9 +53,30 @@ pub fn init(settings: &TelemetrySettings) -> Result<PrometheusHandle, TelemetryE
         filter: filter.clone(),
         source,
     })?;
+    let writer = match log_file {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| TelemetryError::LogFile {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            }
+            let file = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| TelemetryError::LogFile {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            BoxMakeWriter::new(Arc::new(file))
+        }
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(log_file.is_none())
+        .with_writer(writer);
     let installed = match settings.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),

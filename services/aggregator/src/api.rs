@@ -1,11 +1,9 @@
 //! The read API. Every instance answers for every job: its store follows the whole changelog.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use metrics_exporter_prometheus::PrometheusHandle;
 use scanstream_contracts::Codec;
 use scanstream_contracts::finding::SeverityCounts;
 use scanstream_contracts::state::{JobState, JobStatus};
@@ -14,7 +12,6 @@ use scanstream_platform::http::{Problem, RequestContext};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::changelog::Progress;
 use crate::stats::{job_stats, render};
 use crate::store::Store;
 
@@ -35,25 +32,15 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub codec: Arc<Codec>,
     pub auth: Authenticator,
-    pub progress: Arc<Progress>,
-    pub folding: Arc<AtomicBool>,
-    pub metrics: PrometheusHandle,
 }
 
+/// Registers the aggregator's own routes; the shared server adds the probes, `/metrics` and
+/// `/openapi.json` (see `scanstream_platform::server`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/jobs/stats", web::get().to(stats))
         .route("/jobs/{uuid}", web::get().to(job))
         .route("/jobs", web::get().to(list))
-        .route("/stats/summary", web::get().to(summary))
-        .route(
-            "/health_check",
-            web::get().to(scanstream_platform::http::health_check),
-        )
-        .route("/livez", web::get().to(scanstream_platform::http::livez))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/openapi.json", web::get().to(openapi))
-        .default_service(web::to(not_found));
+        .route("/stats/summary", web::get().to(summary));
 }
 
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), Problem> {
@@ -304,33 +291,4 @@ async fn summary(
         })))
     })
     .await
-}
-
-/// Ready when the store is restored from the changelog and the fold is running.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let restored = state.progress.restored();
-    let folding = state.folding.load(Ordering::Acquire);
-    let body = json!({"ready": restored && folding, "restored": restored, "folding": folding});
-    if restored && folding {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
-}
-
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Ok(jobs) = state.store.len() {
-        metrics::gauge!("scanstream_aggregator_store_keys").set(jobs as f64);
-    }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
-}
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::document())
-}
-
-async fn not_found(req: HttpRequest) -> HttpResponse {
-    scanstream_platform::http::unmatched(ROUTES, &req)
 }

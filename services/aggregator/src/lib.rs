@@ -19,4 +19,4 @@ pub mod startup;
 pub mod stats;
 pub mod store;
 
-pub use startup::{AggregatorError, Application};
+pub use startup::{Aggregator, AggregatorError, Application};

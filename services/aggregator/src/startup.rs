@@ -1,20 +1,18 @@
 //! Building and running the aggregator.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
 use scanstream_platform::kafka::KafkaFactory;
+use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
+use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -25,48 +23,39 @@ use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
-    #[error("the HTTP server failed: {0}")]
-    Server(#[source] std::io::Error),
+    #[error(transparent)]
+    Server(#[from] ServeError),
 }
 
-/// A running aggregator: store open, changelog follower and processor started, HTTP listening.
-pub struct Application {
-    server: ServerHandle,
-    serving: JoinHandle<std::io::Result<()>>,
-    port: u16,
+/// The aggregator role: store open, changelog follower and processor started, routes ready
+/// to be served.
+pub struct Aggregator {
+    state: web::Data<AppState>,
+    progress: Arc<Progress>,
+    folding: Arc<AtomicBool>,
     stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-    /// To tell when a crashed instance has let go of its store (blocking writes in flight
-    /// outlive the aborted tasks that started them).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running aggregator served alone on `api.listen`.
+pub struct Application {
+    aggregator: Arc<Aggregator>,
+    server: Served,
     store: std::sync::Weak<Store>,
 }
 
-async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    scanstream_platform::http::observe("aggregator", req, next).await
-}
-
-impl Application {
-    pub async fn build(
-        settings: &Settings,
-        metrics: PrometheusHandle,
-    ) -> Result<Application, AggregatorError> {
+impl Aggregator {
+    /// Opens the store and starts following the changelog and folding events. Serve the role
+    /// with [`scanstream_platform::server::serve`]; call [`Aggregator::stop`] once the server
+    /// has stopped.
+    pub async fn start(settings: &Settings) -> Result<Arc<Aggregator>, AggregatorError> {
         let config = settings.aggregator.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let store = Arc::new(Store::open(&PathBuf::from(&config.data_dir))?);
-        let store_ref = Arc::downgrade(&store);
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
         let factory = KafkaFactory::new(settings.kafka.clone());
         let progress = Arc::new(Progress::default());
@@ -140,82 +129,122 @@ impl Application {
         if !auth.enabled() {
             tracing::warn!(listen = %settings.api.listen, "AUTHENTICATION IS OFF: anyone who can reach this address can read job state (allowed only on loopback)");
         }
-        let state = web::Data::new(AppState {
-            store,
-            codec,
-            auth,
+        let state = web::Data::new(AppState { store, codec, auth });
+        Ok(Arc::new(Aggregator {
+            state,
             progress,
             folding,
-            metrics,
-        });
-        let listener =
-            TcpListener::bind(&settings.api.listen).map_err(|source| AggregatorError::Bind {
-                address: settings.api.listen.clone(),
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(AggregatorError::Server)?
-            .port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(from_fn(observe))
-                .configure(api::configure)
-        })
-        .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)
-        .map_err(AggregatorError::Server)?
-        .run();
-        tracing::info!(port, "aggregator listening");
-        // Serving starts now: an actix server only accepts connections once polled.
-        let handle = server.handle();
-        let serving = tokio::spawn(server);
-        Ok(Application {
-            server: handle,
-            serving,
-            port,
             stop,
-            tasks: vec![follower, processing],
-            store: store_ref,
+            tasks: Mutex::new(vec![follower, processing]),
+        }))
+    }
+
+    /// Stops the fold and the changelog follower (call once the server stopped).
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        for task in self.take_tasks() {
+            let _ = task.await;
+        }
+    }
+
+    fn take_tasks(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl Role for Aggregator {
+    fn name(&self) -> &'static str {
+        "aggregator"
+    }
+
+    fn routes(&self) -> &'static [(&'static str, &'static str)] {
+        api::ROUTES
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.state.clone());
+        api::configure(cfg);
+    }
+
+    /// Ready when the store is restored from the changelog and the fold is running.
+    fn readiness(&self) -> Readiness {
+        let restored = self.progress.restored();
+        let folding = self.folding.load(Ordering::Acquire);
+        Readiness::new(
+            restored && folding,
+            json!({"restored": restored, "folding": folding}),
+        )
+    }
+
+    fn openapi(&self) -> Option<serde_json::Value> {
+        Some(crate::openapi::document())
+    }
+
+    fn refresh_metrics(&self) {
+        if let Ok(jobs) = self.state.store.len() {
+            metrics::gauge!("scanstream_aggregator_store_keys").set(jobs as f64);
+        }
+    }
+}
+
+impl Application {
+    /// Starts the aggregator and binds `api.listen` (port 0 picks a free port).
+    pub async fn build(
+        settings: &Settings,
+        metrics: PrometheusHandle,
+    ) -> Result<Application, AggregatorError> {
+        let aggregator = Aggregator::start(settings).await?;
+        let store = Arc::downgrade(&aggregator.state.store);
+        let server = serve(
+            &settings.api.listen,
+            vec![aggregator.clone()],
+            metrics,
+            ServeOptions {
+                label: "aggregator",
+                workers: None,
+                shutdown_timeout_seconds: 10,
+            },
+        )?;
+        tracing::info!(port = server.port(), "aggregator listening");
+        Ok(Application {
+            aggregator,
+            server,
+            store,
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
-    /// Serves until `shutdown`, then stops HTTP, finishes the batch in progress and stops.
     pub async fn run_until_stopped(
         self,
         shutdown: CancellationToken,
     ) -> Result<(), AggregatorError> {
         shutdown.cancelled().await;
         tracing::info!("aggregator stopping");
-        self.server.stop(true).await;
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        match self.serving.await {
-            Ok(result) => result.map_err(AggregatorError::Server),
-            Err(e) => Err(AggregatorError::Server(std::io::Error::other(e))),
-        }
+        let served = self.server.stop(true).await;
+        self.aggregator.stop().await;
+        Ok(served?)
     }
 
-    /// Stops without any clean-up, as a crash would: tasks are aborted mid-batch and the HTTP
-    /// server dropped. For failure tests.
+    /// Stops like a killed process: tasks aborted mid-batch, nothing flushed, and returns once
+    /// the store's file is closed so another instance can open it.
     pub async fn crash(self) {
-        for task in &self.tasks {
+        let tasks = self.aggregator.take_tasks();
+        for task in &tasks {
             task.abort();
         }
-        self.server.stop(false).await;
-        let _ = self.serving.await;
-        for task in self.tasks {
+        let _ = self.server.stop(false).await;
+        for task in tasks {
             let _ = task.await;
         }
-        // Like a dead process, a crashed instance holds no file lock once this returns.
+        drop(self.aggregator);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while self.store.strong_count() > 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use metrics_exporter_prometheus::PrometheusHandle;
 use scanstream_contracts::command::{CancelScan, Command, RequestScan, ScanCommand, ScanMode};
 use scanstream_contracts::event::{EventPayload, JobSubmitted, ScanEvent};
 use scanstream_contracts::ids::derived_uuid;
@@ -44,23 +43,15 @@ pub struct AppState {
     pub policy: RepoPolicy,
     pub engines: EngineSet,
     pub idempotency: IdempotencyStore,
-    pub metrics: PrometheusHandle,
     /// This instance's name in events' `producer` field.
     pub instance: String,
 }
 
+/// Registers ingest's own routes; the shared server adds the probes, `/metrics` and
+/// `/openapi.json` (see `scanstream_platform::server`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/jobs", web::post().to(submit))
-        .route("/jobs/{uuid}", web::delete().to(cancel))
-        .route(
-            "/health_check",
-            web::get().to(scanstream_platform::http::health_check),
-        )
-        .route("/livez", web::get().to(scanstream_platform::http::livez))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/openapi.json", web::get().to(openapi))
-        .default_service(web::to(not_found));
+        .route("/jobs/{uuid}", web::delete().to(cancel));
 }
 
 /// `POST /jobs` body, the job-manager seed's `{"name": …}` plus optional scan parameters.
@@ -411,27 +402,4 @@ async fn cancel(
     }
     .await;
     result.map_err(|p: Problem| p.with_correlation(correlation))
-}
-
-/// Ready when the producer is connected and its transactions initialized.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.writer.ready() {
-        HttpResponse::Ok().json(serde_json::json!({"ready": true}))
-    } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({"ready": false, "reason": "Kafka producer not connected or transactions not initialized"}))
-    }
-}
-
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
-}
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::document())
-}
-
-async fn not_found(req: HttpRequest) -> HttpResponse {
-    scanstream_platform::http::unmatched(ROUTES, &req)
 }

@@ -18,4 +18,4 @@ pub mod openapi;
 pub mod startup;
 pub mod writer;
 
-pub use startup::{Application, IngestError};
+pub use startup::{Application, Ingest, IngestError};

@@ -1,18 +1,16 @@
 //! Building and running the ingest service.
 
-use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
 use scanstream_platform::kafka::KafkaFactory;
+use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
+use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,34 +21,27 @@ use crate::writer::{Writer, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("configuration: {0}")]
     Config(String),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
-    #[error("the HTTP server failed: {0}")]
-    Server(#[source] std::io::Error),
+    #[error(transparent)]
+    Server(#[from] ServeError),
 }
 
-/// A built ingest service: listening, with its writer started.
-pub struct Application {
-    server: Server,
-    port: u16,
-    writer_tasks: Vec<JoinHandle<()>>,
-    writer_stop: CancellationToken,
+/// The ingest role: its writer running and its routes ready to be served.
+pub struct Ingest {
+    state: web::Data<AppState>,
     writer: Writer,
+    writer_stop: CancellationToken,
+    writer_tasks: Mutex<Vec<JoinHandle<()>>>,
+    shutdown_timeout_seconds: u64,
 }
 
-async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    scanstream_platform::http::observe("ingest", req, next).await
+/// A built ingest service: the role, served alone on `api.listen`.
+pub struct Application {
+    ingest: Arc<Ingest>,
+    server: Served,
 }
 
 /// The transactional id of this instance: unique per process (ingest writes no
@@ -66,12 +57,10 @@ fn transactional_id(settings: &Settings) -> String {
     )
 }
 
-impl Application {
-    /// Binds `api.listen` (port 0 picks a free port) and starts the writer.
-    pub async fn build(
-        settings: &Settings,
-        metrics: PrometheusHandle,
-    ) -> Result<Application, IngestError> {
+impl Ingest {
+    /// Starts the writer. Serve the role with [`scanstream_platform::server::serve`], and call
+    /// [`Ingest::stop`] once the server has stopped.
+    pub async fn start(settings: &Settings) -> Result<Arc<Ingest>, IngestError> {
         let ingest = settings.ingest.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
@@ -132,62 +121,106 @@ impl Application {
             codec,
             writer: writer.clone(),
             policy,
-            metrics,
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "ingest".to_owned()),
         });
 
-        let listener =
-            TcpListener::bind(&settings.api.listen).map_err(|source| IngestError::Bind {
-                address: settings.api.listen.clone(),
-                source,
-            })?;
-        let port = listener.local_addr().map_err(IngestError::Server)?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(from_fn(observe))
-                .configure(api::configure)
-        })
-        .disable_signals()
-        .shutdown_timeout(ingest.write_timeout_ms.div_ceil(1000) + 5)
-        .listen(listener)
-        .map_err(IngestError::Server)?
-        .run();
-        tracing::info!(port, "ingest listening");
-        Ok(Application {
-            server,
-            port,
-            writer_tasks,
-            writer_stop,
+        Ok(Arc::new(Ingest {
+            state,
             writer,
-        })
+            writer_stop,
+            writer_tasks: Mutex::new(writer_tasks),
+            shutdown_timeout_seconds: ingest.write_timeout_ms.div_ceil(1000) + 5,
+        }))
+    }
+
+    /// How long in-flight requests may take after a graceful stop: a write's deadline.
+    pub fn shutdown_timeout_seconds(&self) -> u64 {
+        self.shutdown_timeout_seconds
+    }
+
+    /// Stops the writer after the last request's transaction (call once the server stopped).
+    pub async fn stop(&self) {
+        self.writer_stop.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .writer_tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Role for Ingest {
+    fn name(&self) -> &'static str {
+        "ingest"
+    }
+
+    fn routes(&self) -> &'static [(&'static str, &'static str)] {
+        api::ROUTES
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.state.clone());
+        api::configure(cfg);
+    }
+
+    /// Ready when the producer is connected and its transactions initialized.
+    fn readiness(&self) -> Readiness {
+        if self.writer.ready() {
+            Readiness::new(true, json!({}))
+        } else {
+            Readiness::new(
+                false,
+                json!({"reason": "Kafka producer not connected or transactions not initialized"}),
+            )
+        }
+    }
+
+    fn openapi(&self) -> Option<serde_json::Value> {
+        Some(crate::openapi::document())
+    }
+}
+
+impl Application {
+    /// Starts the writer and binds `api.listen` (port 0 picks a free port).
+    pub async fn build(
+        settings: &Settings,
+        metrics: PrometheusHandle,
+    ) -> Result<Application, IngestError> {
+        let ingest = Ingest::start(settings).await?;
+        let server = serve(
+            &settings.api.listen,
+            vec![ingest.clone()],
+            metrics,
+            ServeOptions {
+                label: "ingest",
+                workers: None,
+                shutdown_timeout_seconds: ingest.shutdown_timeout_seconds(),
+            },
+        )?;
+        tracing::info!(port = server.port(), "ingest listening");
+        Ok(Application { ingest, server })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// True once the writer can accept requests.
     pub fn ready(&self) -> bool {
-        self.writer.ready()
+        self.ingest.writer.ready()
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting connections, lets in-flight
     /// requests finish their transactions, and stops the writer.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), IngestError> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
         shutdown.cancelled().await;
         tracing::info!("ingest draining");
-        handle.stop(true).await;
-        let served = server.await;
-        self.writer_stop.cancel();
-        for task in self.writer_tasks {
-            let _ = task.await;
-        }
-        match served {
-            Ok(result) => result.map_err(IngestError::Server),
-            Err(e) => Err(IngestError::Server(std::io::Error::other(e))),
-        }
+        let served = self.server.stop(true).await;
+        self.ingest.stop().await;
+        Ok(served?)
     }
 }

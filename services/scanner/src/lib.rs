@@ -31,7 +31,7 @@ pub mod scan;
 pub mod secrets;
 pub mod startup;
 
-pub use startup::Application;
+pub use startup::{Application, Scanner};
 
 use std::path::{Path, PathBuf};
 

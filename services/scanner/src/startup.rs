@@ -2,20 +2,19 @@
 //! and a small HTTP server for probes and metrics.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::config::ScannerSettings;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::net::HostPolicy;
+use scanstream_platform::server::{Readiness, Role, ServeOptions, Served, serve};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -103,22 +102,31 @@ pub fn collect_garbage(scanner: &ScannerSettings) -> Result<crate::mirror::GcRep
     Ok(report)
 }
 
-struct State {
+/// The scanner role: the command consumer and the periodic cache clean-up running. It has no
+/// routes of its own; served, it answers the shared probes and `/metrics`.
+pub struct Scanner {
     ready: Arc<AtomicBool>,
-    metrics: PrometheusHandle,
-}
-
-/// A running scanner.
-pub struct Application {
-    server: ServerHandle,
-    serving: JoinHandle<std::io::Result<()>>,
-    port: u16,
     stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl Application {
-    pub async fn build(settings: &Settings, metrics: PrometheusHandle) -> Result<Self, Error> {
+/// A running scanner served alone on `api.listen`.
+pub struct Application {
+    scanner: Arc<Scanner>,
+    server: Served,
+}
+
+/// Every route a scanner serves (all shared).
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health_check"),
+    ("get", "/livez"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+];
+
+impl Scanner {
+    /// Starts consuming commands. Call [`Scanner::stop`] to drain and leave the group.
+    pub async fn start(settings: &Settings) -> Result<Arc<Scanner>, Error> {
         let config = settings.scanner.clone();
         let cache_dir = PathBuf::from(&config.cache_dir);
         std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io(&cache_dir, e))?;
@@ -191,74 +199,77 @@ impl Application {
                 }
             }
         });
-        let state = web::Data::new(State { ready, metrics });
-        let listener = TcpListener::bind(&settings.api.listen)
-            .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", settings.api.listen)))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| Error::Config(e.to_string()))?
-            .port();
-        let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
-                .disable_signals()
-                .workers(1)
-                .shutdown_timeout(5)
-                .listen(listener)
-                .map_err(|e| Error::Config(e.to_string()))?
-                .run();
-        tracing::info!(port, cache_dir = %cache_dir.display(), "scanner listening");
-        let handle = server.handle();
-        let serving = tokio::spawn(server);
-        Ok(Self {
-            server: handle,
-            serving,
-            port,
+        tracing::info!(cache_dir = %cache_dir.display(), "scanner started");
+        Ok(Arc::new(Scanner {
+            ready,
             stop,
-            tasks: vec![consuming, cleaning],
-        })
+            tasks: Mutex::new(vec![consuming, cleaning]),
+        }))
+    }
+
+    /// Drains running scans (see `scanner.drain_timeout_seconds`), commits and leaves the group.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Role for Scanner {
+    fn name(&self) -> &'static str {
+        "scanner"
+    }
+
+    fn routes(&self) -> &'static [(&'static str, &'static str)] {
+        ROUTES
+    }
+
+    fn configure(&self, _cfg: &mut web::ServiceConfig) {}
+
+    /// Ready once the consumer has joined the group.
+    fn readiness(&self) -> Readiness {
+        let consuming = self.ready.load(Ordering::Acquire);
+        Readiness::new(consuming, json!({ "consuming": consuming }))
+    }
+}
+
+impl Application {
+    /// Starts the scanner and binds `api.listen` (port 0 picks a free port) for its probes.
+    pub async fn build(settings: &Settings, metrics: PrometheusHandle) -> Result<Self, Error> {
+        let scanner = Scanner::start(settings).await?;
+        let server = serve(
+            &settings.api.listen,
+            vec![scanner.clone()],
+            metrics,
+            ServeOptions {
+                label: "scanner",
+                workers: Some(1),
+                shutdown_timeout_seconds: 5,
+            },
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        tracing::info!(port = server.port(), "scanner listening");
+        Ok(Self { scanner, server })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Runs until `shutdown`, then drains running scans (see `scanner.drain_timeout_seconds`),
-    /// commits and leaves the group.
+    /// commits and leaves the group; the probes answer until then.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         shutdown.cancelled().await;
         tracing::info!("scanner stopping");
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        self.server.stop(true).await;
-        let _ = self.serving.await;
+        self.scanner.stop().await;
+        let _ = self.server.stop(true).await;
         Ok(())
     }
-}
-
-fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/health_check",
-        web::get().to(scanstream_platform::http::health_check),
-    )
-    .route("/livez", web::get().to(scanstream_platform::http::livez))
-    .route("/readyz", web::get().to(readyz))
-    .route("/metrics", web::get().to(metrics));
-}
-
-async fn readyz(state: web::Data<State>) -> HttpResponse {
-    let ready = state.ready.load(Ordering::Acquire);
-    let body = json!({ "ready": ready, "consuming": ready });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
-}
-
-async fn metrics(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
 }
