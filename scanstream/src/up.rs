@@ -191,6 +191,17 @@ async fn run_roles(
         .ingest
         .file_roots
         .push(layout.repos.display().to_string());
+    if settings.kafka.group_instance_id.is_empty() {
+        // Static membership, stable per data folder (which only one `up` can hold at a time):
+        // after a crash the restarted process takes its partitions back at once.
+        let folder = std::fs::canonicalize(&layout.root).unwrap_or_else(|_| layout.root.clone());
+        let id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            folder.to_string_lossy().as_bytes(),
+        );
+        settings.kafka.group_instance_id =
+            format!("scanstream-up-{}", &id.simple().to_string()[..12]);
+    }
     let token = if settings.api.auth_enabled && settings.api.tokens.is_empty() {
         let (token, file) = local_token(&layout.root)?;
         settings.api.tokens.push(TokenSettings {

@@ -91,6 +91,12 @@ pub struct KafkaSettings {
     pub ssl_key_password: Option<SecretString>,
     pub statistics_interval_ms: u64,
     pub request_timeout_ms: u64,
+    /// Static group membership: when set, every group consumer joins with
+    /// `group.instance.id = <this>-<group>`, so a restarted process with the same id takes its
+    /// partitions back at once instead of after the session time-out. Give each process its own
+    /// stable id (a StatefulSet pod name); empty means dynamic membership.
+    #[serde(default)]
+    pub group_instance_id: String,
     /// Raw librdkafka properties applied last, for what no key above covers.
     #[serde(default)]
     pub extra: BTreeMap<String, String>,

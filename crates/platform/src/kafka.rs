@@ -169,6 +169,12 @@ impl KafkaFactory {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky");
+        if !self.settings.group_instance_id.is_empty() {
+            config.set(
+                "group.instance.id",
+                format!("{}-{group_id}", self.settings.group_instance_id),
+            );
+        }
         config
             .create_with_context(context)
             .map_err(|source| KafkaError::Create {

@@ -1,0 +1,495 @@
+//! The whole pipeline through the built binary: `scanstream up` (ingest, scanner and aggregator
+//! in one process) on the real broker and registry; 30 scans over 6 planted repositories
+//! submitted over HTTP; stats, job state and findings checked against what was planted; then a
+//! SIGKILL and a restart on the same data folder, after which every job is still there.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use scanstream::demo::{Planted, plant_repository};
+use scanstream_contracts::JobId;
+use scanstream_scanner::rules::RulePack;
+use scanstream_scanner::secrets::SecretsEngine;
+use scanstream_testcontainers::TestScope;
+use serde_json::{Value, json};
+
+const FINGERPRINT_KEY: &str = "pipeline-test-fingerprint-key";
+const REPOSITORIES: usize = 6;
+/// Tree scans and history scans submitted per repository: 6 × (3 + 2) = 30 scans.
+const TREE_RUNS: usize = 3;
+const HISTORY_RUNS: usize = 2;
+
+/// A running `scanstream up` and the URL it printed.
+struct Up {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+}
+
+impl Up {
+    fn start(scope: &TestScope, config: &Path, data_dir: &Path) -> Up {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+            .args(["--config"])
+            .arg(config)
+            .args(["--bootstrap", &scope.endpoints.bootstrap_servers])
+            .args(["--registry", &scope.endpoints.registry_url])
+            .args(["--topic-prefix", &scope.topic_prefix])
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
+            .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start scanstream up: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("HTTP API:") {
+                    let _ = sender.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = receiver
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "scanstream up never printed its URL; log:\n{}",
+                    log(data_dir)
+                )
+            });
+        Up {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("api-token"))
+            .unwrap_or_else(|e| panic!("up wrote no token: {e}"))
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log(data_dir: &Path) -> String {
+    let text = std::fs::read_to_string(data_dir.join("logs/scanstream.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Client {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn submit(&self, name: &str, repo: &str, mode: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/jobs", self.url))
+            .bearer_auth(&self.token)
+            .json(&json!({"name": name, "repo": repo, "mode": mode}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /jobs: {e}"));
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["uuid"], JobId::from_name(name).to_string());
+        body["run_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned()
+    }
+
+    async fn wait_ready(&self, data_dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, body) = self.get("/readyz").await;
+            if status == 200 {
+                assert_eq!(body["ready"], true);
+                for role in ["ingest", "scanner", "aggregator"] {
+                    assert_eq!(body[role]["ready"], true, "{body}");
+                }
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never ready: {body}\n{}",
+                log(data_dir)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// One job of the test: its repository, mode and the runs submitted.
+struct Job {
+    name: String,
+    repo: usize,
+    history: bool,
+    runs: Vec<String>,
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
+    let scope = TestScope::new("pipeline");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("scanstream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scanner]\nfingerprint_key = \"{FINGERPRINT_KEY}\"\nconcurrency = 4\n\n[telemetry]\nlog_filter = \"info\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut planted: Vec<Vec<Planted>> = Vec::new();
+    for i in 0..REPOSITORIES {
+        let repo = data_dir.join("repos").join(format!("service-{i}"));
+        planted.push(plant_repository(&repo).unwrap_or_else(|e| panic!("{e:#}")));
+    }
+    let engine = SecretsEngine::new(
+        RulePack::load(&[] as &[&str]).unwrap_or_else(|e| panic!("{e}")),
+        FINGERPRINT_KEY.as_bytes(),
+    );
+    let fingerprint = |p: &Planted| engine.fingerprint(p.rule, p.secret.as_bytes());
+
+    let since = now_ms() - 1_000;
+    let test_started = Instant::now();
+    let phase = |what: &str| println!("{what} after {:.1} s", test_started.elapsed().as_secs_f64());
+    let mut up = Up::start(&scope, &config, &data_dir);
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: up.url.clone(),
+        token: up.token(),
+    };
+    client.wait_ready(&data_dir).await;
+    phase("up ready");
+
+    // 30 scans, interleaved across repositories and modes.
+    let mut jobs: Vec<Job> = Vec::new();
+    for i in 0..REPOSITORIES {
+        for history in [false, true] {
+            let mode = if history { "history" } else { "tree" };
+            jobs.push(Job {
+                name: format!("{}-{mode}-{i}", scope.topic_prefix.trim_end_matches('.')),
+                repo: i,
+                history,
+                runs: Vec::new(),
+            });
+        }
+    }
+    for round in 0..TREE_RUNS.max(HISTORY_RUNS) {
+        for job in &mut jobs {
+            let wanted = if job.history { HISTORY_RUNS } else { TREE_RUNS };
+            if round < wanted {
+                let repo = format!(
+                    "file://{}",
+                    data_dir
+                        .join("repos")
+                        .join(format!("service-{}", job.repo))
+                        .display()
+                );
+                let mode = if job.history { "history" } else { "tree" };
+                let run = client.submit(&job.name, &repo, mode).await;
+                job.runs.push(run);
+            }
+        }
+    }
+    assert_eq!(jobs.iter().map(|j| j.runs.len()).sum::<usize>(), 30);
+
+    // Every run reaches a terminal state.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut states: BTreeMap<String, Value> = BTreeMap::new();
+    loop {
+        let mut pending = 0;
+        for job in &jobs {
+            let (status, state) = client
+                .get(&format!("/jobs/{}", JobId::from_name(&job.name)))
+                .await;
+            let finished = status == 200
+                && job.runs.iter().all(|run| {
+                    state["runs"].as_array().is_some_and(|runs| {
+                        runs.iter().any(|r| {
+                            r["run_id"] == run.as_str()
+                                && matches!(
+                                    r["status"].as_str(),
+                                    Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+                                )
+                        })
+                    })
+                });
+            if finished {
+                states.insert(job.name.clone(), state);
+            } else {
+                pending += 1;
+            }
+        }
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} jobs still running\n{}",
+            log(&data_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    phase("all 30 scans terminal");
+
+    // GET /jobs/{uuid} agrees with what was submitted and planted.
+    let mut latencies = Vec::new();
+    for job in &jobs {
+        let state = &states[&job.name];
+        assert_eq!(state["job_name"], job.name.as_str());
+        assert_eq!(state["status"], "SUCCEEDED", "{state}");
+        assert_eq!(state["succeeded"], job.runs.len() as i64, "{state}");
+        assert_eq!(state["failed"], 0, "{state}");
+        let runs = state["runs"].as_array().cloned().unwrap_or_default();
+        assert_eq!(runs.len(), job.runs.len(), "{state}");
+        for run in &runs {
+            assert_eq!(run["status"], "SUCCEEDED", "{state}");
+            let queued = run["queued_at"].as_i64().unwrap_or_default();
+            let finished = run["finished_at"].as_i64().unwrap_or_default();
+            assert!(finished >= queued, "{run}");
+            latencies.push(finished - queued);
+        }
+        let expected: Vec<&Planted> = planted[job.repo]
+            .iter()
+            .filter(|p| job.history || p.in_tree)
+            .collect();
+        let critical = expected
+            .iter()
+            .filter(|p| p.rule != "slack-webhook-url")
+            .count();
+        assert_eq!(state["findings"]["critical"], critical as i64, "{state}");
+        assert_eq!(
+            state["findings"]["high"],
+            (expected.len() - critical) as i64,
+            "{state}"
+        );
+    }
+    latencies.sort_unstable();
+    println!(
+        "submit-to-terminal latency over {} scans: p50 {} ms, p99 {} ms, max {} ms",
+        latencies.len(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or_default()
+    );
+
+    // GET /jobs/stats: the job manager's format, one entry per job with its run counts.
+    let (status, stats) = client.get("/jobs/stats").await;
+    assert_eq!(status, 200);
+    for job in &jobs {
+        let entry = &stats[&job.name];
+        assert_eq!(entry["uuid"], JobId::from_name(&job.name).to_string());
+        assert_eq!(entry["jobtype"], "normal");
+        assert_eq!(entry["succeeded"], job.runs.len() as i64, "{entry}");
+        assert_eq!(entry["failed"], 0, "{entry}");
+    }
+
+    // Findings on scans.findings match the planted secrets by fingerprint, run by run, and
+    // carry none of them in clear.
+    let settings = {
+        let mut settings =
+            scanstream_platform::Settings::load(scanstream_platform::config::Sources {
+                file: None,
+                env: None,
+                overrides: vec![
+                    (
+                        "kafka.bootstrap_servers".into(),
+                        scope.endpoints.bootstrap_servers.clone(),
+                    ),
+                    ("registry.url".into(), scope.endpoints.registry_url.clone()),
+                    ("topics.prefix".into(), scope.topic_prefix.clone()),
+                ],
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        settings.topics.replication_factor = 1;
+        settings
+    };
+    let ids: HashSet<JobId> = jobs.iter().map(|j| JobId::from_name(&j.name)).collect();
+    let findings = scanstream::findings::read(&settings, &ids, since, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    for job in &jobs {
+        let expected: BTreeSet<(String, String)> = planted[job.repo]
+            .iter()
+            .filter(|p| job.history || p.in_tree)
+            .map(|p| (p.rule.to_owned(), fingerprint(p)))
+            .collect();
+        for run in &job.runs {
+            let found: BTreeSet<(String, String)> = findings
+                .iter()
+                .filter(|f| f.run_id.to_string() == *run)
+                .map(|f| (f.rule_id.clone(), f.fingerprint.clone()))
+                .collect();
+            assert_eq!(found, expected, "findings of {} run {run}", job.name);
+        }
+    }
+    let secrets: Vec<&str> = planted
+        .iter()
+        .flatten()
+        .map(|p| p.secret.as_str())
+        .collect();
+    for finding in &findings {
+        let text = format!("{finding:?}");
+        assert!(
+            secrets.iter().all(|s| !text.contains(s)),
+            "a secret in clear: {text}"
+        );
+    }
+
+    // /metrics is Prometheus text with every role's metrics.
+    let metrics = client
+        .http
+        .get(format!("{}/metrics", up.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("/metrics does not parse: {e}"));
+    let names: BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for name in [
+        "scanstream_http_requests_total",
+        "scanstream_aggregator_store_keys",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    for prefix in [
+        "scanstream_ingest_",
+        "scanstream_scanner_",
+        "scanstream_aggregator_",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(prefix)),
+            "no {prefix}* metric in {names:?}"
+        );
+    }
+    let log_text =
+        std::fs::read_to_string(data_dir.join("logs/scanstream.log")).unwrap_or_default();
+    for secret in &secrets {
+        assert!(!log_text.contains(secret), "a secret in the log");
+    }
+
+    // kill -9, restart on the same data folder: every job is still there, unchanged, and the
+    // pipeline keeps working.
+    let _ = up.child.kill();
+    let _ = up.child.wait();
+    drop(up);
+    let up = Up::start(&scope, &config, &data_dir);
+    let client = Client {
+        url: up.url.clone(),
+        ..client
+    };
+    client.wait_ready(&data_dir).await;
+    phase("ready again after kill -9 and restart");
+    let (status, after) = client.get("/jobs/stats").await;
+    assert_eq!(status, 200);
+    for job in &jobs {
+        assert_eq!(
+            after[&job.name], stats[&job.name],
+            "{} after restart",
+            job.name
+        );
+        let (status, state) = client
+            .get(&format!("/jobs/{}", JobId::from_name(&job.name)))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(state["runs"], states[&job.name]["runs"], "{}", job.name);
+    }
+    let first = &jobs[0];
+    let repo = format!(
+        "file://{}",
+        data_dir.join("repos").join("service-0").display()
+    );
+    let run = client.submit(&first.name, &repo, "tree").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, state) = client
+            .get(&format!("/jobs/{}", JobId::from_name(&first.name)))
+            .await;
+        let done = state["runs"].as_array().is_some_and(|runs| {
+            runs.iter()
+                .any(|r| r["run_id"] == run.as_str() && r["status"] == "SUCCEEDED")
+        });
+        if done {
+            assert_eq!(state["succeeded"], (first.runs.len() + 1) as i64);
+            phase("a scan after the restart terminal");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scan after the restart\n{}",
+            log(&data_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // SIGTERM stops everything cleanly.
+    let mut up = up;
+    let sent = Command::new("kill")
+        .args(["-TERM", &up.child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = up.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            assert!(
+                status.success(),
+                "up exited with {status}\n{}",
+                log(&data_dir)
+            );
+            phase("stopped by SIGTERM");
+            break;
+        }
+        assert!(Instant::now() < deadline, "up did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
