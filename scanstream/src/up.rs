@@ -219,8 +219,21 @@ async fn run_roles(
         return Err(UpError::Drift);
     }
     let aggregator = Aggregator::start(&settings).await?;
-    let scanner = Scanner::start(&settings).await?;
-    let ingest = Ingest::start(&settings).await?;
+    let scanner = match Scanner::start(&settings).await {
+        Ok(scanner) => scanner,
+        Err(e) => {
+            aggregator.stop().await;
+            return Err(e.into());
+        }
+    };
+    let ingest = match Ingest::start(&settings).await {
+        Ok(ingest) => ingest,
+        Err(e) => {
+            scanner.stop().await;
+            aggregator.stop().await;
+            return Err(e.into());
+        }
+    };
     let roles: Vec<Arc<dyn Role>> = vec![ingest.clone(), aggregator.clone(), scanner.clone()];
     let served = serve(
         &settings.api.listen,
