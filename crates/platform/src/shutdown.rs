@@ -32,3 +32,30 @@ pub fn on_signal() -> CancellationToken {
     });
     token
 }
+
+/// The background tasks a role owns, joined once when it stops.
+#[derive(Debug, Default)]
+pub struct Tasks(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Tasks {
+    pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        Self(std::sync::Mutex::new(tasks))
+    }
+
+    /// The tasks not yet taken; later calls get none.
+    pub fn take(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Waits for every task not yet taken to end (cancel them first).
+    pub async fn join(&self) {
+        for task in self.take() {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! Building and running the aggregator.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web;
@@ -12,8 +12,8 @@ use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
 use scanstream_platform::kafka::KafkaFactory;
 use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
+use scanstream_platform::shutdown::Tasks;
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -38,7 +38,7 @@ pub struct Aggregator {
     progress: Arc<Progress>,
     folding: Arc<AtomicBool>,
     stop: CancellationToken,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Tasks,
 }
 
 /// A running aggregator served alone on `api.listen`.
@@ -135,25 +135,14 @@ impl Aggregator {
             progress,
             folding,
             stop,
-            tasks: Mutex::new(vec![follower, processing]),
+            tasks: Tasks::new(vec![follower, processing]),
         }))
     }
 
     /// Stops the fold and the changelog follower (call once the server stopped).
     pub async fn stop(&self) {
         self.stop.cancel();
-        for task in self.take_tasks() {
-            let _ = task.await;
-        }
-    }
-
-    fn take_tasks(&self) -> Vec<JoinHandle<()>> {
-        std::mem::take(
-            &mut *self
-                .tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        self.tasks.join().await;
     }
 }
 
@@ -236,7 +225,7 @@ impl Application {
     /// Stops like a killed process: tasks aborted mid-batch, nothing flushed, and returns once
     /// the store's file is closed so another instance can open it.
     pub async fn crash(self) {
-        let tasks = self.aggregator.take_tasks();
+        let tasks = self.aggregator.tasks.take();
         for task in &tasks {
             task.abort();
         }

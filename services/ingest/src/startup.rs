@@ -1,6 +1,6 @@
 //! Building and running the ingest service.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
@@ -10,8 +10,8 @@ use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
 use scanstream_platform::kafka::KafkaFactory;
 use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
+use scanstream_platform::shutdown::Tasks;
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -34,7 +34,7 @@ pub struct Ingest {
     state: web::Data<AppState>,
     writer: Writer,
     writer_stop: CancellationToken,
-    writer_tasks: Mutex<Vec<JoinHandle<()>>>,
+    writer_tasks: Tasks,
     shutdown_timeout_seconds: u64,
 }
 
@@ -128,7 +128,7 @@ impl Ingest {
             state,
             writer,
             writer_stop,
-            writer_tasks: Mutex::new(writer_tasks),
+            writer_tasks: Tasks::new(writer_tasks),
             shutdown_timeout_seconds: ingest.write_timeout_ms.div_ceil(1000) + 5,
         }))
     }
@@ -141,15 +141,7 @@ impl Ingest {
     /// Stops the writer after the last request's transaction (call once the server stopped).
     pub async fn stop(&self) {
         self.writer_stop.cancel();
-        let tasks = std::mem::take(
-            &mut *self
-                .writer_tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.writer_tasks.join().await;
     }
 }
 

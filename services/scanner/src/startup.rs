@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web;
@@ -15,9 +15,9 @@ use scanstream_platform::config::ScannerSettings;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::net::HostPolicy;
 use scanstream_platform::server::{Readiness, Role, ServeOptions, Served, serve};
+use scanstream_platform::shutdown::Tasks;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -107,7 +107,7 @@ pub fn collect_garbage(scanner: &ScannerSettings) -> Result<crate::mirror::GcRep
 pub struct Scanner {
     ready: Arc<AtomicBool>,
     stop: CancellationToken,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Tasks,
 }
 
 /// A running scanner served alone on `api.listen`.
@@ -203,22 +203,14 @@ impl Scanner {
         Ok(Arc::new(Scanner {
             ready,
             stop,
-            tasks: Mutex::new(vec![consuming, cleaning]),
+            tasks: Tasks::new(vec![consuming, cleaning]),
         }))
     }
 
     /// Drains running scans (see `scanner.drain_timeout_seconds`), commits and leaves the group.
     pub async fn stop(&self) {
         self.stop.cancel();
-        let tasks = std::mem::take(
-            &mut *self
-                .tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.tasks.join().await;
     }
 }
 
