@@ -44,6 +44,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         ..Sources::default()
     })?;
+    // Logs (the restore's own timing split among them) at warn unless RUST_LOG says otherwise.
+    let mut telemetry = settings.telemetry.clone();
+    telemetry.log_filter = std::env::var("BENCH_LOG")
+        .unwrap_or_else(|_| "warn,scanstream_aggregator::changelog=info".to_owned());
+    scanstream_platform::telemetry::init(&telemetry, None)?;
     let names = TopicNames::new(prefix.clone());
     let factory = KafkaFactory::new(settings.kafka.clone());
     scanstream_platform::topics::ensure(
@@ -150,8 +155,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ProcessorConfig {
                 group_id: group.clone(),
                 transactional_id: format!("{prefix}bench-aggregator-{i}"),
-                batch_max_events: 5000,
-                linger: Duration::from_millis(20),
+                batch_max_events: settings.aggregator.batch_max_events,
+                linger: Duration::from_millis(settings.aggregator.batch_linger_ms),
             },
         );
         let ready = Arc::new(AtomicBool::new(false));

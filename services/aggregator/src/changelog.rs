@@ -6,12 +6,12 @@
 //! apply only when their `events-folded` header is newer than what is stored, so the processor's
 //! own direct writes and this follower never move a job backwards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use scanstream_contracts::{Topic, TopicNames};
@@ -57,17 +57,32 @@ pub enum FollowError {
     Client(#[from] scanstream_platform::KafkaError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("the changelog reader failed: {0}")]
+    Reader(String),
     #[error("changelog topic {0} not found")]
     NoTopic(String),
 }
 
+/// Most records per store write while following, and how long reading waits to fill one.
 const BATCH: usize = 50_000;
+const FOLLOW_WINDOW: Duration = Duration::from_millis(100);
+/// The same while restoring: bigger writes, since every write of random job ids touches much of
+/// the B-tree, and nobody reads the store yet.
+const RESTORE_BATCH: usize = 200_000;
+const RESTORE_WINDOW: Duration = Duration::from_millis(500);
+/// Restored records gathered in memory before one write (about 1.3 million jobs' states).
+const RESTORE_BUFFER_BYTES: usize = 256 << 20;
 /// Store commits are fsynced at most this often; a crash loses at most this much, and the
 /// changelog replays it (data and checkpoints are committed together).
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Restores the store from the changelog, marks `progress` restored, then follows the changelog
 /// until `stop`.
+///
+/// Reading runs on a blocking thread with a polled consumer (the cheapest way through millions
+/// of records); store writes run in their own task, one batch behind, so reading the next batch
+/// overlaps writing the last. Positions become visible in `progress` only once their batch is
+/// in the store.
 pub async fn follow(
     factory: KafkaFactory,
     names: TopicNames,
@@ -76,9 +91,34 @@ pub async fn follow(
     progress: Arc<Progress>,
     stop: CancellationToken,
 ) -> Result<(), FollowError> {
+    let (batches, queue) = tokio::sync::mpsc::channel::<Work>(2);
+    let writer = tokio::spawn(write_batches(store.clone(), progress.clone(), queue));
+    let reader = tokio::task::spawn_blocking(move || {
+        read(factory, names, group_id, store, progress, stop, batches)
+    });
+    let read = reader
+        .await
+        .unwrap_or_else(|e| Err(FollowError::Reader(e.to_string())));
+    // The writer ends once the queue is drained and closed; its error wins over a clean stop.
+    match writer.await {
+        Ok(Err(e)) => Err(e),
+        _ => read,
+    }
+}
+
+/// The reading half of [`follow`], on a blocking thread.
+fn read(
+    factory: KafkaFactory,
+    names: TopicNames,
+    group_id: String,
+    store: Arc<Store>,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    batches: tokio::sync::mpsc::Sender<Work>,
+) -> Result<(), FollowError> {
     let topic = names.name(Topic::JobState);
-    let consumer: StreamConsumer<StatsContext> =
-        factory.consumer(ClientRole::Aggregator, &format!("{group_id}-changelog"))?;
+    let consumer: BaseConsumer<StatsContext> =
+        factory.base_consumer(ClientRole::Aggregator, &format!("{group_id}-changelog"))?;
     let timeout = factory.request_timeout();
     let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
     let partitions: Vec<i32> = metadata
@@ -105,21 +145,38 @@ pub async fn follow(
     // Restoring into an empty store needs no newer-wins checks (see `Store::restore`).
     let empty_at_start = store.is_empty()?;
     let started = Instant::now();
-    let mut last_durable = Instant::now();
     let mut restored_records: u64 = 0;
-    let mut store_time = Duration::ZERO;
     let mut restoring = true;
-    loop {
+    // Partitions read up to their restore target; reading stops waiting once all are.
+    let mut reached: BTreeSet<i32> = BTreeSet::new();
+    for (&p, &high) in &targets {
+        if high == 0 || store.checkpoint(p)?.is_some_and(|c| c >= high) {
+            reached.insert(p);
+        }
+    }
+    while !stop.is_cancelled() {
         let mut changes = Vec::new();
         let mut checkpoints: BTreeMap<i32, i64> = BTreeMap::new();
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(if restoring { 20 } else { 100 });
-        while changes.len() < BATCH {
-            let message = tokio::select! {
-                m = tokio::time::timeout_at(deadline, consumer.recv()) => m,
-                _ = stop.cancelled() => return Ok(()),
+        let (window, limit) = if restoring {
+            (RESTORE_WINDOW, RESTORE_BATCH)
+        } else {
+            (FOLLOW_WINDOW, BATCH)
+        };
+        let window = if restoring && reached.len() == targets.len() {
+            Duration::ZERO
+        } else {
+            window
+        };
+        let deadline = Instant::now() + window;
+        while changes.len() < limit && !stop.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Short polls, so a stop is noticed quickly.
+            let Some(message) = consumer.poll(left.min(Duration::from_millis(100))) else {
+                if left.is_zero() {
+                    break;
+                }
+                continue;
             };
-            let Ok(message) = message else { break };
             let message = match message {
                 Ok(m) => m,
                 Err(e) => {
@@ -128,66 +185,17 @@ pub async fn follow(
                 }
             };
             checkpoints.insert(message.partition(), message.offset() + 1);
-            let Some(job) = message
-                .key()
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .and_then(|k| uuid::Uuid::parse_str(k).ok())
-                .map(|u| u.as_u128())
-            else {
-                tracing::warn!(
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    "changelog record without a job id key skipped"
-                );
-                continue;
-            };
-            match message.payload() {
-                None => changes.push(Change::Delete { job }),
-                Some(value) => {
-                    let events_folded = message
-                        .headers()
-                        .and_then(|h| h.iter().find(|h| h.key == EVENTS_FOLDED_HEADER))
-                        .and_then(|h| h.value)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .unwrap_or(0);
-                    changes.push(Change::Put {
-                        job,
-                        stored: Stored {
-                            events_folded,
-                            value: value.to_vec(),
-                        },
-                    });
-                }
+            if let Some(change) = change_of(&message) {
+                changes.push(change);
             }
-        }
-        if !changes.is_empty() || !checkpoints.is_empty() {
-            let count = changes.len() as u64;
-            // Key order keeps the B-tree inserts local; the sort is stable, so changes to one job
-            // keep their order.
-            changes.sort_by_key(|c| match c {
-                Change::Put { job, .. } | Change::Delete { job } => *job,
-            });
-            let points: Vec<(i32, i64)> = checkpoints.into_iter().collect();
-            let durable = last_durable.elapsed() >= DURABLE_EVERY;
-            if durable {
-                last_durable = Instant::now();
-            }
-            let applying = Instant::now();
-            let applied = store
-                .blocking(move |s| {
-                    if restoring && empty_at_start {
-                        s.restore(&changes, &points, durable)
-                    } else {
-                        s.apply(&changes, &points, durable)
-                    }
-                })
-                .await;
-            store_time += applying.elapsed();
-            applied?;
-            metrics::counter!("scanstream_aggregator_changelog_records_total").increment(count);
-            if restoring {
-                restored_records += count;
+            if restoring
+                && targets
+                    .get(&message.partition())
+                    .is_some_and(|&high| message.offset() + 1 >= high)
+                && reached.insert(message.partition())
+                && reached.len() == targets.len()
+            {
+                break;
             }
         }
         let mut positions = BTreeMap::new();
@@ -197,6 +205,18 @@ pub async fn follow(
                     positions.insert(e.partition(), offset);
                 }
             }
+        }
+        if restoring {
+            restored_records += changes.len() as u64;
+        }
+        let batch = Batch {
+            changes,
+            checkpoints: checkpoints.into_iter().collect(),
+            positions: positions.clone(),
+            restore: restoring && empty_at_start,
+        };
+        if batches.blocking_send(Work::Batch(batch)).is_err() {
+            return Ok(());
         }
         let caught_up = restoring
             && targets.iter().all(|(p, high)| {
@@ -208,34 +228,210 @@ pub async fn follow(
                         .flatten()
                         .is_some_and(|c| c >= *high)
             });
-        progress.set(positions);
         if caught_up {
+            // Every batch read so far goes into the store, durably, before anyone relies on it;
+            // later batches are applied newer-wins, as the processor writes too.
+            let (done, written) = tokio::sync::oneshot::channel();
+            if batches.blocking_send(Work::Flush(done)).is_err() {
+                return Ok(());
+            }
+            let Ok(store_seconds) = written.blocking_recv() else {
+                return Ok(());
+            };
             restoring = false;
-            // The restored state is made durable before anyone relies on it.
-            store.blocking(|s| s.apply(&[], &[], true)).await?;
-            last_durable = Instant::now();
             let seconds = started.elapsed().as_secs_f64();
             metrics::gauge!("scanstream_aggregator_restore_duration_seconds").set(seconds);
             metrics::gauge!("scanstream_aggregator_restore_records").set(restored_records as f64);
             tracing::info!(
                 records = restored_records,
                 seconds,
-                store_seconds = store_time.as_secs_f64(),
+                store_seconds,
                 "store restored from the changelog"
             );
             progress.restored.store(true, Ordering::Release);
         }
         if restoring {
-            let done: i64 = positions_sum(&progress, &targets);
+            let done: i64 = positions_sum(&positions, &targets);
             metrics::gauge!("scanstream_aggregator_restore_progress_ratio")
                 .set(done as f64 / targets.values().sum::<i64>().max(1) as f64);
         }
     }
+    Ok(())
 }
 
-fn positions_sum(progress: &Progress, targets: &BTreeMap<i32, i64>) -> i64 {
+/// One batch of changelog records for the store, with the positions reading reached.
+struct Batch {
+    changes: Vec<Change>,
+    checkpoints: Vec<(i32, i64)>,
+    positions: BTreeMap<i32, i64>,
+    /// Written with [`Store::restore`] (no newer-wins checks: the store was empty at start).
+    restore: bool,
+}
+
+enum Work {
+    Batch(Batch),
+    /// Make everything written so far durable, then answer with the seconds spent writing.
+    Flush(tokio::sync::oneshot::Sender<f64>),
+}
+
+/// Records restored into an empty store, gathered in key order until written.
+#[derive(Default)]
+struct RestoreBuffer {
+    /// The last change of each job (`None`: removed); later records of a job win, as they
+    /// would written one by one.
+    jobs: BTreeMap<u128, Option<Stored>>,
+    bytes: usize,
+    checkpoints: BTreeMap<i32, i64>,
+    positions: BTreeMap<i32, i64>,
+}
+
+impl RestoreBuffer {
+    fn add(&mut self, batch: Batch) {
+        for change in batch.changes {
+            match change {
+                Change::Put { job, stored } => {
+                    self.bytes += stored.value.len() + 48;
+                    self.jobs.insert(job, Some(stored));
+                }
+                Change::Delete { job } => {
+                    self.jobs.insert(job, None);
+                }
+            }
+        }
+        for (partition, offset) in batch.checkpoints {
+            self.checkpoints.insert(partition, offset);
+        }
+        self.positions.extend(batch.positions);
+    }
+
+    /// Writes what is gathered in one transaction (key order: each B-tree page is written
+    /// once) and publishes its positions.
+    async fn write(&mut self, store: &Arc<Store>, progress: &Progress) -> Result<(), FollowError> {
+        let buffer = std::mem::take(self);
+        if buffer.jobs.is_empty() && buffer.checkpoints.is_empty() {
+            progress.set(buffer.positions);
+            return Ok(());
+        }
+        let count = buffer.jobs.len() as u64;
+        let changes: Vec<Change> = buffer
+            .jobs
+            .into_iter()
+            .map(|(job, stored)| match stored {
+                Some(stored) => Change::Put { job, stored },
+                None => Change::Delete { job },
+            })
+            .collect();
+        let checkpoints: Vec<(i32, i64)> = buffer.checkpoints.into_iter().collect();
+        store
+            .blocking(move |s| s.restore(&changes, &checkpoints, false))
+            .await?;
+        metrics::counter!("scanstream_aggregator_changelog_records_total").increment(count);
+        progress.set(buffer.positions);
+        Ok(())
+    }
+}
+
+/// Applies batches in order; publishes each batch's positions once it is in the store. While
+/// restoring into an empty store, batches are gathered (up to [`RESTORE_BUFFER_BYTES`]) and
+/// written in one go: far fewer, larger transactions.
+async fn write_batches(
+    store: Arc<Store>,
+    progress: Arc<Progress>,
+    mut queue: tokio::sync::mpsc::Receiver<Work>,
+) -> Result<(), FollowError> {
+    let mut last_durable = Instant::now();
+    let mut store_time = Duration::ZERO;
+    let mut gathered = RestoreBuffer::default();
+    while let Some(work) = queue.recv().await {
+        let writing = Instant::now();
+        match work {
+            Work::Batch(batch) if batch.restore => {
+                gathered.add(batch);
+                if gathered.bytes >= RESTORE_BUFFER_BYTES {
+                    gathered.write(&store, &progress).await?;
+                }
+            }
+            Work::Batch(mut batch) => {
+                gathered.write(&store, &progress).await?;
+                let count = batch.changes.len() as u64;
+                // Key order keeps the B-tree inserts local; the sort is stable, so changes to
+                // one job keep their order.
+                batch.changes.sort_by_key(|c| match c {
+                    Change::Put { job, .. } | Change::Delete { job } => *job,
+                });
+                let durable = last_durable.elapsed() >= DURABLE_EVERY;
+                if durable {
+                    last_durable = Instant::now();
+                }
+                let Batch {
+                    changes,
+                    checkpoints,
+                    positions,
+                    ..
+                } = batch;
+                if !changes.is_empty() || !checkpoints.is_empty() {
+                    store
+                        .blocking(move |s| s.apply(&changes, &checkpoints, durable))
+                        .await?;
+                    metrics::counter!("scanstream_aggregator_changelog_records_total")
+                        .increment(count);
+                }
+                progress.set(positions);
+            }
+            Work::Flush(done) => {
+                gathered.write(&store, &progress).await?;
+                store.blocking(|s| s.apply(&[], &[], true)).await?;
+                last_durable = Instant::now();
+                store_time += writing.elapsed();
+                let _ = done.send(store_time.as_secs_f64());
+                continue;
+            }
+        }
+        store_time += writing.elapsed();
+    }
+    gathered.write(&store, &progress).await
+}
+
+/// The store change a changelog record asks for; `None` (logged) for a record without a job id
+/// key.
+fn change_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Change> {
+    let Some(job) = message
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| uuid::Uuid::parse_str(k).ok())
+        .map(|u| u.as_u128())
+    else {
+        tracing::warn!(
+            partition = message.partition(),
+            offset = message.offset(),
+            "changelog record without a job id key skipped"
+        );
+        return None;
+    };
+    Some(match message.payload() {
+        None => Change::Delete { job },
+        Some(value) => {
+            let events_folded = message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == EVENTS_FOLDED_HEADER))
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            Change::Put {
+                job,
+                stored: Stored {
+                    events_folded,
+                    value: value.to_vec(),
+                },
+            }
+        }
+    })
+}
+
+fn positions_sum(positions: &BTreeMap<i32, i64>, targets: &BTreeMap<i32, i64>) -> i64 {
     targets
         .iter()
-        .map(|(p, high)| progress.position(*p).unwrap_or(0).min(*high))
+        .map(|(p, high)| positions.get(p).copied().unwrap_or(0).min(*high))
         .sum()
 }

@@ -76,6 +76,19 @@ impl ConsumerContext for RebalanceContext {
 /// Decoded states kept between batches; bounded so a huge job count cannot exhaust memory.
 const CACHE_MAX: usize = 200_000;
 
+/// A batch's store write, running in the background.
+type StoreWrite = tokio::task::JoinHandle<Result<(), crate::store::StoreError>>;
+
+/// Waits for `write` and passes on its failure.
+async fn finish(write: Option<StoreWrite>) -> Result<(), ProcessError> {
+    if let Some(write) = write {
+        write
+            .await
+            .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
+    }
+    Ok(())
+}
+
 pub struct Processor {
     factory: KafkaFactory,
     names: TopicNames,
@@ -137,7 +150,7 @@ impl Processor {
     ) -> Result<(), ProcessError> {
         let synced = Arc::new(Mutex::new(HashSet::new()));
         let consumer: Arc<StreamConsumer<RebalanceContext>> =
-            Arc::new(self.factory.consumer_with_context(
+            Arc::new(self.factory.bulk_consumer_with_context(
                 ClientRole::Aggregator,
                 &self.config.group_id,
                 RebalanceContext {
@@ -162,20 +175,28 @@ impl Processor {
         ready.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(transactional_id = %self.config.transactional_id, "aggregator folding");
         let mut cache: HashMap<JobId, JobState> = HashMap::new();
+        // The store write of the last committed batch runs while the next batch is processed.
+        // Its jobs are all in `cache`, so the next batch never reads them from the store; the
+        // cache is only cleared once the write is done. At most one write is outstanding.
+        let mut writing: Option<StoreWrite> = None;
         loop {
             let batch = tokio::select! {
                 batch = self.gather(&consumer) => batch?,
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => return finish(writing.take()).await,
             };
             if batch.is_empty() {
                 continue;
             }
             if synced.lock().map(|s| s.is_empty()).unwrap_or(true) {
+                finish(writing.take()).await?;
                 cache.clear();
             }
-            self.batch(&consumer, &producer, &synced, &mut cache, batch)
+            let write = self
+                .batch(&consumer, &producer, &synced, &mut cache, batch)
                 .await?;
+            finish(writing.replace(write)).await?;
             if cache.len() > CACHE_MAX {
+                finish(writing.take()).await?;
                 cache.clear();
             }
         }
@@ -234,7 +255,7 @@ impl Processor {
         synced: &Arc<Mutex<HashSet<i32>>>,
         cache: &mut HashMap<JobId, JobState>,
         batch: Vec<rdkafka::message::OwnedMessage>,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<StoreWrite, ProcessError> {
         let started = Instant::now();
         let events_topic = self.names.name(Topic::Events);
         let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
@@ -266,6 +287,7 @@ impl Processor {
                 }
             }
         }
+        let decoded = started.elapsed();
         // The states this batch starts from: cached, else one store read for all of them.
         let mut missing: Vec<JobId> = events
             .iter()
@@ -304,6 +326,7 @@ impl Processor {
             dirty.insert(event.job_id, next);
         }
 
+        let read_and_folded = started.elapsed();
         let deadline = Instant::now() + Duration::from_secs(30);
         let changelog = self.names.name(Topic::JobState);
         producer.begin_transaction()?;
@@ -337,7 +360,7 @@ impl Processor {
         let metadata = consumer
             .group_metadata()
             .ok_or(ProcessError::NoGroupMetadata)?;
-        let commit_started = Instant::now();
+        let produced = started.elapsed();
         {
             let producer = producer.clone();
             tokio::task::spawn_blocking(move || {
@@ -347,9 +370,10 @@ impl Processor {
             .await
             .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
         }
-        metrics::histogram!("scanstream_aggregator_commit_duration_seconds")
-            .record(commit_started.elapsed().as_secs_f64());
 
+        let committed = started.elapsed();
+        metrics::histogram!("scanstream_aggregator_commit_duration_seconds")
+            .record((committed - produced).as_secs_f64());
         let changes: Vec<Change> = encoded
             .into_iter()
             .map(|(job, folded, value)| Change::Put {
@@ -360,9 +384,15 @@ impl Processor {
                 },
             })
             .collect();
-        self.store
-            .blocking(move |s| s.apply(&changes, &[], false))
-            .await?;
+        // Newer-wins: a write that lands after the changelog follower applied a newer state of
+        // a job (or after the next batch's write) changes nothing for it.
+        let store = self.store.clone();
+        let write = tokio::spawn(async move {
+            store
+                .blocking(move |s| s.apply(&changes, &[], false))
+                .await
+                .map(|_| ())
+        });
         let folded = dirty.len();
         cache.extend(dirty);
         metrics::counter!("scanstream_aggregator_events_folded_total")
@@ -370,12 +400,17 @@ impl Processor {
         metrics::counter!("scanstream_aggregator_duplicates_skipped_total").increment(duplicates);
         metrics::histogram!("scanstream_aggregator_batch_duration_seconds")
             .record(started.elapsed().as_secs_f64());
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(
             events = batch.len(),
             states = folded,
             duplicates,
+            decode_ms = ms(decoded),
+            read_fold_ms = ms(read_and_folded - decoded),
+            produce_ms = ms(produced - read_and_folded),
+            commit_ms = ms(committed - produced),
             "batch committed"
         );
-        Ok(())
+        Ok(write)
     }
 }

@@ -229,6 +229,9 @@ impl Application {
         for task in &tasks {
             task.abort();
         }
+        // Aborting cannot reach the changelog reader's blocking thread; the stop signal ends it
+        // (it folds nothing, so this flushes nothing a killed process would not have).
+        self.aggregator.stop.cancel();
         let _ = self.server.stop(false).await;
         for task in tasks {
             let _ = task.await;
