@@ -274,12 +274,10 @@ enum Work {
     Flush(tokio::sync::oneshot::Sender<f64>),
 }
 
-/// Records restored into an empty store, gathered in key order until written.
+/// Records restored into an empty store, gathered until written.
 #[derive(Default)]
 struct RestoreBuffer {
-    /// The last change of each job (`None`: removed); later records of a job win, as they
-    /// would written one by one.
-    jobs: BTreeMap<u128, Option<Stored>>,
+    changes: Vec<Change>,
     bytes: usize,
     checkpoints: BTreeMap<i32, i64>,
     positions: BTreeMap<i32, i64>,
@@ -287,47 +285,57 @@ struct RestoreBuffer {
 
 impl RestoreBuffer {
     fn add(&mut self, batch: Batch) {
-        for change in batch.changes {
-            match change {
-                Change::Put { job, stored } => {
-                    self.bytes += stored.value.len() + 48;
-                    self.jobs.insert(job, Some(stored));
-                }
-                Change::Delete { job } => {
-                    self.jobs.insert(job, None);
-                }
-            }
-        }
-        for (partition, offset) in batch.checkpoints {
-            self.checkpoints.insert(partition, offset);
-        }
+        self.bytes += batch
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::Put { stored, .. } => stored.value.len() + 48,
+                Change::Delete { .. } => 48,
+            })
+            .sum::<usize>();
+        self.changes.extend(batch.changes);
+        self.checkpoints.extend(batch.checkpoints);
         self.positions.extend(batch.positions);
     }
 
-    /// Writes what is gathered in one transaction (key order: each B-tree page is written
-    /// once) and publishes its positions.
+    /// Writes what is gathered in one transaction, in key order so each B-tree page is written
+    /// once, keeping only each job's last change (as writing them one by one would leave), and
+    /// publishes its positions.
     async fn write(&mut self, store: &Arc<Store>, progress: &Progress) -> Result<(), FollowError> {
-        let buffer = std::mem::take(self);
-        if buffer.jobs.is_empty() && buffer.checkpoints.is_empty() {
+        let mut buffer = std::mem::take(self);
+        if buffer.changes.is_empty() && buffer.checkpoints.is_empty() {
             progress.set(buffer.positions);
             return Ok(());
         }
-        let count = buffer.jobs.len() as u64;
-        let changes: Vec<Change> = buffer
-            .jobs
-            .into_iter()
-            .map(|(job, stored)| match stored {
-                Some(stored) => Change::Put { job, stored },
-                None => Change::Delete { job },
-            })
-            .collect();
+        let count = buffer.changes.len() as u64;
         let checkpoints: Vec<(i32, i64)> = buffer.checkpoints.into_iter().collect();
+        let mut changes = buffer.changes;
         store
-            .blocking(move |s| s.restore(&changes, &checkpoints, false))
+            .blocking(move |s| {
+                // Stable: a job's changes keep their changelog order.
+                changes.sort_by_key(job_of);
+                let mut last = Vec::with_capacity(changes.len());
+                let mut changes = changes.into_iter().peekable();
+                while let Some(change) = changes.next() {
+                    if changes
+                        .peek()
+                        .is_none_or(|next| job_of(next) != job_of(&change))
+                    {
+                        last.push(change);
+                    }
+                }
+                s.restore(&last, &checkpoints, false)
+            })
             .await?;
         metrics::counter!("scanstream_aggregator_changelog_records_total").increment(count);
-        progress.set(buffer.positions);
+        progress.set(std::mem::take(&mut buffer.positions));
         Ok(())
+    }
+}
+
+fn job_of(change: &Change) -> u128 {
+    match change {
+        Change::Put { job, .. } | Change::Delete { job } => *job,
     }
 }
 
@@ -356,9 +364,7 @@ async fn write_batches(
                 let count = batch.changes.len() as u64;
                 // Key order keeps the B-tree inserts local; the sort is stable, so changes to
                 // one job keep their order.
-                batch.changes.sort_by_key(|c| match c {
-                    Change::Put { job, .. } | Change::Delete { job } => *job,
-                });
+                batch.changes.sort_by_key(job_of);
                 let durable = last_durable.elapsed() >= DURABLE_EVERY;
                 if durable {
                     last_durable = Instant::now();

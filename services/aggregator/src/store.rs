@@ -106,6 +106,7 @@ impl Store {
             write.set_durability(Durability::None).map_err(err)?;
         }
         let mut applied = 0;
+        let mut bytes = Vec::new();
         {
             let mut jobs = write.open_table(JOBS).map_err(err)?;
             for change in changes {
@@ -117,7 +118,7 @@ impl Store {
                                 None => true,
                             };
                         if newer {
-                            let mut bytes = Vec::with_capacity(8 + stored.value.len());
+                            bytes.clear();
                             bytes.extend_from_slice(&stored.events_folded.to_be_bytes());
                             bytes.extend_from_slice(&stored.value);
                             jobs.insert(*job, bytes.as_slice()).map_err(err)?;
