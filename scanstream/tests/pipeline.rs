@@ -493,3 +493,69 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The quick start's `up --demo --once`, on the test broker: both demo scans succeed, the stats
+/// and the redacted findings are printed (the history scan's removed key among them), no
+/// planted secret is printed, and the process exits 0.
+#[test]
+fn the_demo_scans_its_planted_repository_and_shows_redacted_findings() {
+    let scope = TestScope::new("demo");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data_dir = dir.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .args(["--bootstrap", &scope.endpoints.bootstrap_servers])
+        .args(["--registry", &scope.endpoints.registry_url])
+        .args(["--topic-prefix", &scope.topic_prefix])
+        .args([
+            "up",
+            "--demo",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
+        .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        log(&data_dir)
+    );
+    for expected in [
+        "demo-tree      succeeded",
+        "demo-history   succeeded",
+        "\"succeeded\": 1",
+        "aws-access-key-id",
+        "github-pat",
+        "slack-webhook-url",
+        "stripe-live-key        scripts/release.sh:2",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+    // The planted values are in the demo repository's files and history; none is printed.
+    let repo = data_dir.join("repos").join("demo");
+    let show = Command::new("git")
+        .current_dir(&repo)
+        .args(["log", "--all", "-p"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let history = String::from_utf8_lossy(&show.stdout);
+    let secrets: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.strip_prefix('+'))
+        .flat_map(|l| l.split(['"', '=', ' ', ':']))
+        .filter(|w| w.len() >= 20 && !w.contains("stripe.com"))
+        .collect();
+    assert!(secrets.len() >= 4, "{history}");
+    for secret in secrets {
+        assert!(!stdout.contains(secret), "printed in clear: {secret}");
+    }
+}
