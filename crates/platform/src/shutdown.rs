@@ -33,27 +33,40 @@ pub fn on_signal() -> CancellationToken {
     token
 }
 
-/// The background tasks a role owns, joined once when it stops.
-#[derive(Debug, Default)]
-pub struct Tasks(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+/// The background tasks a role owns and the token that tells them to stop.
+#[derive(Debug)]
+pub struct Tasks {
+    stop: CancellationToken,
+    handles: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
 
 impl Tasks {
-    pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>) -> Self {
-        Self(std::sync::Mutex::new(tasks))
+    /// `handles` are tasks that end once `stop` is cancelled.
+    pub fn new(stop: CancellationToken, handles: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        Self {
+            stop,
+            handles: std::sync::Mutex::new(handles),
+        }
+    }
+
+    /// Tells the tasks to stop without waiting for them.
+    pub fn cancel(&self) {
+        self.stop.cancel();
     }
 
     /// The tasks not yet taken; later calls get none.
     pub fn take(&self) -> Vec<tokio::task::JoinHandle<()>> {
         std::mem::take(
             &mut *self
-                .0
+                .handles
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
     }
 
-    /// Waits for every task not yet taken to end (cancel them first).
-    pub async fn join(&self) {
+    /// Tells the tasks to stop and waits for every one not yet taken to end.
+    pub async fn stop(&self) {
+        self.cancel();
         for task in self.take() {
             let _ = task.await;
         }

@@ -37,7 +37,6 @@ pub struct Aggregator {
     state: web::Data<AppState>,
     progress: Arc<Progress>,
     folding: Arc<AtomicBool>,
-    stop: CancellationToken,
     tasks: Tasks,
 }
 
@@ -134,15 +133,13 @@ impl Aggregator {
             state,
             progress,
             folding,
-            stop,
-            tasks: Tasks::new(vec![follower, processing]),
+            tasks: Tasks::new(stop, vec![follower, processing]),
         }))
     }
 
     /// Stops the fold and the changelog follower (call once the server stopped).
     pub async fn stop(&self) {
-        self.stop.cancel();
-        self.tasks.join().await;
+        self.tasks.stop().await;
     }
 }
 
@@ -231,7 +228,7 @@ impl Application {
         }
         // Aborting cannot reach the changelog reader's blocking thread; the stop signal ends it
         // (it folds nothing, so this flushes nothing a killed process would not have).
-        self.aggregator.stop.cancel();
+        self.aggregator.tasks.cancel();
         let _ = self.server.stop(false).await;
         for task in tasks {
             let _ = task.await;

@@ -33,7 +33,6 @@ pub enum IngestError {
 pub struct Ingest {
     state: web::Data<AppState>,
     writer: Writer,
-    writer_stop: CancellationToken,
     writer_tasks: Tasks,
     shutdown_timeout_seconds: u64,
 }
@@ -127,8 +126,7 @@ impl Ingest {
         Ok(Arc::new(Ingest {
             state,
             writer,
-            writer_stop,
-            writer_tasks: Tasks::new(writer_tasks),
+            writer_tasks: Tasks::new(writer_stop, writer_tasks),
             shutdown_timeout_seconds: ingest.write_timeout_ms.div_ceil(1000) + 5,
         }))
     }
@@ -140,8 +138,7 @@ impl Ingest {
 
     /// Stops the writer after the last request's transaction (call once the server stopped).
     pub async fn stop(&self) {
-        self.writer_stop.cancel();
-        self.writer_tasks.join().await;
+        self.writer_tasks.stop().await;
     }
 }
 

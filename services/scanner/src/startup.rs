@@ -106,7 +106,6 @@ pub fn collect_garbage(scanner: &ScannerSettings) -> Result<crate::mirror::GcRep
 /// routes of its own; served, it answers the shared probes and `/metrics`.
 pub struct Scanner {
     ready: Arc<AtomicBool>,
-    stop: CancellationToken,
     tasks: Tasks,
 }
 
@@ -202,15 +201,13 @@ impl Scanner {
         tracing::info!(cache_dir = %cache_dir.display(), "scanner started");
         Ok(Arc::new(Scanner {
             ready,
-            stop,
-            tasks: Tasks::new(vec![consuming, cleaning]),
+            tasks: Tasks::new(stop, vec![consuming, cleaning]),
         }))
     }
 
     /// Drains running scans (see `scanner.drain_timeout_seconds`), commits and leaves the group.
     pub async fn stop(&self) {
-        self.stop.cancel();
-        self.tasks.join().await;
+        self.tasks.stop().await;
     }
 }
 
