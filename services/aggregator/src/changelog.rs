@@ -218,16 +218,14 @@ fn read(
         if batches.blocking_send(Work::Batch(batch)).is_err() {
             return Ok(());
         }
-        let caught_up = restoring
-            && targets.iter().all(|(p, high)| {
-                *high == 0
-                    || positions.get(p).is_some_and(|pos| pos >= high)
-                    || store
-                        .checkpoint(*p)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|c| c >= *high)
-            });
+        // Control records (transaction markers) are never delivered, so a partition whose last
+        // records are markers is reached by its position, not by a message.
+        for (p, high) in &targets {
+            if positions.get(p).is_some_and(|pos| pos >= high) {
+                reached.insert(*p);
+            }
+        }
+        let caught_up = restoring && reached.len() == targets.len();
         if caught_up {
             // Every batch read so far goes into the store, durably, before anyone relies on it;
             // later batches are applied newer-wins, as the processor writes too.
