@@ -6,6 +6,7 @@
 //! request middleware and `404`/`405` problem answers. A role's own command serves it alone;
 //! `scanstream up` serves all three on one port.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -205,6 +206,26 @@ async fn openapi_document(shared: web::Data<Shared>) -> HttpResponse {
 
 async fn not_found(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     unmatched(&shared.routes, &req)
+}
+
+/// The (method, path) pairs an OpenAPI document describes, to check it against a role's
+/// [`Role::routes`] with [`route_set`].
+pub fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {
+    let mut documented = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    documented
+}
+
+/// `routes` as a set comparable with [`documented_routes`].
+pub fn route_set(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    routes
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect()
 }
 
 /// One document from several: the first one's scalars win, objects (paths, methods,
