@@ -10,6 +10,7 @@
 //! - [`ids`]: key and id newtypes; job ids derived from names, deterministic event ids.
 //! - [`command`], [`event`], [`finding`], [`state`], [`schedule`]: the Rust types of the Avro
 //!   records in `schemas/*.avsc`, one module per value schema.
+//! - [`submission`]: the command + event pair of one run's submission (API and scheduler).
 //! - [`headers`]: Kafka header names (trace context, correlation id, dead-letter reasons).
 //! - [`schema`]: the embedded `.avsc` files and the [`AvroRecord`] trait tying a type to its schema.
 //! - [`resolve`]: writer-to-reader schema resolution that picks union branches by name.
@@ -26,6 +27,7 @@ pub mod resolve;
 pub mod schedule;
 pub mod schema;
 pub mod state;
+pub mod submission;
 pub mod topic;
 
 pub use codec::{Codec, CodecError, RegistryConfig};

@@ -1,8 +1,10 @@
-//! `io.scanstream.Schedule` (schemas/Schedule.avsc), the value of `scans.schedules`.
+//! `io.scanstream.Schedule` (schemas/Schedule.avsc), the value of `scans.schedules`, and
+//! `io.scanstream.ScheduleTicks` (schemas/ScheduleTicks.avsc), the value of `scans.schedule-ticks`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::ScanMode;
+use crate::ids::JobId;
 use crate::schema::{AvroRecord, SchemaFile};
 
 /// A durable schedule with Kubernetes CronJob semantics.
@@ -36,4 +38,27 @@ pub enum ConcurrencyPolicy {
 
 impl AvroRecord for Schedule {
     const SCHEMA: SchemaFile = SchemaFile::Schedule;
+}
+
+/// What the leading scheduler has done with one schedule's ticks. Written in the same
+/// transaction as the runs it fires, so it is exactly as durable as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleTicks {
+    pub schedule: String,
+    pub schedule_created_at: i64,
+    /// Every tick up to this minute since the Unix epoch has been handled.
+    pub handled_through: i64,
+    pub last_fired: Option<i64>,
+    pub last_fired_job: Option<JobId>,
+    pub fired_total: i64,
+    pub skipped_total: i64,
+    pub missed_total: i64,
+    pub last_missed: Option<i64>,
+    pub suspended_total: i64,
+    pub leader: Option<String>,
+    pub updated_at: i64,
+}
+
+impl AvroRecord for ScheduleTicks {
+    const SCHEMA: SchemaFile = SchemaFile::ScheduleTicks;
 }

@@ -16,15 +16,17 @@ pub enum SchemaFile {
     Finding,
     JobState,
     Schedule,
+    ScheduleTicks,
 }
 
 impl SchemaFile {
-    pub const ALL: [SchemaFile; 5] = [
+    pub const ALL: [SchemaFile; 6] = [
         SchemaFile::ScanCommand,
         SchemaFile::ScanEvent,
         SchemaFile::Finding,
         SchemaFile::JobState,
         SchemaFile::Schedule,
+        SchemaFile::ScheduleTicks,
     ];
 
     /// File name under `schemas/`.
@@ -35,6 +37,7 @@ impl SchemaFile {
             SchemaFile::Finding => "Finding.avsc",
             SchemaFile::JobState => "JobState.avsc",
             SchemaFile::Schedule => "Schedule.avsc",
+            SchemaFile::ScheduleTicks => "ScheduleTicks.avsc",
         }
     }
 
@@ -46,12 +49,13 @@ impl SchemaFile {
             SchemaFile::Finding => include_str!("../../../schemas/Finding.avsc"),
             SchemaFile::JobState => include_str!("../../../schemas/JobState.avsc"),
             SchemaFile::Schedule => include_str!("../../../schemas/Schedule.avsc"),
+            SchemaFile::ScheduleTicks => include_str!("../../../schemas/ScheduleTicks.avsc"),
         }
     }
 
     /// The parsed schema, parsed once per process.
     pub fn parsed(self) -> Result<&'static Schema, apache_avro::Error> {
-        static CELLS: [OnceLock<Schema>; 5] = [const { OnceLock::new() }; 5];
+        static CELLS: [OnceLock<Schema>; 6] = [const { OnceLock::new() }; 6];
         let cell = &CELLS[self as usize];
         if let Some(schema) = cell.get() {
             return Ok(schema);

@@ -20,6 +20,9 @@ pub enum Topic {
     JobState,
     /// `scans.schedules`: durable schedules, compacted, keyed by schedule name.
     Schedules,
+    /// `scans.schedule-ticks`: the leading scheduler's record of each schedule's handled ticks,
+    /// compacted, one partition, keyed by schedule name.
+    ScheduleTicks,
     /// `scans.commands.dlq`: commands no scanner could process, original bytes plus error headers.
     CommandsDlq,
 }
@@ -31,12 +34,13 @@ const FINDINGS_RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
 const DLQ_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 impl Topic {
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 7] = [
         Topic::Commands,
         Topic::Events,
         Topic::Findings,
         Topic::JobState,
         Topic::Schedules,
+        Topic::ScheduleTicks,
         Topic::CommandsDlq,
     ];
 
@@ -48,6 +52,7 @@ impl Topic {
             Topic::Findings => "scans.findings",
             Topic::JobState => "scans.job-state",
             Topic::Schedules => "scans.schedules",
+            Topic::ScheduleTicks => "scans.schedule-ticks",
             Topic::CommandsDlq => "scans.commands.dlq",
         }
     }
@@ -65,6 +70,7 @@ impl Topic {
             Topic::Findings => Some(SchemaFile::Finding),
             Topic::JobState => Some(SchemaFile::JobState),
             Topic::Schedules => Some(SchemaFile::Schedule),
+            Topic::ScheduleTicks => Some(SchemaFile::ScheduleTicks),
             Topic::CommandsDlq => None,
         }
     }
@@ -78,10 +84,11 @@ impl Topic {
             Topic::Events => ("delete", Some(-1)),
             Topic::Findings => ("delete", Some(FINDINGS_RETENTION_MS)),
             Topic::CommandsDlq => ("delete", Some(DLQ_RETENTION_MS)),
-            Topic::JobState | Topic::Schedules => ("compact", None),
+            Topic::JobState | Topic::Schedules | Topic::ScheduleTicks => ("compact", None),
         };
-        // One partition makes the schedules topic a total order that a single scheduler reads.
-        let partitions = if self == Topic::Schedules {
+        // One partition makes the schedules a total order that a single scheduler reads, and
+        // makes partition 0 of scans.schedules the scheduler's leadership (docs/topics.md).
+        let partitions = if matches!(self, Topic::Schedules | Topic::ScheduleTicks) {
             1
         } else {
             partitions
@@ -169,10 +176,13 @@ mod tests {
     }
 
     #[test]
-    fn changelog_and_schedules_are_compacted_and_the_rest_deletes() {
+    fn changelog_schedules_and_ticks_are_compacted_and_the_rest_deletes() {
         for topic in Topic::ALL {
             let spec = topic.spec(6, 3);
-            let compacted = matches!(topic, Topic::JobState | Topic::Schedules);
+            let compacted = matches!(
+                topic,
+                Topic::JobState | Topic::Schedules | Topic::ScheduleTicks
+            );
             let policy = spec.configs.get("cleanup.policy").map(String::as_str);
             assert_eq!(policy, Some(if compacted { "compact" } else { "delete" }));
             assert_eq!(spec.configs.contains_key("retention.ms"), !compacted);

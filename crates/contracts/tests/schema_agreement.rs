@@ -281,6 +281,11 @@ fn schedule_agrees_with_its_schema() {
 }
 
 #[test]
+fn schedule_ticks_agree_with_their_schema() {
+    agree(SchemaFile::ScheduleTicks, &common::schedule_ticks());
+}
+
+#[test]
 fn every_schema_file_is_known_to_the_code() {
     let on_disk: BTreeSet<String> = std::fs::read_dir(schemas_dir())
         .unwrap_or_else(|e| panic!("{e}"))

@@ -14,6 +14,8 @@
 //! - [`server`]: one HTTP server for one or more roles, with the shared probes, `/metrics`
 //!   and `/openapi.json`.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal as a cancellation token.
+//! - [`writer`]: batched Kafka transactions for submissions (ingest's API, the scheduler's ticks).
+//! - [`tail`]: an in-memory table that follows a compacted topic (schedules, tick records).
 
 pub mod auth;
 pub mod config;
@@ -24,7 +26,9 @@ pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tail;
 pub mod topics;
+pub mod writer;
 
 pub use config::{ConfigError, Settings};
 pub use kafka::{KafkaError, KafkaFactory};

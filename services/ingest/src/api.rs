@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use scanstream_contracts::command::{CancelScan, Command, RequestScan, ScanCommand, ScanMode};
-use scanstream_contracts::event::{EventPayload, JobSubmitted, ScanEvent};
-use scanstream_contracts::ids::derived_uuid;
+use scanstream_contracts::command::{CancelScan, Command, ScanCommand, ScanMode};
+use scanstream_contracts::submission::Submission;
 use scanstream_contracts::{AvroRecord, Codec, CodecError, JobId, RunId, Topic};
 use scanstream_platform::auth::{Authenticator, Principal, Scope};
 use scanstream_platform::config::IngestSettings;
@@ -18,7 +17,7 @@ use uuid::Uuid;
 
 use crate::domain::{EngineSet, GitRef, Invalid, JobName, RepoPolicy};
 use crate::idempotency::{Begin, IdempotencyStore, StoredResponse};
-use crate::writer::{Record, Target, WriteError, Writer};
+use scanstream_platform::writer::{Record, Target, WriteError, Writer};
 
 /// Every route this service serves, as (method, path): registration and the OpenAPI document
 /// are both checked against this list.
@@ -277,40 +276,19 @@ async fn accept(
         None => RunId::random(),
     };
     let now = now_millis();
-    let engines: Vec<String> = engines.iter().map(|e| e.as_str().to_owned()).collect();
-    let command = ScanCommand {
-        command_id: derived_uuid("command", &[&job.to_string(), &run.to_string(), "request"]),
-        issued_at: now,
-        command: Command::RequestScan(RequestScan {
-            job_id: job,
-            job_name: name.as_str().to_owned(),
-            run_id: run,
-            repo_url: repo.as_str().to_owned(),
-            git_ref: git_ref.as_ref().map(|r| r.as_str().to_owned()),
-            engines: engines.clone(),
-            mode,
-            timeout_ms: None,
-            schedule: None,
-            requested_by: principal.name.clone(),
-        }),
-    };
-    let event = ScanEvent::new(
+    let submission = Submission {
         job,
-        name.as_str(),
+        job_name: name.as_str().to_owned(),
         run,
-        0,
-        0,
-        now,
-        Some(state.instance.clone()),
-        EventPayload::JobSubmitted(JobSubmitted {
-            repo_url: repo.as_str().to_owned(),
-            git_ref: git_ref.as_ref().map(|r| r.as_str().to_owned()),
-            engines,
-            mode,
-            schedule: None,
-            requested_by: principal.name.clone(),
-        }),
-    );
+        repo_url: repo.as_str().to_owned(),
+        git_ref: git_ref.as_ref().map(|r| r.as_str().to_owned()),
+        engines: engines.iter().map(|e| e.as_str().to_owned()).collect(),
+        mode,
+        schedule: None,
+        requested_by: principal.name.clone(),
+    };
+    let command = submission.command(now);
+    let event = submission.event(now, Some(state.instance.clone()));
     let records = vec![
         Record {
             topic: Topic::Commands,

@@ -6,7 +6,6 @@
 //! - [`domain`]: parse-don't-validate request types (job name, repository URL with the SSRF
 //!   rules, git ref, engines).
 //! - [`api`]: the routes and the request → command + event mapping.
-//! - [`writer`]: the single task that batches requests into Kafka transactions.
 //! - [`idempotency`]: replaying answers for `Idempotency-Key`.
 //! - [`openapi`]: the OpenAPI 3.1 document.
 //! - [`startup`]: building and running the service.
@@ -16,6 +15,5 @@ pub mod domain;
 pub mod idempotency;
 pub mod openapi;
 pub mod startup;
-pub mod writer;
 
 pub use startup::{Application, Ingest, IngestError};

@@ -8,16 +8,16 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
-use scanstream_platform::kafka::KafkaFactory;
+use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
 use scanstream_platform::shutdown::Tasks;
+use scanstream_platform::writer::{OnFatal, Writer, WriterConfig, producer_settings};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::domain::{EngineSet, RepoPolicy};
 use crate::idempotency::IdempotencyStore;
-use crate::writer::{Writer, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -65,33 +65,17 @@ impl Ingest {
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
         let policy = RepoPolicy::new(&ingest.file_roots, &ingest.allowed_hosts)
             .map_err(|e| IngestError::Config(e.to_string()))?;
-        let mut kafka = settings.kafka.clone();
-        // A record that cannot be delivered within the write deadline fails the transaction
-        // instead of lingering past the client's 503.
-        kafka
-            .extra
-            .entry("message.timeout.ms".to_owned())
-            .or_insert_with(|| ingest.write_timeout_ms.to_string());
-        kafka
-            .extra
-            .entry("transaction.timeout.ms".to_owned())
-            // librdkafka requires socket.timeout.ms <= transaction.timeout.ms + 100.
-            .or_insert_with(|| {
-                (ingest.write_timeout_ms + 10_000)
-                    .max(settings.kafka.request_timeout_ms)
-                    .to_string()
-            });
-        kafka
-            .extra
-            .entry("linger.ms".to_owned())
-            .or_insert_with(|| "1".to_owned());
+        let kafka = producer_settings(&settings.kafka, ingest.write_timeout());
         let writer_stop = CancellationToken::new();
         let (writer, writer_tasks) = Writer::start(
             KafkaFactory::new(kafka),
             codec.clone(),
             names,
             WriterConfig {
+                role: ClientRole::Ingest,
                 transactional_id: transactional_id(settings),
+                exact_id: false,
+                on_fatal: OnFatal::Reinitialize,
                 writers: ingest.writers,
                 max_requests: ingest.batch_max_requests,
                 linger: Duration::from_millis(ingest.batch_linger_ms),

@@ -10,7 +10,7 @@ use scanstream_contracts::event::{
 };
 use scanstream_contracts::finding::{Finding, Severity, SeverityCounts};
 use scanstream_contracts::ids::derived_uuid;
-use scanstream_contracts::schedule::{ConcurrencyPolicy, Schedule};
+use scanstream_contracts::schedule::{ConcurrencyPolicy, Schedule, ScheduleTicks};
 use scanstream_contracts::state::{JobState, JobStatus, RunState};
 use scanstream_contracts::{JobId, RunId};
 
@@ -300,4 +300,34 @@ pub fn schedules() -> Vec<Schedule> {
         }
     })
     .collect()
+}
+
+pub fn schedule_ticks() -> Vec<ScheduleTicks> {
+    let first = ScheduleTicks {
+        schedule: "test6".into(),
+        schedule_created_at: T0,
+        handled_through: T0 / 60_000,
+        last_fired: None,
+        last_fired_job: None,
+        fired_total: 0,
+        skipped_total: 0,
+        missed_total: 0,
+        last_missed: None,
+        suspended_total: 0,
+        leader: None,
+        updated_at: T0,
+    };
+    let later = ScheduleTicks {
+        handled_through: T0 / 60_000 + 5,
+        last_fired: Some(T0 / 60_000 + 5),
+        last_fired_job: Some(JobId::for_schedule_tick("test6", T0 / 60_000 + 5)),
+        fired_total: 3,
+        skipped_total: 1,
+        missed_total: 1,
+        last_missed: Some(T0 / 60_000 + 1),
+        leader: Some("scheduler-0".into()),
+        updated_at: T0 + 300_000,
+        ..first.clone()
+    };
+    vec![first, later]
 }

@@ -1,11 +1,14 @@
-//! The single writer task: batches accepted requests into Kafka transactions.
+//! The transactional writer: batches submissions into Kafka transactions. Ingest's `POST /jobs`
+//! and the scheduler's fired ticks both go through it, so a scheduled run is written exactly as a
+//! submitted one.
 //!
-//! Handlers encode their records and hand them over with a deadline; the writer gathers up to
-//! `batch_max_requests` of them for at most `batch_linger_ms`, writes them all in one
-//! transaction, and answers every waiting handler after the commit. A handler answers 202 only
-//! on `Ok`, so no 202 is ever given for unwritten work. A failed or timed-out batch is aborted
-//! and every request in it gets an error (503); a fatal producer error (fencing) replaces the
-//! producer.
+//! Callers encode their records and hand them over with a deadline; a writer task gathers up to
+//! `max_requests` of them for at most `linger`, writes them all in one transaction, and answers
+//! every waiting caller after the commit. A caller reports success only on `Ok`, so ingest never
+//! gives a 202 for unwritten work. A failed or timed-out batch is aborted and every request in it
+//! gets an error; a fatal producer error (fencing) either replaces the producer
+//! ([`OnFatal::Reinitialize`], ingest: only a zombie of the same process can fence it) or stops
+//! the writer ([`OnFatal::Stop`], the scheduler: being fenced means another instance leads).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +18,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use scanstream_contracts::{Codec, Topic, TopicNames, headers};
-use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
+
+use crate::config::KafkaSettings;
+use crate::kafka::{ClientRole, KafkaFactory, StatsContext};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +57,8 @@ pub enum WriteError {
     Transaction(String),
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error("the writer stopped after a fatal producer error (fenced by another producer with the same transactional id)")]
+    Fenced,
 }
 
 struct Pending {
@@ -60,11 +67,26 @@ struct Pending {
     reply: oneshot::Sender<Result<(), WriteError>>,
 }
 
+/// What a writer does when its producer hits a fatal error (fenced by another producer with the
+/// same transactional id, or a broken transaction state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFatal {
+    /// Create a new producer and go on.
+    Reinitialize,
+    /// Stop: every waiting and later write fails, and [`Writer::stopped`] is true.
+    Stop,
+}
+
 /// Tuning of the writer.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
-    /// Base transactional id; writer `i` uses `<id>-<i>`.
+    /// Client role of the producers (client id and metric labels).
+    pub role: ClientRole,
+    /// Base transactional id; writer `i` uses `<id>-<i>`, or exactly `<id>` when there is one
+    /// writer and `exact_id` is set.
     pub transactional_id: String,
+    pub exact_id: bool,
+    pub on_fatal: OnFatal,
     /// Writer tasks, each with its own transactional producer: while one commits, the next
     /// gathers, so a transaction's round trips do not cap throughput.
     pub writers: usize,
@@ -79,7 +101,34 @@ pub struct WriterConfig {
 pub struct Writer {
     tx: mpsc::Sender<Pending>,
     ready: Arc<Vec<AtomicBool>>,
+    stopped: Arc<AtomicBool>,
     write_timeout: Duration,
+}
+
+/// The producer settings a writer needs on top of a deployment's Kafka settings: a record that
+/// cannot be delivered within the write deadline fails the transaction instead of lingering past
+/// the caller's deadline, and transactions may last a little longer than that.
+pub fn producer_settings(kafka: &KafkaSettings, write_timeout: Duration) -> KafkaSettings {
+    let mut kafka = kafka.clone();
+    let write_ms = u64::try_from(write_timeout.as_millis()).unwrap_or(u64::MAX);
+    kafka
+        .extra
+        .entry("message.timeout.ms".to_owned())
+        .or_insert_with(|| write_ms.to_string());
+    kafka
+        .extra
+        .entry("transaction.timeout.ms".to_owned())
+        // librdkafka requires socket.timeout.ms <= transaction.timeout.ms + 100.
+        .or_insert_with(|| {
+            (write_ms.saturating_add(10_000))
+                .max(kafka.request_timeout_ms)
+                .to_string()
+        });
+    kafka
+        .extra
+        .entry("linger.ms".to_owned())
+        .or_insert_with(|| "1".to_owned());
+    kafka
 }
 
 impl Writer {
@@ -99,9 +148,11 @@ impl Writer {
         let count = config.writers.max(1);
         let ready: Arc<Vec<AtomicBool>> =
             Arc::new((0..count).map(|_| AtomicBool::new(false)).collect());
+        let stopped = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             tx,
             ready: ready.clone(),
+            stopped: stopped.clone(),
             write_timeout: config.write_timeout,
         };
         let tasks = (0..count)
@@ -111,9 +162,14 @@ impl Writer {
                     factory: factory.clone(),
                     codec: codec.clone(),
                     names: names.clone(),
-                    transactional_id: format!("{}-{index}", config.transactional_id),
+                    transactional_id: if config.exact_id && count == 1 {
+                        config.transactional_id.clone()
+                    } else {
+                        format!("{}-{index}", config.transactional_id)
+                    },
                     config: config.clone(),
                     ready: ready.clone(),
+                    stopped: stopped.clone(),
                     stop: stop.clone(),
                 };
                 tokio::spawn(task.run(rx.clone()))
@@ -127,9 +183,17 @@ impl Writer {
         self.ready.iter().any(|r| r.load(Ordering::Acquire))
     }
 
+    /// True once a writer stopped on a fatal error ([`OnFatal::Stop`]).
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     /// Writes `records` in one transaction (possibly with other requests' records) and returns
     /// once it is committed, or the error.
     pub async fn write(&self, records: Vec<Record>) -> Result<(), WriteError> {
+        if self.stopped() {
+            return Err(WriteError::Fenced);
+        }
         if !self.ready() {
             return Err(WriteError::NotReady);
         }
@@ -162,6 +226,7 @@ struct WriterTask {
     transactional_id: String,
     config: WriterConfig,
     ready: Arc<Vec<AtomicBool>>,
+    stopped: Arc<AtomicBool>,
     stop: CancellationToken,
 }
 
@@ -201,23 +266,42 @@ impl WriterTask {
             {
                 self.set_ready(false);
                 live = None;
+                if self.config.on_fatal == OnFatal::Stop {
+                    self.stopped.store(true, Ordering::Release);
+                    break;
+                }
             }
         }
-        // Drain: answer what is left so no handler waits on a stopped writer.
-        let mut rx = rx.lock().await;
-        rx.close();
-        while let Some(p) = rx.recv().await {
-            let _ = p.reply.send(Err(WriteError::ShuttingDown));
+        // Drain: answer what is left so no caller waits on a stopped writer.
+        let error = if self.stopped.load(Ordering::Acquire) {
+            WriteError::Fenced
+        } else {
+            WriteError::ShuttingDown
+        };
+        if self.config.on_fatal == OnFatal::Stop {
+            // Another writer task of this Writer may hold the queue; the fenced one only answers
+            // what it can take without waiting.
+            if let Ok(mut rx) = rx.try_lock() {
+                while let Ok(p) = rx.try_recv() {
+                    let _ = p.reply.send(Err(error.clone()));
+                }
+            }
+        } else {
+            let mut rx = rx.lock().await;
+            rx.close();
+            while let Some(p) = rx.recv().await {
+                let _ = p.reply.send(Err(error.clone()));
+            }
         }
         self.set_ready(false);
-        tracing::info!(writer = self.index, "ingest writer stopped");
+        tracing::info!(writer = self.index, role = self.config.role.as_str(), "transactional writer stopped");
     }
 
     /// Creates the producer, initializes transactions and registers the schemas.
     async fn init(&self) -> Option<Live> {
         let producer = match self
             .factory
-            .transactional_producer(ClientRole::Ingest, &self.transactional_id)
+            .transactional_producer(self.config.role, &self.transactional_id)
         {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -267,7 +351,7 @@ impl WriterTask {
                 return None;
             }
         };
-        tracing::info!(transactional_id = %self.transactional_id, partitions, "ingest writer ready");
+        tracing::info!(transactional_id = %self.transactional_id, partitions, role = self.config.role.as_str(), "transactional writer ready");
         Some(Live {
             producer,
             command_partitions: partitions,
@@ -336,22 +420,24 @@ impl WriterTask {
             Err((_, true)) => "fatal",
             Err(_) => "aborted",
         };
-        metrics::histogram!("scanstream_ingest_batch_size").record(size as f64);
-        metrics::histogram!("scanstream_ingest_commit_duration_seconds")
+        let role = self.config.role.as_str();
+        metrics::histogram!("scanstream_ingest_batch_size", "role" => role).record(size as f64);
+        metrics::histogram!("scanstream_ingest_commit_duration_seconds", "role" => role)
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!("scanstream_ingest_transactions_total", "outcome" => outcome)
+        metrics::counter!("scanstream_ingest_transactions_total", "role" => role, "outcome" => outcome)
             .increment(1);
         match result {
             Ok(()) => {
                 self.set_ready(true);
-                metrics::counter!("scanstream_ingest_accepted_total").increment(size as u64);
+                metrics::counter!("scanstream_ingest_accepted_total", "role" => role)
+                    .increment(size as u64);
                 for p in batch {
                     let _ = p.reply.send(Ok(()));
                 }
                 false
             }
             Err((error, fatal)) => {
-                tracing::warn!(%error, size, fatal, "ingest transaction failed; requests answered 503");
+                tracing::warn!(%error, size, fatal, role, "transaction failed; its requests get the error");
                 for p in batch {
                     let _ = p.reply.send(Err(error.clone()));
                 }
@@ -408,7 +494,7 @@ impl WriterTask {
             }
         }
         if failed.is_none() {
-            failed = scanstream_platform::kafka::settle(producer, deliveries, deadline)
+            failed = crate::kafka::settle(producer, deliveries, deadline)
                 .await
                 .err();
         }
