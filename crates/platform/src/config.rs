@@ -36,6 +36,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub aggregator: AggregatorSettings,
     pub scanner: ScannerSettings,
+    pub scheduler: SchedulerSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -191,6 +192,32 @@ impl AggregatorSettings {
             return self.instance_id.clone();
         }
         std::env::var("HOSTNAME").unwrap_or_else(|_| "aggregator".to_owned())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Consumer group whose owner of partition 0 of `scans.schedules` is the leader.
+    pub group_id: String,
+    pub instance_id: String,
+    /// How long a leader that stopped heartbeating keeps the leadership.
+    pub session_timeout_ms: u64,
+    /// Window in which a missed tick still fires, for schedules that set none.
+    pub starting_deadline_seconds: i64,
+    /// The schedule clock runs `clock_scale` times faster than real time from `clock_origin_ms`
+    /// on (tests and demos only; 1 is real time).
+    pub clock_scale: f64,
+    pub clock_origin_ms: i64,
+}
+
+impl SchedulerSettings {
+    /// `instance_id`, else `$HOSTNAME`, else `scheduler`.
+    pub fn instance(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "scheduler".to_owned())
     }
 }
 
@@ -400,6 +427,24 @@ impl Settings {
                     "every entry needs a host and a token or an ssh_key_file",
                 ));
             }
+        }
+        if !(self.scheduler.clock_scale.is_finite() && self.scheduler.clock_scale >= 1.0) {
+            return Err(invalid(
+                "scheduler.clock_scale",
+                "must be a number of at least 1",
+            ));
+        }
+        if self.scheduler.starting_deadline_seconds < 0 {
+            return Err(invalid(
+                "scheduler.starting_deadline_seconds",
+                "must not be negative",
+            ));
+        }
+        if !(6_000..=300_000).contains(&self.scheduler.session_timeout_ms) {
+            return Err(invalid(
+                "scheduler.session_timeout_ms",
+                "must be between 6000 and 300000 (the broker's default group session limits)",
+            ));
         }
         if self.aggregator.batch_max_events == 0 {
             return Err(invalid("aggregator.batch_max_events", "must be positive"));

@@ -210,6 +210,27 @@ impl KafkaFactory {
             })
     }
 
+    /// A polled consumer that exists for its group membership (the scheduler's leadership): a
+    /// member that stops heartbeating loses its partitions after `session_timeout`.
+    pub fn group_member(
+        &self,
+        role: ClientRole,
+        group_id: &str,
+        session_timeout: Duration,
+    ) -> Result<BaseConsumer<StatsContext>, KafkaError> {
+        let session = session_timeout.as_millis();
+        let mut config = self.consumer_config(role, group_id, false);
+        config
+            .set("session.timeout.ms", session.to_string())
+            .set("heartbeat.interval.ms", (session / 4).max(500).to_string());
+        config
+            .create_with_context(StatsContext::new(role))
+            .map_err(|source| KafkaError::Create {
+                kind: "consumer",
+                source,
+            })
+    }
+
     fn consumer_config(&self, role: ClientRole, group_id: &str, bulk: bool) -> ClientConfig {
         let mut config = self.client_config(role);
         if bulk {

@@ -25,8 +25,8 @@ pub mod net;
 pub mod registry;
 pub mod server;
 pub mod shutdown;
-pub mod telemetry;
 pub mod tail;
+pub mod telemetry;
 pub mod topics;
 pub mod writer;
 

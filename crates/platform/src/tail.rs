@@ -353,7 +353,8 @@ where
 
 fn bad_record(topic: &str, partition: i32, offset: i64, reason: &str) {
     tracing::warn!(%topic, partition, offset, %reason, "skipping a record that cannot be read");
-    metrics::counter!("scanstream_tail_bad_records_total", "topic" => topic.to_owned()).increment(1);
+    metrics::counter!("scanstream_tail_bad_records_total", "topic" => topic.to_owned())
+        .increment(1);
 }
 
 /// A consumer assigned every partition of `topic` from the beginning (no group membership, no

@@ -39,7 +39,8 @@ pub enum Target {
 pub struct Record {
     pub topic: Topic,
     pub key: String,
-    pub payload: Vec<u8>,
+    /// The encoded value; `None` writes a tombstone (compacted topics).
+    pub payload: Option<Vec<u8>>,
     pub target: Target,
     pub traceparent: String,
     pub correlation_id: String,
@@ -57,7 +58,9 @@ pub enum WriteError {
     Transaction(String),
     #[error("the service is shutting down")]
     ShuttingDown,
-    #[error("the writer stopped after a fatal producer error (fenced by another producer with the same transactional id)")]
+    #[error(
+        "the writer stopped after a fatal producer error (fenced by another producer with the same transactional id)"
+    )]
     Fenced,
 }
 
@@ -294,7 +297,11 @@ impl WriterTask {
             }
         }
         self.set_ready(false);
-        tracing::info!(writer = self.index, role = self.config.role.as_str(), "transactional writer stopped");
+        tracing::info!(
+            writer = self.index,
+            role = self.config.role.as_str(),
+            "transactional writer stopped"
+        );
     }
 
     /// Creates the producer, initializes transactions and registers the schemas.
@@ -476,10 +483,12 @@ impl WriterTask {
                     Target::AllPartitions => (0..live.command_partitions).map(Some).collect(),
                 };
                 for partition in partitions {
-                    let mut r = FutureRecord::to(&topic)
+                    let mut r = FutureRecord::<String, Vec<u8>>::to(&topic)
                         .key(&record.key)
-                        .payload(&record.payload)
                         .headers(headers.clone());
+                    if let Some(payload) = &record.payload {
+                        r = r.payload(payload);
+                    }
                     if let Some(p) = partition {
                         r = r.partition(p);
                     }

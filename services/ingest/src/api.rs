@@ -293,7 +293,7 @@ async fn accept(
         Record {
             topic: Topic::Commands,
             key: repo.key().as_str().to_owned(),
-            payload: encode(state, Topic::Commands, &command).await?,
+            payload: Some(encode(state, Topic::Commands, &command).await?),
             target: Target::Keyed,
             traceparent: context.traceparent.clone(),
             correlation_id: context.correlation_id.clone(),
@@ -301,7 +301,7 @@ async fn accept(
         Record {
             topic: Topic::Events,
             key: job.key(),
-            payload: encode(state, Topic::Events, &event).await?,
+            payload: Some(encode(state, Topic::Events, &event).await?),
             target: Target::Keyed,
             traceparent: context.traceparent.clone(),
             correlation_id: context.correlation_id.clone(),
@@ -364,7 +364,7 @@ async fn cancel(
         let record = Record {
             topic: Topic::Commands,
             key: job.key(),
-            payload: encode(&state, Topic::Commands, &command).await?,
+            payload: Some(encode(&state, Topic::Commands, &command).await?),
             target: Target::AllPartitions,
             traceparent: context.traceparent.clone(),
             correlation_id: context.correlation_id.clone(),

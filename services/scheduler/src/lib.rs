@@ -1,15 +1,23 @@
-//! Scheduled scans with Kubernetes CronJob semantics.
+//! Scheduled scans with Kubernetes CronJob semantics, fired exactly once across failover.
 //!
 //! # Layout
 //! - [`timetable`]: cron expressions (5 fields or `@hourly`-style macros, UTC) and their ticks.
 //! - [`plan`]: which ticks are due at a given time (starting deadline, suspend), what the
 //!   concurrency policy does with active runs, and the run names `<schedule>-<minute>`.
+//! - [`pass`]: one pass of the leader over every schedule: the runs to fire and the new tick
+//!   records, a pure function of its inputs.
+//! - [`clock`]: the schedule clock (real time, or faster for tests and demos).
+//! - [`role`]: the Kafka-elected leader that writes each pass in one transaction.
 //!
-//! The `POST /jobs/schedule` API, the `scans.schedules` store and the leader-elected firing
-//! role are built on these (issue 7); `scanstream scheduler` is not available yet.
+//! The `/jobs/schedule` API that writes schedules lives in ingest.
 
+pub mod clock;
+pub mod pass;
 pub mod plan;
+pub mod role;
 pub mod timetable;
 
+pub use clock::{Clock, ScaledClock, SystemClock};
 pub use plan::{Action, ActiveRun, Due, decide, due, run_name, tick_of};
+pub use role::{Scheduler, SchedulerError};
 pub use timetable::{DEFAULT_CRON, Timetable, TimetableError, minute_of};

@@ -29,6 +29,8 @@ pub struct Due {
     pub missed: Vec<i64>,
     /// How many ticks were missed in all.
     pub missed_count: u64,
+    /// The latest missed tick.
+    pub last_missed: Option<i64>,
     /// Ticks not fired because the schedule is suspended.
     pub suspended: u64,
     /// The last tick handled now: the schedule's new mark (`after` when nothing was due).
@@ -64,6 +66,7 @@ pub fn due(
             result.fire.push(next);
         } else {
             result.missed_count += 1;
+            result.last_missed = Some(next);
             if result.missed.len() < MISSED_LISTED {
                 result.missed.push(next);
             }
