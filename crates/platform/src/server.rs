@@ -213,8 +213,14 @@ async fn not_found(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse 
 pub fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {
     let mut documented = BTreeSet::new();
     for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        // A path item also holds shared `parameters`, `summary`, …: only operations count.
+        let methods = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
         for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
-            documented.insert((method.clone(), path.clone()));
+            if methods.contains(&method.as_str()) {
+                documented.insert((method.clone(), path.clone()));
+            }
         }
     }
     documented

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::domain::{EngineSet, GitRef, Invalid, JobName, RepoPolicy};
+use crate::domain::{EngineSet, GitRef, Invalid, JobName, RepoPolicy, RepoUrl};
 use crate::idempotency::{Begin, IdempotencyStore, StoredResponse};
 use scanstream_platform::writer::{Record, Target, WriteError, Writer};
 
@@ -24,6 +24,12 @@ use scanstream_platform::writer::{Record, Target, WriteError, Writer};
 pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/jobs"),
     ("delete", "/jobs/{uuid}"),
+    ("post", "/jobs/schedule"),
+    ("get", "/jobs/schedule"),
+    ("get", "/jobs/schedule/{name}"),
+    ("put", "/jobs/schedule/{name}"),
+    ("patch", "/jobs/schedule/{name}"),
+    ("delete", "/jobs/schedule/{name}"),
     ("get", "/health_check"),
     ("get", "/livez"),
     ("get", "/readyz"),
@@ -77,7 +83,11 @@ pub struct Accepted {
     pub run_id: String,
 }
 
-fn authorize(state: &AppState, req: &HttpRequest, scope: Scope) -> Result<Principal, Problem> {
+pub(crate) fn authorize(
+    state: &AppState,
+    req: &HttpRequest,
+    scope: Scope,
+) -> Result<Principal, Problem> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -87,17 +97,17 @@ fn authorize(state: &AppState, req: &HttpRequest, scope: Scope) -> Result<Princi
     Ok(principal)
 }
 
-fn field(name: &str) -> impl FnOnce(Invalid) -> Problem + '_ {
+pub(crate) fn field(name: &str) -> impl FnOnce(Invalid) -> Problem + '_ {
     move |invalid| Problem::invalid(name, invalid.rule, invalid.message)
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn unavailable(state: &AppState, error: &WriteError) -> Problem {
+pub(crate) fn unavailable(state: &AppState, error: &WriteError) -> Problem {
     Problem::unavailable(
         format!("the scan was not accepted: {error}; retry later"),
         state.settings.retry_after_seconds,
@@ -121,7 +131,7 @@ fn codec_problem(state: &AppState, error: &CodecError) -> Problem {
     }
 }
 
-async fn encode<T: AvroRecord>(
+pub(crate) async fn encode<T: AvroRecord>(
     state: &AppState,
     topic: Topic,
     value: &T,
@@ -222,17 +232,15 @@ async fn submit(
     }
 }
 
-/// Validates, writes the command and the event in one transaction, and builds the answer.
-async fn accept(
+/// The repository a request names, or the one `ingest.repo_template` derives from `name`,
+/// checked against the repository policy (schemes, hosts, file roots).
+pub(crate) async fn resolve_repo(
     state: &AppState,
-    principal: &Principal,
-    context: &RequestContext,
-    request: JobRequest,
-    idempotency_key: Option<&str>,
-) -> Result<(HttpResponse, StoredResponse), Problem> {
-    let name = JobName::parse(&request.name).map_err(field("name"))?;
-    let repo_text = match (&request.repo, state.settings.repo_template.as_str()) {
-        (Some(repo), _) => repo.clone(),
+    name: &JobName,
+    repo: Option<&str>,
+) -> Result<RepoUrl, Problem> {
+    let repo_text = match (repo, state.settings.repo_template.as_str()) {
+        (Some(repo), _) => repo.to_owned(),
         (None, "") => {
             return Err(Problem::invalid(
                 "repo",
@@ -242,11 +250,33 @@ async fn accept(
         }
         (None, template) => template.replace("{name}", name.as_str()),
     };
-    let repo = state
-        .policy
-        .parse(&repo_text)
-        .await
-        .map_err(field("repo"))?;
+    state.policy.parse(&repo_text).await.map_err(field("repo"))
+}
+
+/// `tree` (the default), `history` or `incremental`.
+pub(crate) fn parse_mode(mode: Option<&str>) -> Result<ScanMode, Problem> {
+    match mode {
+        None | Some("tree") => Ok(ScanMode::Tree),
+        Some("history") => Ok(ScanMode::History),
+        Some("incremental") => Ok(ScanMode::Incremental),
+        Some(_) => Err(Problem::invalid(
+            "mode",
+            "enum",
+            "mode must be tree, history or incremental",
+        )),
+    }
+}
+
+/// Validates, writes the command and the event in one transaction, and builds the answer.
+async fn accept(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    request: JobRequest,
+    idempotency_key: Option<&str>,
+) -> Result<(HttpResponse, StoredResponse), Problem> {
+    let name = JobName::parse(&request.name).map_err(field("name"))?;
+    let repo = resolve_repo(state, &name, request.repo.as_deref()).await?;
     let git_ref = request
         .git_ref
         .as_deref()
@@ -257,18 +287,7 @@ async fn accept(
         .engines
         .parse(request.engines.as_deref())
         .map_err(field("engines"))?;
-    let mode = match request.mode.as_deref() {
-        None | Some("tree") => ScanMode::Tree,
-        Some("history") => ScanMode::History,
-        Some("incremental") => ScanMode::Incremental,
-        Some(_) => {
-            return Err(Problem::invalid(
-                "mode",
-                "enum",
-                "mode must be tree, history or incremental",
-            ));
-        }
-    };
+    let mode = parse_mode(request.mode.as_deref())?;
 
     let job = JobId::from_name(name.as_str());
     let run = match idempotency_key {

@@ -6,6 +6,7 @@
 //! - [`domain`]: parse-don't-validate request types (job name, repository URL with the SSRF
 //!   rules, git ref, engines).
 //! - [`api`]: the routes and the request → command + event mapping.
+//! - [`schedules`]: `/jobs/schedule`, schedules stored on the compacted `scans.schedules`.
 //! - [`idempotency`]: replaying answers for `Idempotency-Key`.
 //! - [`openapi`]: the OpenAPI 3.1 document.
 //! - [`startup`]: building and running the service.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod domain;
 pub mod idempotency;
 pub mod openapi;
+pub mod schedules;
 pub mod startup;
 
 pub use startup::{Application, Ingest, IngestError};

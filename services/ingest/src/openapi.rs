@@ -74,6 +74,92 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/jobs/schedule": {
+                "post": {
+                    "summary": "Create a schedule (Kubernetes CronJob semantics)",
+                    "description": "Stores the schedule as a record of the compacted scans.schedules topic. The leading scheduler fires each tick once, as a run named <name>-<minutes since the Unix epoch> submitted exactly like POST /jobs.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}}},
+                    "responses": {
+                        "201": {
+                            "description": "Created; the body shows the schedule with its next run times.",
+                            "headers": {"Location": {"schema": {"type": "string"}, "description": "/jobs/schedule/{name}"}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}
+                        },
+                        "400": problem_response("A field breaks a rule (invalid cron expression, unknown concurrencyPolicy, bad name, ...); nothing was written."),
+                        "401": problem_response("Missing or unknown bearer token."),
+                        "403": problem_response("The token lacks the scans:write scope."),
+                        "409": problem_response("A schedule with this name exists; use PUT or PATCH."),
+                        "503": problem_response("Kafka or the schema registry is unavailable; nothing was written.")
+                    }
+                },
+                "get": {
+                    "summary": "List the schedules",
+                    "responses": {
+                        "200": {"description": "Every schedule, by name.", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["schedules"],
+                            "properties": {"schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}}
+                        }}}},
+                        "401": problem_response("Missing or unknown bearer token."),
+                        "403": problem_response("The token lacks the scans:read scope."),
+                        "503": problem_response("The schedules topic cannot be read now.")
+                    }
+                }
+            },
+            "/jobs/schedule/{name}": {
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 52}}],
+                "get": {
+                    "summary": "Show a schedule",
+                    "responses": {
+                        "200": {"description": "The schedule and its next run times.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+                        "400": problem_response("The name breaks the naming rules."),
+                        "401": problem_response("Missing or unknown bearer token."),
+                        "403": problem_response("The token lacks the scans:read scope."),
+                        "404": problem_response("No schedule has this name."),
+                        "503": problem_response("The schedules topic cannot be read now.")
+                    }
+                },
+                "put": {
+                    "summary": "Create or replace a schedule",
+                    "description": "Fields left out take their defaults. Replacing keeps the schedule's creation time, so ticks already handled are not fired again.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}}},
+                    "responses": {
+                        "200": {"description": "Replaced.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+                        "201": {"description": "Created.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+                        "400": problem_response("A field breaks a rule, or the body's name differs from the path's; nothing was written."),
+                        "401": problem_response("Missing or unknown bearer token."),
+                        "403": problem_response("The token lacks the scans:write scope."),
+                        "503": problem_response("Kafka or the schema registry is unavailable; nothing was written.")
+                    }
+                },
+                "patch": {
+                    "summary": "Change some fields of a schedule (suspend: true / false to suspend and resume)",
+                    "description": "A resumed schedule fires from its next tick on; ticks that passed while it was suspended never fire.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}}},
+                    "responses": {
+                        "200": {"description": "Changed.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+                        "400": problem_response("A field breaks a rule; nothing was written."),
+                        "401": problem_response("Missing or unknown bearer token."),
+                        "403": problem_response("The token lacks the scans:write scope."),
+                        "404": problem_response("No schedule has this name."),
+                        "503": problem_response("Kafka or the schema registry is unavailable; nothing was written.")
+                    }
+                },
+                "delete": {
+                    "summary": "Delete a schedule",
+                    "description": "Writes a tombstone to scans.schedules. No tick after the deletion fires; runs already submitted are not cancelled.",
+                    "responses": {
+                        "200": {"description": "Deleted.", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["name", "status"],
+                            "properties": {"name": {"type": "string"}, "status": {"const": "deleted"}}
+                        }}}},
+                        "400": problem_response("The name breaks the naming rules."),
+                        "401": problem_response("Missing or unknown bearer token."),
+                        "403": problem_response("The token lacks the scans:write scope."),
+                        "404": problem_response("No schedule has this name."),
+                        "503": problem_response("Kafka is unavailable; nothing was written.")
+                    }
+                }
+            },
             "/health_check": {"get": {"summary": "Job-manager health check", "security": [], "responses": {"200": {"description": "The process is up.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/livez": {"get": {"summary": "Liveness probe", "security": [], "responses": {"200": {"description": "The process is alive."}}}},
             "/readyz": {"get": {"summary": "Readiness probe", "security": [], "responses": {
@@ -84,7 +170,7 @@ pub fn document() -> Value {
             "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1 document.", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A token from api.tokens; scans:write to submit and cancel."}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A token from api.tokens; scans:write to submit, cancel and change schedules, scans:read to read schedules."}},
             "schemas": {
                 "JobRequest": {
                     "type": "object",
@@ -106,6 +192,46 @@ pub fn document() -> Value {
                         "name": {"type": "string"},
                         "status": {"const": "queued"},
                         "run_id": {"type": "string", "format": "uuid", "description": "This run of the job."}
+                    }
+                },
+                "ScheduleRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "description": "POST needs name; PUT and PATCH take it from the path. Omitted fields take the defaults (POST, PUT) or stay as they are (PATCH).",
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 52, "description": "Schedule name (Kubernetes name rules; at most 52 characters, as for a CronJob)."},
+                        "schedule": {"type": "string", "default": "*/1 * * * *", "description": "Standard 5-field cron expression (minute hour day-of-month month day-of-week) or a macro: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly. Read in UTC."},
+                        "timeZone": {"type": "string", "enum": ["UTC", "Etc/UTC"], "description": "Only UTC is supported."},
+                        "repo": {"type": "string", "description": "As for POST /jobs; derived from the name with ingest.repo_template when omitted."},
+                        "ref": {"type": "string"},
+                        "engines": {"type": "array", "items": {"type": "string"}},
+                        "mode": {"type": "string", "enum": ["tree", "history", "incremental"]},
+                        "concurrencyPolicy": {"type": "string", "enum": ["Allow", "Forbid", "Replace"], "default": "Allow", "description": "Allow: runs may overlap; Forbid: a tick is skipped while a run is active; Replace: the active run is cancelled and the tick fires."},
+                        "suspend": {"type": "boolean", "default": false, "description": "True stops firing; ticks that pass while suspended never fire."},
+                        "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100, "default": 3, "description": "Succeeded runs GET /jobs/stats keeps listing."},
+                        "failedJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100, "default": 1, "description": "Failed runs GET /jobs/stats keeps listing."},
+                        "startingDeadlineSeconds": {"type": "integer", "minimum": 0, "description": "A tick that could not fire on time (no scheduler leader) still fires within this many seconds; older ones are recorded as missed. Default: scheduler.starting_deadline_seconds."}
+                    }
+                },
+                "Schedule": {
+                    "type": "object",
+                    "required": ["name", "schedule", "timeZone", "repo", "engines", "mode", "concurrencyPolicy", "suspend", "successfulJobsHistoryLimit", "failedJobsHistoryLimit", "createdAt", "updatedAt", "nextRuns"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "schedule": {"type": "string"},
+                        "timeZone": {"const": "UTC"},
+                        "repo": {"type": "string", "description": "The normalized repository URL."},
+                        "ref": {"type": ["string", "null"]},
+                        "engines": {"type": "array", "items": {"type": "string"}},
+                        "mode": {"type": "string", "enum": ["tree", "history", "incremental"]},
+                        "concurrencyPolicy": {"type": "string", "enum": ["Allow", "Forbid", "Replace"]},
+                        "suspend": {"type": "boolean"},
+                        "successfulJobsHistoryLimit": {"type": "integer"},
+                        "failedJobsHistoryLimit": {"type": "integer"},
+                        "startingDeadlineSeconds": {"type": ["integer", "null"]},
+                        "createdAt": {"type": "string", "format": "date-time"},
+                        "updatedAt": {"type": "string", "format": "date-time"},
+                        "nextRuns": {"type": "array", "items": {"type": "string", "format": "date-time"}, "description": "The next five run times; empty while suspended."}
                     }
                 },
                 "Problem": {

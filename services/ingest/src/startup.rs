@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::domain::{EngineSet, RepoPolicy};
 use crate::idempotency::IdempotencyStore;
+use crate::schedules::{self, Schedules};
+use scanstream_contracts::Topic;
+use scanstream_contracts::schedule::Schedule;
+use scanstream_platform::tail::{Table, TailSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -32,6 +36,7 @@ pub enum IngestError {
 /// The ingest role: its writer running and its routes ready to be served.
 pub struct Ingest {
     state: web::Data<AppState>,
+    schedules: web::Data<Schedules>,
     writer: Writer,
     writer_tasks: Tasks,
     shutdown_timeout_seconds: u64,
@@ -107,8 +112,22 @@ impl Ingest {
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "ingest".to_owned()),
         });
 
+        let (table, table_task) = Table::<Schedule>::table(TailSource {
+            factory: KafkaFactory::new(settings.kafka.clone()),
+            role: ClientRole::Ingest,
+            codec: state.codec.clone(),
+            topic: Topic::Schedules,
+            stop: writer_stop.clone(),
+        });
+        let mut writer_tasks = writer_tasks;
+        writer_tasks.push(table_task);
+        let schedules = web::Data::new(Schedules {
+            table,
+            clock: scanstream_scheduler::clock::from_settings(&settings.scheduler),
+        });
         Ok(Arc::new(Ingest {
             state,
+            schedules,
             writer,
             writer_tasks: Tasks::new(writer_stop, writer_tasks),
             shutdown_timeout_seconds: ingest.write_timeout_ms.div_ceil(1000) + 5,
@@ -136,19 +155,28 @@ impl Role for Ingest {
     }
 
     fn configure(&self, cfg: &mut web::ServiceConfig) {
-        cfg.app_data(self.state.clone());
+        cfg.app_data(self.state.clone())
+            .app_data(self.schedules.clone());
+        // Before `/jobs/{uuid}` routes of any role: `/jobs/schedule` is not a job id.
+        schedules::configure(cfg);
         api::configure(cfg);
     }
 
-    /// Ready when the producer is connected and its transactions initialized.
+    /// Ready when the producer is connected and its transactions initialized, and the
+    /// schedules have been read.
     fn readiness(&self) -> Readiness {
-        if self.writer.ready() {
-            Readiness::new(true, json!({}))
-        } else {
+        if !self.writer.ready() {
             Readiness::new(
                 false,
                 json!({"reason": "Kafka producer not connected or transactions not initialized"}),
             )
+        } else if !self.schedules.table.caught_up() {
+            Readiness::new(
+                false,
+                json!({"reason": "scans.schedules not read to its end yet"}),
+            )
+        } else {
+            Readiness::new(true, json!({}))
         }
     }
 
