@@ -72,8 +72,12 @@ pub enum Command {
     /// scans.job-state), keep it in a local store, and serve GET /jobs/stats, /jobs/{uuid},
     /// /jobs, /stats/summary, /health_check, /livez, /readyz, /metrics, /openapi.json.
     Aggregator(AggregatorArgs),
-    /// Scheduler that fires scheduled scans (not available yet).
-    Scheduler(NotYet),
+    /// Run a scheduler: fires the schedules of scans.schedules (created through
+    /// /jobs/schedule) with Kubernetes CronJob semantics. Run two or more for failover: the
+    /// member of the scheduler group that owns partition 0 of scans.schedules leads, the others
+    /// stand by, and every tick fires exactly once. Serves /health_check, /livez, /readyz and
+    /// /metrics.
+    Scheduler(SchedulerArgs),
     /// Submit a scan through the REST API (POST /jobs) and print the answer. Exit status: 0
     /// accepted, 1 refused (the problem is printed), 2 the API could not be reached.
     Submit(SubmitArgs),
@@ -97,13 +101,13 @@ impl Command {
     /// The name of a subcommand that is not built yet, if this is one.
     pub fn not_yet(&self) -> Option<&'static str> {
         match self {
-            Command::Scheduler(_) => Some("scheduler"),
             Command::Replay(_) => Some("replay"),
             Command::Audit(_) => Some("audit"),
             Command::Topics(_)
             | Command::Up(_)
             | Command::Ingest(_)
             | Command::Aggregator(_)
+            | Command::Scheduler(_)
             | Command::Scanner(_)
             | Command::Scan(_)
             | Command::Cache(_)
@@ -137,6 +141,17 @@ pub struct AggregatorArgs {
     /// Folder of the local store (aggregator.data_dir); rebuilt from the changelog when empty.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address of the probe and metrics endpoint (api.listen), e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Name of this instance in tick records and logs (scheduler.instance_id; default
+    /// $HOSTNAME).
+    #[arg(long, value_name = "NAME")]
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

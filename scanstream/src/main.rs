@@ -48,6 +48,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             overrides.push(("api.listen", args.listen.clone()));
             overrides.push(("aggregator.data_dir", args.data_dir.clone()));
         }
+        Command::Scheduler(args) => {
+            overrides.push(("api.listen", args.listen.clone()));
+            overrides.push(("scheduler.instance_id", args.instance_id.clone()));
+        }
         Command::Scanner(args) => {
             overrides.push(("api.listen", args.listen.clone()));
             overrides.push(("scanner.cache_dir", args.cache_dir.clone()));
@@ -111,6 +115,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Aggregator(_) => {
             let app = scanstream_aggregator::Application::build(&base, metrics).await?;
             println!("scanstream aggregator listening on port {}", app.port());
+            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scheduler(_) => {
+            let app = scanstream_scheduler::Application::build(&base, metrics).await?;
+            println!("scanstream scheduler listening on port {}", app.port());
             app.run_until_stopped(scanstream_platform::shutdown::on_signal())
                 .await?;
             Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ use scanstream_platform::Settings;
 use scanstream_platform::config::TokenSettings;
 use scanstream_platform::server::{Role, ServeOptions, Served, serve};
 use scanstream_scanner::Scanner;
+use scanstream_scheduler::Scheduler;
 use scanstream_testcontainers::{LocalCluster, LocalOptions};
 
 use crate::cli::{GlobalArgs, UpArgs};
@@ -48,6 +49,8 @@ pub enum UpError {
     Aggregator(#[from] scanstream_aggregator::AggregatorError),
     #[error(transparent)]
     Scanner(#[from] scanstream_scanner::Error),
+    #[error(transparent)]
+    Scheduler(#[from] scanstream_scheduler::SchedulerError),
     #[error(transparent)]
     Serve(#[from] scanstream_platform::server::ServeError),
     #[error("{0} did not become ready within {1:?}; see the log for why")]
@@ -226,15 +229,30 @@ async fn run_roles(
             return Err(e.into());
         }
     };
-    let ingest = match Ingest::start(&settings).await {
-        Ok(ingest) => ingest,
+    let scheduler = match Scheduler::start(&settings).await {
+        Ok(scheduler) => scheduler,
         Err(e) => {
             scanner.stop().await;
             aggregator.stop().await;
             return Err(e.into());
         }
     };
-    let roles: Vec<Arc<dyn Role>> = vec![ingest.clone(), aggregator.clone(), scanner.clone()];
+    let ingest = match Ingest::start(&settings).await {
+        Ok(ingest) => ingest,
+        Err(e) => {
+            scheduler.stop().await;
+            scanner.stop().await;
+            aggregator.stop().await;
+            return Err(e.into());
+        }
+    };
+    // Ingest first: its `/jobs/schedule` routes must match before the aggregator's `/jobs/{uuid}`.
+    let roles: Vec<Arc<dyn Role>> = vec![
+        ingest.clone(),
+        aggregator.clone(),
+        scanner.clone(),
+        scheduler.clone(),
+    ];
     let served = serve(
         &settings.api.listen,
         roles.clone(),
@@ -256,6 +274,7 @@ async fn run_roles(
         Err(e) => Err(e.into()),
     };
     ingest.stop().await;
+    scheduler.stop().await;
     scanner.stop().await;
     aggregator.stop().await;
     outcome

@@ -12,8 +12,10 @@ use scanstream_platform::http::{Problem, RequestContext};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::stats::{job_stats, render};
+use crate::stats::{HistoryLimits, job_stats, render};
 use crate::store::Store;
+use scanstream_contracts::schedule::Schedule;
+use scanstream_platform::tail::Table;
 
 /// Every route this service serves, as (method, path); the OpenAPI document is checked against it.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -32,6 +34,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub codec: Arc<Codec>,
     pub auth: Authenticator,
+    /// The schedules, for their history limits in `/jobs/stats`.
+    pub schedules: Table<Schedule>,
 }
 
 /// Registers the aggregator's own routes; the shared server adds the probes, `/metrics` and
@@ -106,7 +110,17 @@ async fn stats(
         let jobs = all_jobs(&state).await?;
         Ok(HttpResponse::Ok()
             .content_type("application/json")
-            .body(render(&job_stats(&jobs))))
+            .body(render(&job_stats(&jobs, |name| {
+                state.schedules.read(|table| {
+                    table
+                        .get(name)
+                        .map_or_else(HistoryLimits::default, |s| HistoryLimits {
+                            succeeded: usize::try_from(s.successful_jobs_history_limit)
+                                .unwrap_or(0),
+                            failed: usize::try_from(s.failed_jobs_history_limit).unwrap_or(0),
+                        })
+                })
+            }))))
     })
     .await
 }

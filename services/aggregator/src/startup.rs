@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
-use scanstream_platform::kafka::KafkaFactory;
+use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
 use scanstream_platform::shutdown::Tasks;
 use serde_json::json;
@@ -20,6 +20,9 @@ use crate::api::{self, AppState};
 use crate::changelog::{Progress, follow};
 use crate::processor::{Processor, ProcessorConfig};
 use crate::store::Store;
+use scanstream_contracts::Topic;
+use scanstream_contracts::schedule::Schedule;
+use scanstream_platform::tail::{Table, TailSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {
@@ -92,7 +95,7 @@ impl Aggregator {
             }
         });
         let processor = Processor::new(
-            factory,
+            factory.clone(),
             names,
             codec.clone(),
             store.clone(),
@@ -128,12 +131,24 @@ impl Aggregator {
         if !auth.enabled() {
             tracing::warn!(listen = %settings.api.listen, "AUTHENTICATION IS OFF: anyone who can reach this address can read job state (allowed only on loopback)");
         }
-        let state = web::Data::new(AppState { store, codec, auth });
+        let (schedules, schedules_task) = Table::<Schedule>::table(TailSource {
+            factory: factory.clone(),
+            role: ClientRole::Aggregator,
+            codec: codec.clone(),
+            topic: Topic::Schedules,
+            stop: stop.clone(),
+        });
+        let state = web::Data::new(AppState {
+            store,
+            codec,
+            auth,
+            schedules,
+        });
         Ok(Arc::new(Aggregator {
             state,
             progress,
             folding,
-            tasks: Tasks::new(stop, vec![follower, processing]),
+            tasks: Tasks::new(stop, vec![follower, processing, schedules_task]),
         }))
     }
 

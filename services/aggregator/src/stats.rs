@@ -6,16 +6,64 @@
 //!
 //! Keys are sorted and the body is indented with four spaces, as the job manager answered.
 //! Job and schedule names share one namespace in this body.
+//!
+//! Like a CronJob's history, a schedule lists its runs still queued or running, its last
+//! `successfulJobsHistoryLimit` succeeded runs and its last `failedJobsHistoryLimit` failed
+//! (or cancelled) runs; older finished runs stay in the store and in `GET /jobs`.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use scanstream_contracts::state::JobState;
+use scanstream_contracts::state::{JobState, JobStatus};
 
-/// The stats body for every job.
-pub fn job_stats<'a>(states: impl IntoIterator<Item = &'a JobState>) -> Value {
+/// A schedule's history limits (succeeded, failed); CronJob's defaults are 3 and 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self {
+            succeeded: 3,
+            failed: 1,
+        }
+    }
+}
+
+/// Keeps the active runs and the newest `limits` finished ones of one schedule's runs, given in
+/// tick order.
+fn keep_history<T>(runs: Vec<(i64, JobStatus, T)>, limits: HistoryLimits) -> Vec<T> {
+    let (mut succeeded, mut failed) = (0, 0);
+    let mut kept: Vec<T> = Vec::new();
+    for (_, status, run) in runs.into_iter().rev() {
+        let keep = match status {
+            JobStatus::Queued | JobStatus::Running => true,
+            JobStatus::Succeeded => {
+                succeeded += 1;
+                succeeded <= limits.succeeded
+            }
+            JobStatus::Failed | JobStatus::Cancelled => {
+                failed += 1;
+                failed <= limits.failed
+            }
+        };
+        if keep {
+            kept.push(run);
+        }
+    }
+    kept.reverse();
+    kept
+}
+
+/// The stats body for every job, each schedule's runs cut to its history limits.
+pub fn job_stats<'a>(
+    states: impl IntoIterator<Item = &'a JobState>,
+    limits: impl Fn(&str) -> HistoryLimits,
+) -> Value {
     let mut body = Map::new();
-    let mut schedules: std::collections::BTreeMap<String, Vec<(i64, String, Value)>> =
+    let mut schedules: std::collections::BTreeMap<String, Vec<(i64, String, JobStatus, Value)>> =
         Default::default();
     for state in states {
         match &state.schedule {
@@ -40,6 +88,7 @@ pub fn job_stats<'a>(states: impl IntoIterator<Item = &'a JobState>) -> Value {
                 schedules.entry(schedule.clone()).or_default().push((
                     tick,
                     state.job_name.clone(),
+                    state.status,
                     json!({
                         "failed": state.failed,
                         "jobtype": "schedule",
@@ -53,10 +102,12 @@ pub fn job_stats<'a>(states: impl IntoIterator<Item = &'a JobState>) -> Value {
     }
     for (schedule, mut runs) in schedules {
         runs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        body.insert(
-            schedule,
-            Value::Array(runs.into_iter().map(|(_, _, v)| v).collect()),
-        );
+        let runs = runs
+            .into_iter()
+            .map(|(tick, _, status, v)| (tick, status, v))
+            .collect();
+        let kept = keep_history(runs, limits(&schedule));
+        body.insert(schedule, Value::Array(kept));
     }
     Value::Object(body)
 }
@@ -126,7 +177,10 @@ mod tests {
             ),
             state("test10", "bdabbf8e-3256-49f9-a8a6-6ee0b6a6df59", None, 1, 1),
         ];
-        assert_eq!(render(&job_stats(&states)), seed.trim_end());
+        assert_eq!(
+            render(&job_stats(&states, |_| HistoryLimits::default())),
+            seed.trim_end()
+        );
     }
 
     #[test]
@@ -147,9 +201,52 @@ mod tests {
                 1,
             ),
         ];
-        let body = job_stats(&states);
+        let body = job_stats(&states, |_| HistoryLimits::default());
         assert_eq!(body["s"][0]["name"], "s-99");
         assert_eq!(body["s"][1]["name"], "s-100");
-        assert_eq!(job_stats(&[]), json!({}));
+        assert_eq!(job_stats(&[], |_| HistoryLimits::default()), json!({}));
+    }
+
+    #[test]
+    fn a_schedule_keeps_its_active_runs_and_the_newest_finished_within_its_limits() {
+        let mut states = Vec::new();
+        let statuses = [
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Succeeded,
+            JobStatus::Cancelled,
+            JobStatus::Succeeded,
+            JobStatus::Succeeded,
+            JobStatus::Running,
+            JobStatus::Failed,
+            JobStatus::Queued,
+        ];
+        for (i, status) in statuses.iter().enumerate() {
+            let name = format!("s-{}", 100 + i);
+            let mut st = state(&name, &JobId::from_name(&name).to_string(), Some("s"), 0, 1);
+            st.status = *status;
+            states.push(st);
+        }
+        let names = |body: &Value| -> Vec<String> {
+            body["s"]
+                .as_array()
+                .map(|runs| {
+                    runs.iter()
+                        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let body = job_stats(&states, |_| HistoryLimits::default());
+        // Succeeded: the last three (102, 104, 105); failed: the last one (107); active: 106, 108.
+        assert_eq!(
+            names(&body),
+            ["s-102", "s-104", "s-105", "s-106", "s-107", "s-108"]
+        );
+        let body = job_stats(&states, |_| HistoryLimits {
+            succeeded: 0,
+            failed: 2,
+        });
+        assert_eq!(names(&body), ["s-103", "s-106", "s-107", "s-108"]);
     }
 }

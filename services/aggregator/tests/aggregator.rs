@@ -8,7 +8,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scanstream_aggregator::Application;
 use scanstream_aggregator::fold::fold;
-use scanstream_aggregator::stats::{job_stats, render};
+use scanstream_aggregator::stats::{HistoryLimits, job_stats, render};
 use scanstream_contracts::event::{
     EngineCompleted, EventPayload, JobSubmitted, ScanCancelled, ScanEvent, ScanFailed, ScanStarted,
     ScanSucceeded,
@@ -340,7 +340,10 @@ async fn duplicates_retries_and_reordering_give_exactly_the_pure_fold() {
         .text()
         .await
         .unwrap_or_default();
-    assert_eq!(body, render(&job_stats(expected.values())));
+    assert_eq!(
+        body,
+        render(&job_stats(expected.values(), |_| HistoryLimits::default()))
+    );
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats["job-1"]["succeeded"], 1);
     assert_eq!(stats["job-1"]["failed"], 1);
@@ -462,7 +465,10 @@ async fn after_a_crash_a_restart_serves_the_pure_fold_with_the_store_kept_or_los
         .text()
         .await
         .unwrap_or_default();
-    assert_eq!(stats, render(&job_stats(expected.values())));
+    assert_eq!(
+        stats,
+        render(&job_stats(expected.values(), |_| HistoryLimits::default()))
+    );
     stop.cancel();
     let _ = running.await;
 }

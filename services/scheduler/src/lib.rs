@@ -19,5 +19,5 @@ pub mod timetable;
 
 pub use clock::{Clock, ScaledClock, SystemClock};
 pub use plan::{Action, ActiveRun, Due, decide, due, run_name, tick_of};
-pub use role::{Scheduler, SchedulerError};
+pub use role::{Application, Scheduler, SchedulerError};
 pub use timetable::{DEFAULT_CRON, Timetable, TimetableError, minute_of};

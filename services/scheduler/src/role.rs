@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
+use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::consumer::Consumer;
 use scanstream_contracts::command::{CancelScan, Command, ScanCommand};
 use scanstream_contracts::ids::derived_uuid;
@@ -31,7 +32,7 @@ use scanstream_contracts::{Codec, CodecError, RepoKey, RunId, Topic, TopicNames}
 use scanstream_platform::Settings;
 use scanstream_platform::http::child_traceparent;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
-use scanstream_platform::server::{Readiness, Role};
+use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
 use scanstream_platform::shutdown::Tasks;
 use scanstream_platform::tail::{Table, Tail, TailSource};
 use scanstream_platform::writer::{
@@ -66,6 +67,51 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum SchedulerError {
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    Server(#[from] ServeError),
+}
+
+/// A scheduler served alone on `api.listen` (probes and metrics).
+pub struct Application {
+    scheduler: Arc<Scheduler>,
+    server: Served,
+}
+
+impl Application {
+    pub async fn build(
+        settings: &Settings,
+        metrics: PrometheusHandle,
+    ) -> Result<Application, SchedulerError> {
+        let scheduler = Scheduler::start(settings).await?;
+        let server = serve(
+            &settings.api.listen,
+            vec![scheduler.clone()],
+            metrics,
+            ServeOptions {
+                label: "scheduler",
+                workers: Some(1),
+                shutdown_timeout_seconds: 5,
+            },
+        )?;
+        tracing::info!(port = server.port(), "scheduler listening");
+        Ok(Application { scheduler, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// Runs until `shutdown`, then leaves the group so a standby leads at once.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<(), SchedulerError> {
+        shutdown.cancelled().await;
+        tracing::info!("scheduler stopping");
+        let served = self.server.stop(true).await;
+        self.scheduler.stop().await;
+        Ok(served?)
+    }
 }
 
 /// A running scheduler instance (leader or standby).
