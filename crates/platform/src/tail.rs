@@ -39,7 +39,10 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 struct Shared<S> {
     state: RwLock<S>,
     topic: String,
-    consumer: Mutex<Option<Arc<StreamConsumer<StatsContext>>>>,
+    /// A client that only asks for end offsets. Not the reading consumer: a broker answers one
+    /// request per connection at a time, so behind a long-polling fetch (up to
+    /// `fetch.wait.max.ms`) an offsets request would wait.
+    probe: Mutex<Option<Arc<StreamConsumer<StatsContext>>>>,
     /// Next offset to read per partition, published only once everything before it is applied.
     positions: watch::Sender<BTreeMap<i32, i64>>,
     stopped: AtomicBool,
@@ -106,7 +109,7 @@ impl<S: Send + Sync + 'static> Tail<S> {
         let shared = Arc::new(Shared {
             state: RwLock::new(initial),
             topic,
-            consumer: Mutex::new(None),
+            probe: Mutex::new(None),
             positions,
             stopped: AtomicBool::new(false),
         });
@@ -145,7 +148,7 @@ impl<S: Send + Sync + 'static> Tail<S> {
             }
             let consumer = self
                 .shared
-                .consumer
+                .probe
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
@@ -233,7 +236,7 @@ where
                 .and_then(|r| r)
         };
         match opened {
-            Ok(consumer) => break Arc::new(consumer),
+            Ok(pair) => break pair,
             Err(reason) => {
                 tracing::warn!(%topic, %reason, "cannot follow the topic yet; retrying");
                 tokio::select! {
@@ -246,13 +249,14 @@ where
             }
         }
     };
+    let (consumer, probe) = (Arc::new(consumer.0), Arc::new(consumer.1));
     *shared
-        .consumer
+        .probe
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(consumer.clone());
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(probe.clone());
     // Reaching the end it had at the start is what `caught_up` reports.
     let start_ends = loop {
-        let c = consumer.clone();
+        let c = probe.clone();
         let t = topic.clone();
         let timeout = source.factory.request_timeout();
         match tokio::task::spawn_blocking(move || end_offsets(&c, &t, timeout)).await {
@@ -358,15 +362,15 @@ fn bad_record(topic: &str, partition: i32, offset: i64, reason: &str) {
 }
 
 /// A consumer assigned every partition of `topic` from the beginning (no group membership, no
-/// commits).
+/// commits), and a second, never assigned, for offset queries.
 fn open(
     factory: &KafkaFactory,
     role: ClientRole,
     topic: &str,
-) -> Result<StreamConsumer<StatsContext>, String> {
-    let consumer = factory
-        .consumer(role, &format!("{topic}.tail"))
-        .map_err(|e| e.to_string())?;
+) -> Result<(StreamConsumer<StatsContext>, StreamConsumer<StatsContext>), String> {
+    let group = format!("{topic}.tail");
+    let consumer = factory.consumer(role, &group).map_err(|e| e.to_string())?;
+    let probe = factory.consumer(role, &group).map_err(|e| e.to_string())?;
     let metadata = consumer
         .fetch_metadata(Some(topic), factory.request_timeout())
         .map_err(|e| e.to_string())?;
@@ -386,5 +390,5 @@ fn open(
             .map_err(|e| e.to_string())?;
     }
     consumer.assign(&list).map_err(|e| e.to_string())?;
-    Ok(consumer)
+    Ok((consumer, probe))
 }

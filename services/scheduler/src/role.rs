@@ -124,7 +124,10 @@ pub struct Scheduler {
 }
 
 struct Leadership {
+    /// Producer settings (the writer).
     factory: KafkaFactory,
+    /// Consumer settings (the tick records' tail).
+    consumers: KafkaFactory,
     codec: Arc<Codec>,
     names: TopicNames,
     clock: Arc<dyn Clock>,
@@ -176,6 +179,7 @@ impl Scheduler {
         let schedule_count = Arc::new(AtomicUsize::new(0));
         let leadership = Leadership {
             factory: KafkaFactory::new(producer_settings(&settings.kafka, WRITE_TIMEOUT)),
+            consumers: factory.clone(),
             codec,
             names,
             clock: clock::from_settings(&config),
@@ -352,7 +356,7 @@ impl Leadership {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (ticks, ticks_task) = Table::<ScheduleTicks>::table(TailSource {
-            factory: self.factory.clone(),
+            factory: self.consumers.clone(),
             role: ClientRole::Scheduler,
             codec: self.codec.clone(),
             topic: Topic::ScheduleTicks,
@@ -374,6 +378,7 @@ impl Leadership {
         metrics::gauge!("scanstream_scheduler_leader").set(1.0);
         while leads() {
             let now = self.clock.now_ms();
+            let pass_started = std::time::Instant::now();
             // Everything committed to scans.schedules before `now` is in the table after this,
             // so a schedule deleted or suspended before a tick's instant never fires it.
             if let Err(error) = self.schedules.sync(SYNC_TIMEOUT).await {
@@ -381,6 +386,7 @@ impl Leadership {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            let synced_in = pass_started.elapsed();
             let schedules = self.schedules.read(Clone::clone);
             self.schedule_count
                 .store(schedules.len(), Ordering::Relaxed);
@@ -390,6 +396,12 @@ impl Leadership {
             if !self.commit(&writer, &pass, now).await {
                 break;
             }
+            tracing::debug!(
+                sync_ms = synced_in.as_millis(),
+                pass_ms = pass_started.elapsed().as_millis(),
+                fired = pass.fires.len(),
+                "pass"
+            );
             for record in &pass.ticks {
                 records.insert(record.schedule.clone(), record.clone());
             }
