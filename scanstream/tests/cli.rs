@@ -92,7 +92,7 @@ async fn topics_ensure_fails_on_drift_unless_allowed() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_fail() {
-    for sub in ["scheduler", "replay", "audit"] {
+    for sub in ["replay", "audit"] {
         let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
             .arg(sub)
             .output()
