@@ -199,18 +199,7 @@ fn end_offsets(
     topic: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<i32, (i64, i64)>, String> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| e.to_string())?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        return Err("the topic does not exist".to_owned());
-    }
-    partitions
+    partitions(consumer, topic, timeout)?
         .into_iter()
         .map(|p| {
             consumer
@@ -371,8 +360,23 @@ fn open(
     let group = format!("{topic}.tail");
     let consumer = factory.consumer(role, &group).map_err(|e| e.to_string())?;
     let probe = factory.consumer(role, &group).map_err(|e| e.to_string())?;
+    let mut list = TopicPartitionList::new();
+    for p in partitions(&consumer, topic, factory.request_timeout())? {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&list).map_err(|e| e.to_string())?;
+    Ok((consumer, probe))
+}
+
+/// The partition ids of `topic`; an error when it does not exist.
+fn partitions(
+    consumer: &StreamConsumer<StatsContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, String> {
     let metadata = consumer
-        .fetch_metadata(Some(topic), factory.request_timeout())
+        .fetch_metadata(Some(topic), timeout)
         .map_err(|e| e.to_string())?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -384,11 +388,5 @@ fn open(
             "topic {topic} not found; run `scanstream topics ensure`"
         ));
     }
-    let mut list = TopicPartitionList::new();
-    for p in partitions {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(|e| e.to_string())?;
-    }
-    consumer.assign(&list).map_err(|e| e.to_string())?;
-    Ok((consumer, probe))
+    Ok(partitions)
 }

@@ -278,18 +278,23 @@ fn defaults(name: &JobName, now: i64) -> Schedule {
     }
 }
 
+/// Reads the topic to its end: what any ingest committed before is then in the table.
+async fn sync(state: &AppState, schedules: &Schedules) -> Result<(), Problem> {
+    schedules.table.sync(SYNC_TIMEOUT).await.map_err(|e| {
+        Problem::unavailable(
+            format!("schedules cannot be read now: {e}; retry later"),
+            state.settings.retry_after_seconds,
+        )
+    })
+}
+
 /// The stored schedule named `name`, after reading the topic to its end.
 async fn stored(
     state: &AppState,
     schedules: &Schedules,
     name: &str,
 ) -> Result<Option<Schedule>, Problem> {
-    schedules.table.sync(SYNC_TIMEOUT).await.map_err(|e| {
-        Problem::unavailable(
-            format!("schedules cannot be read now: {e}; retry later"),
-            state.settings.retry_after_seconds,
-        )
-    })?;
+    sync(state, schedules).await?;
     Ok(schedules.table.read(|t| t.get(name).cloned()))
 }
 
@@ -388,12 +393,7 @@ async fn list(
 ) -> Result<HttpResponse, Problem> {
     handle(&context, async {
         authorize(&state, &req, Scope::ScansRead)?;
-        schedules.table.sync(SYNC_TIMEOUT).await.map_err(|e| {
-            Problem::unavailable(
-                format!("schedules cannot be read now: {e}; retry later"),
-                state.settings.retry_after_seconds,
-            )
-        })?;
+        sync(&state, &schedules).await?;
         let now = schedules.clock.now_ms();
         let all: Vec<ScheduleView> = schedules
             .table
@@ -421,15 +421,25 @@ async fn show(
     .await
 }
 
-/// The request's `name`, which must match the path when given.
-fn same_name(path: &JobName, request: &ScheduleRequest) -> Result<(), Problem> {
+/// A `PUT`/`PATCH`: authorized for writing, the path's name valid, the body's `name` (when
+/// given) the same.
+async fn named_request(
+    state: &AppState,
+    req: &HttpRequest,
+    path: &str,
+    payload: web::Payload,
+) -> Result<(JobName, ScheduleRequest), Problem> {
+    authorize(state, req, Scope::ScansWrite)?;
+    let name = parse_name(path)?;
+    let (request, _) =
+        json_body::<ScheduleRequest>(req, payload, state.settings.body_limit_bytes).await?;
     match &request.name {
-        Some(n) if n != path.as_str() => Err(Problem::invalid(
+        Some(n) if n != name.as_str() => Err(Problem::invalid(
             "name",
             "path",
             "name in the body must match the name in the path (a schedule cannot be renamed)",
         )),
-        _ => Ok(()),
+        _ => Ok((name, request)),
     }
 }
 
@@ -442,11 +452,7 @@ async fn replace(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     handle(&context, async {
-        authorize(&state, &req, Scope::ScansWrite)?;
-        let name = parse_name(&path)?;
-        let (request, _) =
-            json_body::<ScheduleRequest>(&req, payload, state.settings.body_limit_bytes).await?;
-        same_name(&name, &request)?;
+        let (name, request) = named_request(&state, &req, &path, payload).await?;
         let now = schedules.clock.now_ms();
         let mut schedule = merge(&state, &name, defaults(&name, now), &request, true).await?;
         let existing = stored(&state, &schedules, name.as_str()).await?;
@@ -474,11 +480,7 @@ async fn update(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     handle(&context, async {
-        authorize(&state, &req, Scope::ScansWrite)?;
-        let name = parse_name(&path)?;
-        let (request, _) =
-            json_body::<ScheduleRequest>(&req, payload, state.settings.body_limit_bytes).await?;
-        same_name(&name, &request)?;
+        let (name, request) = named_request(&state, &req, &path, payload).await?;
         let Some(old) = stored(&state, &schedules, name.as_str()).await? else {
             return Err(not_found(name.as_str()));
         };
