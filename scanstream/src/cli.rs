@@ -91,39 +91,89 @@ pub enum Command {
     /// Manage the scanners' shared cache.
     #[command(subcommand)]
     Cache(CacheCommand),
-    /// Read a topic by time range (not available yet).
-    Replay(NotYet),
-    /// Prove that job state equals the folded event history (not available yet).
-    Audit(NotYet),
+    /// Read any scanstream topic by time or offset range (--from inclusive, --to exclusive),
+    /// decoded and filtered, as JSON lines or an Avro container file; or copy the selected records
+    /// into another topic or cluster with --into. Reads only committed records and changes no
+    /// consumer group. A progress bar shows on a terminal.
+    Replay(ReplayArgs),
+    /// Prove that job state equals history: fold scans.events from the beginning with the
+    /// aggregator's fold, compare every job with an event in the range against the changelog
+    /// (scans.job-state) and, with --api-url, the aggregator's API. Exit status: 0 consistent, 1
+    /// differences (the first are printed), 2 the audit could not run.
+    Audit(AuditArgs),
 }
 
-impl Command {
-    /// The name of a subcommand that is not built yet, if this is one.
-    pub fn not_yet(&self) -> Option<&'static str> {
-        match self {
-            Command::Replay(_) => Some("replay"),
-            Command::Audit(_) => Some("audit"),
-            Command::Topics(_)
-            | Command::Up(_)
-            | Command::Ingest(_)
-            | Command::Aggregator(_)
-            | Command::Scheduler(_)
-            | Command::Scanner(_)
-            | Command::Scan(_)
-            | Command::Cache(_)
-            | Command::Submit(_)
-            | Command::Stats(_)
-            | Command::Token(_) => None,
-        }
-    }
-}
-
-/// Arguments of a subcommand that does not exist yet are accepted and ignored, so the message
-/// about it is what the user sees.
 #[derive(Debug, Args)]
-pub struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+pub struct ReplayArgs {
+    /// The topic: a scanstream topic (scans.events, scans.commands, scans.findings,
+    /// scans.job-state, scans.schedules, scans.schedule-ticks, scans.commands.dlq; the
+    /// deployment's topics.prefix is added), or any topic name holding one's records (see --like).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: String,
+    /// For a topic that is not a scanstream topic (a copy): which scanstream topic's records it
+    /// holds. Default: the scanstream topic name it ends with.
+    #[arg(long, value_name = "TOPIC")]
+    pub like: Option<String>,
+    /// Start, inclusive: an RFC 3339 time (2026-11-21T10:00:00Z), an offset for every partition
+    /// (1200) or partition:offset pairs (0:1200,1:800). Default: the beginning.
+    #[arg(long, value_name = "WHEN")]
+    pub from: Option<crate::replay::Bound>,
+    /// End, exclusive, in the same forms. Default: the end each partition has when the replay
+    /// starts.
+    #[arg(long, value_name = "WHEN")]
+    pub to: Option<crate::replay::Bound>,
+    /// Only records of these jobs (uuid or job name; repeatable).
+    #[arg(long, value_name = "JOB")]
+    pub job: Vec<String>,
+    /// Only records that name this repository (normalized URL; repeatable): commands, job
+    /// submissions, findings, job states, schedules.
+    #[arg(long, value_name = "URL")]
+    pub repo: Vec<String>,
+    /// Only these command or event types (RequestScan, CancelScan, JobSubmitted, ScanStarted,
+    /// RepoFetched, EngineCompleted, ScanSucceeded, ScanFailed, ScanCancelled; repeatable).
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::replay::Format::Jsonl)]
+    pub format: crate::replay::Format,
+    /// Write to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// JSON lines without topic and offset: the same records copied elsewhere give the same lines.
+    #[arg(long)]
+    pub canonical: bool,
+    /// Copy the selected records into this topic (created like the source when missing), keeping
+    /// keys, headers, timestamps and, when the partition counts match, partitions. Values are
+    /// copied as they are, so the target must use the same schema registry.
+    #[arg(long, value_name = "TOPIC")]
+    pub into: Option<String>,
+    /// The cluster of --into when it is not this deployment's.
+    #[arg(long, value_name = "HOST:PORT,…", requires = "into")]
+    pub into_bootstrap: Option<String>,
+    /// Most records per second written by --into (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub rate: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Check the jobs with an event at or after this time (RFC 3339) or offset. Default: all.
+    #[arg(long, value_name = "WHEN")]
+    pub from: Option<crate::replay::Bound>,
+    /// … and before this one (exclusive).
+    #[arg(long, value_name = "WHEN")]
+    pub to: Option<crate::replay::Bound>,
+    /// Write the full report (counts, differences, the SHA-256 digest of the range's canonical
+    /// records) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Differences printed.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub show: usize,
+    /// Compare with a running aggregator's GET /jobs/{uuid} too (only when --api-url or
+    /// SCANSTREAM_API_URL is given).
+    #[command(flatten)]
+    pub api: ApiClientArgs,
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,7 @@ impl Api {
         })
     }
 
-    fn from_args(settings: &Settings, args: &ApiClientArgs) -> anyhow::Result<Api> {
+    pub fn from_args(settings: &Settings, args: &ApiClientArgs) -> anyhow::Result<Api> {
         let base = args
             .api_url
             .clone()
@@ -61,6 +61,17 @@ impl Api {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// `GET path`: the status and the JSON body (`null` when the body is not JSON).
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the scanstream API at {}", self.base))?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

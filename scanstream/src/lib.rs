@@ -10,11 +10,15 @@
 //! - [`up`]: `scanstream up`, every role in one process (and a local Kafka when none is
 //!   configured); [`demo`] is its `--demo`.
 //! - [`findings`]: reading findings back from `scans.findings`.
+//! - [`replay`]: `scanstream replay`, any topic by time or offset range.
+//! - [`audit`]: `scanstream audit`, job state checked against the folded events.
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod findings;
+pub mod replay;
 pub mod scan;
 pub mod settings;
 pub mod topics;

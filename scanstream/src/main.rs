@@ -8,10 +8,6 @@ use scanstream::{client, scan, settings, topics, up};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(name) = cli.command.not_yet() {
-        eprintln!("scanstream {name}: not available yet in this version of scanstream.");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,6 +69,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Submit(args) => return client::submit(&base, args).await,
         Command::Stats(args) => return client::stats(&base, args).await,
+        Command::Replay(args) => return run_replay(&base, args).await,
+        Command::Audit(args) => return run_audit(&base, args).await,
         _ => {}
     }
     if let Command::Scan(args) = &cli.command {
@@ -151,4 +149,91 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => Ok(ExitCode::from(2)),
     }
+}
+
+/// `scanstream replay`: records to stdout or a file, a summary on stderr.
+async fn run_replay(
+    settings: &scanstream_platform::Settings,
+    args: &scanstream::cli::ReplayArgs,
+) -> anyhow::Result<ExitCode> {
+    use scanstream::replay::{Filters, ReplayOptions, Source, Window, replay};
+    let names = scanstream_contracts::TopicNames::new(settings.topics.prefix.clone());
+    let source = Source::resolve(&names, &args.topic, args.like.as_deref())?;
+    let jobs = args
+        .job
+        .iter()
+        .map(|j| match uuid::Uuid::parse_str(j) {
+            Ok(u) => scanstream_contracts::JobId(u),
+            Err(_) => scanstream_contracts::JobId::from_name(j),
+        })
+        .collect();
+    let options = ReplayOptions {
+        source,
+        window: Window {
+            from: args.from.clone(),
+            to: args.to.clone(),
+        },
+        filters: Filters {
+            jobs,
+            repos: args.repo.clone(),
+            event_types: args.event_type.clone(),
+        },
+        format: args.format,
+        out: args.out.clone(),
+        canonical: args.canonical,
+        into: args.into.clone(),
+        into_bootstrap: args.into_bootstrap.clone(),
+        rate: args.rate,
+    };
+    let summary = match replay(settings, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("scanstream replay: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    eprintln!(
+        "{}: {} records read, {} selected in {:.1} s ({:.0} records/s); sha256 of the canonical lines {}",
+        summary.topic,
+        summary.read,
+        summary.selected,
+        summary.seconds,
+        summary.read as f64 / summary.seconds.max(1e-9),
+        summary.sha256
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scanstream audit`: 0 consistent, 1 differences, 2 could not run.
+async fn run_audit(
+    settings: &scanstream_platform::Settings,
+    args: &scanstream::cli::AuditArgs,
+) -> anyhow::Result<ExitCode> {
+    use scanstream::audit::{AuditOptions, audit, print};
+    let api = match &args.api.api_url {
+        Some(_) => Some(client::Api::from_args(settings, &args.api)?),
+        None => None,
+    };
+    let options = AuditOptions {
+        from: args.from.clone(),
+        to: args.to.clone(),
+        api,
+    };
+    let report = match audit(settings, &options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("scanstream audit: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    print(&report, args.show);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(if report.consistent() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

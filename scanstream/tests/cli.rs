@@ -91,21 +91,6 @@ async fn topics_ensure_fails_on_drift_unless_allowed() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_fail() {
-    for sub in ["replay", "audit"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
-            .arg(sub)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(output.status.code(), Some(2), "{sub}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("not available yet"),
-            "{sub}"
-        );
-    }
-}
-
-#[test]
 fn bad_configuration_is_a_clear_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
         .args(["topics", "ensure"])

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use apache_avro::Schema;
+use apache_avro::types::Value;
 use reqwest::StatusCode;
 use schema_registry_converter::async_impl::easy_avro::{EasyAvroDecoder, EasyAvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -190,7 +191,19 @@ impl Codec {
 
     /// Decodes a Confluent wire-format value into `T`, resolving from the writer's schema.
     pub async fn decode<T: AvroRecord>(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        let reader = parsed(T::SCHEMA)?;
+        let value = self.decode_value(bytes, T::SCHEMA).await?;
+        apache_avro::from_value::<T>(&value).map_err(CodecError::Mapping)
+    }
+
+    /// Decodes a Confluent wire-format value into an Avro value of `reader`'s schema (the
+    /// committed file), resolving from the writer's schema: for tools that handle any topic's
+    /// records generically (replay's Avro files).
+    pub async fn decode_value(
+        &self,
+        bytes: &[u8],
+        reader_file: SchemaFile,
+    ) -> Result<Value, CodecError> {
+        let reader = parsed(reader_file)?;
         let decoded = self
             .decoder
             .decode_with_schema(Some(bytes))
@@ -198,7 +211,7 @@ impl Codec {
             .map_err(registry_error)?
             .ok_or_else(|| CodecError::Decode("empty payload".to_owned()))?;
         let writer = &decoded.schema.parsed;
-        let key = (decoded.schema.id, T::SCHEMA);
+        let key = (decoded.schema.id, reader_file);
         let known = self
             .relations
             .read()
@@ -222,15 +235,14 @@ impl Codec {
                 relation
             }
         };
-        let value = match relation {
-            Relation::Same => decoded.value,
-            Relation::Evolved => resolve(decoded.value, writer, reader)?,
+        match relation {
+            Relation::Same => Ok(decoded.value),
+            Relation::Evolved => Ok(resolve(decoded.value, writer, reader)?),
             Relation::Other(found) => {
                 let expected = reader.name().map(|n| n.fullname(None)).unwrap_or_default();
-                return Err(CodecError::WrongRecord { expected, found });
+                Err(CodecError::WrongRecord { expected, found })
             }
-        };
-        apache_avro::from_value::<T>(&value).map_err(CodecError::Mapping)
+        }
     }
 
     /// Registers the value schema of every topic that has one, each subject under BACKWARD

@@ -1,0 +1,396 @@
+//! `scanstream audit`: proves that the job state scanstream shows equals its history.
+//!
+//! 1. A snapshot: the aggregators' committed offsets on `scans.events` (committed in the same
+//!    transactions as the changelog records they produced) and the changelog read to its end;
+//!    repeated until the offsets did not move meanwhile, so both describe the same moment.
+//! 2. `scans.events` is folded from its beginning up to those offsets with the aggregator's own
+//!    pure fold.
+//! 3. Every job with an event in `[from, to)` (every job without a range) is compared with its
+//!    latest `scans.job-state` record and, with `--api-url`, with the aggregator's
+//!    `GET /jobs/{uuid}`.
+//!
+//! The report's digest is the SHA-256 of the canonical JSON lines of the range's events (see
+//! [`crate::replay`]): two audits of the same range have the same digest.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use scanstream_aggregator::fold::fold;
+use scanstream_contracts::state::JobState;
+use scanstream_contracts::{JobId, Topic, TopicNames};
+use scanstream_platform::Settings;
+use scanstream_platform::kafka::{ClientRole, KafkaFactory};
+use serde::Serialize;
+
+use crate::replay::{self, Bound, Decoded, Filters, Sink, Source, Window};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Differences listed in the report (all are counted).
+const REPORT_DIFFERENCES: usize = 100;
+
+/// What `scanstream audit` checks.
+pub struct AuditOptions {
+    pub from: Option<Bound>,
+    pub to: Option<Bound>,
+    /// The running aggregator's API to compare too.
+    pub api: Option<crate::client::Api>,
+}
+
+/// One job whose states disagree.
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    pub job: String,
+    pub name: String,
+    /// `changelog` or `api`.
+    pub source: &'static str,
+    /// `differs` or `missing` (no state there) or `unexpected` (a state no event explains).
+    pub kind: &'static str,
+    /// The fields that differ, with the folded and the shown value.
+    pub fields: BTreeMap<String, (serde_json::Value, serde_json::Value)>,
+}
+
+/// The audit's outcome; `--report` writes it as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub events_topic: String,
+    pub changelog_topic: String,
+    /// The aggregators' committed offset per partition of the events topic: the events folded.
+    pub folded_through: BTreeMap<i32, i64>,
+    pub events_folded: u64,
+    pub jobs_checked: u64,
+    pub equal: u64,
+    pub differing: u64,
+    pub missing: u64,
+    pub api_checked: bool,
+    pub differences: Vec<Difference>,
+    /// The canonical record stream of the range.
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Digest {
+    pub algorithm: &'static str,
+    pub records: u64,
+    pub hex: String,
+}
+
+impl Report {
+    pub fn consistent(&self) -> bool {
+        self.differing == 0 && self.missing == 0
+    }
+}
+
+fn bound_text(bound: &Option<Bound>) -> Option<String> {
+    bound.as_ref().map(|b| match b {
+        Bound::Time(ms) => chrono::DateTime::<chrono::Utc>::from_timestamp_millis(*ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default(),
+        Bound::Offset(o) => o.to_string(),
+        Bound::Offsets(map) => map
+            .iter()
+            .map(|(p, o)| format!("{p}:{o}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    })
+}
+
+/// The aggregators' committed offsets on the events topic.
+async fn committed(settings: &Settings, events: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let group = format!("{}{}", settings.topics.prefix, settings.aggregator.group_id);
+    let factory = KafkaFactory::new(settings.kafka.clone());
+    let events = events.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<i32, i64>> {
+        let consumer = factory.base_consumer(ClientRole::Cli, &group)?;
+        let metadata = consumer.fetch_metadata(Some(&events), REQUEST_TIMEOUT)?;
+        let mut list = TopicPartitionList::new();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                list.add_partition(&events, p.id());
+            }
+        }
+        if list.count() == 0 {
+            bail!("topic {events} does not exist");
+        }
+        let offsets = consumer
+            .committed_offsets(list, REQUEST_TIMEOUT)
+            .context("cannot read the aggregators' committed offsets")?;
+        Ok(offsets
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => (e.partition(), o),
+                _ => (e.partition(), 0),
+            })
+            .collect())
+    })
+    .await?
+}
+
+/// The latest changelog record of every job.
+async fn changelog(
+    settings: &Settings,
+    names: &TopicNames,
+) -> anyhow::Result<HashMap<JobId, JobState>> {
+    let mut states = HashMap::new();
+    let source = Source {
+        name: names.name(Topic::JobState),
+        kind: Topic::JobState,
+    };
+    let mut tombstones = Vec::new();
+    replay::run(
+        settings,
+        &source,
+        &Window::default(),
+        &Filters::default(),
+        Sink::Digest,
+        false,
+        |record| match &record.value {
+            Some(Decoded::State(state)) => {
+                states.insert(state.job_id, state.clone());
+            }
+            None => {
+                if let Some(job) = record
+                    .raw
+                    .key
+                    .as_deref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| uuid::Uuid::parse_str(k).ok())
+                {
+                    tombstones.push(JobId(job));
+                }
+            }
+            Some(_) => {}
+        },
+    )
+    .await?;
+    for job in tombstones {
+        states.remove(&job);
+    }
+    Ok(states)
+}
+
+/// The JSON fields of `a` and `b` that differ.
+fn differences(
+    a: &JobState,
+    b: &JobState,
+) -> BTreeMap<String, (serde_json::Value, serde_json::Value)> {
+    let (a, b) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let mut out = BTreeMap::new();
+    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for key in keys {
+            let (x, y) = (
+                a.get(key).cloned().unwrap_or_default(),
+                b.get(key).cloned().unwrap_or_default(),
+            );
+            if x != y {
+                out.insert(key.clone(), (x, y));
+            }
+        }
+    }
+    out
+}
+
+/// Runs the audit.
+pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Result<Report> {
+    let names = TopicNames::new(settings.topics.prefix.clone());
+    let events_topic = names.name(Topic::Events);
+
+    // 1. A consistent snapshot of the folded offsets and the changelog.
+    let mut attempt = 0;
+    let (folded_through, shown) = loop {
+        attempt += 1;
+        let before = committed(settings, &events_topic).await?;
+        let shown = changelog(settings, &names).await?;
+        let after = committed(settings, &events_topic).await?;
+        if before == after {
+            break (before, shown);
+        }
+        if attempt >= 5 {
+            bail!(
+                "the aggregators kept committing while the changelog was read (5 attempts); audit a quieter moment or stop the aggregators"
+            );
+        }
+    };
+
+    // 2. Fold every event up to the snapshot; note the range's jobs and its digest.
+    let events = Source {
+        name: events_topic.clone(),
+        kind: Topic::Events,
+    };
+    let mut folded: HashMap<JobId, JobState> = HashMap::new();
+    let mut events_folded = 0u64;
+    replay::run(
+        settings,
+        &events,
+        &Window {
+            from: None,
+            to: Some(Bound::Offsets(folded_through.clone())),
+        },
+        &Filters::default(),
+        Sink::Digest,
+        false,
+        |record| {
+            if let Some(Decoded::Event(event)) = &record.value {
+                let state = fold(folded.remove(&event.job_id), event);
+                folded.insert(event.job_id, state);
+                events_folded += 1;
+            }
+        },
+    )
+    .await?;
+    let range = Window {
+        from: options.from.clone(),
+        to: options.to.clone(),
+    };
+    let mut in_range: BTreeSet<JobId> = BTreeSet::new();
+    let digest = replay::run(
+        settings,
+        &events,
+        &range,
+        &Filters::default(),
+        Sink::Digest,
+        false,
+        |record| {
+            if let Some(Decoded::Event(event)) = &record.value {
+                in_range.insert(event.job_id);
+            }
+        },
+    )
+    .await?;
+    let whole = options.from.is_none() && options.to.is_none();
+    let checked: BTreeSet<JobId> = if whole {
+        folded.keys().chain(shown.keys()).copied().collect()
+    } else {
+        in_range
+    };
+
+    // 3. Compare.
+    let api = options.api.as_ref();
+    let mut report = Report {
+        from: bound_text(&options.from),
+        to: bound_text(&options.to),
+        events_topic,
+        changelog_topic: names.name(Topic::JobState),
+        folded_through,
+        events_folded,
+        jobs_checked: 0,
+        equal: 0,
+        differing: 0,
+        missing: 0,
+        api_checked: api.is_some(),
+        differences: Vec::new(),
+        digest: Digest {
+            algorithm: "sha256",
+            records: digest.selected,
+            hex: digest.sha256,
+        },
+    };
+    let note = |report: &mut Report, difference: Difference| {
+        match difference.kind {
+            "differs" => report.differing += 1,
+            _ => report.missing += 1,
+        }
+        if report.differences.len() < REPORT_DIFFERENCES {
+            report.differences.push(difference);
+        }
+    };
+    for job in checked {
+        report.jobs_checked += 1;
+        let expected = folded.get(&job);
+        let mut equal = true;
+        let name = expected
+            .or_else(|| shown.get(&job))
+            .map(|s| s.job_name.clone())
+            .unwrap_or_default();
+        let mut compare = |source: &'static str, actual: Option<&JobState>, report: &mut Report| {
+            let (kind, fields) = match (expected, actual) {
+                (Some(e), Some(a)) => {
+                    let fields = differences(e, a);
+                    if fields.is_empty() {
+                        return;
+                    }
+                    ("differs", fields)
+                }
+                (Some(_), None) => ("missing", BTreeMap::new()),
+                (None, Some(_)) => ("unexpected", BTreeMap::new()),
+                (None, None) => return,
+            };
+            equal = false;
+            note(
+                report,
+                Difference {
+                    job: job.to_string(),
+                    name: name.clone(),
+                    source,
+                    kind,
+                    fields,
+                },
+            );
+        };
+        compare("changelog", shown.get(&job), &mut report);
+        if let Some(api) = &api {
+            let (status, body) = api
+                .get_json(&format!("/jobs/{job}"))
+                .await
+                .with_context(|| format!("GET /jobs/{job}"))?;
+            let actual = match status {
+                200 => Some(
+                    serde_json::from_value::<JobState>(body)
+                        .with_context(|| format!("GET /jobs/{job} is not a job state"))?,
+                ),
+                404 => None,
+                other => bail!("GET /jobs/{job} answered {other}"),
+            };
+            compare("api", actual.as_ref(), &mut report);
+        }
+        if equal {
+            report.equal += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Prints the summary and the first `show` differences.
+pub fn print(report: &Report, show: usize) {
+    println!(
+        "audit of {} {}–{}: {} events folded, {} jobs checked: {} equal, {} differing, {} missing{}",
+        report.events_topic,
+        report.from.as_deref().unwrap_or("beginning"),
+        report.to.as_deref().unwrap_or("end"),
+        report.events_folded,
+        report.jobs_checked,
+        report.equal,
+        report.differing,
+        report.missing,
+        if report.api_checked {
+            " (changelog and API)"
+        } else {
+            " (changelog)"
+        }
+    );
+    println!(
+        "digest sha256 of {} records in the range: {}",
+        report.digest.records, report.digest.hex
+    );
+    for d in report.differences.iter().take(show) {
+        println!(
+            "DIFFERENCE job {} ({}) in the {}: {}",
+            d.job, d.name, d.source, d.kind
+        );
+        for (field, (folded, shown)) in &d.fields {
+            println!("  {field}: folded {folded} ≠ shown {shown}");
+        }
+    }
+    if report.consistent() {
+        println!("consistent: the state shown equals the folded history");
+    }
+}
