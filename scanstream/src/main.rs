@@ -158,7 +158,13 @@ async fn run_replay(
 ) -> anyhow::Result<ExitCode> {
     use scanstream::replay::{Filters, ReplayOptions, Source, Window, replay};
     let names = scanstream_contracts::TopicNames::new(settings.topics.prefix.clone());
-    let source = Source::resolve(&names, &args.topic, args.like.as_deref())?;
+    let source = match Source::resolve(&names, &args.topic, args.like.as_deref()) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("scanstream replay: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let jobs = args
         .job
         .iter()
