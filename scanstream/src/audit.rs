@@ -62,6 +62,8 @@ pub struct Report {
     /// The aggregators' committed offset per partition of the events topic: the events folded.
     pub folded_through: BTreeMap<i32, i64>,
     pub events_folded: u64,
+    /// Events that could not be decoded: the fold is then incomplete, so the audit fails.
+    pub undecodable_events: u64,
     pub jobs_checked: u64,
     pub equal: u64,
     pub differing: u64,
@@ -81,7 +83,7 @@ pub struct Digest {
 
 impl Report {
     pub fn consistent(&self) -> bool {
-        self.differing == 0 && self.missing == 0
+        self.differing == 0 && self.missing == 0 && self.undecodable_events == 0
     }
 }
 
@@ -228,7 +230,7 @@ pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Resul
     };
     let mut folded: HashMap<JobId, JobState> = HashMap::new();
     let mut events_folded = 0u64;
-    replay::run(
+    let folding = replay::run(
         settings,
         &events,
         &Window {
@@ -282,6 +284,7 @@ pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Resul
         changelog_topic: names.name(Topic::JobState),
         folded_through,
         events_folded,
+        undecodable_events: folding.undecodable,
         jobs_checked: 0,
         equal: 0,
         differing: 0,

@@ -650,6 +650,8 @@ pub struct Summary {
     pub spans: Vec<Span>,
     pub read: u64,
     pub selected: u64,
+    /// Records skipped because their value could not be decoded (each is reported on stderr).
+    pub undecodable: u64,
     pub seconds: f64,
     /// SHA-256 over the canonical JSON lines (each followed by a newline) of the selected records.
     pub sha256: String,
@@ -704,12 +706,24 @@ pub async fn run(
     let (from_ms, to_ms) = window.times();
     let mut digest = Sha256::new();
     let mut selected = 0u64;
+    let mut undecodable = 0u64;
     while let Some(batch) = rx.recv().await {
         for raw in batch {
             if raw.timestamp < from_ms || raw.timestamp >= to_ms {
                 continue;
             }
-            let record = decode(&codec, source.kind, raw).await?;
+            let (partition, offset) = (raw.partition, raw.offset);
+            let record = match decode(&codec, source.kind, raw).await {
+                Ok(record) => record,
+                Err(e) => {
+                    undecodable += 1;
+                    eprintln!(
+                        "warning: {} partition {partition} offset {offset} skipped: {e:#}",
+                        source.name
+                    );
+                    continue;
+                }
+            };
             let key = record
                 .raw
                 .key
@@ -739,6 +753,7 @@ pub async fn run(
         spans,
         read: read.load(Ordering::Relaxed),
         selected,
+        undecodable,
         seconds: started.elapsed().as_secs_f64(),
         sha256: hex::encode(digest.finalize()),
     })
