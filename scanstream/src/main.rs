@@ -198,6 +198,10 @@ async fn run_replay(
             return Ok(ExitCode::from(2));
         }
     };
+    // Quiet in pipes: the summary, like the progress bar, is for a terminal.
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "{}: {} records read, {} selected in {:.1} s ({:.0} records/s); sha256 of the canonical lines {}",
         summary.topic,
