@@ -350,7 +350,8 @@ pub async fn run(
     println!();
     println!(
         "The history scan also finds the key removed from scripts/release.sh. Try `scanstream stats`, \
-         `scanstream submit <name> --repo file://<repo under {}>`, or GET {url}/openapi.json.",
+         `scanstream submit <name> --repo file://<repo under {}>`, `scanstream replay --topic \
+         scans.events`, `scanstream audit`, POST {url}/jobs/schedule, or GET {url}/openapi.json.",
         repos.display()
     );
     Ok(())
