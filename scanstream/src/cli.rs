@@ -335,6 +335,23 @@ pub enum TopicsCommand {
     /// compatibility). Idempotent. Existing topics whose partitions, replication or configs
     /// differ are reported as drift and make the command fail unless --allow-drift.
     Ensure(EnsureArgs),
+    /// Print the topics as Kubernetes resources, from the same definitions `ensure` uses
+    /// (partitions, replication and configs from the settings: topics.partitions,
+    /// topics.replication_factor, topics.prefix).
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Strimzi KafkaTopic resources (kafka.strimzi.io/v1); the only format so far.
+    #[arg(long, required = true)]
+    pub strimzi: bool,
+    /// The Strimzi Kafka cluster the topics belong to (label strimzi.io/cluster).
+    #[arg(long, value_name = "NAME", default_value = "scanstream")]
+    pub cluster: String,
+    /// Write to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

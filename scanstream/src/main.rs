@@ -67,6 +67,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .collect();
     let base = settings::load(&cli.global, &overrides)?;
     match &cli.command {
+        Command::Topics(TopicsCommand::Render(args)) => {
+            let names = scanstream_contracts::TopicNames::new(base.topics.prefix.clone());
+            let yaml = scanstream_platform::topics::strimzi(&names, &base.topics, &args.cluster);
+            match &args.out {
+                Some(path) => std::fs::write(path, yaml)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                None => print!("{yaml}"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Submit(args) => return client::submit(&base, args).await,
         Command::Stats(args) => return client::stats(&base, args).await,
         Command::Replay(args) => return run_replay(&base, args).await,

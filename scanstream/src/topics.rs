@@ -45,3 +45,62 @@ pub async fn ensure(settings: &Settings, skip_schemas: bool) -> Result<EnsureRep
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use scanstream_contracts::{Topic, TopicNames};
+    use scanstream_platform::Settings;
+    use scanstream_platform::config::Sources;
+
+    /// The committed Strimzi topics are exactly what the topic definitions render with the
+    /// built-in settings (12 partitions, 3 replicas, no prefix).
+    #[test]
+    fn committed_strimzi_topics_are_the_rendered_definitions() {
+        let settings = Settings::load(Sources {
+            env: Some(BTreeMap::new()),
+            ..Sources::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rendered = scanstream_platform::topics::strimzi(
+            &TopicNames::new(settings.topics.prefix.clone()),
+            &settings.topics,
+            "scanstream",
+        );
+        let committed = include_str!("../../strimzi/topics.yaml");
+        assert!(
+            rendered == committed,
+            "strimzi/topics.yaml differs from the topic definitions; regenerate it with \
+             `cargo run -p scanstream -- topics render --strimzi --out strimzi/topics.yaml`"
+        );
+        for topic in Topic::ALL {
+            assert!(
+                committed.contains(&format!("  topicName: {}\n", topic.base_name())),
+                "{topic}"
+            );
+        }
+        assert_eq!(
+            committed.matches("kind: KafkaTopic").count(),
+            Topic::ALL.len()
+        );
+    }
+
+    #[test]
+    fn prefixed_names_become_kubernetes_names_and_keep_the_topic_name() {
+        let settings = scanstream_platform::config::TopicSettings {
+            prefix: "Team_A.".into(),
+            partitions: 2,
+            replication_factor: 1,
+        };
+        let yaml =
+            scanstream_platform::topics::strimzi(&TopicNames::new("Team_A."), &settings, "kind");
+        assert!(yaml.contains("  name: team-a.scans.events\n"), "{yaml}");
+        assert!(
+            yaml.contains("  topicName: Team_A.scans.events\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("strimzi.io/cluster: kind\n"));
+        assert!(yaml.contains("  partitions: 2\n  replicas: 1\n"));
+    }
+}
