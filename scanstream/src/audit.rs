@@ -108,12 +108,11 @@ async fn committed(settings: &Settings, events: &str) -> anyhow::Result<BTreeMap
     let events = events.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<i32, i64>> {
         let consumer = factory.base_consumer(ClientRole::Cli, &group)?;
-        let metadata = consumer.fetch_metadata(Some(&events), REQUEST_TIMEOUT)?;
         let mut list = TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                list.add_partition(&events, p.id());
-            }
+        for p in
+            scanstream_platform::kafka::partitions(consumer.client(), &events, REQUEST_TIMEOUT)?
+        {
+            list.add_partition(&events, p);
         }
         if list.count() == 0 {
             bail!("topic {events} does not exist");

@@ -33,7 +33,7 @@ use scanstream_contracts::schema::SchemaFile;
 use scanstream_contracts::state::JobState;
 use scanstream_contracts::{Codec, JobId, Topic, TopicNames};
 use scanstream_platform::Settings;
-use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
+use scanstream_platform::kafka::{self, ClientRole, KafkaFactory, StatsContext};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -350,15 +350,8 @@ pub fn plan(
     topic: &str,
     window: &Window,
 ) -> anyhow::Result<Vec<Span>> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+    let partitions = kafka::partitions(consumer.client(), topic, REQUEST_TIMEOUT)
         .with_context(|| format!("cannot read the metadata of {topic}"))?;
-    let mut partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    partitions.sort_unstable();
     if partitions.is_empty() {
         bail!("topic {topic} does not exist");
     }
@@ -680,17 +673,13 @@ pub async fn run(
     let consumer = factory
         .base_consumer(ClientRole::Cli, &group)
         .context("cannot create a Kafka consumer")?;
-    let spans = {
-        let topic = source.name.clone();
-        let window = window.clone();
-        let (consumer, spans) = tokio::task::spawn_blocking(move || {
-            let spans = plan(&consumer, &topic, &window);
-            (consumer, spans)
-        })
-        .await?;
-        (consumer, spans?)
-    };
-    let (consumer, spans) = spans;
+    let (topic, range) = (source.name.clone(), window.clone());
+    let (consumer, spans) = tokio::task::spawn_blocking(move || {
+        let spans = plan(&consumer, &topic, &range);
+        (consumer, spans)
+    })
+    .await?;
+    let spans = spans?;
     let total: i64 = spans.iter().map(|s| s.end - s.start).sum();
     let bar = progress.then(|| progress_bar(u64::try_from(total).unwrap_or(0)));
     let read = Arc::new(AtomicU64::new(0));
@@ -910,14 +899,9 @@ pub async fn prepare_target(
     }
     let factory = KafkaFactory::new(kafka);
     let admin = factory.admin()?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(Some(target), REQUEST_TIMEOUT)
-        .context("cannot read the target's metadata")?;
-    let existing = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len());
+    let existing = kafka::partitions(admin.inner(), target, REQUEST_TIMEOUT)
+        .context("cannot read the target's metadata")?
+        .len();
     if existing > 0 {
         return Ok(existing == spans);
     }
@@ -988,9 +972,7 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> anyhow::Resu
                     .base_consumer(ClientRole::Cli, "scanstream-replay-metadata")?;
                 let name = options.source.name.clone();
                 let partitions = tokio::task::spawn_blocking(move || {
-                    consumer
-                        .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
-                        .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
+                    kafka::partitions(consumer.client(), &name, REQUEST_TIMEOUT).map(|p| p.len())
                 })
                 .await??;
                 if partitions == 0 {

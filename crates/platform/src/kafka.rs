@@ -280,6 +280,24 @@ impl KafkaFactory {
     }
 }
 
+/// The partition ids of `topic`, ascending; empty when the topic does not exist. Any client
+/// will do (`consumer.client()`, `producer.client()`, `admin.inner()`).
+pub fn partitions<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, RdKafkaError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    let mut ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Waits until every record of a transaction is acknowledged and its delivery report released,
 /// before `deadline`. Call it before `commit_transaction`: rust-rdkafka flushes inside the commit
 /// and, with anything still in flight, its flush polls in 100 ms steps, which would make every

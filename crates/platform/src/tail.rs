@@ -375,14 +375,8 @@ fn partitions(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<i32>, String> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| e.to_string())?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions =
+        crate::kafka::partitions(consumer.client(), topic, timeout).map_err(|e| e.to_string())?;
     if partitions.is_empty() {
         return Err(format!(
             "topic {topic} not found; run `scanstream topics ensure`"

@@ -340,10 +340,8 @@ impl WriterTask {
         let metadata = {
             let producer = producer.clone();
             tokio::task::spawn_blocking(move || {
-                producer
-                    .client()
-                    .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                    .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
+                crate::kafka::partitions(producer.client(), &topic, Duration::from_secs(10))
+                    .map(|p| p.len())
             })
             .await
         };

@@ -120,12 +120,7 @@ fn read(
     let consumer: BaseConsumer<StatsContext> =
         factory.base_consumer(ClientRole::Aggregator, &format!("{group_id}-changelog"))?;
     let timeout = factory.request_timeout();
-    let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions = scanstream_platform::kafka::partitions(consumer.client(), &topic, timeout)?;
     if partitions.is_empty() {
         return Err(FollowError::NoTopic(topic));
     }

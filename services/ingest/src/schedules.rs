@@ -335,6 +335,23 @@ fn answer(status: u16, schedule: &Schedule, now: i64) -> HttpResponse {
     response.json(view(schedule, now))
 }
 
+/// The schedule a `GET`/`DELETE` path names: authorized for `scope`, the name valid, and the
+/// schedule stored (else `404`).
+async fn existing(
+    state: &AppState,
+    schedules: &Schedules,
+    req: &HttpRequest,
+    path: &str,
+    scope: Scope,
+) -> Result<(JobName, Schedule), Problem> {
+    authorize(state, req, scope)?;
+    let name = parse_name(path)?;
+    match stored(state, schedules, name.as_str()).await? {
+        Some(schedule) => Ok((name, schedule)),
+        None => Err(not_found(name.as_str())),
+    }
+}
+
 fn not_found(name: &str) -> Problem {
     Problem::new(
         404,
@@ -411,12 +428,8 @@ async fn show(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     handle(&context, async {
-        authorize(&state, &req, Scope::ScansRead)?;
-        let name = parse_name(&path)?;
-        match stored(&state, &schedules, name.as_str()).await? {
-            Some(s) => Ok(answer(200, &s, schedules.clock.now_ms())),
-            None => Err(not_found(name.as_str())),
-        }
+        let (_, schedule) = existing(&state, &schedules, &req, &path, Scope::ScansRead).await?;
+        Ok(answer(200, &schedule, schedules.clock.now_ms()))
     })
     .await
 }
@@ -502,11 +515,7 @@ async fn remove(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     handle(&context, async {
-        authorize(&state, &req, Scope::ScansWrite)?;
-        let name = parse_name(&path)?;
-        if stored(&state, &schedules, name.as_str()).await?.is_none() {
-            return Err(not_found(name.as_str()));
-        }
+        let (name, _) = existing(&state, &schedules, &req, &path, Scope::ScansWrite).await?;
         write(&state, &context, name.as_str(), None).await?;
         tracing::info!(schedule = %name.as_str(), at_ms = now_millis(), "schedule deleted");
         Ok(HttpResponse::Ok().json(serde_json::json!({

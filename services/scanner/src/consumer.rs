@@ -596,14 +596,15 @@ async fn watch_cancels(
             let consumer = factory
                 .consumer(ClientRole::Scanner, group)
                 .map_err(|e| Error::Kafka(e.to_string()))?;
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), factory.request_timeout())
-                .map_err(|e| Error::Kafka(e.to_string()))?;
+            let partitions = scanstream_platform::kafka::partitions(
+                consumer.client(),
+                &topic,
+                factory.request_timeout(),
+            )
+            .map_err(|e| Error::Kafka(e.to_string()))?;
             let mut list = TopicPartitionList::new();
-            for t in metadata.topics() {
-                for p in t.partitions() {
-                    let _ = list.add_partition_offset(&topic, p.id(), Offset::End);
-                }
+            for p in partitions {
+                let _ = list.add_partition_offset(&topic, p, Offset::End);
             }
             consumer
                 .assign(&list)
