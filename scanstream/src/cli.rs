@@ -20,9 +20,16 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// TOML configuration file, layered over the built-in defaults.
-    #[arg(long, global = true, value_name = "FILE", env = "SCANSTREAM_CONFIG")]
-    pub config: Option<PathBuf>,
+    /// TOML configuration file, layered over the built-in defaults. Repeat it (or separate
+    /// files with commas in SCANSTREAM_CONFIG) to layer several; a later file wins.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "SCANSTREAM_CONFIG",
+        value_delimiter = ','
+    )]
+    pub config: Vec<PathBuf>,
     /// Kafka bootstrap servers (kafka.bootstrap_servers).
     #[arg(
         long,

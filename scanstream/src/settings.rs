@@ -1,5 +1,7 @@
 //! From global flags to [`Settings`].
 
+use std::path::PathBuf;
+
 use scanstream_platform::config::{ENV_PREFIX, Sources};
 use scanstream_platform::{ConfigError, Settings};
 
@@ -26,7 +28,7 @@ pub fn load(global: &GlobalArgs, extra: &[(&str, String)]) -> Result<Settings, C
     }
     overrides.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     Settings::load(Sources {
-        file: global.config.as_deref(),
+        files: global.config.iter().map(PathBuf::as_path).collect(),
         env: None,
         overrides,
     })
@@ -37,5 +39,5 @@ pub fn load(global: &GlobalArgs, extra: &[(&str, String)]) -> Result<Settings, C
 pub fn cluster_configured(global: &GlobalArgs) -> bool {
     global.bootstrap_servers.is_some()
         || std::env::var_os(format!("{ENV_PREFIX}__KAFKA__BOOTSTRAP_SERVERS")).is_some()
-        || global.config.is_some()
+        || !global.config.is_empty()
 }

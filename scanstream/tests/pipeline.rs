@@ -335,7 +335,7 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
     let settings = {
         let mut settings =
             scanstream_platform::Settings::load(scanstream_platform::config::Sources {
-                file: None,
+                files: Vec::new(),
                 env: None,
                 overrides: vec![
                     (

@@ -27,7 +27,7 @@ const T0: i64 = 1_795_219_200_000;
 
 fn settings(scope: &TestScope) -> Settings {
     Settings::load(Sources {
-        file: None,
+        files: Vec::new(),
         env: Some(env(scope).into_iter().collect()),
         overrides: Vec::new(),
     })

@@ -222,7 +222,7 @@ async fn every_due_tick_fires_exactly_once_across_a_killed_leader() {
     let clock = SimClock { origin };
     let vars = env(&scope, origin);
     let settings = Settings::load(Sources {
-        file: None,
+        files: Vec::new(),
         env: Some(vars.iter().cloned().collect()),
         overrides: Vec::new(),
     })

@@ -304,7 +304,9 @@ pub struct TelemetrySettings {
 /// Where settings come from besides the embedded defaults.
 #[derive(Debug, Default, Clone)]
 pub struct Sources<'a> {
-    pub file: Option<&'a Path>,
+    /// TOML files layered in order (a later file wins), e.g. a ConfigMap's settings and then a
+    /// Secret's API tokens.
+    pub files: Vec<&'a Path>,
     /// Environment variables to read; `None` reads the process environment.
     pub env: Option<BTreeMap<String, String>>,
     /// Dotted keys (`kafka.bootstrap_servers`) set last.
@@ -315,7 +317,7 @@ impl Settings {
     /// Loads and validates settings from every layer.
     pub fn load(sources: Sources<'_>) -> Result<Settings, ConfigError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
-        if let Some(path) = sources.file {
+        for path in sources.files {
             builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
         }
         let mut env = Environment::with_prefix(ENV_PREFIX)
@@ -504,7 +506,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let s = load(Sources {
-            file: Some(&path),
+            files: vec![&path],
             env: env(&[
                 ("SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS", "env:9092"),
                 ("SCANSTREAM__TOPICS__PARTITIONS", "3"),
@@ -516,6 +518,34 @@ mod tests {
         assert_eq!(s.kafka.bootstrap_servers, "env:9092");
         assert_eq!(s.topics.partitions, 3);
         assert_eq!(s.topics.prefix, "cli.");
+    }
+
+    #[test]
+    fn later_config_files_win_and_add_tables() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let settings = dir.path().join("scanstream.toml");
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &settings,
+            "[kafka]\nclient_id = \"first\"\nbootstrap_servers = \"kafka:9093\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            &tokens,
+            format!(
+                "[kafka]\nclient_id = \"second\"\n[[api.tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"scans:read\"]\n",
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = load(Sources {
+            files: vec![&settings, &tokens],
+            env: env(&[]),
+            ..Sources::default()
+        });
+        assert_eq!(s.kafka.client_id, "second");
+        assert_eq!(s.kafka.bootstrap_servers, "kafka:9093");
+        assert_eq!(s.api.tokens.len(), 1);
     }
 
     #[test]
@@ -570,7 +600,7 @@ mod tests {
     #[test]
     fn a_missing_config_file_is_an_error() {
         let err = Settings::load(Sources {
-            file: Some(Path::new("/nonexistent/scanstream.toml")),
+            files: vec![Path::new("/nonexistent/scanstream.toml")],
             env: env(&[]),
             ..Sources::default()
         });

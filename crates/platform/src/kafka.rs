@@ -417,7 +417,7 @@ mod tests {
 
     fn settings_with_file(vars: &[(&str, &str)], file: Option<&std::path::Path>) -> KafkaSettings {
         Settings::load(Sources {
-            file,
+            files: file.into_iter().collect(),
             env: Some(
                 vars.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))

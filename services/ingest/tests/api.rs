@@ -45,7 +45,7 @@ fn settings_for(
     };
     std::fs::write(file.path(), toml).unwrap_or_else(|e| panic!("{e}"));
     let settings = Settings::load(Sources {
-        file: Some(file.path()),
+        files: vec![file.path()],
         env: Some(BTreeMap::new()),
         overrides: vec![
             (
