@@ -36,6 +36,10 @@ pub enum TelemetryError {
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets of whole-scan durations, 100 ms to 30 min (a full match wins over the suffix).
+const SCAN_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
 /// Histogram buckets for every `*_size` metric (batch sizes).
 const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
@@ -100,6 +104,11 @@ fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
         .map_err(|e| TelemetryError::Metrics(e.to_string()))?
         .set_buckets_for_metric(Matcher::Suffix("_size".to_owned()), SIZE_BUCKETS)
+        .map_err(|e| TelemetryError::Metrics(e.to_string()))?
+        .set_buckets_for_metric(
+            Matcher::Full("scanstream_scanner_scan_duration_seconds".to_owned()),
+            SCAN_BUCKETS,
+        )
         .map_err(|e| TelemetryError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| TelemetryError::Metrics(e.to_string()))

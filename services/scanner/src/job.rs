@@ -450,10 +450,13 @@ impl JobContext {
             self.scanning
                 .mark_scanned(&command.repo_url, command.git_ref.as_deref(), commit);
         }
+        let elapsed = started.elapsed();
+        metrics::histogram!("scanstream_scanner_scan_duration_seconds")
+            .record(elapsed.as_secs_f64());
         Ok(ScanSucceeded {
             findings: totals,
             commit,
-            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         })
     }
 }
