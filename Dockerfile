@@ -29,7 +29,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid scanstream --home-dir /var/lib/scanstream \
        --shell /usr/sbin/nologin scanstream \
     && install -d -o scanstream -g scanstream /var/lib/scanstream /var/lib/scanstream/cache \
-       /var/lib/scanstream/store
+       /var/lib/scanstream/store /var/lib/scanstream/tokens
 COPY --from=build /out/scanstream /usr/local/bin/scanstream
 USER 10001:10001
 WORKDIR /var/lib/scanstream
