@@ -148,11 +148,16 @@ def check_documents(
 def check_strimzi(classpath: str, docs: list[tuple[str, dict]], workdir: Path) -> list[Problem]:
     if not docs:
         return []
-    files = []
-    for index, (label, doc) in enumerate(docs):
-        path = workdir / f"{index:03d}-{label.replace('/', '_')}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        files.append(str(path))
+    # One file per overlay, so the checker's "FILE: ..." lines name the overlay.
+    by_label: dict[str, list[dict]] = {}
+    for label, doc in docs:
+        by_label.setdefault(label, []).append(doc)
+    labels = {}
+    for index, (label, group) in enumerate(by_label.items()):
+        path = workdir / f"{index}.yaml"
+        path.write_text(yaml.safe_dump_all(group, sort_keys=False))
+        labels[str(path)] = label
+    files = list(labels)
     run = subprocess.run(
         [
             "java",
@@ -173,8 +178,7 @@ def check_strimzi(classpath: str, docs: list[tuple[str, dict]], workdir: Path) -
             print(f"  {line}")
         elif line.strip():
             file, _, rest = line.partition(": ")
-            label = Path(file).stem.split("-", 1)[1].replace("_", "/")
-            problems.append(Problem(label, rest))
+            problems.append(Problem(labels.get(file, file), rest))
     return problems
 
 
@@ -265,7 +269,7 @@ def self_test(args) -> int:
     for description, file, old, new, expect in BREAKS:
         with tempfile.TemporaryDirectory() as work:
             tree = Path(work) / "tree"
-            for part in ("k8s", "strimzi", "tools"):
+            for part in ("k8s", "strimzi"):
                 shutil.copytree(ROOT / part, tree / part)
             target = tree / file
             text = target.read_text()
