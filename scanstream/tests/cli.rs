@@ -1,5 +1,7 @@
 //! The built `scanstream` binary against the real broker and registry.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ fn scanstream(scope: &TestScope, args: &[&str]) -> Output {
         .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
         .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
         .output()
-        .unwrap_or_else(|e| panic!("running scanstream: {e}"))
+        .expect("running scanstream")
 }
 
 fn text(output: &Output) -> String {
@@ -63,7 +65,7 @@ async fn topics_ensure_fails_on_drift_unless_allowed() {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
         .create()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let name = format!("{}scans.findings", scope.topic_prefix);
     let topic = NewTopic::new(&name, 5, TopicReplication::Fixed(1));
     let created = admin
@@ -72,7 +74,7 @@ async fn topics_ensure_fails_on_drift_unless_allowed() {
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(created[0].is_ok(), "{created:?}");
 
     let strict = scanstream(&scope, &["topics", "ensure"]);
@@ -96,7 +98,7 @@ fn bad_configuration_is_a_clear_error() {
         .args(["topics", "ensure"])
         .env("SCANSTREAM__TOPICS__PARTITIONS", "zero")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("partitions"), "{err}");
@@ -110,26 +112,23 @@ mod support;
 #[test]
 fn scan_exit_codes_tell_clean_from_findings_from_errors() {
     let samples = support::samples();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("notes.txt"), "nothing secret here\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "nothing secret here\n").unwrap();
     let scan = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_scanstream"))
             .arg("scan")
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let target = dir.path().display().to_string();
     assert_eq!(scan(&[&target]).status.code(), Some(0));
 
     let sample = &samples.positive[0];
-    std::fs::write(dir.path().join("app.cfg"), sample.text.concat())
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("app.cfg"), sample.text.concat()).unwrap();
     let found = scan(&[&target, "--format", "json"]);
     assert_eq!(found.status.code(), Some(1), "{}", text(&found));
-    let report: serde_json::Value =
-        serde_json::from_slice(&found.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let report: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
     assert_eq!(report["summary"]["findings"], 1);
     assert!(!text(&found).contains(&sample.secret.concat()));
 
@@ -139,13 +138,13 @@ fn scan_exit_codes_tell_clean_from_findings_from_errors() {
         .unwrap_or_default()
         .to_owned();
     let ignore = dir.path().join("ignored.txt");
-    std::fs::write(&ignore, format!("{fingerprint}\n")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&ignore, format!("{fingerprint}\n")).unwrap();
     let config = dir.path().join("scanstream.toml");
     std::fs::write(
         &config,
         format!("[scanner]\nignore_file = \"{}\"\n", ignore.display()),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let quiet = scan(&[&target, "--config", &config.display().to_string()]);
     assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet));
 

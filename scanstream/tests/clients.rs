@@ -1,31 +1,25 @@
 //! `scanstream submit` and `scanstream stats` against real `scanstream ingest` and
 //! `scanstream aggregator` processes on the real broker and registry.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use scanstream_testcontainers::TestScope;
 
+/// A `scanstream` command with the scope's settings in its environment.
 fn scanstream(scope: &TestScope, dir: &std::path::Path) -> Command {
+    let store = dir.join("store").display().to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_scanstream"));
-    command
-        .env(
-            "SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS",
-            &scope.endpoints.bootstrap_servers,
-        )
-        .env("SCANSTREAM__REGISTRY__URL", &scope.endpoints.registry_url)
-        .env("SCANSTREAM__TOPICS__PREFIX", &scope.topic_prefix)
-        .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
-        .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
-        .env("SCANSTREAM__API__LISTEN", "127.0.0.1:0")
-        .env("SCANSTREAM__API__AUTH_ENABLED", "false")
-        .env(
-            "SCANSTREAM__INGEST__REPO_TEMPLATE",
-            "https://git.example.com/{name}.git",
-        )
-        .env("SCANSTREAM__AGGREGATOR__DATA_DIR", dir.join("store"))
-        .env("SCANSTREAM__TELEMETRY__LOG_FILTER", "warn");
+    command.envs(scope.env(&[
+        ("topics.partitions", "2"),
+        ("api.auth_enabled", "false"),
+        ("ingest.repo_template", "https://git.example.com/{name}.git"),
+        ("aggregator.data_dir", &store),
+        ("telemetry.log_filter", "warn"),
+    ]));
     command
 }
 
@@ -36,8 +30,8 @@ fn start(mut command: Command, role: &str) -> (Child, u16) {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        .unwrap();
+    let stdout = child.stdout.take().expect("no stdout");
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     let _ = reader.read_line(&mut line);
@@ -52,10 +46,7 @@ fn start(mut command: Command, role: &str) -> (Child, u16) {
 }
 
 fn run(mut command: Command, args: &[&str]) -> Output {
-    command
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"))
+    command.args(args).output().unwrap()
 }
 
 fn out(output: &Output) -> String {
@@ -69,7 +60,7 @@ fn out(output: &Output) -> String {
 #[test]
 fn submit_and_stats_talk_to_the_rest_api() {
     let scope = TestScope::new("clients");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let ensured = run(scanstream(&scope, dir.path()), &["topics", "ensure"]);
     assert!(ensured.status.success(), "{}", out(&ensured));
     let (mut ingest, ingest_port) = start(scanstream(&scope, dir.path()), "ingest");
@@ -97,8 +88,7 @@ fn submit_and_stats_talk_to_the_rest_api() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(accepted.status.success(), "{}", out(&accepted));
-    let answer: serde_json::Value =
-        serde_json::from_slice(&accepted.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let answer: serde_json::Value = serde_json::from_slice(&accepted.stdout).unwrap();
     assert_eq!(answer["status"], "queued");
     let uuid = answer["uuid"].as_str().unwrap_or_default().to_owned();
 

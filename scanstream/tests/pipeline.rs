@@ -3,6 +3,8 @@
 //! submitted over HTTP; stats, job state and findings checked against what was planted; then a
 //! SIGKILL and a restart on the same data folder, after which every job is still there.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -45,8 +47,8 @@ impl Up {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start scanstream up: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+            .expect("cannot start scanstream up");
+        let stdout = child.stdout.take().expect("no stdout");
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -73,7 +75,7 @@ impl Up {
 
     fn token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("api-token"))
-            .unwrap_or_else(|e| panic!("up wrote no token: {e}"))
+            .expect("up wrote no token")
             .trim()
             .to_owned()
     }
@@ -125,7 +127,7 @@ impl Client {
             .json(&json!({"name": name, "repo": repo, "mode": mode}))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("POST /jobs: {e}"));
+            .expect("POST /jobs");
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         assert_eq!(status, 202, "{body}");
@@ -173,7 +175,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
     let scope = TestScope::new("pipeline");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let config = dir.path().join("scanstream.toml");
     std::fs::write(
@@ -182,14 +184,14 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
             "[scanner]\nfingerprint_key = \"{FINGERPRINT_KEY}\"\nconcurrency = 4\n\n[telemetry]\nlog_filter = \"info\"\n"
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let mut planted: Vec<Vec<Planted>> = Vec::new();
     for i in 0..REPOSITORIES {
         let repo = data_dir.join("repos").join(format!("service-{i}"));
-        planted.push(plant_repository(&repo).unwrap_or_else(|e| panic!("{e:#}")));
+        planted.push(plant_repository(&repo).unwrap());
     }
     let engine = SecretsEngine::new(
-        RulePack::load(&[] as &[&str]).unwrap_or_else(|e| panic!("{e}")),
+        RulePack::load(&[] as &[&str]).unwrap(),
         FINGERPRINT_KEY.as_bytes(),
     );
     let fingerprint = |p: &Planted| engine.fingerprint(p.rule, p.secret.as_bytes());
@@ -332,28 +334,11 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
 
     // Findings on scans.findings match the planted secrets by fingerprint, run by run, and
     // carry none of them in clear.
-    let settings = {
-        let mut settings =
-            scanstream_platform::Settings::load(scanstream_platform::config::Sources {
-                files: Vec::new(),
-                env: None,
-                overrides: vec![
-                    (
-                        "kafka.bootstrap_servers".into(),
-                        scope.endpoints.bootstrap_servers.clone(),
-                    ),
-                    ("registry.url".into(), scope.endpoints.registry_url.clone()),
-                    ("topics.prefix".into(), scope.topic_prefix.clone()),
-                ],
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        settings.topics.replication_factor = 1;
-        settings
-    };
+    let settings = scope.settings("", &[]);
     let ids: HashSet<JobId> = jobs.iter().map(|j| JobId::from_name(&j.name)).collect();
     let findings = scanstream::findings::read(&settings, &ids, since, Duration::from_secs(60))
         .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        .unwrap();
     for job in &jobs {
         let expected: BTreeSet<(String, String)> = planted[job.repo]
             .iter()
@@ -388,12 +373,12 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
         .get(format!("{}/metrics", up.url))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .text()
         .await
         .unwrap_or_default();
     let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("/metrics does not parse: {e}"));
+        .expect("/metrics does not parse");
     let names: BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
     for name in [
         "scanstream_http_requests_total",
@@ -476,11 +461,11 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
     let sent = Command::new("kill")
         .args(["-TERM", &up.child.id().to_string()])
         .status()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(sent.success());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(status) = up.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+        if let Some(status) = up.child.try_wait().unwrap() {
             assert!(
                 status.success(),
                 "up exited with {status}\n{}",
@@ -500,7 +485,7 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
 #[test]
 fn the_demo_scans_its_planted_repository_and_shows_redacted_findings() {
     let scope = TestScope::new("demo");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
         .args(["--bootstrap", &scope.endpoints.bootstrap_servers])
@@ -518,7 +503,7 @@ fn the_demo_scans_its_planted_repository_and_shows_redacted_findings() {
         .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
         .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -546,7 +531,7 @@ fn the_demo_scans_its_planted_repository_and_shows_redacted_findings() {
         .current_dir(&repo)
         .args(["log", "--all", "-p"])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let history = String::from_utf8_lossy(&show.stdout);
     let secrets: Vec<&str> = history
         .lines()

@@ -7,6 +7,8 @@
 //! due tick of a schedule exactly once; a deleted schedule never fires again, and a suspended
 //! one fires nothing until it is resumed and then fires at the next tick.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -17,9 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use scanstream_contracts::Topic;
 use scanstream_contracts::event::{EventPayload, ScanEvent};
+use scanstream_ingest::Ingest;
 use scanstream_platform::Settings;
-use scanstream_platform::config::Sources;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
+use scanstream_platform::server::Application;
 use scanstream_platform::tail::{Tail, TailSource};
 use scanstream_scheduler::{minute_of, tick_of};
 use scanstream_testcontainers::TestScope;
@@ -45,30 +48,6 @@ impl SimClock {
     }
 }
 
-fn env(scope: &TestScope, origin: i64) -> Vec<(String, String)> {
-    [
-        (
-            "KAFKA__BOOTSTRAP_SERVERS",
-            scope.endpoints.bootstrap_servers.clone(),
-        ),
-        ("KAFKA__STATISTICS_INTERVAL_MS", "0".to_owned()),
-        ("REGISTRY__URL", scope.endpoints.registry_url.clone()),
-        ("TOPICS__PREFIX", scope.topic_prefix.clone()),
-        ("TOPICS__PARTITIONS", "2".to_owned()),
-        ("TOPICS__REPLICATION_FACTOR", "1".to_owned()),
-        ("API__AUTH_ENABLED", "false".to_owned()),
-        ("API__LISTEN", "127.0.0.1:0".to_owned()),
-        ("SCHEDULER__CLOCK_SCALE", format!("{SCALE}.0")),
-        ("SCHEDULER__CLOCK_ORIGIN_MS", origin.to_string()),
-        ("SCHEDULER__SESSION_TIMEOUT_MS", "6000".to_owned()),
-        // The failover gap is some 6–10 s, i.e. 6–10 schedule minutes: every tick fires late.
-        ("SCHEDULER__STARTING_DEADLINE_SECONDS", "3600".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("SCANSTREAM__{k}"), v))
-    .collect()
-}
-
 /// A `scanstream scheduler` process and the port it serves probes on.
 struct Instance {
     name: &'static str,
@@ -78,8 +57,7 @@ struct Instance {
 
 impl Instance {
     fn start(name: &'static str, vars: &[(String, String)], log_dir: &Path) -> Instance {
-        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log"))).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
             .args(["scheduler", "--instance-id", name])
             .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -90,8 +68,8 @@ impl Instance {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start scanstream scheduler: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+            .expect("cannot start scanstream scheduler");
+        let stdout = child.stdout.take().expect("no stdout");
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -179,8 +157,7 @@ impl Api {
 type Fired = BTreeMap<String, BTreeMap<i64, Vec<i64>>>;
 
 async fn fired(settings: &Settings) -> Fired {
-    let codec =
-        Arc::new(scanstream_platform::registry::codec(settings).unwrap_or_else(|e| panic!("{e}")));
+    let codec = Arc::new(scanstream_platform::registry::codec(settings).unwrap());
     let stop = CancellationToken::new();
     let (tail, task) = Tail::start(
         TailSource {
@@ -206,9 +183,7 @@ async fn fired(settings: &Settings) -> Fired {
             }
         },
     );
-    tail.sync(Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    tail.sync(Duration::from_secs(30)).await.unwrap();
     let result = tail.read(Clone::clone);
     stop.cancel();
     let _ = task.await;
@@ -220,23 +195,26 @@ async fn every_due_tick_fires_exactly_once_across_a_killed_leader() {
     let scope = TestScope::new("scheduler-failover");
     let origin = real_ms();
     let clock = SimClock { origin };
-    let vars = env(&scope, origin);
-    let settings = Settings::load(Sources {
-        files: Vec::new(),
-        env: Some(vars.iter().cloned().collect()),
-        overrides: Vec::new(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    scanstream::topics::ensure(&settings, false)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let logs = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The settings of every process of the test (the schedulers get them as environment
+    // variables): on top of the scope's, the schedule clock and a short group session.
+    let (scale, origin_ms) = (format!("{SCALE}.0"), origin.to_string());
+    let overrides = [
+        ("topics.partitions", "2"),
+        ("api.auth_enabled", "false"),
+        ("scheduler.clock_scale", scale.as_str()),
+        ("scheduler.clock_origin_ms", origin_ms.as_str()),
+        ("scheduler.session_timeout_ms", "6000"),
+        // The failover gap is some 6–10 s, i.e. 6–10 schedule minutes: every tick fires late.
+        ("scheduler.starting_deadline_seconds", "3600"),
+    ];
+    let vars = scope.env(&overrides);
+    let settings = scope.settings("", &overrides);
+    scanstream::topics::ensure(&settings, false).await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
 
-    let metrics =
-        scanstream_platform::telemetry::metrics_handle().unwrap_or_else(|e| panic!("{e}"));
-    let ingest = scanstream_ingest::Application::build(&settings, metrics)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = scanstream_platform::telemetry::metrics_handle().unwrap();
+    let ingest = Ingest::start(&settings).await.unwrap();
+    let ingest = Application::build(&settings.api.listen, vec![ingest], metrics).unwrap();
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://127.0.0.1:{}", ingest.port()),
@@ -277,10 +255,7 @@ async fn every_due_tick_fires_exactly_once_across_a_killed_leader() {
     } else {
         (&mut b, &a)
     };
-    killed
-        .child
-        .kill()
-        .unwrap_or_else(|e| panic!("cannot kill the leader: {e}"));
+    killed.child.kill().expect("cannot kill the leader");
     let _ = killed.child.wait();
     let killed_at = clock.now();
     leader_of(&[survivor], &api.http, Duration::from_secs(60)).await;
@@ -325,10 +300,10 @@ async fn every_due_tick_fires_exactly_once_across_a_killed_leader() {
     let status = Command::new("kill")
         .args(["-TERM", &survivor_pid.to_string()])
         .status()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(status.success());
     let survivor = if first == 0 { &mut b } else { &mut a };
-    let exit = survivor.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let exit = survivor.child.wait().unwrap();
     assert!(exit.success(), "the scheduler exited with {exit}");
     let stopped_minute = minute_of(clock.now());
 

@@ -118,7 +118,8 @@ pub fn run_dir() -> PathBuf {
     ))
 }
 
-/// One test's private corner of the shared cluster.
+/// One test's private corner of the shared cluster. [`crate::kafka`] adds what a test does with
+/// it: settings, topics, a codec and reading topics back.
 #[derive(Debug, Clone)]
 pub struct TestScope {
     pub endpoints: Endpoints,

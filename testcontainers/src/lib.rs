@@ -14,11 +14,13 @@
 //! - [`local`]: the local-process backend (also what `scanstream up` runs).
 //! - [`docker`]: the Docker backend.
 //! - [`fixture`]: the shared per-run cluster tests use, and per-test isolation ([`TestScope`]).
+//! - [`kafka`]: what tests do on their scope: settings, topics, a codec, reading topics back.
 //! - [`ready`]: waiting until a broker and a registry really answer.
 
 pub mod artifacts;
 pub mod docker;
 pub mod fixture;
+pub mod kafka;
 pub mod local;
 pub mod ready;
 
@@ -26,6 +28,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fixture::{TestScope, shared};
+pub use kafka::{TopicReader, ensure_topics, header};
 pub use local::{LocalCluster, LocalOptions};
 
 /// Where a started cluster can be reached.

@@ -7,6 +7,8 @@
 //! test says so and passes: only a kind context is ever used, never the current one, so it
 //! cannot deploy into a real cluster by accident.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -216,14 +218,14 @@ fn kustomize(dir: &Path) -> String {
             .arg(dir)
             .output(),
     }
-    .unwrap_or_else(|e| panic!("kustomize: {e}"));
+    .expect("kustomize");
     assert!(
         output.status.success(),
         "kustomize build {}: {}",
         dir.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).unwrap_or_else(|e| panic!("{e}"))
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// The documents of a multi-document YAML stream, with Strimzi's placeholder namespace replaced
@@ -238,7 +240,7 @@ fn documents(text: &str, namespace: &str) -> Vec<DynamicObject> {
         };
         let mut value = value;
         replace_namespace(&mut value, namespace);
-        out.push(serde_json::from_value(value).unwrap_or_else(|e| panic!("not a resource: {e}")));
+        out.push(serde_json::from_value(value).expect("not a resource"));
     }
     out
 }
@@ -279,14 +281,11 @@ async fn apply(client: &Client, docs: &[DynamicObject]) {
     let discovery = Discovery::new(client.clone())
         .run()
         .await
-        .unwrap_or_else(|e| panic!("API discovery: {e}"));
+        .expect("API discovery");
     let params = PatchParams::apply(MANAGER).force();
     for doc in docs {
-        let types = doc
-            .types
-            .as_ref()
-            .unwrap_or_else(|| panic!("a document without kind"));
-        let gvk = GroupVersionKind::try_from(types).unwrap_or_else(|e| panic!("{e}"));
+        let types = doc.types.as_ref().expect("a document without kind");
+        let gvk = GroupVersionKind::try_from(types).unwrap();
         let (resource, caps) = discovery
             .resolve_gvk(&gvk)
             .unwrap_or_else(|| panic!("the cluster does not serve {gvk:?}"));
@@ -311,7 +310,7 @@ async fn dynamic_api(
     let discovery = Discovery::new(client.clone())
         .run()
         .await
-        .unwrap_or_else(|e| panic!("API discovery: {e}"));
+        .expect("API discovery");
     let (resource, _) = discovery
         .resolve_gvk(&GroupVersionKind::gvk(group, version, kind))
         .unwrap_or_else(|| panic!("the cluster does not serve {group}/{version} {kind}"));
@@ -349,7 +348,7 @@ fn secret(name: &str, data: BTreeMap<&str, String>) -> DynamicObject {
         "metadata": {"name": name, "namespace": NAMESPACE},
         "stringData": data,
     }))
-    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap()
 }
 
 async fn wait<F, T, E>(what: &str, limit: Duration, future: F)

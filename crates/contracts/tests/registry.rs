@@ -1,31 +1,21 @@
 //! Encoding and decoding through a real Confluent-compatible schema registry (the shared test
 //! cluster's), with per-test subjects.
 
-mod common;
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+mod common;
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use scanstream_contracts::event::{EventPayload, ScanEvent, ScanStarted};
 use scanstream_contracts::finding::Finding;
 use scanstream_contracts::schema::{AvroRecord, SchemaFile};
-use scanstream_contracts::{Codec, CodecError, RegistryConfig, Topic, TopicNames};
+use scanstream_contracts::{Codec, CodecError, Topic};
 use scanstream_testcontainers::TestScope;
 
 fn codec(test: &str) -> (Codec, TestScope) {
     let scope = TestScope::new(test);
-    let codec = Codec::new(
-        RegistryConfig {
-            url: scope.endpoints.registry_url.clone(),
-            username: None,
-            password: None,
-            timeout: Duration::from_secs(10),
-        },
-        TopicNames::new(scope.topic_prefix.clone()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    (codec, scope)
+    (scope.codec(), scope)
 }
 
 async fn round_trip<T: AvroRecord + PartialEq + std::fmt::Debug>(
@@ -57,7 +47,7 @@ async fn round_trip<T: AvroRecord + PartialEq + std::fmt::Debug>(
 #[tokio::test]
 async fn every_type_and_variant_round_trips_through_the_registry() {
     let (codec, _scope) = codec("round-trip");
-    let registered = codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+    let registered = codec.register_all().await.unwrap();
     assert_eq!(registered.len(), 6);
     round_trip(&codec, Topic::Commands, common::commands()).await;
     round_trip(&codec, Topic::Events, common::events()).await;
@@ -70,13 +60,13 @@ async fn every_type_and_variant_round_trips_through_the_registry() {
 #[tokio::test]
 async fn registration_is_idempotent() {
     let (codec, _scope) = codec("idempotent");
-    let first = codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
-    let second = codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+    let first = codec.register_all().await.unwrap();
+    let second = codec.register_all().await.unwrap();
     assert_eq!(first, second);
 }
 
 fn events_schema_json() -> serde_json::Value {
-    serde_json::from_str(SchemaFile::ScanEvent.source()).unwrap_or_else(|e| panic!("{e}"))
+    serde_json::from_str(SchemaFile::ScanEvent.source()).unwrap()
 }
 
 #[tokio::test]
@@ -86,31 +76,30 @@ async fn an_incompatible_schema_change_is_rejected_and_a_compatible_one_accepted
     let v1 = codec
         .register(&subject, SchemaFile::ScanEvent.source())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 
     // A new required field (no default): readers of v2 cannot read v1 data → not BACKWARD.
     let mut incompatible = events_schema_json();
     incompatible["fields"]
         .as_array_mut()
-        .unwrap_or_else(|| panic!("fields"))
+        .expect("fields")
         .push(serde_json::json!({"name": "tenant", "type": "string", "doc": "new"}));
     let err = codec
         .register(&subject, &incompatible.to_string())
         .await
-        .err()
-        .unwrap_or_else(|| panic!("an incompatible schema was registered"));
+        .expect_err("an incompatible schema was registered");
     assert!(matches!(err, CodecError::Incompatible { .. }), "{err}");
 
     // The same field with a default is a compatible evolution.
     let mut compatible = events_schema_json();
     compatible["fields"]
         .as_array_mut()
-        .unwrap_or_else(|| panic!("fields"))
+        .expect("fields")
         .push(serde_json::json!({"name": "tenant", "type": "string", "default": "", "doc": "new"}));
     let v2 = codec
         .register(&subject, &compatible.to_string())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_ne!(v1.schema_id, v2.schema_id);
 }
 
@@ -121,41 +110,37 @@ async fn records_written_with_an_evolved_schema_decode_by_branch_name() {
     let (codec, scope) = codec("evolved");
     let subject = format!("{}scans.events-value", scope.topic_prefix);
     let mut evolved = events_schema_json();
-    let fields = evolved["fields"]
-        .as_array_mut()
-        .unwrap_or_else(|| panic!("fields"));
+    let fields = evolved["fields"].as_array_mut().expect("fields");
     fields.push(
         serde_json::json!({"name": "tenant", "type": "string", "default": "acme", "doc": "new"}),
     );
     let payload = fields
         .iter_mut()
         .find(|f| f["name"] == "payload")
-        .unwrap_or_else(|| panic!("payload"));
-    let branches = payload["type"]
-        .as_array_mut()
-        .unwrap_or_else(|| panic!("union"));
+        .expect("payload");
+    let branches = payload["type"].as_array_mut().expect("union");
     let started = branches.remove(1);
     let mut started = started;
     started["fields"]
         .as_array_mut()
-        .unwrap_or_else(|| panic!("fields"))
+        .expect("fields")
         .push(serde_json::json!({"name": "host", "type": "string", "default": "", "doc": "new"}));
     branches.push(started);
     let evolved_text = evolved.to_string();
     codec
         .register(&subject, SchemaFile::ScanEvent.source())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let v2 = codec
         .register(&subject, &evolved_text)
         .await
-        .unwrap_or_else(|e| panic!("evolved schema should be BACKWARD compatible: {e}"));
+        .expect("evolved schema should be BACKWARD compatible");
 
-    let writer = Schema::parse_str(&evolved_text).unwrap_or_else(|e| panic!("{e}"));
+    let writer = Schema::parse_str(&evolved_text).unwrap();
     let expected = common::events()
         .into_iter()
         .find(|e| matches!(e.payload, EventPayload::ScanStarted(_)))
-        .unwrap_or_else(|| panic!("sample"));
+        .expect("sample");
     let EventPayload::ScanStarted(ScanStarted { scanner_id }) = &expected.payload else {
         unreachable!()
     };
@@ -194,11 +179,11 @@ async fn records_written_with_an_evolved_schema_decode_by_branch_name() {
     let body = apache_avro::writer::datum::GenericDatumWriter::builder(&writer)
         .build()
         .and_then(|w| w.write_value_to_vec(value))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut bytes = vec![0u8];
     bytes.extend_from_slice(&v2.schema_id.to_be_bytes());
     bytes.extend_from_slice(&body);
-    let decoded: ScanEvent = codec.decode(&bytes).await.unwrap_or_else(|e| panic!("{e}"));
+    let decoded: ScanEvent = codec.decode(&bytes).await.unwrap();
     assert_eq!(decoded, expected);
 }
 
@@ -210,7 +195,7 @@ fn branches_len(schema: &Schema) -> usize {
         .fields
         .iter()
         .find(|f| f.name == "payload")
-        .unwrap_or_else(|| panic!("payload"));
+        .expect("payload");
     let Schema::Union(union) = &field.schema else {
         panic!("union")
     };
@@ -220,7 +205,7 @@ fn branches_len(schema: &Schema) -> usize {
 #[tokio::test]
 async fn bad_bytes_are_clear_errors_not_panics() {
     let (codec, _scope) = codec("bad-bytes");
-    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+    codec.register_all().await.unwrap();
     for bytes in [
         &b""[..],
         b"\x01\x00\x00\x00\x01",
@@ -239,15 +224,11 @@ async fn bad_bytes_are_clear_errors_not_panics() {
     }
     // A well-formed record of another type is named as such.
     let finding = common::findings().remove(0);
-    let bytes = codec
-        .encode(Topic::Findings, &finding)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes = codec.encode(Topic::Findings, &finding).await.unwrap();
     let err = codec
         .decode::<ScanEvent>(&bytes)
         .await
-        .err()
-        .unwrap_or_else(|| panic!("decoded"));
+        .expect_err("decoded");
     assert!(matches!(err, CodecError::WrongRecord { .. }), "{err}");
     // A truncated record is an error too.
     let err = codec
@@ -259,7 +240,6 @@ async fn bad_bytes_are_clear_errors_not_panics() {
     let err = codec
         .encode(Topic::Events, &finding)
         .await
-        .err()
-        .unwrap_or_else(|| panic!("encoded"));
+        .expect_err("encoded");
     assert!(matches!(err, CodecError::WrongTopic { .. }), "{err}");
 }

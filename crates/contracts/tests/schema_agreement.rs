@@ -5,6 +5,8 @@
 //!   exercised by a sample, and every sample's values have the schema's types;
 //! - the schemas the binary embeds are the committed files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
@@ -230,17 +232,16 @@ fn agree<T: Serialize>(file: SchemaFile, samples: &[T]) {
         "{} embedded copy differs from the file",
         file.file_name()
     );
-    let resolved = ResolvedSchema::try_from(&schema).unwrap_or_else(|e| panic!("{e}"));
+    let resolved = ResolvedSchema::try_from(&schema).unwrap();
     let mut checker = Checker {
         names: resolved.get_names(),
         seen: Seen::default(),
     };
     for sample in samples {
-        let value = apache_avro::to_value(sample).unwrap_or_else(|e| panic!("{e}"));
+        let value = apache_avro::to_value(sample).unwrap();
         checker.check(&value, &schema, "");
         // And the typed encoding with the file's schema accepts the sample.
-        let mut writer =
-            apache_avro::Writer::new(&schema, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let mut writer = apache_avro::Writer::new(&schema, Vec::new()).unwrap();
         writer
             .append_ser(sample)
             .unwrap_or_else(|e| panic!("{}: sample does not encode: {e}", file.file_name()));
@@ -288,7 +289,7 @@ fn schedule_ticks_agree_with_their_schema() {
 #[test]
 fn every_schema_file_is_known_to_the_code() {
     let on_disk: BTreeSet<String> = std::fs::read_dir(schemas_dir())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".avsc"))
@@ -332,8 +333,7 @@ fn every_field_and_type_is_documented() {
         }
     }
     for file in SchemaFile::ALL {
-        let json: serde_json::Value =
-            serde_json::from_str(file.source()).unwrap_or_else(|e| panic!("{e}"));
+        let json: serde_json::Value = serde_json::from_str(file.source()).unwrap();
         assert_eq!(json["namespace"], "io.scanstream", "{}", file.file_name());
         walk(&json, file.file_name());
     }

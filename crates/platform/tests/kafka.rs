@@ -1,5 +1,7 @@
 //! The client factory, topic admin and codec against the real broker and registry.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use rdkafka::Message;
@@ -7,32 +9,16 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureRecord, Producer};
 use scanstream_contracts::event::{EventPayload, ScanEvent, ScanStarted};
-use scanstream_contracts::{Codec, JobId, RegistryConfig, RunId, Topic, TopicNames};
+use scanstream_contracts::{JobId, RunId, Topic, TopicNames};
 use scanstream_platform::Settings;
-use scanstream_platform::config::{Sources, TopicSettings};
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::topics;
-use scanstream_testcontainers::TestScope;
+use scanstream_testcontainers::{TestScope, ensure_topics};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn settings(scope: &TestScope, partitions: i32) -> Settings {
-    Settings::load(Sources {
-        env: Some(Default::default()),
-        overrides: vec![
-            (
-                "kafka.bootstrap_servers".into(),
-                scope.endpoints.bootstrap_servers.clone(),
-            ),
-            ("registry.url".into(), scope.endpoints.registry_url.clone()),
-            ("topics.prefix".into(), scope.topic_prefix.clone()),
-            ("topics.partitions".into(), partitions.to_string()),
-            ("topics.replication_factor".into(), "1".into()),
-            ("kafka.statistics_interval_ms".into(), "0".into()),
-        ],
-        ..Sources::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    scope.settings("", &[("topics.partitions", &partitions.to_string())])
 }
 
 #[tokio::test]
@@ -40,12 +26,12 @@ async fn ensure_creates_every_topic_once_and_then_changes_nothing() {
     let scope = TestScope::new("ensure");
     let s = settings(&scope, 3);
     let factory = KafkaFactory::new(s.kafka.clone());
-    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
+    let admin = factory.admin().unwrap();
     let names = TopicNames::new(s.topics.prefix.clone());
 
     let first = topics::ensure(&admin, &names, &s.topics, TIMEOUT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut all: Vec<String> = Topic::ALL.iter().map(|t| names.name(*t)).collect();
     all.sort();
     let mut created = first.created.clone();
@@ -55,7 +41,7 @@ async fn ensure_creates_every_topic_once_and_then_changes_nothing() {
 
     let second = topics::ensure(&admin, &names, &s.topics, TIMEOUT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(second.created.is_empty(), "{second:?}");
     assert!(second.drift.is_empty(), "{second:?}");
     let mut unchanged = second.unchanged.clone();
@@ -66,12 +52,12 @@ async fn ensure_creates_every_topic_once_and_then_changes_nothing() {
     let metadata = admin
         .inner()
         .fetch_metadata(Some(&names.name(Topic::Schedules)), TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(metadata.topics()[0].partitions().len(), 1);
     let metadata = admin
         .inner()
         .fetch_metadata(Some(&names.name(Topic::Events)), TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(metadata.topics()[0].partitions().len(), 3);
 }
 
@@ -80,7 +66,7 @@ async fn ensure_reports_drift_without_changing_the_topic() {
     let scope = TestScope::new("drift");
     let s = settings(&scope, 3);
     let factory = KafkaFactory::new(s.kafka.clone());
-    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
+    let admin = factory.admin().unwrap();
     let names = TopicNames::new(s.topics.prefix.clone());
     let events = names.name(Topic::Events);
     let job_state = names.name(Topic::JobState);
@@ -94,14 +80,14 @@ async fn ensure_reports_drift_without_changing_the_topic() {
             &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
     {
-        result.unwrap_or_else(|(t, c)| panic!("{t}: {c}"));
+        result.unwrap();
     }
 
     let report = topics::ensure(&admin, &names, &s.topics, TIMEOUT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let found: Vec<(String, String, String, String)> = report
         .drift
         .iter()
@@ -140,21 +126,8 @@ async fn ensure_reports_drift_without_changing_the_topic() {
     // Reported, not repaired.
     let again = topics::ensure(&admin, &names, &s.topics, TIMEOUT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(again.drift, report.drift);
-}
-
-fn codec(s: &Settings) -> Codec {
-    Codec::new(
-        RegistryConfig {
-            url: s.registry.url.clone(),
-            username: None,
-            password: None,
-            timeout: Duration::from_secs(10),
-        },
-        TopicNames::new(s.topics.prefix.clone()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn started(n: i32) -> ScanEvent {
@@ -179,67 +152,43 @@ async fn committed_events_are_read_back_and_aborted_ones_never_seen() {
     let scope = TestScope::new("transactions");
     let s = settings(&scope, 2);
     let factory = KafkaFactory::new(s.kafka.clone());
-    let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
-    let names = TopicNames::new(s.topics.prefix.clone());
-    topics::ensure(
-        &admin,
-        &names,
-        &TopicSettings { ..s.topics.clone() },
-        TIMEOUT,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let codec = codec(&s);
-    codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
-    let topic = names.name(Topic::Events);
+    ensure_topics(&s).await;
+    let codec = scope.codec();
+    codec.register_all().await.unwrap();
+    let topic = scope.names().name(Topic::Events);
 
     let producer = factory
         .transactional_producer(ClientRole::Ingest, &format!("{}tx", scope.topic_prefix))
-        .unwrap_or_else(|e| panic!("{e}"));
-    producer
-        .init_transactions(TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    producer.init_transactions(TIMEOUT).unwrap();
     for (n, commit) in [(1, true), (2, false), (3, true)] {
-        producer
-            .begin_transaction()
-            .unwrap_or_else(|e| panic!("{e}"));
+        producer.begin_transaction().unwrap();
         let event = started(n);
-        let bytes = codec
-            .encode(Topic::Events, &event)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let bytes = codec.encode(Topic::Events, &event).await.unwrap();
         let key = event.job_id.key();
         producer
             .send(FutureRecord::to(&topic).key(&key).payload(&bytes), TIMEOUT)
             .await
-            .unwrap_or_else(|(e, _)| panic!("{e}"));
+            .map_err(|(e, _)| e)
+            .unwrap();
         if commit {
-            producer
-                .commit_transaction(TIMEOUT)
-                .unwrap_or_else(|e| panic!("{e}"));
+            producer.commit_transaction(TIMEOUT).unwrap();
         } else {
-            producer
-                .abort_transaction(TIMEOUT)
-                .unwrap_or_else(|e| panic!("{e}"));
+            producer.abort_transaction(TIMEOUT).unwrap();
         }
     }
 
     let consumer = factory
         .consumer(ClientRole::Aggregator, &scope.group_id)
-        .unwrap_or_else(|e| panic!("{e}"));
-    consumer
-        .subscribe(&[&topic])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while seen.len() < 2 && tokio::time::Instant::now() < deadline {
         let message = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await;
         let Ok(Ok(message)) = message else { continue };
-        let payload = message.payload().unwrap_or_else(|| panic!("no payload"));
-        let event: ScanEvent = codec
-            .decode(payload)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let payload = message.payload().expect("no payload");
+        let event: ScanEvent = codec.decode(payload).await.unwrap();
         assert_eq!(message.key(), Some(event.job_id.key().as_bytes()));
         seen.push(event);
     }

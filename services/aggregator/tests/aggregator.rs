@@ -1,12 +1,15 @@
 //! The aggregator against the real broker and registry: what it serves equals the pure fold of
 //! every event produced, through duplicates, retries, reordering and crashes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use scanstream_aggregator::Application;
+use scanstream_aggregator::Aggregator;
 use scanstream_aggregator::fold::fold;
 use scanstream_aggregator::stats::{HistoryLimits, job_stats, render};
 use scanstream_contracts::event::{
@@ -15,86 +18,63 @@ use scanstream_contracts::event::{
 };
 use scanstream_contracts::finding::SeverityCounts;
 use scanstream_contracts::state::JobState;
-use scanstream_contracts::{Codec, JobId, RunId, Topic, TopicNames};
+use scanstream_contracts::{Codec, JobId, RunId, Topic};
 use scanstream_platform::Settings;
-use scanstream_platform::config::Sources;
-use scanstream_platform::kafka::KafkaFactory;
-use scanstream_testcontainers::TestScope;
+use scanstream_platform::server::Application;
+use scanstream_testcontainers::{TestScope, ensure_topics};
 use tokio_util::sync::CancellationToken;
 
-fn settings(scope: &TestScope, data_dir: &std::path::Path, instance: &str) -> Settings {
-    Settings::load(Sources {
-        env: Some(BTreeMap::new()),
-        overrides: vec![
-            (
-                "kafka.bootstrap_servers".into(),
-                scope.endpoints.bootstrap_servers.clone(),
-            ),
-            ("kafka.statistics_interval_ms".into(), "0".into()),
-            ("registry.url".into(), scope.endpoints.registry_url.clone()),
-            ("topics.prefix".into(), scope.topic_prefix.clone()),
-            ("topics.partitions".into(), "3".into()),
-            ("topics.replication_factor".into(), "1".into()),
-            ("api.listen".into(), "127.0.0.1:0".into()),
-            ("api.auth_enabled".into(), "false".into()),
-            ("aggregator.data_dir".into(), data_dir.display().to_string()),
-            ("aggregator.instance_id".into(), instance.into()),
-            ("aggregator.batch_max_events".into(), "500".into()),
-            ("aggregator.batch_linger_ms".into(), "10".into()),
+fn settings(scope: &TestScope, data_dir: &Path, instance: &str) -> Settings {
+    scope.settings(
+        "",
+        &[
+            ("topics.partitions", "3"),
+            ("api.auth_enabled", "false"),
+            ("aggregator.data_dir", &data_dir.display().to_string()),
+            ("aggregator.instance_id", instance),
+            ("aggregator.batch_max_events", "500"),
+            ("aggregator.batch_linger_ms", "10"),
         ],
-        ..Sources::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    )
 }
 
 struct Harness {
     scope: TestScope,
     codec: Codec,
     producer: FutureProducer,
-    names: TopicNames,
 }
 
 impl Harness {
     async fn new(test: &str) -> Harness {
         let scope = TestScope::new(test);
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let s = settings(&scope, dir.path(), "setup");
-        let factory = KafkaFactory::new(s.kafka.clone());
-        let admin = factory.admin().unwrap_or_else(|e| panic!("{e}"));
-        let names = TopicNames::new(s.topics.prefix.clone());
-        scanstream_platform::topics::ensure(&admin, &names, &s.topics, Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let codec = scanstream_platform::registry::codec(&s).unwrap_or_else(|e| panic!("{e}"));
-        codec.register_all().await.unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        ensure_topics(&settings(&scope, dir.path(), "setup")).await;
+        let codec = scope.codec();
+        codec.register_all().await.unwrap();
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &scope.endpoints.bootstrap_servers)
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .create()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         Harness {
             scope,
             codec,
             producer,
-            names,
         }
     }
 
     async fn produce(&self, events: &[ScanEvent]) {
-        let topic = self.names.name(Topic::Events);
+        let topic = self.scope.names().name(Topic::Events);
         let mut pending = Vec::new();
         for event in events {
-            let bytes = self
-                .codec
-                .encode(Topic::Events, event)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let bytes = self.codec.encode(Topic::Events, event).await.unwrap();
             let key = event.job_id.key();
             let delivery = self
                 .producer
                 .send_result(FutureRecord::to(&topic).key(&key).payload(&bytes))
-                .unwrap_or_else(|(e, _)| panic!("{e}"));
+                .map_err(|(e, _)| e)
+                .unwrap();
             pending.push(delivery);
         }
         for delivery in pending {
@@ -105,22 +85,23 @@ impl Harness {
         }
     }
 
-    async fn start(&self, data_dir: &std::path::Path, instance: &str) -> (Application, String) {
+    /// Starts an aggregator on `data_dir` and serves it on a free port.
+    async fn start(&self, data_dir: &Path, instance: &str) -> (Application, String) {
         let s = settings(&self.scope, data_dir, instance);
-        let metrics =
-            scanstream_platform::telemetry::metrics_handle().unwrap_or_else(|e| panic!("{e}"));
+        let metrics = scanstream_platform::telemetry::metrics_handle().unwrap();
         // A crashed instance's store may still be closing on a blocking thread (a real restart
         // is a new process, after the old one exited): retry the open briefly.
         let deadline = Instant::now() + Duration::from_secs(15);
-        let app = loop {
-            match Application::build(&s, metrics.clone()).await {
-                Ok(app) => break app,
+        let aggregator = loop {
+            match Aggregator::start(&s).await {
+                Ok(aggregator) => break aggregator,
                 Err(e) if e.to_string().contains("already open") && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("{e}"),
             }
         };
+        let app = Application::build(&s.api.listen, vec![aggregator], metrics).unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         (app, base)
     }
@@ -271,7 +252,7 @@ fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 fn pure_fold(events: &[ScanEvent]) -> BTreeMap<JobId, JobState> {
@@ -323,7 +304,7 @@ async fn duplicates_retries_and_reordering_give_exactly_the_pure_fold() {
     let h = Harness::new("agg-fold").await;
     let events = stream(40, 7);
     h.produce(&events).await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let (app, base) = h.start(dir.path(), "a").await;
     let stop = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -336,7 +317,7 @@ async fn duplicates_retries_and_reordering_give_exactly_the_pure_fold() {
         .get(format!("{base}/jobs/stats"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .text()
         .await
         .unwrap_or_default();
@@ -344,7 +325,7 @@ async fn duplicates_retries_and_reordering_give_exactly_the_pure_fold() {
         body,
         render(&job_stats(expected.values(), |_| HistoryLimits::default()))
     );
-    let stats: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["job-1"]["succeeded"], 1);
     assert_eq!(stats["job-1"]["failed"], 1);
     assert_eq!(stats["job-1"]["jobtype"], "normal");
@@ -356,15 +337,8 @@ async fn duplicates_retries_and_reordering_give_exactly_the_pure_fold() {
             Some(c) => format!("{base}/jobs?limit=7&cursor={c}"),
             None => format!("{base}/jobs?limit=7"),
         };
-        let page: serde_json::Value = http
-            .get(url)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for job in page["jobs"].as_array().unwrap_or_else(|| panic!("jobs")) {
+        let page: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        for job in page["jobs"].as_array().expect("jobs") {
             seen.push(job["job_id"].as_str().unwrap_or_default().to_owned());
         }
         match page["next_cursor"].as_str() {
@@ -381,19 +355,19 @@ async fn duplicates_retries_and_reordering_give_exactly_the_pure_fold() {
         .get(format!("{base}/jobs?status=cancelled&limit=1000"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(cancelled["jobs"].as_array().map(Vec::len), Some(20));
     let summary: serde_json::Value = http
         .get(format!("{base}/stats/summary"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(summary["jobs"], 40);
     assert_eq!(summary["by_status"]["succeeded"], 20);
     assert_eq!(summary["findings"]["high"], 80);
@@ -401,13 +375,9 @@ async fn duplicates_retries_and_reordering_give_exactly_the_pure_fold() {
         .get(format!("{base}/jobs?status=sleeping"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
-    let ready = http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
     stop.cancel();
     let _ = running.await;
@@ -419,7 +389,7 @@ async fn after_a_crash_a_restart_serves_the_pure_fold_with_the_store_kept_or_los
     let events = stream(300, 11);
     let (first, second) = events.split_at(events.len() / 2);
     h.produce(first).await;
-    let kept = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let kept = tempfile::tempdir().unwrap();
     let (app, base) = h.start(kept.path(), "crashy").await;
     let stop = CancellationToken::new();
     // Wait until part of the first half is folded, then add the rest and crash mid-stream.
@@ -439,7 +409,7 @@ async fn after_a_crash_a_restart_serves_the_pure_fold_with_the_store_kept_or_los
     }
     h.produce(second).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    app.crash().await;
+    app.kill().await;
     drop(stop);
 
     let expected = pure_fold(&events);
@@ -452,7 +422,7 @@ async fn after_a_crash_a_restart_serves_the_pure_fold_with_the_store_kept_or_los
     let _ = running.await;
 
     // And again from an empty store: everything comes back from the changelog.
-    let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let empty = tempfile::tempdir().unwrap();
     let (app, base) = h.start(empty.path(), "crashy").await;
     let stop = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -461,7 +431,7 @@ async fn after_a_crash_a_restart_serves_the_pure_fold_with_the_store_kept_or_los
         .get(format!("{base}/jobs/stats"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .text()
         .await
         .unwrap_or_default();

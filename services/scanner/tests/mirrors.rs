@@ -1,6 +1,8 @@
 //! The mirror cache against real git repositories: create, update, follow a renamed default
 //! branch, evict.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,48 +27,38 @@ fn head_of(mirror: &Path) -> String {
 
 #[tokio::test]
 async fn mirrors_are_created_updated_and_follow_the_default_branch() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let origin = dir.path().join("origin");
-    std::fs::create_dir_all(&origin).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&origin).unwrap();
     support::git(&origin, &["init", "-q", "-b", "main"], None);
-    std::fs::write(origin.join("a.txt"), "one\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(origin.join("a.txt"), "one\n").unwrap();
     support::git(&origin, &["add", "-A"], None);
     support::git(&origin, &["commit", "-q", "-m", "one"], None);
     let url = format!("file://{}", origin.display());
     let cache = mirrors(dir.path());
     let stop = CancellationToken::new();
 
-    let first = cache
-        .acquire(&url, &stop)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = cache.acquire(&url, &stop).await.unwrap();
     assert!(!first.cache_hit);
     let mirror = first.lease.path.clone();
     assert_eq!(head_of(&mirror), "refs/heads/main");
     drop(first);
 
-    std::fs::write(origin.join("a.txt"), "two\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(origin.join("a.txt"), "two\n").unwrap();
     support::git(&origin, &["commit", "-q", "-am", "two"], None);
     support::git(&origin, &["branch", "-m", "main", "trunk"], None);
-    let second = cache
-        .acquire(&url, &stop)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let second = cache.acquire(&url, &stop).await.unwrap();
     assert!(second.cache_hit);
     assert_eq!(head_of(&mirror), "refs/heads/trunk");
     let tip = support::git(&mirror, &["rev-parse", "HEAD"], None);
     assert_eq!(tip, support::git(&origin, &["rev-parse", "HEAD"], None));
 
     // In use: never evicted. Released and idle: evicted.
-    let report = cache
-        .gc(Duration::ZERO, 0)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = cache.gc(Duration::ZERO, 0).unwrap();
     assert_eq!((report.evicted, report.busy), (0, 1));
     drop(second);
     std::thread::sleep(Duration::from_millis(20));
-    let report = cache
-        .gc(Duration::from_millis(1), 0)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = cache.gc(Duration::from_millis(1), 0).unwrap();
     assert_eq!(report.evicted, 1);
     assert!(!mirror.exists());
 

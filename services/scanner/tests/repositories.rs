@@ -2,6 +2,8 @@
 //! history, on another branch, in allowlisted places, silenced inline or by the ignore file, and
 //! placeholders that must not match. Every assertion names the exact findings.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,8 +28,8 @@ fn git(dir: &Path, args: &[&str], date: &str) -> String {
 
 fn write(dir: &Path, path: &str, text: &str) {
     let file = dir.join(path);
-    std::fs::create_dir_all(file.parent().unwrap_or(dir)).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(file, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(file.parent().unwrap_or(dir)).unwrap();
+    std::fs::write(file, text).unwrap();
 }
 
 fn commit(dir: &Path, message: &str, date: &str) -> String {
@@ -38,7 +40,7 @@ fn commit(dir: &Path, message: &str, date: &str) -> String {
 
 fn engine() -> SecretsEngine {
     SecretsEngine::new(
-        RulePack::builtin().unwrap_or_else(|e| panic!("{e}")),
+        RulePack::builtin().unwrap(),
         DEFAULT_FINGERPRINT_KEY.as_bytes(),
     )
 }
@@ -58,9 +60,9 @@ struct Fixture {
 /// key, copies config.py, and adds allowlisted, silenced, ignored and placeholder content.
 /// feature (from c2): c3 plants a SendGrid key.
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&repo).unwrap();
     let d1 = "2024-01-01T00:00:00Z";
     git(&repo, &["init", "-q", "-b", "main"], d1);
     let (pat, pat_secret) = sample("github-pat");
@@ -71,7 +73,7 @@ fn fixture() -> Fixture {
     let first = commit(&repo, "c1", d1);
 
     let d2 = "2024-02-01T00:00:00Z";
-    std::fs::remove_file(repo.join("old/creds.txt")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(repo.join("old/creds.txt")).unwrap();
     write(&repo, "src/copy.py", &format!("# settings\n{pat}"));
     let (hook, hook_secret) = sample("slack-webhook-url");
     write(&repo, "web/node_modules/pkg/index.js", &hook);
@@ -97,9 +99,8 @@ fn fixture() -> Fixture {
     write(&repo, "config/placeholders.env", &placeholders);
     // A key store: reported whole, by its path.
     let store = repo.join("certs/client.p12");
-    std::fs::create_dir_all(repo.join("certs")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(&store, b"0\x82\x00\x01 not really PKCS#12 \x00\xff")
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(repo.join("certs")).unwrap();
+    std::fs::write(&store, b"0\x82\x00\x01 not really PKCS#12 \x00\xff").unwrap();
     let second = commit(&repo, "c2", d2);
 
     let d3 = "2024-03-01T00:00:00Z";
@@ -139,9 +140,7 @@ fn scanning(cache: Option<&Path>) -> Scanning {
 }
 
 fn scan(scanning: &Scanning, repo: &Path, git_ref: Option<&str>, mode: ScanMode) -> EngineRun {
-    let resolved = scanning
-        .resolve(repo, git_ref)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let resolved = scanning.resolve(repo, git_ref).unwrap();
     let mut runs = scanning
         .scan(
             &resolved,
@@ -152,7 +151,7 @@ fn scan(scanning: &Scanning, repo: &Path, git_ref: Option<&str>, mode: ScanMode)
             &Progress::default(),
             &AtomicBool::new(false),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(runs.len(), 1);
     runs.remove(0)
 }
@@ -232,7 +231,7 @@ fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
 #[test]
 fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans() {
     let f = fixture();
-    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = tempfile::tempdir().unwrap();
     let scanning = scanning(Some(cache.path()));
     let first = scan(&scanning, &f.repo, Some("main"), ScanMode::Incremental);
     assert_eq!(
@@ -279,7 +278,7 @@ fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans(
 fn folders_are_scanned_as_files_on_disk() {
     let f = fixture();
     let scanning = scanning(None);
-    let source = DirSource::walk(&f.repo).unwrap_or_else(|e| panic!("{e}"));
+    let source = DirSource::walk(&f.repo).unwrap();
     let ignored = scanning.ignored_with(std::fs::read(f.repo.join(".scanstreamignore")).ok());
     let runs = scanning
         .run_engines(
@@ -289,7 +288,7 @@ fn folders_are_scanned_as_files_on_disk() {
             &Progress::default(),
             &AtomicBool::new(false),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let paths: BTreeSet<(String, String)> = runs[0]
         .found
         .iter()
@@ -327,9 +326,8 @@ fn reports_are_valid_sarif_and_never_hold_a_secret() {
     };
     let sarif = report.sarif();
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/sarif-schema-2.1.0.json"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_str(include_str!("fixtures/sarif-schema-2.1.0.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&sarif)
         .map(|e| format!("{e} at {}", e.instance_path()))

@@ -4,7 +4,7 @@
 //! Secret-looking samples live in `rules/samples.toml` in pieces, so this repository holds no
 //! whole token; tests join the pieces.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::Command;
@@ -31,7 +31,7 @@ pub struct Negative {
 }
 
 pub fn samples() -> Samples {
-    toml::from_str(include_str!("../../rules/samples.toml")).unwrap_or_else(|e| panic!("{e}"))
+    toml::from_str(include_str!("../../rules/samples.toml")).unwrap()
 }
 
 /// The text and secret of the first sample of `rule`.
@@ -62,7 +62,7 @@ pub fn git(dir: &Path, args: &[&str], date: Option<&str>) -> String {
             .env("GIT_AUTHOR_DATE", date)
             .env("GIT_COMMITTER_DATE", date);
     }
-    let out = command.output().unwrap_or_else(|e| panic!("git: {e}"));
+    let out = command.output().expect("git");
     assert!(
         out.status.success(),
         "git {args:?}: {}",

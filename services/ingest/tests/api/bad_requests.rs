@@ -1,0 +1,278 @@
+//! Bad input to `POST /jobs` and the other routes: problem bodies (`application/problem+json`
+//! naming the field and the rule that failed, never echoing a credential), and nothing written
+//! to scans.commands or scans.events.
+
+use scanstream_contracts::Topic;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// A request `POST /jobs` must refuse: (content type, body, status, field, rule).
+type Case = (
+    Option<&'static str>,
+    String,
+    u16,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const JSON: Option<&str> = Some("application/json");
+
+/// A JSON body refused with 400, naming `field` (if any) and `rule`.
+fn bad(body: impl Into<String>, field: Option<&'static str>, rule: &'static str) -> Case {
+    (JSON, body.into(), 400, field, Some(rule))
+}
+
+/// Every refused `POST /jobs` request.
+fn cases() -> Vec<Case> {
+    let repo = "https://git.example.com/r.git";
+    let long_name = "a".repeat(64);
+    let huge = format!(
+        r#"{{"name": "big", "repo": "{repo}", "ref": "{}"}}"#,
+        "x".repeat(70_000)
+    );
+    let name = Some("name");
+    vec![
+        // Not JSON, or not an object.
+        (None, r#"{"name": "a"}"#.into(), 415, None, None),
+        (
+            Some("text/plain"),
+            r#"{"name": "a"}"#.into(),
+            415,
+            None,
+            None,
+        ),
+        bad("{", None, "json-syntax"),
+        bad("", None, "json-syntax"),
+        bad("[]", None, "type"),
+        // The name.
+        bad(format!(r#"{{"repo": "{repo}"}}"#), name, "required"),
+        bad(
+            format!(r#"{{"name": "", "repo": "{repo}"}}"#),
+            name,
+            "required",
+        ),
+        bad(
+            format!(r#"{{"name": "Test10", "repo": "{repo}"}}"#),
+            name,
+            "kubernetes-name",
+        ),
+        bad(
+            format!(r#"{{"name": "{long_name}", "repo": "{repo}"}}"#),
+            name,
+            "kubernetes-name",
+        ),
+        bad(
+            format!(r#"{{"name": "a_b", "repo": "{repo}"}}"#),
+            name,
+            "kubernetes-name",
+        ),
+        bad(
+            format!(r#"{{"name": "ab-", "repo": "{repo}"}}"#),
+            name,
+            "kubernetes-name",
+        ),
+        bad(r#"{"name": 5}"#, None, "type"),
+        bad(
+            format!(r#"{{"name": "a", "repo": "{repo}", "nmae": "b"}}"#),
+            Some("nmae"),
+            "unknown-field",
+        ),
+        // The repository.
+        bad(r#"{"name": "a"}"#, Some("repo"), "required"),
+        bad(
+            r#"{"name": "a", "repo": "http://git.example.com/r.git"}"#,
+            Some("repo"),
+            "scheme",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "https://bob:hunter2@git.example.com/r.git"}"#,
+            Some("repo"),
+            "no-credentials",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "file:///etc/passwd"}"#,
+            Some("repo"),
+            "file-root",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "https://git.example.com/a/../../b"}"#,
+            Some("repo"),
+            "path-traversal",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "https://127.0.0.1/r.git"}"#,
+            Some("repo"),
+            "private-address",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "https://169.254.169.254/latest/meta-data"}"#,
+            Some("repo"),
+            "private-address",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "ssh://git@localhost/r.git"}"#,
+            Some("repo"),
+            "private-address",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "https://[::1]/r.git"}"#,
+            Some("repo"),
+            "private-address",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "not a url"}"#,
+            Some("repo"),
+            "url-form",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "https://git.example.com/r.git?x=1"}"#,
+            Some("repo"),
+            "url-form",
+        ),
+        // The ref, the engines, the mode.
+        bad(
+            format!(r#"{{"name": "a", "repo": "{repo}", "ref": "a..b"}}"#),
+            Some("ref"),
+            "git-ref",
+        ),
+        bad(
+            format!(r#"{{"name": "a", "repo": "{repo}", "ref": "-rf"}}"#),
+            Some("ref"),
+            "git-ref",
+        ),
+        bad(
+            format!(r#"{{"name": "a", "repo": "{repo}", "engines": ["nope"]}}"#),
+            Some("engines"),
+            "known-engine",
+        ),
+        bad(
+            format!(r#"{{"name": "a", "repo": "{repo}", "engines": []}}"#),
+            Some("engines"),
+            "required",
+        ),
+        bad(
+            format!(r#"{{"name": "a", "repo": "{repo}", "engines": ["secrets", "secrets"]}}"#),
+            Some("engines"),
+            "unique",
+        ),
+        bad(
+            format!(r#"{{"name": "a", "repo": "{repo}", "mode": "deep"}}"#),
+            Some("mode"),
+            "enum",
+        ),
+        // Over the body limit.
+        (JSON, huge, 413, None, None),
+    ]
+}
+
+/// Posts `case` to `/jobs` and checks its problem answer.
+async fn assert_refused(app: &TestApp, (content_type, body, status, field, rule): &Case) {
+    let mut request = app
+        .http
+        .post(format!("{}/jobs", app.base))
+        .body(body.clone());
+    if let Some(ct) = content_type {
+        request = request.header("content-type", *ct);
+    }
+    let response = request.send().await.unwrap();
+    let shown: String = body.chars().take(80).collect();
+    assert_eq!(response.status().as_u16(), *status, "{shown}");
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{shown}"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], *status, "{shown}");
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{shown}"
+    );
+    assert!(
+        !problem.to_string().contains("hunter2"),
+        "a credential was echoed"
+    );
+    if let Some(field) = field {
+        assert_eq!(problem["field"], *field, "{shown}: {problem}");
+    }
+    if let Some(rule) = rule {
+        assert_eq!(problem["rule"], *rule, "{shown}: {problem}");
+    }
+}
+
+/// Posts one good request first, so the topics hold something the rejections must not add to;
+/// answers the high watermarks of scans.commands and scans.events after it.
+async fn one_good_request(app: &TestApp) -> (i64, i64) {
+    let ok = app
+        .post(r#"{"name": "ok", "repo": "https://git.example.com/ok.git"}"#)
+        .await;
+    assert_eq!(ok.status().as_u16(), 202);
+    (
+        app.reader.watermark(Topic::Commands),
+        app.reader.watermark(Topic::Events),
+    )
+}
+
+/// Nothing was written since [`one_good_request`] answered `before`.
+fn assert_nothing_written(app: &TestApp, (commands_before, events_before): (i64, i64)) {
+    assert_eq!(
+        app.reader.watermark(Topic::Commands),
+        commands_before,
+        "a rejected request wrote a command"
+    );
+    assert_eq!(
+        app.reader.watermark(Topic::Events),
+        events_before,
+        "a rejected request wrote an event"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_bodies_and_write_nothing() {
+    let app = spawn_app("bad", "").await;
+    let before = one_good_request(&app).await;
+    let cases = cases();
+    assert!(cases.len() >= 25);
+    for case in &cases {
+        assert_refused(&app, case).await;
+    }
+    assert_nothing_written(&app, before);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_routes_refuse_bad_input_and_write_nothing() {
+    let app = spawn_app("bad-routes", "").await;
+    let before = one_good_request(&app).await;
+    let bad_key = app
+        .http
+        .post(format!("{}/jobs", app.base))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "has space")
+        .body(r#"{"name": "a", "repo": "https://git.example.com/r.git"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status().as_u16(), 400);
+    let bad_uuid = app
+        .http
+        .delete(format!("{}/jobs/not-a-uuid", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_uuid.status().as_u16(), 400);
+    let unknown = app.get("/nope").await;
+    assert_eq!(unknown.status().as_u16(), 404);
+    let wrong_method = app
+        .http
+        .put(format!("{}/jobs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    assert_nothing_written(&app, before);
+    app.shutdown().await;
+}
