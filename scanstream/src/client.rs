@@ -47,7 +47,7 @@ impl Api {
             None => match std::env::var("SCANSTREAM_TOKEN") {
                 Ok(token) => Some(token),
                 Err(_) => {
-                    let file = crate::up::token_file(&crate::up::data_dir(None));
+                    let file = crate::datadir::token_file(&crate::datadir::data_dir(None));
                     if file.is_file() {
                         Some(read(&file)?)
                     } else {

@@ -8,7 +8,7 @@
 //! - [`client`]: `scanstream submit` and `scanstream stats`, clients of the REST API.
 //! - [`scan`]: `scanstream scan`, the engines without Kafka.
 //! - [`up`]: `scanstream up`, every role in one process (and a local Kafka when none is
-//!   configured); [`demo`] is its `--demo`.
+//!   configured); [`demo`] is its `--demo`; [`datadir`] is where it keeps its data.
 //! - [`findings`]: reading findings back from `scans.findings`.
 //! - [`replay`]: `scanstream replay`, any topic by time or offset range.
 //! - [`audit`]: `scanstream audit`, job state checked against the folded events.
@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod cli;
 pub mod client;
+pub mod datadir;
 pub mod demo;
 pub mod findings;
 pub mod replay;

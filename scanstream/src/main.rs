@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use scanstream::cli::{CacheCommand, Cli, Command, TokenCommand, TopicsCommand};
 use scanstream::{client, scan, settings, topics, up};
+use scanstream_platform::server::Application;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -114,32 +115,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest(_) => {
-            let app = scanstream_ingest::Application::build(&base, metrics).await?;
-            println!("scanstream ingest listening on port {}", app.port());
-            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
-                .await?;
-            Ok(ExitCode::SUCCESS)
+            serve(
+                scanstream_ingest::Ingest::start(&base).await?,
+                &base,
+                metrics,
+            )
+            .await
         }
         Command::Aggregator(_) => {
-            let app = scanstream_aggregator::Application::build(&base, metrics).await?;
-            println!("scanstream aggregator listening on port {}", app.port());
-            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
-                .await?;
-            Ok(ExitCode::SUCCESS)
+            serve(
+                scanstream_aggregator::Aggregator::start(&base).await?,
+                &base,
+                metrics,
+            )
+            .await
         }
         Command::Scheduler(_) => {
-            let app = scanstream_scheduler::Application::build(&base, metrics).await?;
-            println!("scanstream scheduler listening on port {}", app.port());
-            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
-                .await?;
-            Ok(ExitCode::SUCCESS)
+            serve(
+                scanstream_scheduler::Scheduler::start(&base).await?,
+                &base,
+                metrics,
+            )
+            .await
         }
         Command::Scanner(_) => {
-            let app = scanstream_scanner::Application::build(&base, metrics).await?;
-            println!("scanstream scanner listening on port {}", app.port());
-            app.run_until_stopped(scanstream_platform::shutdown::on_signal())
-                .await?;
-            Ok(ExitCode::SUCCESS)
+            serve(
+                scanstream_scanner::Scanner::start(&base).await?,
+                &base,
+                metrics,
+            )
+            .await
         }
         Command::Cache(CacheCommand::Gc(_)) => {
             let scanner = base.scanner.clone();
@@ -159,6 +164,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => Ok(ExitCode::from(2)),
     }
+}
+
+/// Serves one started role on `api.listen` until SIGINT or SIGTERM, then stops it.
+async fn serve(
+    role: std::sync::Arc<dyn scanstream_platform::server::Role>,
+    settings: &scanstream_platform::Settings,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<ExitCode> {
+    let name = role.name();
+    let app = Application::build(&settings.api.listen, vec![role], metrics)?;
+    println!("scanstream {name} listening on port {}", app.port());
+    app.run_until_stopped(scanstream_platform::shutdown::on_signal())
+        .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `scanstream replay`: records to stdout or a file, a summary on stderr.

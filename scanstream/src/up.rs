@@ -18,12 +18,13 @@ use scanstream_aggregator::Aggregator;
 use scanstream_ingest::Ingest;
 use scanstream_platform::Settings;
 use scanstream_platform::config::TokenSettings;
-use scanstream_platform::server::{Role, ServeOptions, Served, serve};
+use scanstream_platform::server::{Application, Role, StopOrder, stop_roles};
 use scanstream_scanner::Scanner;
 use scanstream_scheduler::Scheduler;
 use scanstream_testcontainers::{LocalCluster, LocalOptions};
 
 use crate::cli::{GlobalArgs, UpArgs};
+use crate::datadir::{data_dir, token_file};
 use crate::settings;
 
 /// How long the roles may take to become ready once Kafka answers.
@@ -57,24 +58,6 @@ pub enum UpError {
     NotReady(String, Duration),
     #[error("the demo failed: {0:#}")]
     Demo(anyhow::Error),
-}
-
-/// The data folder: `dir` when given, else `$SCANSTREAM_DATA_DIR`, `$XDG_DATA_HOME/scanstream`
-/// or `~/.local/share/scanstream`.
-pub fn data_dir(dir: Option<PathBuf>) -> PathBuf {
-    if let Some(dir) = dir.or_else(|| std::env::var_os("SCANSTREAM_DATA_DIR").map(PathBuf::from)) {
-        return dir;
-    }
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(dir).join("scanstream");
-    }
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    home.join(".local").join("share").join("scanstream")
-}
-
-/// The API token `up` creates for its data folder.
-pub fn token_file(data_dir: &Path) -> PathBuf {
-    data_dir.join("api-token")
 }
 
 /// Where `up` logs unless told to log to the terminal.
@@ -221,68 +204,62 @@ async fn run_roles(
     if report.has_drift() {
         return Err(UpError::Drift);
     }
-    let aggregator = Aggregator::start(&settings).await?;
-    let scanner = match Scanner::start(&settings).await {
-        Ok(scanner) => scanner,
+    let mut roles: Vec<Arc<dyn Role>> = Vec::new();
+    // Ingest is served first: its `/jobs/schedule` routes must match before the aggregator's
+    // `/jobs/{uuid}` (the server refuses the other order).
+    for kind in [
+        RoleKind::Ingest,
+        RoleKind::Aggregator,
+        RoleKind::Scanner,
+        RoleKind::Scheduler,
+    ] {
+        match kind.start(&settings).await {
+            Ok(role) => roles.push(role),
+            Err(e) => {
+                stop_roles(&roles, StopOrder::BeforeServer).await;
+                stop_roles(&roles, StopOrder::AfterServer).await;
+                return Err(e);
+            }
+        }
+    }
+    let app = match Application::build(&settings.api.listen, roles.clone(), metrics) {
+        Ok(app) => app,
         Err(e) => {
-            aggregator.stop().await;
+            stop_roles(&roles, StopOrder::BeforeServer).await;
+            stop_roles(&roles, StopOrder::AfterServer).await;
             return Err(e.into());
         }
     };
-    let scheduler = match Scheduler::start(&settings).await {
-        Ok(scheduler) => scheduler,
-        Err(e) => {
-            scanner.stop().await;
-            aggregator.stop().await;
-            return Err(e.into());
-        }
-    };
-    let ingest = match Ingest::start(&settings).await {
-        Ok(ingest) => ingest,
-        Err(e) => {
-            scheduler.stop().await;
-            scanner.stop().await;
-            aggregator.stop().await;
-            return Err(e.into());
-        }
-    };
-    // Ingest first: its `/jobs/schedule` routes must match before the aggregator's `/jobs/{uuid}`.
-    let roles: Vec<Arc<dyn Role>> = vec![
-        ingest.clone(),
-        aggregator.clone(),
-        scanner.clone(),
-        scheduler.clone(),
-    ];
-    let served = serve(
-        &settings.api.listen,
-        roles.clone(),
-        metrics,
-        ServeOptions {
-            label: "up",
-            workers: Some(2),
-            shutdown_timeout_seconds: ingest.shutdown_timeout_seconds(),
-        },
-    );
-    let outcome = match served {
-        Ok(server) => {
-            let outcome =
-                serve_until_stopped(&settings, &server, &roles, layout, args, token, started).await;
-            println!("Stopping …");
-            let _ = server.stop(true).await;
-            outcome
-        }
-        Err(e) => Err(e.into()),
-    };
-    ingest.stop().await;
-    scheduler.stop().await;
-    scanner.stop().await;
-    aggregator.stop().await;
+    let outcome =
+        serve_until_stopped(&settings, app.port(), &roles, layout, args, token, started).await;
+    println!("Stopping …");
+    let _ = app.stop().await;
     outcome
+}
+
+/// The roles `up` runs, in the order they are served.
+#[derive(Debug, Clone, Copy)]
+enum RoleKind {
+    Ingest,
+    Aggregator,
+    Scanner,
+    Scheduler,
+}
+
+impl RoleKind {
+    async fn start(self, settings: &Settings) -> Result<Arc<dyn Role>, UpError> {
+        Ok(match self {
+            RoleKind::Ingest => Ingest::start(settings).await?,
+            RoleKind::Aggregator => Aggregator::start(settings).await?,
+            RoleKind::Scanner => Scanner::start(settings).await?,
+            RoleKind::Scheduler => Scheduler::start(settings).await?,
+        })
+    }
 }
 
 async fn serve_until_stopped(
     settings: &Settings,
-    server: &Served,
+    port: u16,
     roles: &[Arc<dyn Role>],
     layout: &Layout,
     args: &UpArgs,
@@ -300,7 +277,7 @@ async fn serve_until_stopped(
     } else {
         host
     };
-    let url = format!("http://{host}:{}", server.port());
+    let url = format!("http://{host}:{port}");
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         let waiting: Vec<&str> = roles

@@ -5,60 +5,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{ApiSettings, TokenSettings};
-
-/// What a token may do. `admin` implies every other scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    ScansWrite,
-    ScansRead,
-    Admin,
-}
-
-impl Scope {
-    pub fn parse(text: &str) -> Option<Scope> {
-        match text {
-            "scans:write" => Some(Scope::ScansWrite),
-            "scans:read" => Some(Scope::ScansRead),
-            "admin" => Some(Scope::Admin),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::ScansWrite => "scans:write",
-            Scope::ScansRead => "scans:read",
-            Scope::Admin => "admin",
-        }
-    }
-}
-
-/// Checks a configured token entry; the error says what is wrong with it.
-pub fn validate_token(token: &TokenSettings) -> Result<(), String> {
-    if token.name.trim().is_empty() {
-        return Err("a token has an empty name".to_owned());
-    }
-    let hash_ok = token.sha256.len() == 64 && token.sha256.chars().all(|c| c.is_ascii_hexdigit());
-    if !hash_ok {
-        return Err(format!(
-            "token {:?}: sha256 must be 64 hex characters (the SHA-256 of the token)",
-            token.name
-        ));
-    }
-    if token.scopes.is_empty() {
-        return Err(format!("token {:?} has no scopes", token.name));
-    }
-    for scope in &token.scopes {
-        if Scope::parse(scope).is_none() {
-            return Err(format!(
-                "token {:?}: unknown scope {scope:?} (scans:write, scans:read, admin)",
-                token.name
-            ));
-        }
-    }
-    Ok(())
-}
+use crate::config::ApiSettings;
+pub use crate::config::Scope;
 
 /// Lowercase hex SHA-256 of a token, as configured in `api.tokens`.
 pub fn hash_token(token: &str) -> String {
@@ -193,6 +141,7 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TokenSettings;
 
     fn auth(enabled: bool) -> Authenticator {
         Authenticator::new(&ApiSettings {
@@ -250,30 +199,5 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(p.require(Scope::Admin).is_ok());
         assert_eq!(p.name, None);
-    }
-
-    #[test]
-    fn token_entries_are_validated() {
-        let good = TokenSettings {
-            name: "x".into(),
-            sha256: hash_token("t"),
-            scopes: vec!["scans:read".into()],
-        };
-        assert!(validate_token(&good).is_ok());
-        let bad_hash = TokenSettings {
-            sha256: "plaintext-token".into(),
-            ..good.clone()
-        };
-        assert!(validate_token(&bad_hash).is_err());
-        let bad_scope = TokenSettings {
-            scopes: vec!["scans:delete".into()],
-            ..good
-        };
-        assert!(
-            validate_token(&bad_scope)
-                .err()
-                .unwrap_or_default()
-                .contains("scans:delete")
-        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -97,6 +97,19 @@ impl Problem {
         self.correlation_id = id;
         self
     }
+
+    /// The answer, without counting it (see [`ResponseError::error_response`]).
+    fn response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type(PROBLEM_JSON);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if self.status == 401 {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(&*self.0)
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -110,17 +123,10 @@ impl ResponseError for Problem {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
+    /// The answer, counted by reason.
     fn error_response(&self) -> HttpResponse {
-        metrics::counter!("scanstream_http_rejections_total", "reason" => self.reason).increment(1);
-        let mut response = HttpResponse::build(self.status_code());
-        response.content_type(PROBLEM_JSON);
-        if let Some(seconds) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        if self.status == 401 {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        response.json(&*self.0)
+        metrics::counter!(crate::metrics::HTTP_REJECTIONS, "reason" => self.reason).increment(1);
+        self.response()
     }
 }
 
@@ -284,12 +290,12 @@ pub fn child_traceparent(incoming: Option<&str>) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct RoleLabel(pub &'static str);
 
-/// Middleware for every route: request context, a tracing span, the correlation header on the
-/// answer, and request count/latency metrics labelled by role ([`RoleLabel`]), route pattern,
+/// Middleware for every route: request context, a tracing span, the correlation id on the
+/// answer (its header, and the body of a [`Problem`]), and request count/latency metrics labelled by role ([`RoleLabel`]), route pattern,
 /// method and status.
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let role = req
@@ -301,7 +307,7 @@ pub async fn observe(
     let method = req.method().to_string();
     let span = tracing::info_span!("request", role, %method, path = %req.path(), correlation_id = %correlation);
     let result = next.call(req).instrument(span.clone()).await;
-    let mut response = result?;
+    let mut response = with_correlation(result?.map_into_boxed_body(), &correlation);
     let route = response
         .request()
         .match_pattern()
@@ -314,11 +320,11 @@ pub async fn observe(
     }
     let elapsed = started.elapsed();
     metrics::counter!(
-        "scanstream_http_requests_total",
+        crate::metrics::HTTP_REQUESTS,
         "role" => role, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string()
     )
     .increment(1);
-    metrics::histogram!("scanstream_http_request_duration_seconds", "role" => role, "route" => route.clone())
+    metrics::histogram!(crate::metrics::HTTP_REQUEST_DURATION, "role" => role, "route" => route.clone())
         .record(elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::debug!(
@@ -331,13 +337,37 @@ pub async fn observe(
     Ok(response)
 }
 
+/// A problem answer again, with the request's correlation id in its body: the one place
+/// problems get it.
+fn with_correlation(
+    response: ServiceResponse<BoxBody>,
+    correlation: &str,
+) -> ServiceResponse<BoxBody> {
+    let problem = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<Problem>())
+        .filter(|p| p.correlation_id.is_none())
+        .cloned();
+    match problem {
+        Some(problem) => {
+            let (req, _) = response.into_parts();
+            let answer = problem
+                .with_correlation(Some(correlation.to_owned()))
+                .response();
+            ServiceResponse::new(req, answer)
+        }
+        None => response,
+    }
+}
+
 /// The fallback route of a service whose routes are `routes` ((method, path) pairs, `{x}` for a
 /// path parameter): `405` on a known path with another method, `404` otherwise.
-pub fn unmatched(routes: &[(&str, &str)], req: &HttpRequest) -> HttpResponse {
+pub fn unmatched(routes: &[(&str, &str)], req: &HttpRequest) -> Problem {
     let known_path = routes
         .iter()
         .any(|(_, pattern)| path_matches(pattern, req.path()));
-    let problem = if known_path {
+    if known_path {
         Problem::new(
             405,
             "method-not-allowed",
@@ -351,11 +381,10 @@ pub fn unmatched(routes: &[(&str, &str)], req: &HttpRequest) -> HttpResponse {
             "Not found",
             "no such route; see /openapi.json",
         )
-    };
-    problem.error_response()
+    }
 }
 
-fn path_matches(pattern: &str, path: &str) -> bool {
+pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
     let a: Vec<&str> = pattern.split('/').collect();
     let b: Vec<&str> = path.split('/').collect();
     a.len() == b.len() && a.iter().zip(&b).all(|(p, s)| p.starts_with('{') || p == s)

@@ -86,9 +86,12 @@ impl KafkaFactory {
             .set("security.protocol", s.security_protocol.as_librdkafka())
             .set(
                 "statistics.interval.ms",
-                s.statistics_interval_ms.to_string(),
+                s.statistics_interval.as_millis().to_string(),
             )
-            .set("socket.timeout.ms", s.request_timeout_ms.to_string())
+            .set(
+                "socket.timeout.ms",
+                s.request_timeout.as_millis().to_string(),
+            )
             .set_log_level(RDKafkaLogLevel::Warning);
         if s.security_protocol.uses_sasl() {
             config.set("sasl.mechanism", &s.sasl_mechanism);
@@ -276,7 +279,7 @@ impl KafkaFactory {
 
     /// How long a single admin or metadata request may take.
     pub fn request_timeout(&self) -> Duration {
-        self.settings.request_timeout()
+        self.settings.request_timeout
     }
 }
 
@@ -346,19 +349,19 @@ impl StatsContext {
     /// Records one statistics report; wrappers that implement their own context call this.
     pub fn record(&self, stats: &Statistics) {
         let client = self.role.as_str();
-        metrics::gauge!("scanstream_kafka_client_queue_messages", "client" => client)
+        metrics::gauge!(crate::metrics::KAFKA_CLIENT_QUEUE, "client" => client)
             .set(stats.msg_cnt as f64);
-        metrics::counter!("scanstream_kafka_messages_sent_total", "client" => client)
+        metrics::counter!(crate::metrics::KAFKA_MESSAGES_SENT, "client" => client)
             .absolute(u64::try_from(stats.txmsgs).unwrap_or(0));
-        metrics::counter!("scanstream_kafka_messages_received_total", "client" => client)
+        metrics::counter!(crate::metrics::KAFKA_MESSAGES_RECEIVED, "client" => client)
             .absolute(u64::try_from(stats.rxmsgs).unwrap_or(0));
         let (tx_errors, rx_errors) = stats
             .brokers
             .values()
             .fold((0, 0), |(t, r), b| (t + b.txerrs, r + b.rxerrs));
-        metrics::counter!("scanstream_kafka_broker_errors_total", "client" => client, "direction" => "tx")
+        metrics::counter!(crate::metrics::KAFKA_BROKER_ERRORS, "client" => client, "direction" => "tx")
             .absolute(tx_errors);
-        metrics::counter!("scanstream_kafka_broker_errors_total", "client" => client, "direction" => "rx")
+        metrics::counter!(crate::metrics::KAFKA_BROKER_ERRORS, "client" => client, "direction" => "rx")
             .absolute(rx_errors);
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
@@ -368,7 +371,7 @@ impl StatsContext {
                     continue;
                 }
                 metrics::gauge!(
-                    "scanstream_kafka_consumer_lag_messages",
+                    crate::metrics::KAFKA_CONSUMER_LAG,
                     "client" => client,
                     "topic" => topic.clone(),
                     "partition" => partition.to_string()

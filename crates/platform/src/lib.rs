@@ -7,13 +7,16 @@
 //! - [`http`]: problem+json errors, JSON body rules, request context and metrics middleware.
 //! - [`kafka`]: the one place Kafka client configs are built (security applied once), and
 //!   [`kafka::StatsContext`], which turns librdkafka statistics into metrics (consumer lag).
+//! - [`metrics`]: the names and HELP texts of the metrics recorded here.
 //! - [`net`]: which hosts repositories may be fetched from (the SSRF guard of ingest and scanner).
 //! - [`registry`]: the schema registry codec for a deployment's settings.
 //! - [`topics`]: creating scanstream's topics and detecting drift through the admin API.
 //! - [`telemetry`]: tracing (pretty or JSON) and the Prometheus recorder.
-//! - [`server`]: one HTTP server for one or more roles, with the shared probes, `/metrics`
-//!   and `/openapi.json`.
+//! - [`server`]: the role lifecycle and [`server::Application`]: started roles served on one
+//!   port with the shared probes, `/metrics` and `/openapi.json`, and stopped in order.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal as a cancellation token.
+//! - [`sync`]: taking a lock the one way (a poisoned lock is taken back).
+//! - [`supervise`]: sessions that start over after a failure, and retries until stopped.
 //! - [`writer`]: batched Kafka transactions for submissions (ingest's API, the scheduler's ticks).
 //! - [`tail`]: an in-memory table that follows a compacted topic (schedules, tick records).
 
@@ -21,10 +24,13 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod net;
 pub mod registry;
 pub mod server;
 pub mod shutdown;
+pub mod supervise;
+pub mod sync;
 pub mod tail;
 pub mod telemetry;
 pub mod topics;

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
 use ipnet::IpNet;
 
 /// How long a DNS answer is reused, and how many are kept.
@@ -108,8 +109,7 @@ impl HostPolicy {
 
     /// The host's addresses, cached; none when it does not resolve.
     async fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr> {
-        if let Ok(cache) = self.dns.lock()
-            && let Some((at, ips)) = cache.get(host)
+        if let Some((at, ips)) = lock(&self.dns).get(host)
             && at.elapsed() < DNS_TTL
         {
             return ips.clone();
@@ -119,7 +119,8 @@ impl HostPolicy {
             Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
             _ => Vec::new(),
         };
-        if let Ok(mut cache) = self.dns.lock() {
+        {
+            let mut cache = lock(&self.dns);
             if cache.len() >= DNS_CACHE_MAX {
                 cache.clear();
             }

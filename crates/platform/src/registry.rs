@@ -1,7 +1,5 @@
 //! The schema registry client for a deployment's settings: the one place a [`Codec`] is built.
 
-use std::time::Duration;
-
 use scanstream_contracts::{Codec, CodecError, RegistryConfig, TopicNames};
 use secrecy::ExposeSecret;
 
@@ -18,7 +16,7 @@ pub fn codec(settings: &Settings) -> Result<Codec, CodecError> {
                 .password
                 .as_ref()
                 .map(|p| p.expose_secret().to_owned()),
-            timeout: Duration::from_millis(settings.registry.timeout_ms),
+            timeout: settings.registry.timeout,
         },
         TopicNames::new(settings.topics.prefix.clone()),
     )

@@ -1,23 +1,39 @@
-//! One HTTP server for one or more roles.
+//! Roles and their one lifecycle: started, served on one HTTP server, stopped.
 //!
-//! A role (ingest, aggregator, scanner) brings its own routes, its readiness and its OpenAPI
-//! document; [`serve`] adds what every server has: `/health_check`, `/livez`, `/readyz` (ready
-//! only when every role is), `/metrics`, `/openapi.json` (the roles' documents merged), the
-//! request middleware and `404`/`405` problem answers. A role's own command serves it alone;
-//! `scanstream up` serves all three on one port.
+//! A role (ingest, aggregator, scanner, scheduler) is started by its crate's `start`, which
+//! returns it running; it brings its own routes, its readiness and its OpenAPI document, and
+//! knows how to stop. [`Application`] serves one or more started roles on one port and stops
+//! them in order; [`serve`] adds what every server has: [`SHARED_ROUTES`] (`/health_check`,
+//! `/livez`, `/readyz`: ready only when every role is, `/metrics`), `/openapi.json` (the roles'
+//! documents merged) when a role has one, the request middleware and `404`/`405` problem
+//! answers. A role's own command serves it alone; `scanstream up` serves all four on one port.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures::future::BoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::http::{RoleLabel, health_check, livez, observe, unmatched};
+use crate::http::{Problem, RoleLabel, health_check, livez, observe, path_matches, unmatched};
+
+/// The routes [`serve`] answers for every server, whatever its roles.
+pub const SHARED_ROUTES: &[(&str, &str)] = &[
+    ("get", "/health_check"),
+    ("get", "/livez"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+];
+
+/// Served when at least one role has an OpenAPI document.
+pub const OPENAPI_ROUTE: (&str, &str) = ("get", "/openapi.json");
 
 /// Whether a role can do its work, and why (the body of its part of `/readyz`).
 #[derive(Debug, Clone)]
@@ -37,15 +53,28 @@ impl Readiness {
     }
 }
 
-/// The part of an HTTP server that one role contributes.
+/// When a role stops relative to the HTTP server that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOrder {
+    /// After the server: the role's routes need its tasks until the last request finished
+    /// (ingest's writer, the aggregator's store).
+    AfterServer,
+    /// Before the server: the role has no routes of its own and drains long-running work while
+    /// the probes still answer (the scanner's running scans).
+    BeforeServer,
+}
+
+/// A started role: the part of an HTTP server it contributes and how it stops.
 pub trait Role: Send + Sync + 'static {
     /// Short name: the `role` label of request metrics and the key of its `/readyz` entry.
     fn name(&self) -> &'static str;
-    /// Every (method, path) the role answers, the shared routes included; it decides between
-    /// `404` and `405` for requests nothing matched.
-    fn routes(&self) -> &'static [(&'static str, &'static str)];
-    /// Registers the role's own routes and their app data (not the shared routes).
-    fn configure(&self, cfg: &mut web::ServiceConfig);
+    /// The (method, path) pairs of the role's own routes ([`SHARED_ROUTES`] are added by
+    /// [`serve`]); they decide between `404` and `405` for requests nothing matched.
+    fn routes(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+    /// Registers the role's own routes and their app data.
+    fn configure(&self, _cfg: &mut web::ServiceConfig) {}
     fn readiness(&self) -> Readiness;
     /// The role's OpenAPI document, if it has a public API.
     fn openapi(&self) -> Option<Value> {
@@ -53,6 +82,24 @@ pub trait Role: Send + Sync + 'static {
     }
     /// Refreshes gauges that are read on demand, before `/metrics` renders.
     fn refresh_metrics(&self) {}
+    /// HTTP worker threads the role needs; `None` is one per core.
+    fn http_workers(&self) -> Option<usize> {
+        None
+    }
+    /// How long the role's in-flight requests may take to finish after a graceful stop.
+    fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    fn stop_order(&self) -> StopOrder {
+        StopOrder::AfterServer
+    }
+    /// Stops the role's tasks cleanly (drains, commits, leaves groups); returns once they ended.
+    fn stop(&self) -> BoxFuture<'_, ()>;
+    /// Stops like a killed process: tasks aborted, nothing flushed; returns once the role
+    /// released what another instance would need (files, locks). For crash tests.
+    fn kill(&self) -> BoxFuture<'_, ()> {
+        self.stop()
+    }
 }
 
 /// How [`serve`] runs the server.
@@ -63,7 +110,32 @@ pub struct ServeOptions {
     /// Worker threads; `None` is one per core.
     pub workers: Option<usize>,
     /// How long in-flight requests may take to finish after a graceful stop.
-    pub shutdown_timeout_seconds: u64,
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// What `roles` ask for together: the role's name as the label (`up` for several), the most
+    /// workers any role needs (one per core if one asks for that), the longest shutdown timeout.
+    pub fn for_roles(roles: &[Arc<dyn Role>]) -> ServeOptions {
+        let label = match roles {
+            [role] => role.name(),
+            _ => "up",
+        };
+        let workers = roles
+            .iter()
+            .map(|r| r.http_workers())
+            .try_fold(1, |most, w| w.map(|w| most.max(w)));
+        let shutdown_timeout = roles
+            .iter()
+            .map(|r| r.shutdown_timeout())
+            .max()
+            .unwrap_or(Duration::from_secs(5));
+        ServeOptions {
+            label,
+            workers,
+            shutdown_timeout,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +148,122 @@ pub enum ServeError {
     },
     #[error("the HTTP server failed: {0}")]
     Server(#[source] std::io::Error),
+    #[error(
+        "{later} route {route} would be answered by {earlier}'s {pattern}: serve {later} before {earlier}"
+    )]
+    Shadowed {
+        later: &'static str,
+        route: String,
+        earlier: &'static str,
+        pattern: String,
+    },
+}
+
+/// Started roles served on one port: the one lifecycle of every scanstream process.
+pub struct Application {
+    roles: Vec<Arc<dyn Role>>,
+    server: Served,
+}
+
+impl Application {
+    /// Binds `listen` (port 0 picks a free port) and serves the started `roles` on it. Roles
+    /// are matched in the order given; a role whose route an earlier role's path parameter
+    /// would swallow is refused ([`ServeError::Shadowed`]).
+    pub fn build(
+        listen: &str,
+        roles: Vec<Arc<dyn Role>>,
+        metrics: PrometheusHandle,
+    ) -> Result<Application, ServeError> {
+        let options = ServeOptions::for_roles(&roles);
+        let server = serve(listen, roles.clone(), metrics, options)?;
+        tracing::info!(port = server.port(), "listening");
+        Ok(Application { roles, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// The roles served, in the order given to [`Application::build`].
+    pub fn roles(&self) -> &[Arc<dyn Role>] {
+        &self.roles
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops: roles that stop before the server (in
+    /// reverse order), the server (in-flight requests finish), the other roles (in reverse).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        shutdown.cancelled().await;
+        self.stop().await
+    }
+
+    /// Stops now, as [`Application::run_until_stopped`] does once told to.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        tracing::info!("stopping");
+        stop_roles(&self.roles, StopOrder::BeforeServer).await;
+        let served = self.server.stop(true).await;
+        stop_roles(&self.roles, StopOrder::AfterServer).await;
+        served
+    }
+
+    /// Stops like a killed process ([`Role::kill`]): the server without draining, then every
+    /// role; returns once every role is dropped, so its files are closed.
+    pub async fn kill(self) {
+        let _ = self.server.stop(false).await;
+        for role in self.roles.iter().rev() {
+            role.kill().await;
+        }
+        let roles: Vec<std::sync::Weak<dyn Role>> = self.roles.iter().map(Arc::downgrade).collect();
+        drop(self.roles);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while roles.iter().any(|r| r.strong_count() > 0) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Stops the started `roles` of one order, last started first.
+pub async fn stop_roles(roles: &[Arc<dyn Role>], order: StopOrder) {
+    for role in roles.iter().rev().filter(|r| r.stop_order() == order) {
+        role.stop().await;
+    }
+}
+
+/// Every route a server of `roles` answers: theirs and the shared ones.
+pub fn served_routes(roles: &[Arc<dyn Role>]) -> Vec<(&'static str, &'static str)> {
+    let with_openapi = roles.iter().any(|r| r.openapi().is_some());
+    let own = roles.iter().flat_map(|r| r.routes().iter().copied());
+    let mut routes: Vec<(&'static str, &'static str)> = Vec::new();
+    for route in own
+        .chain(SHARED_ROUTES.iter().copied())
+        .chain(with_openapi.then_some(OPENAPI_ROUTE))
+    {
+        if !routes.contains(&route) {
+            routes.push(route);
+        }
+    }
+    routes
+}
+
+/// Refuses an order of roles in which a literal route of a later role would be matched by an
+/// earlier role's path parameter (actix matches resources in registration order).
+fn check_order(roles: &[Arc<dyn Role>]) -> Result<(), ServeError> {
+    for (i, earlier) in roles.iter().enumerate() {
+        for later in &roles[i + 1..] {
+            for (_, route) in later.routes() {
+                for (_, pattern) in earlier.routes() {
+                    if pattern != route && pattern.contains('{') && path_matches(pattern, route) {
+                        return Err(ServeError::Shadowed {
+                            later: later.name(),
+                            route: (*route).to_owned(),
+                            earlier: earlier.name(),
+                            pattern: (*pattern).to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A running server.
@@ -92,21 +280,15 @@ struct Shared {
     openapi: Option<Value>,
 }
 
-/// Binds `listen` (port 0 picks a free port) and serves `roles` on it.
+/// Binds `listen` (port 0 picks a free port) and serves `roles` on it, in the order given.
 pub fn serve(
     listen: &str,
     roles: Vec<Arc<dyn Role>>,
     metrics: PrometheusHandle,
     options: ServeOptions,
 ) -> Result<Served, ServeError> {
-    let mut routes: Vec<(&'static str, &'static str)> = Vec::new();
-    for role in &roles {
-        for route in role.routes() {
-            if !routes.contains(route) {
-                routes.push(*route);
-            }
-        }
-    }
+    check_order(&roles)?;
+    let routes = served_routes(&roles);
     let openapi = merged_openapi(roles.iter().filter_map(|r| r.openapi()).collect());
     let shared = web::Data::new(Shared {
         roles,
@@ -142,7 +324,7 @@ pub fn serve(
             .default_service(web::to(not_found))
     })
     .disable_signals()
-    .shutdown_timeout(options.shutdown_timeout_seconds);
+    .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
     if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));
     }
@@ -204,8 +386,8 @@ async fn openapi_document(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(shared.openapi.as_ref().unwrap_or(&Value::Null))
 }
 
-async fn not_found(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
-    unmatched(&shared.routes, &req)
+async fn not_found(shared: web::Data<Shared>, req: HttpRequest) -> Result<HttpResponse, Problem> {
+    Err(unmatched(&shared.routes, &req))
 }
 
 /// The (method, path) pairs an OpenAPI document describes, to check it against a role's
@@ -226,10 +408,12 @@ pub fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {
     documented
 }
 
-/// `routes` as a set comparable with [`documented_routes`].
-pub fn route_set(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    routes
-        .iter()
+/// What a role with `own` routes and an OpenAPI document serves, as a set comparable with
+/// [`documented_routes`].
+pub fn route_set(own: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    own.iter()
+        .chain(SHARED_ROUTES)
+        .chain([&OPENAPI_ROUTE])
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect()
 }

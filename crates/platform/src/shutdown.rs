@@ -56,12 +56,7 @@ impl Tasks {
 
     /// The tasks not yet taken; later calls get none.
     pub fn take(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        std::mem::take(
-            &mut *self
-                .handles
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        std::mem::take(&mut *crate::sync::lock(&self.handles))
     }
 
     /// Tells the tasks to stop and waits for every one not yet taken to end.

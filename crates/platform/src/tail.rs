@@ -119,11 +119,7 @@ impl<S: Send + Sync + 'static> Tail<S> {
 
     /// Reads the state.
     pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
-        let state = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = crate::sync::read(&self.shared.state);
         f(&state)
     }
 
@@ -146,12 +142,7 @@ impl<S: Send + Sync + 'static> Tail<S> {
                     topic: topic.clone(),
                 });
             }
-            let consumer = self
-                .shared
-                .probe
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            let consumer = crate::sync::lock(&self.shared.probe).clone();
             if let Some(consumer) = consumer {
                 break consumer;
             }
@@ -239,10 +230,7 @@ where
         }
     };
     let (consumer, probe) = (Arc::new(consumer.0), Arc::new(consumer.1));
-    *shared
-        .probe
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(probe.clone());
+    *crate::sync::lock(&shared.probe) = Some(probe.clone());
     // Reaching the end it had at the start is what `caught_up` reports.
     let start_ends = loop {
         let c = probe.clone();
@@ -305,10 +293,7 @@ where
                     }
                 };
                 if let Some((key, value)) = value {
-                    let mut state = shared
-                        .state
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut state = crate::sync::write(&shared.state);
                     apply(&mut state, &key, value);
                 }
                 applied.insert(partition, offset + 1);
@@ -346,8 +331,7 @@ where
 
 fn bad_record(topic: &str, partition: i32, offset: i64, reason: &str) {
     tracing::warn!(%topic, partition, offset, %reason, "skipping a record that cannot be read");
-    metrics::counter!("scanstream_tail_bad_records_total", "topic" => topic.to_owned())
-        .increment(1);
+    metrics::counter!(crate::metrics::TAIL_BAD_RECORDS, "topic" => topic.to_owned()).increment(1);
 }
 
 /// A consumer assigned every partition of `topic` from the beginning (no group membership, no

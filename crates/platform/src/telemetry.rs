@@ -105,11 +105,13 @@ fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
         .map_err(|e| TelemetryError::Metrics(e.to_string()))?
         .set_buckets_for_metric(Matcher::Suffix("_size".to_owned()), SIZE_BUCKETS)
         .map_err(|e| TelemetryError::Metrics(e.to_string()))?
+        // Whole scans (`scanstream_scanner_scan_duration_seconds`) take seconds to minutes.
         .set_buckets_for_metric(
-            Matcher::Full("scanstream_scanner_scan_duration_seconds".to_owned()),
+            Matcher::Suffix("_scan_duration_seconds".to_owned()),
             SCAN_BUCKETS,
         )
         .map_err(|e| TelemetryError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| TelemetryError::Metrics(e.to_string()))
+        .inspect(|_| crate::metrics::describe())
 }

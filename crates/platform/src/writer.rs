@@ -124,7 +124,7 @@ pub fn producer_settings(kafka: &KafkaSettings, write_timeout: Duration) -> Kafk
         // librdkafka requires socket.timeout.ms <= transaction.timeout.ms + 100.
         .or_insert_with(|| {
             (write_ms.saturating_add(10_000))
-                .max(kafka.request_timeout_ms)
+                .max(kafka.request_timeout.as_millis() as u64)
                 .to_string()
         });
     kafka
@@ -426,15 +426,15 @@ impl WriterTask {
             Err(_) => "aborted",
         };
         let role = self.config.role.as_str();
-        metrics::histogram!("scanstream_ingest_batch_size", "role" => role).record(size as f64);
-        metrics::histogram!("scanstream_ingest_commit_duration_seconds", "role" => role)
+        metrics::histogram!(crate::metrics::WRITER_BATCH_SIZE, "role" => role).record(size as f64);
+        metrics::histogram!(crate::metrics::WRITER_COMMIT_DURATION, "role" => role)
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!("scanstream_ingest_transactions_total", "role" => role, "outcome" => outcome)
+        metrics::counter!(crate::metrics::WRITER_TRANSACTIONS, "role" => role, "outcome" => outcome)
             .increment(1);
         match result {
             Ok(()) => {
                 self.set_ready(true);
-                metrics::counter!("scanstream_ingest_accepted_total", "role" => role)
+                metrics::counter!(crate::metrics::WRITER_ACCEPTED, "role" => role)
                     .increment(size as u64);
                 for p in batch {
                     let _ = p.reply.send(Ok(()));

@@ -156,7 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 group_id: group.clone(),
                 transactional_id: format!("{prefix}bench-aggregator-{i}"),
                 batch_max_events: settings.aggregator.batch_max_events,
-                linger: Duration::from_millis(settings.aggregator.batch_linger_ms),
+                linger: settings.aggregator.batch_linger,
             },
         );
         let ready = Arc::new(AtomicBool::new(false));

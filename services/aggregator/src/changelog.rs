@@ -19,6 +19,7 @@ use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Change, Store, Stored};
+use scanstream_platform::sync::lock;
 
 /// Header on changelog records: the state's `events_folded`, so followers order records without
 /// decoding them.
@@ -34,7 +35,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn position(&self, partition: i32) -> Option<i64> {
-        self.positions.lock().ok()?.get(&partition).copied()
+        lock(&self.positions).get(&partition).copied()
     }
 
     /// True once the store holds everything the changelog held when this instance started.
@@ -43,7 +44,8 @@ impl Progress {
     }
 
     fn set(&self, positions: BTreeMap<i32, i64>) {
-        if let Ok(mut p) = self.positions.lock() {
+        {
+            let mut p = lock(&self.positions);
             p.extend(positions);
         }
     }
@@ -233,8 +235,8 @@ fn read(
             };
             restoring = false;
             let seconds = started.elapsed().as_secs_f64();
-            metrics::gauge!("scanstream_aggregator_restore_duration_seconds").set(seconds);
-            metrics::gauge!("scanstream_aggregator_restore_records").set(restored_records as f64);
+            metrics::gauge!(crate::metrics::RESTORE_DURATION).set(seconds);
+            metrics::gauge!(crate::metrics::RESTORE_RECORDS).set(restored_records as f64);
             tracing::info!(
                 records = restored_records,
                 seconds,
@@ -245,7 +247,7 @@ fn read(
         }
         if restoring {
             let done: i64 = positions_sum(&positions, &targets);
-            metrics::gauge!("scanstream_aggregator_restore_progress_ratio")
+            metrics::gauge!(crate::metrics::RESTORE_PROGRESS)
                 .set(done as f64 / targets.values().sum::<i64>().max(1) as f64);
         }
     }
@@ -320,7 +322,7 @@ impl RestoreBuffer {
                 s.restore(&last, &checkpoints, false)
             })
             .await?;
-        metrics::counter!("scanstream_aggregator_changelog_records_total").increment(count);
+        metrics::counter!(crate::metrics::CHANGELOG_RECORDS).increment(count);
         progress.set(std::mem::take(&mut buffer.positions));
         Ok(())
     }
@@ -372,8 +374,7 @@ async fn write_batches(
                     store
                         .blocking(move |s| s.apply(&changes, &checkpoints, durable))
                         .await?;
-                    metrics::counter!("scanstream_aggregator_changelog_records_total")
-                        .increment(count);
+                    metrics::counter!(crate::metrics::CHANGELOG_RECORDS).increment(count);
                 }
                 progress.set(positions);
             }

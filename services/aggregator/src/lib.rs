@@ -10,13 +10,14 @@
 //! - [`api`], [`openapi`]: the read API and its OpenAPI document.
 //! - [`startup`]: building and running the role.
 
-pub mod api;
+mod api;
 pub mod changelog;
 pub mod fold;
-pub mod openapi;
+pub mod metrics;
+mod openapi;
 pub mod processor;
-pub mod startup;
+mod startup;
 pub mod stats;
 pub mod store;
 
-pub use startup::{Aggregator, AggregatorError, Application};
+pub use startup::{Aggregator, AggregatorError};

@@ -19,11 +19,13 @@ use scanstream_contracts::event::ScanEvent;
 use scanstream_contracts::state::JobState;
 use scanstream_contracts::{Codec, JobId, Topic, TopicNames};
 use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext, settle};
+use scanstream_platform::supervise::{Supervised, supervise};
 use tokio_util::sync::CancellationToken;
 
 use crate::changelog::{EVENTS_FOLDED_HEADER, Progress};
 use crate::fold::fold;
 use crate::store::{Change, Store, Stored};
+use scanstream_platform::sync::lock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -64,7 +66,8 @@ impl ClientContext for RebalanceContext {
 
 impl ConsumerContext for RebalanceContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let (Rebalance::Revoke(list), Ok(mut synced)) = (rebalance, self.synced.lock()) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let mut synced = lock(&self.synced);
             for e in list.elements() {
                 synced.remove(&e.partition());
             }
@@ -120,27 +123,24 @@ impl Processor {
     /// Folds until `stop`; after a failure, starts over from the committed offsets with a fresh
     /// consumer and producer (the new producer fences the old one's open transaction).
     pub async fn run(&self, ready: Arc<std::sync::atomic::AtomicBool>, stop: CancellationToken) {
-        while !stop.is_cancelled() {
+        let supervised = Supervised {
+            task: "aggregator processing",
+            resumes: "from the committed offsets",
+            restarts: Some(crate::metrics::RESTARTS),
+            pause: Duration::from_secs(1),
+        };
+        let failed = || ready.store(false, std::sync::atomic::Ordering::Release);
+        supervise(supervised, &stop, failed, || async {
             // Folding starts from the store, so it waits for the restore.
             while !self.progress.restored() {
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
-            match self.session(&ready, &stop).await {
-                Ok(()) => return,
-                Err(e) => {
-                    ready.store(false, std::sync::atomic::Ordering::Release);
-                    tracing::warn!(error = %e, "aggregator processing restarts from the committed offsets");
-                    metrics::counter!("scanstream_aggregator_restarts_total").increment(1);
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
+            self.session(&ready, &stop).await
+        })
+        .await;
     }
 
     async fn session(
@@ -187,7 +187,7 @@ impl Processor {
             if batch.is_empty() {
                 continue;
             }
-            if synced.lock().map(|s| s.is_empty()).unwrap_or(true) {
+            if lock(&synced).is_empty() {
                 finish(writing.take()).await?;
                 cache.clear();
             }
@@ -248,6 +248,8 @@ impl Processor {
         Ok(())
     }
 
+    /// One batch, in named steps: decode, load the states it starts from, fold, commit the
+    /// changelog and the offsets in one transaction, then write the store behind it.
     async fn batch(
         &self,
         consumer: &Arc<StreamConsumer<RebalanceContext>>,
@@ -257,38 +259,82 @@ impl Processor {
         batch: Vec<rdkafka::message::OwnedMessage>,
     ) -> Result<StoreWrite, ProcessError> {
         let started = Instant::now();
-        let events_topic = self.names.name(Topic::Events);
+        let (events, offsets) = self.decode(consumer, synced, &batch).await?;
+        let decoded = started.elapsed();
+        let current = self.load(cache, &events).await?;
+        let Folded { dirty, duplicates } = fold_batch(&events, cache, &current);
+        let read_and_folded = started.elapsed();
+        let (encoded, produced) = self
+            .commit(consumer, producer, &dirty, &offsets, started)
+            .await?;
+        let committed = started.elapsed();
+        metrics::histogram!(crate::metrics::COMMIT_DURATION)
+            .record((committed - produced).as_secs_f64());
+        let write = self.write_store(encoded);
+        let folded = dirty.len();
+        cache.extend(dirty);
+        metrics::counter!(crate::metrics::EVENTS_FOLDED).increment(batch.len() as u64 - duplicates);
+        metrics::counter!(crate::metrics::DUPLICATES_SKIPPED).increment(duplicates);
+        metrics::histogram!(crate::metrics::BATCH_DURATION).record(started.elapsed().as_secs_f64());
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            events = batch.len(),
+            states = folded,
+            duplicates,
+            decode_ms = ms(decoded),
+            read_fold_ms = ms(read_and_folded - decoded),
+            produce_ms = ms(produced - read_and_folded),
+            commit_ms = ms(committed - produced),
+            "batch committed"
+        );
+        Ok(write)
+    }
+
+    /// The batch's events, and per partition the offset to commit after it. A partition seen for
+    /// the first time since the assignment is synced first; an undecodable record is counted and
+    /// skipped (never stops the fold), a transient registry error fails the batch.
+    async fn decode(
+        &self,
+        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        synced: &Arc<Mutex<HashSet<i32>>>,
+        batch: &[rdkafka::message::OwnedMessage],
+    ) -> Result<(Vec<ScanEvent>, BTreeMap<i32, i64>), ProcessError> {
         let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
         let mut events = Vec::with_capacity(batch.len());
-        for message in &batch {
+        for message in batch {
             let partition = message.partition();
             offsets.insert(partition, message.offset() + 1);
-            let needs_sync = synced
-                .lock()
-                .map(|s| !s.contains(&partition))
-                .unwrap_or(true);
+            let needs_sync = !lock(synced).contains(&partition);
             if needs_sync {
                 self.sync(consumer, partition).await?;
-                if let Ok(mut s) = synced.lock() {
+                {
+                    let mut s = lock(synced);
                     s.insert(partition);
                 }
             }
             let Some(payload) = message.payload() else {
-                metrics::counter!("scanstream_aggregator_undecodable_total").increment(1);
+                metrics::counter!(crate::metrics::UNDECODABLE).increment(1);
                 continue;
             };
             match self.codec.decode::<ScanEvent>(payload).await {
                 Ok(e) => events.push(e),
                 Err(e) if e.is_transient() => return Err(e.into()),
                 Err(e) => {
-                    // Never stops the fold; `scanstream audit` reports such records too.
+                    // `scanstream audit` reports such records too.
                     tracing::error!(partition, offset = message.offset(), error = %e, "undecodable event skipped");
-                    metrics::counter!("scanstream_aggregator_undecodable_total").increment(1);
+                    metrics::counter!(crate::metrics::UNDECODABLE).increment(1);
                 }
             }
         }
-        let decoded = started.elapsed();
-        // The states this batch starts from: cached, else one store read for all of them.
+        Ok((events, offsets))
+    }
+
+    /// The stored states of the jobs `events` touch that the cache lacks, in one store read.
+    async fn load(
+        &self,
+        cache: &HashMap<JobId, JobState>,
+        events: &[ScanEvent],
+    ) -> Result<HashMap<JobId, Option<JobState>>, ProcessError> {
         let mut missing: Vec<JobId> = events
             .iter()
             .map(|e| e.job_id)
@@ -308,30 +354,24 @@ impl Processor {
                 current.insert(job, state);
             }
         }
-        let mut dirty: HashMap<JobId, JobState> = HashMap::new();
-        let mut duplicates = 0u64;
-        for event in &events {
-            let before = match dirty.get(&event.job_id) {
-                Some(s) => Some(s.clone()),
-                None => cache
-                    .get(&event.job_id)
-                    .cloned()
-                    .or_else(|| current.get(&event.job_id).cloned().flatten()),
-            };
-            let next = fold(before.clone(), event);
-            if before.as_ref() == Some(&next) {
-                duplicates += 1;
-                continue;
-            }
-            dirty.insert(event.job_id, next);
-        }
+        Ok(current)
+    }
 
-        let read_and_folded = started.elapsed();
+    /// Writes the changed states to the changelog and the consumed offsets in one transaction;
+    /// returns the encoded states and when producing ended (relative to `started`).
+    async fn commit(
+        &self,
+        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        producer: &Arc<FutureProducer<StatsContext>>,
+        dirty: &HashMap<JobId, JobState>,
+        offsets: &BTreeMap<i32, i64>,
+        started: Instant,
+    ) -> Result<(Vec<(JobId, i64, Vec<u8>)>, Duration), ProcessError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let changelog = self.names.name(Topic::JobState);
         producer.begin_transaction()?;
         let mut encoded = Vec::with_capacity(dirty.len());
-        for (job, state) in &dirty {
+        for (job, state) in dirty {
             encoded.push((
                 *job,
                 state.events_folded,
@@ -353,27 +393,29 @@ impl Processor {
             deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
         }
         settle(producer, deliveries, deadline).await?;
+        let events_topic = self.names.name(Topic::Events);
         let mut list = TopicPartitionList::new();
-        for (partition, offset) in &offsets {
+        for (partition, offset) in offsets {
             list.add_partition_offset(&events_topic, *partition, Offset::Offset(*offset))?;
         }
         let metadata = consumer
             .group_metadata()
             .ok_or(ProcessError::NoGroupMetadata)?;
         let produced = started.elapsed();
-        {
-            let producer = producer.clone();
-            tokio::task::spawn_blocking(move || {
-                producer.send_offsets_to_transaction(&list, &metadata, Duration::from_secs(30))?;
-                producer.commit_transaction(Duration::from_secs(30))
-            })
-            .await
-            .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
-        }
+        let producer = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer.send_offsets_to_transaction(&list, &metadata, Duration::from_secs(30))?;
+            producer.commit_transaction(Duration::from_secs(30))
+        })
+        .await
+        .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
+        Ok((encoded, produced))
+    }
 
-        let committed = started.elapsed();
-        metrics::histogram!("scanstream_aggregator_commit_duration_seconds")
-            .record((committed - produced).as_secs_f64());
+    /// Writes committed states to the store in the background. Newer-wins: a write that lands
+    /// after the changelog follower applied a newer state of a job (or after the next batch's
+    /// write) changes nothing for it.
+    fn write_store(&self, encoded: Vec<(JobId, i64, Vec<u8>)>) -> StoreWrite {
         let changes: Vec<Change> = encoded
             .into_iter()
             .map(|(job, folded, value)| Change::Put {
@@ -384,33 +426,45 @@ impl Processor {
                 },
             })
             .collect();
-        // Newer-wins: a write that lands after the changelog follower applied a newer state of
-        // a job (or after the next batch's write) changes nothing for it.
         let store = self.store.clone();
-        let write = tokio::spawn(async move {
+        tokio::spawn(async move {
             store
                 .blocking(move |s| s.apply(&changes, &[], false))
                 .await
                 .map(|_| ())
-        });
-        let folded = dirty.len();
-        cache.extend(dirty);
-        metrics::counter!("scanstream_aggregator_events_folded_total")
-            .increment(batch.len() as u64 - duplicates);
-        metrics::counter!("scanstream_aggregator_duplicates_skipped_total").increment(duplicates);
-        metrics::histogram!("scanstream_aggregator_batch_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        tracing::debug!(
-            events = batch.len(),
-            states = folded,
-            duplicates,
-            decode_ms = ms(decoded),
-            read_fold_ms = ms(read_and_folded - decoded),
-            produce_ms = ms(produced - read_and_folded),
-            commit_ms = ms(committed - produced),
-            "batch committed"
-        );
-        Ok(write)
+        })
     }
+}
+
+/// The states a batch changed, and how many of its events changed nothing (already folded).
+struct Folded {
+    dirty: HashMap<JobId, JobState>,
+    duplicates: u64,
+}
+
+/// Folds `events` in order onto the states they start from: the batch's own earlier result,
+/// else the cache, else the stored state (`current`).
+fn fold_batch(
+    events: &[ScanEvent],
+    cache: &HashMap<JobId, JobState>,
+    current: &HashMap<JobId, Option<JobState>>,
+) -> Folded {
+    let mut dirty: HashMap<JobId, JobState> = HashMap::new();
+    let mut duplicates = 0u64;
+    for event in events {
+        let before = match dirty.get(&event.job_id) {
+            Some(s) => Some(s.clone()),
+            None => cache
+                .get(&event.job_id)
+                .cloned()
+                .or_else(|| current.get(&event.job_id).cloned().flatten()),
+        };
+        let next = fold(before.clone(), event);
+        if before.as_ref() == Some(&next) {
+            duplicates += 1;
+            continue;
+        }
+        dirty.insert(event.job_id, next);
+    }
+    Folded { dirty, duplicates }
 }

@@ -1,4 +1,5 @@
-//! Building and running the aggregator.
+//! Starting the aggregator role; [`scanstream_platform::server::Application`] serves and stops
+//! it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
-use metrics_exporter_prometheus::PrometheusHandle;
+use futures::future::BoxFuture;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
-use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
+use scanstream_platform::server::{Readiness, Role};
 use scanstream_platform::shutdown::Tasks;
+use scanstream_platform::supervise::{Supervised, retry_until, supervise};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -24,14 +26,15 @@ use scanstream_contracts::Topic;
 use scanstream_contracts::schedule::Schedule;
 use scanstream_platform::tail::{Table, TailSource};
 
+/// How often a start retries registering the schemas while the registry does not answer.
+const REGISTER_PAUSE: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
-    #[error(transparent)]
-    Server(#[from] ServeError),
 }
 
 /// The aggregator role: store open, changelog follower and processor started, routes ready
@@ -43,18 +46,11 @@ pub struct Aggregator {
     tasks: Tasks,
 }
 
-/// A running aggregator served alone on `api.listen`.
-pub struct Application {
-    aggregator: Arc<Aggregator>,
-    server: Served,
-    store: std::sync::Weak<Store>,
-}
-
 impl Aggregator {
-    /// Opens the store and starts following the changelog and folding events. Serve the role
-    /// with [`scanstream_platform::server::serve`]; call [`Aggregator::stop`] once the server
-    /// has stopped.
+    /// Opens the store and starts following the changelog and folding events; serve the role
+    /// with [`scanstream_platform::server::Application`], which stops it after the server.
     pub async fn start(settings: &Settings) -> Result<Arc<Aggregator>, AggregatorError> {
+        crate::metrics::describe();
         let config = settings.aggregator.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let store = Arc::new(Store::open(&PathBuf::from(&config.data_dir))?);
@@ -75,23 +71,28 @@ impl Aggregator {
                 group_id.clone(),
             );
             async move {
-                while !stop.is_cancelled() {
-                    let run = follow(
-                        factory.clone(),
-                        names.clone(),
-                        group_id.clone(),
-                        store.clone(),
-                        progress.clone(),
-                        stop.clone(),
-                    );
-                    if let Err(e) = run.await {
-                        tracing::warn!(error = %e, "changelog follower restarts");
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                    }
-                }
+                let supervised = Supervised {
+                    task: "changelog follower",
+                    resumes: "from the store's checkpoints",
+                    restarts: None,
+                    pause: Duration::from_secs(1),
+                };
+                supervise(
+                    supervised,
+                    &stop,
+                    || {},
+                    || {
+                        follow(
+                            factory.clone(),
+                            names.clone(),
+                            group_id.clone(),
+                            store.clone(),
+                            progress.clone(),
+                            stop.clone(),
+                        )
+                    },
+                )
+                .await;
             }
         });
         let processor = Processor::new(
@@ -109,21 +110,24 @@ impl Aggregator {
                     config.instance()
                 ),
                 batch_max_events: config.batch_max_events,
-                linger: Duration::from_millis(config.batch_linger_ms),
+                linger: config.batch_linger,
             },
         );
         let processing = tokio::spawn({
             let (folding, stop, codec) = (folding.clone(), stop.clone(), codec.clone());
             async move {
                 // Subjects get BACKWARD compatibility before the first changelog write.
-                while let Err(e) = codec.register_all().await {
-                    tracing::warn!(error = %e, "schemas not registered yet; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
+                let registered = || codec.register_all();
+                if retry_until(
+                    "schemas not registered yet",
+                    REGISTER_PAUSE,
+                    &stop,
+                    registered,
+                )
+                .await
+                {
+                    processor.run(folding, stop).await;
                 }
-                processor.run(folding, stop).await;
             }
         });
 
@@ -150,11 +154,6 @@ impl Aggregator {
             folding,
             tasks: Tasks::new(stop, vec![follower, processing, schedules_task]),
         }))
-    }
-
-    /// Stops the fold and the changelog follower (call once the server stopped).
-    pub async fn stop(&self) {
-        self.tasks.stop().await;
     }
 }
 
@@ -188,70 +187,39 @@ impl Role for Aggregator {
 
     fn refresh_metrics(&self) {
         if let Ok(jobs) = self.state.store.len() {
-            metrics::gauge!("scanstream_aggregator_store_keys").set(jobs as f64);
+            metrics::gauge!(crate::metrics::STORE_KEYS).set(jobs as f64);
         }
     }
-}
 
-impl Application {
-    /// Starts the aggregator and binds `api.listen` (port 0 picks a free port).
-    pub async fn build(
-        settings: &Settings,
-        metrics: PrometheusHandle,
-    ) -> Result<Application, AggregatorError> {
-        let aggregator = Aggregator::start(settings).await?;
-        let store = Arc::downgrade(&aggregator.state.store);
-        let server = serve(
-            &settings.api.listen,
-            vec![aggregator.clone()],
-            metrics,
-            ServeOptions {
-                label: "aggregator",
-                workers: None,
-                shutdown_timeout_seconds: 10,
-            },
-        )?;
-        tracing::info!(port = server.port(), "aggregator listening");
-        Ok(Application {
-            aggregator,
-            server,
-            store,
+    fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    /// Stops the fold and the changelog follower.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.tasks.stop())
+    }
+
+    /// Aborts the tasks mid-batch, flushing nothing, and returns once nothing but this role
+    /// holds the store, so that dropping it closes the store's file.
+    fn kill(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let tasks = self.tasks.take();
+            for task in &tasks {
+                task.abort();
+            }
+            // Aborting cannot reach the changelog reader's blocking thread; the stop signal ends
+            // it (it folds nothing, so this flushes nothing a killed process would not have).
+            self.tasks.cancel();
+            for task in tasks {
+                let _ = task.await;
+            }
+            // The stopped HTTP workers' app data is the last other holder of the store: once
+            // it is gone, dropping this role closes the store's file.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while Arc::strong_count(&self.state) > 1 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    pub async fn run_until_stopped(
-        self,
-        shutdown: CancellationToken,
-    ) -> Result<(), AggregatorError> {
-        shutdown.cancelled().await;
-        tracing::info!("aggregator stopping");
-        let served = self.server.stop(true).await;
-        self.aggregator.stop().await;
-        Ok(served?)
-    }
-
-    /// Stops like a killed process: tasks aborted mid-batch, nothing flushed, and returns once
-    /// the store's file is closed so another instance can open it.
-    pub async fn crash(self) {
-        let tasks = self.aggregator.tasks.take();
-        for task in &tasks {
-            task.abort();
-        }
-        // Aborting cannot reach the changelog reader's blocking thread; the stop signal ends it
-        // (it folds nothing, so this flushes nothing a killed process would not have).
-        self.aggregator.tasks.cancel();
-        let _ = self.server.stop(false).await;
-        for task in tasks {
-            let _ = task.await;
-        }
-        drop(self.aggregator);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.store.strong_count() > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 }

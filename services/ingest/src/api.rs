@@ -19,8 +19,8 @@ use crate::domain::{EngineSet, GitRef, Invalid, JobName, RepoPolicy, RepoUrl};
 use crate::idempotency::{Begin, IdempotencyStore, StoredResponse};
 use scanstream_platform::writer::{Record, Target, WriteError, Writer};
 
-/// Every route this service serves, as (method, path): registration and the OpenAPI document
-/// are both checked against this list.
+/// Ingest's own routes, as (method, path): registration and the OpenAPI document are both
+/// checked against this list (the server adds the shared probes, `/metrics` and `/openapi.json`).
 pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/jobs"),
     ("delete", "/jobs/{uuid}"),
@@ -30,11 +30,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/jobs/schedule/{name}"),
     ("patch", "/jobs/schedule/{name}"),
     ("delete", "/jobs/schedule/{name}"),
-    ("get", "/health_check"),
-    ("get", "/livez"),
-    ("get", "/readyz"),
-    ("get", "/metrics"),
-    ("get", "/openapi.json"),
 ];
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -110,7 +105,7 @@ pub(crate) fn now_millis() -> i64 {
 pub(crate) fn unavailable(state: &AppState, error: &WriteError) -> Problem {
     Problem::unavailable(
         format!("the scan was not accepted: {error}; retry later"),
-        state.settings.retry_after_seconds,
+        state.settings.retry_after.as_secs(),
     )
 }
 
@@ -118,7 +113,7 @@ fn codec_problem(state: &AppState, error: &CodecError) -> Problem {
     if error.is_transient() {
         Problem::unavailable(
             "the schema registry is not reachable; retry later",
-            state.settings.retry_after_seconds,
+            state.settings.retry_after.as_secs(),
         )
     } else {
         tracing::error!(%error, "encoding failed");
@@ -184,14 +179,10 @@ async fn submit(
     context: RequestContext,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let correlation = Some(context.correlation_id.clone());
-    let principal = authorize(&state, &req, Scope::ScansWrite)
-        .map_err(|p| p.with_correlation(correlation.clone()))?;
-    let key =
-        idempotency_key(&req, &principal).map_err(|p| p.with_correlation(correlation.clone()))?;
-    let (request, raw) = json_body::<JobRequest>(&req, payload, state.settings.body_limit_bytes)
-        .await
-        .map_err(|p| p.with_correlation(correlation.clone()))?;
+    let principal = authorize(&state, &req, Scope::ScansWrite)?;
+    let key = idempotency_key(&req, &principal)?;
+    let (request, raw) =
+        json_body::<JobRequest>(&req, payload, state.settings.body_limit_bytes).await?;
     let body_hash: [u8; 32] = Sha256::digest(&raw).into();
     if let Some(key) = &key {
         match state.idempotency.begin(key, body_hash) {
@@ -203,8 +194,7 @@ async fn submit(
                     "idempotency-in-flight",
                     "Conflict",
                     "a request with this Idempotency-Key is still being processed",
-                )
-                .with_correlation(correlation));
+                ));
             }
             Begin::Mismatch => {
                 return Err(Problem::new(
@@ -212,8 +202,7 @@ async fn submit(
                     "idempotency-mismatch",
                     "Idempotency-Key reused",
                     "this Idempotency-Key was used with a different request body",
-                )
-                .with_correlation(correlation));
+                ));
             }
         }
     }
@@ -226,9 +215,9 @@ async fn submit(
         (None, Ok((response, _))) => Ok(response),
         (Some(key), Err(problem)) => {
             state.idempotency.abandon(key);
-            Err(problem.with_correlation(correlation))
+            Err(problem)
         }
-        (None, Err(problem)) => Err(problem.with_correlation(correlation)),
+        (None, Err(problem)) => Err(problem),
     }
 }
 
@@ -362,41 +351,36 @@ async fn cancel(
     context: RequestContext,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let correlation = Some(context.correlation_id.clone());
-    let result = async {
-        let principal = authorize(&state, &req, Scope::ScansWrite)?;
-        let job = Uuid::parse_str(&path)
-            .map(JobId)
-            .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
-        let command = ScanCommand {
-            command_id: Uuid::new_v4(),
-            issued_at: now_millis(),
-            command: Command::CancelScan(CancelScan {
-                job_id: job,
-                run_id: None,
-                reason: Some("cancelled through the API".to_owned()),
-                requested_by: principal.name.clone(),
-            }),
-        };
-        // Ingest does not know the job's repository, so the cancellation goes to every
-        // partition; the scanner that holds the job acts on it (docs/topics.md).
-        let record = Record {
-            topic: Topic::Commands,
-            key: job.key(),
-            payload: Some(encode(&state, Topic::Commands, &command).await?),
-            target: Target::AllPartitions,
-            traceparent: context.traceparent.clone(),
-            correlation_id: context.correlation_id.clone(),
-        };
-        state
-            .writer
-            .write(vec![record])
-            .await
-            .map_err(|e| unavailable(&state, &e))?;
-        tracing::info!(job = %job, "cancellation queued");
-        Ok(HttpResponse::Accepted()
-            .json(serde_json::json!({"uuid": job.to_string(), "status": "cancelling"})))
-    }
-    .await;
-    result.map_err(|p: Problem| p.with_correlation(correlation))
+    let principal = authorize(&state, &req, Scope::ScansWrite)?;
+    let job = Uuid::parse_str(&path)
+        .map(JobId)
+        .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
+    let command = ScanCommand {
+        command_id: Uuid::new_v4(),
+        issued_at: now_millis(),
+        command: Command::CancelScan(CancelScan {
+            job_id: job,
+            run_id: None,
+            reason: Some("cancelled through the API".to_owned()),
+            requested_by: principal.name.clone(),
+        }),
+    };
+    // Ingest does not know the job's repository, so the cancellation goes to every
+    // partition; the scanner that holds the job acts on it (docs/topics.md).
+    let record = Record {
+        topic: Topic::Commands,
+        key: job.key(),
+        payload: Some(encode(&state, Topic::Commands, &command).await?),
+        target: Target::AllPartitions,
+        traceparent: context.traceparent.clone(),
+        correlation_id: context.correlation_id.clone(),
+    };
+    state
+        .writer
+        .write(vec![record])
+        .await
+        .map_err(|e| unavailable(&state, &e))?;
+    tracing::info!(job = %job, "cancellation queued");
+    Ok(HttpResponse::Accepted()
+        .json(serde_json::json!({"uuid": job.to_string(), "status": "cancelling"})))
 }

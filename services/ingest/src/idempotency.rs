@@ -7,6 +7,7 @@
 //! still derived from the key, so a retry that reaches another instance re-submits the *same*
 //! run, which the aggregator folds once.
 
+use scanstream_platform::sync::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -67,9 +68,7 @@ impl IdempotencyStore {
 
     /// Checks a key and, when new, marks it in flight. `body` is a hash of the request.
     pub fn begin(&self, key: &str, body: [u8; 32]) -> Begin {
-        let Ok(mut inner) = self.inner.lock() else {
-            return Begin::InFlight;
-        };
+        let mut inner = lock(&self.inner);
         let now = Instant::now();
         self.expire(&mut inner, now);
         match inner.entries.get(key) {
@@ -96,16 +95,15 @@ impl IdempotencyStore {
 
     /// Stores the answer to replay.
     pub fn finish(&self, key: &str, body: [u8; 32], response: StoredResponse) {
-        if let Ok(mut inner) = self.inner.lock()
-            && let Some(entry) = inner.entries.get_mut(key)
-        {
+        if let Some(entry) = lock(&self.inner).entries.get_mut(key) {
             entry.1 = Entry::Done { body, response };
         }
     }
 
     /// Forgets a key whose request failed, so a retry is processed anew.
     pub fn abandon(&self, key: &str) {
-        if let Ok(mut inner) = self.inner.lock() {
+        {
+            let mut inner = lock(&self.inner);
             inner.entries.remove(key);
         }
     }

@@ -9,13 +9,13 @@
 //! - [`schedules`]: `/jobs/schedule`, schedules stored on the compacted `scans.schedules`.
 //! - [`idempotency`]: replaying answers for `Idempotency-Key`.
 //! - [`openapi`]: the OpenAPI 3.1 document.
-//! - [`startup`]: building and running the service.
+//! - [`startup`]: starting the role (served and stopped by `scanstream_platform::server`).
 
-pub mod api;
-pub mod domain;
-pub mod idempotency;
-pub mod openapi;
-pub mod schedules;
-pub mod startup;
+mod api;
+mod domain;
+mod idempotency;
+mod openapi;
+mod schedules;
+mod startup;
 
-pub use startup::{Application, Ingest, IngestError};
+pub use startup::{Ingest, IngestError};

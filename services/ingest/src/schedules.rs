@@ -283,7 +283,7 @@ async fn sync(state: &AppState, schedules: &Schedules) -> Result<(), Problem> {
     schedules.table.sync(SYNC_TIMEOUT).await.map_err(|e| {
         Problem::unavailable(
             format!("schedules cannot be read now: {e}; retry later"),
-            state.settings.retry_after_seconds,
+            state.settings.retry_after.as_secs(),
         )
     })
 }
@@ -361,15 +361,6 @@ fn not_found(name: &str) -> Problem {
     )
 }
 
-/// Runs a handler body and attaches the request's correlation id to its problem.
-async fn handle<F>(context: &RequestContext, body: F) -> Result<HttpResponse, Problem>
-where
-    F: std::future::Future<Output = Result<HttpResponse, Problem>>,
-{
-    let correlation = Some(context.correlation_id.clone());
-    body.await.map_err(|p| p.with_correlation(correlation))
-}
-
 async fn create(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
@@ -377,61 +368,50 @@ async fn create(
     context: RequestContext,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    handle(&context, async {
-        let principal = authorize(&state, &req, Scope::ScansWrite)?;
-        let (request, _) =
-            json_body::<ScheduleRequest>(&req, payload, state.settings.body_limit_bytes).await?;
-        let name = parse_name(request.name.as_deref().unwrap_or_default())?;
-        let now = schedules.clock.now_ms();
-        let schedule = merge(&state, &name, defaults(&name, now), &request, true).await?;
-        if stored(&state, &schedules, name.as_str()).await?.is_some() {
-            return Err(Problem::new(
-                409,
-                "schedule-exists",
-                "Conflict",
-                format!(
-                    "a schedule named {name} exists; change it with PUT or PATCH /jobs/schedule/{name}",
-                    name = name.as_str()
-                ),
-            ));
-        }
-        write(&state, &context, name.as_str(), Some(&schedule)).await?;
-        tracing::info!(schedule = %name.as_str(), cron = %schedule.cron, by = ?principal.name, "schedule created");
-        Ok(answer(201, &schedule, now))
-    })
-    .await
+    let principal = authorize(&state, &req, Scope::ScansWrite)?;
+    let (request, _) =
+        json_body::<ScheduleRequest>(&req, payload, state.settings.body_limit_bytes).await?;
+    let name = parse_name(request.name.as_deref().unwrap_or_default())?;
+    let now = schedules.clock.now_ms();
+    let schedule = merge(&state, &name, defaults(&name, now), &request, true).await?;
+    if stored(&state, &schedules, name.as_str()).await?.is_some() {
+        return Err(Problem::new(
+            409,
+            "schedule-exists",
+            "Conflict",
+            format!(
+                "a schedule named {name} exists; change it with PUT or PATCH /jobs/schedule/{name}",
+                name = name.as_str()
+            ),
+        ));
+    }
+    write(&state, &context, name.as_str(), Some(&schedule)).await?;
+    tracing::info!(schedule = %name.as_str(), cron = %schedule.cron, by = ?principal.name, "schedule created");
+    Ok(answer(201, &schedule, now))
 }
 
 async fn list(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
-    context: RequestContext,
 ) -> Result<HttpResponse, Problem> {
-    handle(&context, async {
-        authorize(&state, &req, Scope::ScansRead)?;
-        sync(&state, &schedules).await?;
-        let now = schedules.clock.now_ms();
-        let all: Vec<ScheduleView> = schedules
-            .table
-            .read(|t| t.values().map(|s| view(s, now)).collect());
-        Ok(HttpResponse::Ok().json(serde_json::json!({ "schedules": all })))
-    })
-    .await
+    authorize(&state, &req, Scope::ScansRead)?;
+    sync(&state, &schedules).await?;
+    let now = schedules.clock.now_ms();
+    let all: Vec<ScheduleView> = schedules
+        .table
+        .read(|t| t.values().map(|s| view(s, now)).collect());
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "schedules": all })))
 }
 
 async fn show(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
-    context: RequestContext,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    handle(&context, async {
-        let (_, schedule) = existing(&state, &schedules, &req, &path, Scope::ScansRead).await?;
-        Ok(answer(200, &schedule, schedules.clock.now_ms()))
-    })
-    .await
+    let (_, schedule) = existing(&state, &schedules, &req, &path, Scope::ScansRead).await?;
+    Ok(answer(200, &schedule, schedules.clock.now_ms()))
 }
 
 /// A `PUT`/`PATCH`: authorized for writing, the path's name valid, the body's `name` (when
@@ -464,24 +444,21 @@ async fn replace(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    handle(&context, async {
-        let (name, request) = named_request(&state, &req, &path, payload).await?;
-        let now = schedules.clock.now_ms();
-        let mut schedule = merge(&state, &name, defaults(&name, now), &request, true).await?;
-        let existing = stored(&state, &schedules, name.as_str()).await?;
-        if let Some(old) = &existing {
-            // The same schedule, changed: its ticks so far stay handled.
-            schedule.created_at = old.created_at;
-        }
-        write(&state, &context, name.as_str(), Some(&schedule)).await?;
-        tracing::info!(schedule = %name.as_str(), "schedule replaced");
-        Ok(answer(
-            if existing.is_some() { 200 } else { 201 },
-            &schedule,
-            now,
-        ))
-    })
-    .await
+    let (name, request) = named_request(&state, &req, &path, payload).await?;
+    let now = schedules.clock.now_ms();
+    let mut schedule = merge(&state, &name, defaults(&name, now), &request, true).await?;
+    let existing = stored(&state, &schedules, name.as_str()).await?;
+    if let Some(old) = &existing {
+        // The same schedule, changed: its ticks so far stay handled.
+        schedule.created_at = old.created_at;
+    }
+    write(&state, &context, name.as_str(), Some(&schedule)).await?;
+    tracing::info!(schedule = %name.as_str(), "schedule replaced");
+    Ok(answer(
+        if existing.is_some() { 200 } else { 201 },
+        &schedule,
+        now,
+    ))
 }
 
 async fn update(
@@ -492,19 +469,16 @@ async fn update(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    handle(&context, async {
-        let (name, request) = named_request(&state, &req, &path, payload).await?;
-        let Some(old) = stored(&state, &schedules, name.as_str()).await? else {
-            return Err(not_found(name.as_str()));
-        };
-        let now = schedules.clock.now_ms();
-        let mut schedule = merge(&state, &name, old, &request, false).await?;
-        schedule.updated_at = now;
-        write(&state, &context, name.as_str(), Some(&schedule)).await?;
-        tracing::info!(schedule = %name.as_str(), suspend = schedule.suspend, "schedule updated");
-        Ok(answer(200, &schedule, now))
-    })
-    .await
+    let (name, request) = named_request(&state, &req, &path, payload).await?;
+    let Some(old) = stored(&state, &schedules, name.as_str()).await? else {
+        return Err(not_found(name.as_str()));
+    };
+    let now = schedules.clock.now_ms();
+    let mut schedule = merge(&state, &name, old, &request, false).await?;
+    schedule.updated_at = now;
+    write(&state, &context, name.as_str(), Some(&schedule)).await?;
+    tracing::info!(schedule = %name.as_str(), suspend = schedule.suspend, "schedule updated");
+    Ok(answer(200, &schedule, now))
 }
 
 async fn remove(
@@ -514,14 +488,11 @@ async fn remove(
     context: RequestContext,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    handle(&context, async {
-        let (name, _) = existing(&state, &schedules, &req, &path, Scope::ScansWrite).await?;
-        write(&state, &context, name.as_str(), None).await?;
-        tracing::info!(schedule = %name.as_str(), at_ms = now_millis(), "schedule deleted");
-        Ok(HttpResponse::Ok().json(serde_json::json!({
-            "name": name.as_str(),
-            "status": "deleted",
-        })))
-    })
-    .await
+    let (name, _) = existing(&state, &schedules, &req, &path, Scope::ScansWrite).await?;
+    write(&state, &context, name.as_str(), None).await?;
+    tracing::info!(schedule = %name.as_str(), at_ms = now_millis(), "schedule deleted");
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "name": name.as_str(),
+        "status": "deleted",
+    })))
 }

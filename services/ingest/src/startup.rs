@@ -1,15 +1,15 @@
-//! Building and running the ingest service.
+//! Starting the ingest role; [`scanstream_platform::server::Application`] serves and stops it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use metrics_exporter_prometheus::PrometheusHandle;
+use futures::future::BoxFuture;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
-use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
+use scanstream_platform::server::{Readiness, Role, ServeError};
 use scanstream_platform::shutdown::Tasks;
 use scanstream_platform::writer::{OnFatal, Writer, WriterConfig, producer_settings};
 use serde_json::json;
@@ -39,13 +39,7 @@ pub struct Ingest {
     schedules: web::Data<Schedules>,
     writer: Writer,
     writer_tasks: Tasks,
-    shutdown_timeout_seconds: u64,
-}
-
-/// A built ingest service: the role, served alone on `api.listen`.
-pub struct Application {
-    ingest: Arc<Ingest>,
-    server: Served,
+    shutdown_timeout: Duration,
 }
 
 /// The transactional id of this instance: unique per process (ingest writes no
@@ -62,15 +56,15 @@ fn transactional_id(settings: &Settings) -> String {
 }
 
 impl Ingest {
-    /// Starts the writer. Serve the role with [`scanstream_platform::server::serve`], and call
-    /// [`Ingest::stop`] once the server has stopped.
+    /// Starts the writer and the schedules' follower; serve the role with
+    /// [`scanstream_platform::server::Application`], which stops it after the server.
     pub async fn start(settings: &Settings) -> Result<Arc<Ingest>, IngestError> {
         let ingest = settings.ingest.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
         let policy = RepoPolicy::new(&ingest.file_roots, &ingest.allowed_hosts)
             .map_err(|e| IngestError::Config(e.to_string()))?;
-        let kafka = producer_settings(&settings.kafka, ingest.write_timeout());
+        let kafka = producer_settings(&settings.kafka, ingest.write_timeout);
         let writer_stop = CancellationToken::new();
         let (writer, writer_tasks) = Writer::start(
             KafkaFactory::new(kafka),
@@ -83,8 +77,8 @@ impl Ingest {
                 on_fatal: OnFatal::Reinitialize,
                 writers: ingest.writers,
                 max_requests: ingest.batch_max_requests,
-                linger: Duration::from_millis(ingest.batch_linger_ms),
-                write_timeout: ingest.write_timeout(),
+                linger: ingest.batch_linger,
+                write_timeout: ingest.write_timeout,
                 queue_capacity: ingest.batch_max_requests * 20,
             },
             writer_stop.clone(),
@@ -100,10 +94,7 @@ impl Ingest {
         }
         let state = web::Data::new(AppState {
             engines: EngineSet::new(ingest.engines.clone(), ingest.default_engines.clone()),
-            idempotency: IdempotencyStore::new(
-                Duration::from_secs(ingest.idempotency_ttl_seconds),
-                ingest.idempotency_capacity,
-            ),
+            idempotency: IdempotencyStore::new(ingest.idempotency_ttl, ingest.idempotency_capacity),
             settings: ingest.clone(),
             auth,
             codec,
@@ -130,18 +121,8 @@ impl Ingest {
             schedules,
             writer,
             writer_tasks: Tasks::new(writer_stop, writer_tasks),
-            shutdown_timeout_seconds: ingest.write_timeout_ms.div_ceil(1000) + 5,
+            shutdown_timeout: ingest.write_timeout + Duration::from_secs(5),
         }))
-    }
-
-    /// How long in-flight requests may take after a graceful stop: a write's deadline.
-    pub fn shutdown_timeout_seconds(&self) -> u64 {
-        self.shutdown_timeout_seconds
-    }
-
-    /// Stops the writer after the last request's transaction (call once the server stopped).
-    pub async fn stop(&self) {
-        self.writer_tasks.stop().await;
     }
 }
 
@@ -183,45 +164,14 @@ impl Role for Ingest {
     fn openapi(&self) -> Option<serde_json::Value> {
         Some(crate::openapi::document())
     }
-}
 
-impl Application {
-    /// Starts the writer and binds `api.listen` (port 0 picks a free port).
-    pub async fn build(
-        settings: &Settings,
-        metrics: PrometheusHandle,
-    ) -> Result<Application, IngestError> {
-        let ingest = Ingest::start(settings).await?;
-        let server = serve(
-            &settings.api.listen,
-            vec![ingest.clone()],
-            metrics,
-            ServeOptions {
-                label: "ingest",
-                workers: None,
-                shutdown_timeout_seconds: ingest.shutdown_timeout_seconds(),
-            },
-        )?;
-        tracing::info!(port = server.port(), "ingest listening");
-        Ok(Application { ingest, server })
+    /// In-flight requests may take a write's deadline.
+    fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
     }
 
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// True once the writer can accept requests.
-    pub fn ready(&self) -> bool {
-        self.ingest.writer.ready()
-    }
-
-    /// Serves until `shutdown` is cancelled, then stops accepting connections, lets in-flight
-    /// requests finish their transactions, and stops the writer.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), IngestError> {
-        shutdown.cancelled().await;
-        tracing::info!("ingest draining");
-        let served = self.server.stop(true).await;
-        self.ingest.stop().await;
-        Ok(served?)
+    /// Stops the writer after the last request's transaction.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.writer_tasks.stop())
     }
 }

@@ -28,12 +28,14 @@ use scanstream_contracts::command::{CancelScan, Command, RequestScan, ScanComman
 use scanstream_contracts::event::{EventPayload, ScanFailed, TERMINAL_SEQUENCE};
 use scanstream_contracts::{Codec, JobId, RunId, Topic, TopicNames};
 use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
+use scanstream_platform::supervise::{Supervised, supervise};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::job::{JobContext, JobEnd, Signals};
 use crate::offsets::OffsetBook;
+use scanstream_platform::sync::lock;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -126,9 +128,7 @@ impl ConsumerContext for ScannerContext {
         let Rebalance::Revoke(list) = rebalance else {
             return;
         };
-        let Ok(mut shared) = self.shared.lock() else {
-            return;
-        };
+        let mut shared = lock(&self.shared);
         let mut commits = TopicPartitionList::new();
         for element in list.elements() {
             let partition = element.partition();
@@ -161,7 +161,8 @@ impl ConsumerContext for ScannerContext {
         if let Err(e) = result {
             // Committed again on the next tick.
             tracing::debug!(error = %e, "offset commit failed");
-            if let Ok(mut shared) = self.shared.lock() {
+            {
+                let mut shared = lock(&self.shared);
                 for element in offsets.elements() {
                     shared.book.uncommit(element.partition());
                 }
@@ -181,7 +182,8 @@ impl ConsumerContext for ScannerContext {
         {
             tracing::warn!(error = %e, "resuming newly assigned partitions failed");
         }
-        if let Ok(mut shared) = self.shared.lock() {
+        {
+            let mut shared = lock(&self.shared);
             for element in list.elements() {
                 shared.book.assign(element.partition());
             }
@@ -241,20 +243,14 @@ impl CommandConsumer {
                 async move { watch_cancels(factory, &group, names, codec, shared, stop).await },
             )
         };
-        while !stop.is_cancelled() {
-            match self.session(&ready, &stop).await {
-                Ok(()) => break,
-                Err(e) => {
-                    ready.store(false, std::sync::atomic::Ordering::Release);
-                    tracing::warn!(error = %e, "scanner consumer restarts from the committed offsets");
-                    metrics::counter!("scanstream_scanner_restarts_total").increment(1);
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
+        let supervised = Supervised {
+            task: "scanner consumer",
+            resumes: "from the committed offsets",
+            restarts: Some(crate::metrics::RESTARTS),
+            pause: Duration::from_secs(1),
+        };
+        let failed = || ready.store(false, std::sync::atomic::Ordering::Release);
+        supervise(supervised, &stop, failed, || self.session(&ready, &stop)).await;
         ready.store(false, std::sync::atomic::Ordering::Release);
         let _ = watcher.await;
     }
@@ -264,27 +260,23 @@ impl CommandConsumer {
         ready: &std::sync::atomic::AtomicBool,
         stop: &CancellationToken,
     ) -> Result<(), Error> {
-        if let Ok(mut shared) = self.shared.lock() {
+        {
+            let mut shared = lock(&self.shared);
             // Scans of an earlier session were handed over when it ended.
             shared.book = OffsetBook::default();
             shared.queue.clear();
             shared.running.clear();
         }
-        let consumer: StreamConsumer<ScannerContext> = self
-            .factory
-            .consumer_with_context(
-                ClientRole::Scanner,
-                &self.config.group_id,
-                ScannerContext {
-                    stats: StatsContext::new(ClientRole::Scanner),
-                    shared: self.shared.clone(),
-                },
-            )
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let consumer: StreamConsumer<ScannerContext> = self.factory.consumer_with_context(
+            ClientRole::Scanner,
+            &self.config.group_id,
+            ScannerContext {
+                stats: StatsContext::new(ClientRole::Scanner),
+                shared: self.shared.clone(),
+            },
+        )?;
         let topic = self.names.name(Topic::Commands);
-        consumer
-            .subscribe(&[&topic])
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+        consumer.subscribe(&[&topic])?;
         ready.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(group = %self.config.group_id, "scanner consuming commands");
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -322,9 +314,7 @@ impl CommandConsumer {
     ) -> Result<(), Error> {
         let (partition, offset) = (message.partition(), message.offset());
         let generation = {
-            let Ok(mut shared) = self.shared.lock() else {
-                return Ok(());
-            };
+            let mut shared = lock(&self.shared);
             if !shared.book.read(partition, offset) {
                 tracing::debug!(
                     partition,
@@ -337,9 +327,8 @@ impl CommandConsumer {
             shared.book.generation(partition).unwrap_or(0)
         };
         let finish = |shared: &Arc<Mutex<Shared>>| {
-            if let Ok(mut shared) = shared.lock() {
-                shared.book.finish(partition, offset, generation);
-            }
+            let mut shared = lock(shared);
+            shared.book.finish(partition, offset, generation);
         };
         let decoded = match message.payload() {
             None => Err(("the record has no value".to_owned(), "empty")),
@@ -359,7 +348,8 @@ impl CommandConsumer {
         };
         match command.command {
             Command::CancelScan(cancel) => {
-                if let Ok(mut shared) = self.shared.lock() {
+                {
+                    let mut shared = lock(&self.shared);
                     shared.cancel(&cancel, command.issued_at);
                 }
                 finish(&self.shared);
@@ -380,7 +370,8 @@ impl CommandConsumer {
                     finish(&self.shared);
                     return Ok(());
                 }
-                if let Ok(mut shared) = self.shared.lock() {
+                {
+                    let mut shared = lock(&self.shared);
                     shared.queue.push_back(Queued {
                         partition,
                         offset,
@@ -446,9 +437,7 @@ impl CommandConsumer {
     }
 
     fn start_queued(&self, done_tx: &mpsc::UnboundedSender<Done>) {
-        let Ok(mut shared) = self.shared.lock() else {
-            return;
-        };
+        let mut shared = lock(&self.shared);
         while shared.running.len() < self.config.concurrency {
             let Some(queued) = shared.queue.pop_front() else {
                 break;
@@ -474,12 +463,13 @@ impl CommandConsumer {
                 });
             });
         }
-        metrics::gauge!("scanstream_scanner_running_scans").set(shared.running.len() as f64);
-        metrics::gauge!("scanstream_scanner_queued_commands").set(shared.queue.len() as f64);
+        metrics::gauge!(crate::metrics::RUNNING_SCANS).set(shared.running.len() as f64);
+        metrics::gauge!(crate::metrics::QUEUED_COMMANDS).set(shared.queue.len() as f64);
     }
 
     fn finished(&self, done: Done) {
-        if let Ok(mut shared) = self.shared.lock() {
+        {
+            let mut shared = lock(&self.shared);
             shared.running.remove(&(done.partition, done.offset));
             if done.end == JobEnd::Finished {
                 shared
@@ -490,10 +480,7 @@ impl CommandConsumer {
     }
 
     fn commit(&self, consumer: &StreamConsumer<ScannerContext>, mode: CommitMode) {
-        let commits = match self.shared.lock() {
-            Ok(mut shared) => shared.book.take_commits(),
-            Err(_) => return,
-        };
+        let commits = lock(&self.shared).book.take_commits();
         if commits.is_empty() {
             return;
         }
@@ -504,7 +491,8 @@ impl CommandConsumer {
         }
         if let Err(e) = consumer.commit(&list, mode) {
             tracing::warn!(error = %e, "offset commit failed; retried on the next tick");
-            if let Ok(mut shared) = self.shared.lock() {
+            {
+                let mut shared = lock(&self.shared);
                 for (partition, _) in commits {
                     shared.book.uncommit(partition);
                 }
@@ -514,12 +502,12 @@ impl CommandConsumer {
 
     /// Pauses every assigned partition while the queue is full, resumes when it drained.
     fn back_pressure(&self, consumer: &StreamConsumer<ScannerContext>, paused: bool) -> bool {
-        let (queued, changed) = match self.shared.lock() {
-            Ok(mut shared) => (
+        let (queued, changed) = {
+            let mut shared = lock(&self.shared);
+            (
                 shared.queue.len(),
                 std::mem::take(&mut shared.assignment_changed),
-            ),
-            Err(_) => return paused,
+            )
         };
         let Ok(assignment) = consumer.assignment() else {
             return paused;
@@ -546,10 +534,11 @@ impl CommandConsumer {
         consumer: &StreamConsumer<ScannerContext>,
         done_rx: &mut mpsc::UnboundedReceiver<Done>,
     ) {
-        if let Ok(mut shared) = self.shared.lock() {
+        {
+            let mut shared = lock(&self.shared);
             shared.queue.clear();
         }
-        let running = || self.shared.lock().map(|s| s.running.len()).unwrap_or(0);
+        let running = || lock(&self.shared).running.len();
         let until = tokio::time::Instant::now() + self.config.drain_timeout;
         let mut handed_over = false;
         while running() > 0 {
@@ -564,7 +553,8 @@ impl CommandConsumer {
                 Err(_) if handed_over => break,
                 Err(_) => {
                     handed_over = true;
-                    if let Ok(shared) = self.shared.lock() {
+                    {
+                        let shared = lock(&self.shared);
                         tracing::info!(
                             running = shared.running.len(),
                             "handing running scans over"
@@ -593,26 +583,21 @@ async fn watch_cancels(
     let topic = names.name(Topic::Commands);
     while !stop.is_cancelled() {
         let result: Result<(), Error> = async {
-            let consumer = factory
-                .consumer(ClientRole::Scanner, group)
-                .map_err(|e| Error::Kafka(e.to_string()))?;
+            let consumer = factory.consumer(ClientRole::Scanner, group)?;
             let partitions = scanstream_platform::kafka::partitions(
                 consumer.client(),
                 &topic,
                 factory.request_timeout(),
-            )
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+            )?;
             let mut list = TopicPartitionList::new();
             for p in partitions {
                 let _ = list.add_partition_offset(&topic, p, Offset::End);
             }
-            consumer
-                .assign(&list)
-                .map_err(|e| Error::Kafka(e.to_string()))?;
+            consumer.assign(&list)?;
             loop {
                 let message = tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
-                    m = consumer.recv() => m.map_err(|e| Error::Kafka(e.to_string()))?,
+                    m = consumer.recv() => m?,
                 };
                 let Some(bytes) = message.payload() else {
                     continue;
@@ -622,9 +607,8 @@ async fn watch_cancels(
                     issued_at,
                     ..
                 }) = codec.decode::<ScanCommand>(bytes).await
-                    && let Ok(mut shared) = shared.lock()
                 {
-                    shared.cancel(&cancel, issued_at);
+                    lock(&shared).cancel(&cancel, issued_at);
                 }
             }
         }

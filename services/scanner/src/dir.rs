@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::Error;
-use crate::runner::{Item, Place, Reader, Source};
+use crate::source::{Item, Place, Reader, Source};
 
 /// Every regular file under a root, `.git` folders and symlinks excluded.
 #[derive(Debug)]

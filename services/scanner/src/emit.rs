@@ -138,8 +138,7 @@ impl Emitter {
             record = record.payload(payload);
         }
         self.send(record).await?;
-        metrics::counter!("scanstream_scanner_dead_letters_total", "kind" => kind.to_owned())
-            .increment(1);
+        metrics::counter!(crate::metrics::DEAD_LETTERS, "kind" => kind.to_owned()).increment(1);
         Ok(())
     }
 
@@ -152,6 +151,6 @@ impl Emitter {
             .send(record, DELIVERY_TIMEOUT)
             .await
             .map(|_| ())
-            .map_err(|(e, _)| Error::Kafka(e.to_string()))
+            .map_err(|(e, _)| Error::Kafka(e))
     }
 }

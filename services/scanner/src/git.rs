@@ -13,7 +13,7 @@ use gix::revision::walk::Sorting;
 use gix::traverse::commit::simple::CommitTimeOrder;
 
 use crate::Error;
-use crate::runner::{Item, Place, Reader, Source};
+use crate::source::{Item, Place, Reader, Source};
 
 /// A repository shared by the threads of a scan.
 pub type Repo = gix::ThreadSafeRepository;
@@ -66,13 +66,6 @@ pub fn resolve(repo: &Repo, spec: Option<&str>) -> Result<Option<ObjectId>, Erro
         .peel_to_commit()
         .map_err(|_| Error::RefNotFound(spec.unwrap_or("HEAD").to_owned()))?;
     Ok(Some(commit.id))
-}
-
-/// The git blob id of `data` (what `git hash-object` prints), as bytes.
-pub fn blob_id(data: &[u8]) -> Result<Vec<u8>, Error> {
-    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, data)
-        .map(|id| id.as_bytes().to_vec())
-        .map_err(git_error)
 }
 
 /// A full commit id in hex, if that commit exists.

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::emit::Emitter;
 use crate::ledger::{Entry, Ledger, Plan, plan};
 use crate::mirror::Mirrors;
-use crate::runner::Progress;
+use crate::runner::{EngineRun, Progress};
 use crate::scan::Scanning;
 use crate::{Error, now_ms};
+use scanstream_platform::sync::lock;
 
 /// Why a running scan stops early.
 #[derive(Debug, Clone, Default)]
@@ -35,14 +36,15 @@ pub struct Signals {
 
 impl Signals {
     pub fn cancel_with(&self, reason: Option<String>) {
-        if let Ok(mut slot) = self.cancel_reason.lock() {
+        {
+            let mut slot = lock(&self.cancel_reason);
             *slot = reason;
         }
         self.cancel.cancel();
     }
 
     fn reason(&self) -> Option<String> {
-        self.cancel_reason.lock().ok().and_then(|r| r.clone())
+        lock(&self.cancel_reason).clone()
     }
 }
 
@@ -274,7 +276,7 @@ impl JobContext {
                 }
             }
         }
-        metrics::counter!("scanstream_scanner_attempts_total", "outcome" => kind).increment(1);
+        metrics::counter!(crate::metrics::ATTEMPTS, "outcome" => kind).increment(1);
         tracing::info!(job = %command.job_id, run = %command.run_id, attempt, outcome = kind, "attempt ended");
         if let Err(e) = self.ledger.put(command.job_id, command.run_id, entry) {
             // The events are written; a stale ledger only makes the next owner close this
@@ -393,44 +395,7 @@ impl JobContext {
         })
         .await?;
         drop(acquired);
-        let mut totals = SeverityCounts::default();
-        let mut findings = Vec::new();
-        let detected_at = now_ms();
-        for run in &runs {
-            for found in &run.found {
-                totals.add(found.hit.severity);
-                let line = i32::try_from(found.hit.line).unwrap_or(i32::MAX);
-                let commit = found.place.commit.clone().or_else(|| commit.clone());
-                findings.push(Finding {
-                    finding_id: derived_uuid(
-                        "finding",
-                        &[
-                            &command.job_id.to_string(),
-                            &command.run_id.to_string(),
-                            &attempt.to_string(),
-                            &run.engine,
-                            &found.hit.fingerprint,
-                            &found.place.path,
-                            &line.to_string(),
-                            commit.as_deref().unwrap_or(""),
-                        ],
-                    ),
-                    job_id: command.job_id,
-                    run_id: command.run_id,
-                    attempt,
-                    repo_url: command.repo_url.clone(),
-                    engine: run.engine.clone(),
-                    rule_id: found.hit.rule.clone(),
-                    severity: found.hit.severity,
-                    path: found.place.path.clone(),
-                    line,
-                    commit,
-                    fingerprint: found.hit.fingerprint.clone(),
-                    redacted_preview: found.hit.preview.clone(),
-                    detected_at,
-                });
-            }
-        }
+        let (findings, totals) = findings(command, attempt, commit.as_deref(), &runs, now_ms());
         for (index, run) in runs.iter().enumerate() {
             let completed = EventPayload::EngineCompleted(EngineCompleted {
                 engine: run.engine.clone(),
@@ -441,24 +406,77 @@ impl JobContext {
             });
             let sequence = 2 + i32::try_from(index).unwrap_or(0);
             emitter.event(command, attempt, sequence, completed).await?;
-            metrics::counter!("scanstream_scanner_bytes_scanned_total").increment(run.bytes);
-            metrics::counter!("scanstream_scanner_files_scanned_total").increment(run.files);
+            metrics::counter!(crate::metrics::BYTES_SCANNED).increment(run.bytes);
+            metrics::counter!(crate::metrics::FILES_SCANNED).increment(run.files);
         }
         emitter.findings(&findings).await?;
-        metrics::counter!("scanstream_scanner_findings_total").increment(findings.len() as u64);
+        metrics::counter!(crate::metrics::FINDINGS).increment(findings.len() as u64);
         if let Some(commit) = &commit {
             self.scanning
                 .mark_scanned(&command.repo_url, command.git_ref.as_deref(), commit);
         }
         let elapsed = started.elapsed();
-        metrics::histogram!("scanstream_scanner_scan_duration_seconds")
-            .record(elapsed.as_secs_f64());
+        metrics::histogram!(crate::metrics::SCAN_DURATION).record(elapsed.as_secs_f64());
         Ok(ScanSucceeded {
             findings: totals,
             commit,
             duration_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         })
     }
+}
+
+/// The findings of an attempt's engine runs, with ids derived from where and what was found
+/// (so a re-delivered attempt writes the same ids), and their count by severity. `commit` is
+/// the scanned commit, for findings whose place names none (tree scans).
+fn findings(
+    command: &RequestScan,
+    attempt: i32,
+    commit: Option<&str>,
+    runs: &[EngineRun],
+    detected_at: i64,
+) -> (Vec<Finding>, SeverityCounts) {
+    let mut totals = SeverityCounts::default();
+    let mut findings = Vec::new();
+    for run in runs {
+        for found in &run.found {
+            totals.add(found.hit.severity);
+            let line = i32::try_from(found.hit.line).unwrap_or(i32::MAX);
+            let commit = found
+                .place
+                .commit
+                .clone()
+                .or_else(|| commit.map(str::to_owned));
+            findings.push(Finding {
+                finding_id: derived_uuid(
+                    "finding",
+                    &[
+                        &command.job_id.to_string(),
+                        &command.run_id.to_string(),
+                        &attempt.to_string(),
+                        &run.engine,
+                        &found.hit.fingerprint,
+                        &found.place.path,
+                        &line.to_string(),
+                        commit.as_deref().unwrap_or(""),
+                    ],
+                ),
+                job_id: command.job_id,
+                run_id: command.run_id,
+                attempt,
+                repo_url: command.repo_url.clone(),
+                engine: run.engine.clone(),
+                rule_id: found.hit.rule.clone(),
+                severity: found.hit.severity,
+                path: found.place.path.clone(),
+                line,
+                commit,
+                fingerprint: found.hit.fingerprint.clone(),
+                redacted_preview: found.hit.preview.clone(),
+                detected_at,
+            });
+        }
+    }
+    (findings, totals)
 }
 
 fn terminal_kind(payload: &EventPayload) -> &'static str {

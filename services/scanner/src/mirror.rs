@@ -414,9 +414,8 @@ impl Mirrors {
             report.bytes_freed += bytes;
             tracing::info!(mirror = %path.display(), bytes, idle_s = idle.as_secs(), "mirror evicted");
         }
-        metrics::counter!("scanstream_scanner_mirrors_evicted_total")
-            .increment(report.evicted as u64);
-        metrics::gauge!("scanstream_scanner_mirror_cache_bytes").set(report.bytes_kept as f64);
+        metrics::counter!(crate::metrics::MIRRORS_EVICTED).increment(report.evicted as u64);
+        metrics::gauge!(crate::metrics::MIRROR_CACHE_BYTES).set(report.bytes_kept as f64);
         Ok(report)
     }
 }

@@ -22,6 +22,7 @@ use scanstream_contracts::finding::Severity;
 
 use crate::Error;
 use crate::engine::Hit;
+use scanstream_platform::sync::lock;
 
 const MAGIC: &[u8] = b"SSRC\x01";
 const SEGMENT_SUFFIX: &str = ".seg";
@@ -58,9 +59,7 @@ impl ResultCache {
     pub fn refresh(&self) -> Result<(), Error> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let names = segment_names(&self.dir)?;
-        let Ok(mut state) = self.state.lock() else {
-            return Ok(());
-        };
+        let mut state = lock(&self.state);
         for name in names {
             if state.segments.contains(&name) {
                 continue;
@@ -81,13 +80,14 @@ impl ResultCache {
 
     /// The cached hits of blob `oid`, when any scanner scanned it with the same engine key.
     pub fn get(&self, oid: &[u8]) -> Option<Vec<Hit>> {
-        let state = self.state.lock().ok()?;
+        let state = lock(&self.state);
         state.known.get(oid).map(|hits| hits.to_vec())
     }
 
     /// Remembers a new result; [`Self::persist`] writes it for everyone.
     pub fn record(&self, oid: &[u8], hits: &[Hit]) {
-        if let Ok(mut state) = self.state.lock() {
+        {
+            let mut state = lock(&self.state);
             let oid: Box<[u8]> = oid.into();
             let hits: Box<[Hit]> = hits.into();
             state.known.insert(oid.clone(), hits.clone());
@@ -97,17 +97,15 @@ impl ResultCache {
 
     /// Writes the results recorded since the last call as a new segment; returns how many.
     pub fn persist(&self) -> Result<usize, Error> {
-        let fresh = match self.state.lock() {
-            Ok(mut state) => std::mem::take(&mut state.fresh),
-            Err(_) => return Ok(0),
-        };
+        let fresh = std::mem::take(&mut lock(&self.state).fresh);
         if fresh.is_empty() {
             return Ok(0);
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let name = format!("{}{SEGMENT_SUFFIX}", uuid::Uuid::new_v4().simple());
         write_segment(&self.dir, &name, fresh.iter().map(|(o, h)| (&**o, &**h)))?;
-        if let Ok(mut state) = self.state.lock() {
+        {
+            let mut state = lock(&self.state);
             state.segments.insert(name);
         }
         if segment_names(&self.dir)?.len() > MERGE_ABOVE {
@@ -120,8 +118,8 @@ impl ResultCache {
     /// merging already.
     fn merge(&self) -> Result<(), Error> {
         let lock_path = self.dir.join(".merge.lock");
-        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        if lock.try_lock().is_err() {
+        let merging = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        if merging.try_lock().is_err() {
             return Ok(());
         }
         let names = segment_names(&self.dir)?;
@@ -136,7 +134,8 @@ impl ResultCache {
         for old in &names {
             let _ = std::fs::remove_file(self.dir.join(old));
         }
-        if let Ok(mut state) = self.state.lock() {
+        {
+            let mut state = lock(&self.state);
             state.segments.insert(name);
         }
         tracing::info!(

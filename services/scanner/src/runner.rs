@@ -9,37 +9,7 @@ use rayon::prelude::*;
 use crate::Error;
 use crate::engine::{Engine, Hit};
 use crate::results::ResultCache;
-
-/// Where an item's content was seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
-    /// `/`-separated path relative to the repository or folder root.
-    pub path: String,
-    /// The commit it was seen in (the commit that introduced it, for history scans).
-    pub commit: Option<String>,
-}
-
-/// One piece of content to scan, scanned once wherever it appears.
-#[derive(Debug, Clone)]
-pub struct Item {
-    /// Git object id, when the content is a blob: the result cache key.
-    pub oid: Option<Box<[u8]>>,
-    pub size: u64,
-    pub places: Vec<Place>,
-}
-
-/// What a scan reads content from.
-pub trait Source: Sync {
-    type Reader: Reader;
-    fn items(&self) -> &[Item];
-    /// A reader for one worker thread.
-    fn reader(&self) -> Result<Self::Reader, Error>;
-}
-
-pub trait Reader {
-    /// Replaces `buf`'s contents with the item's content.
-    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error>;
-}
+use crate::source::{Item, Place, Reader, Source, blob_id};
 
 /// Counters a progress display reads while a scan runs.
 #[derive(Debug, Default)]
@@ -106,7 +76,7 @@ impl<R: Reader> WholeFiles<R> {
             None => self.reader.insert(source.reader()?),
         };
         reader.read(item, &mut self.buf)?;
-        crate::git::blob_id(&self.buf)
+        blob_id(&self.buf)
     }
 }
 

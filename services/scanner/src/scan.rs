@@ -20,7 +20,8 @@ use crate::Error;
 use crate::engine::Engine;
 use crate::git::{self, GitSource, Repo};
 use crate::results::ResultCache;
-use crate::runner::{self, EngineRun, Limits, Progress, Source};
+use crate::runner::{self, EngineRun, Limits, Progress};
+use crate::source::Source;
 
 /// The name of the ignore file read from the root of a scanned tree or folder.
 pub const IGNORE_FILE: &str = ".scanstreamignore";

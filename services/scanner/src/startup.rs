@@ -1,5 +1,6 @@
-//! Building and running the scanner service: the command consumer, the periodic cache clean-up
-//! and a small HTTP server for probes and metrics.
+//! Starting the scanner role (the command consumer and the periodic cache clean-up), and the
+//! engines, mirrors and clean-up a configuration describes. Served, the role answers only the
+//! shared probes and `/metrics`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -7,15 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::web;
-use metrics_exporter_prometheus::PrometheusHandle;
+use futures::future::BoxFuture;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::config::ScannerSettings;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::net::HostPolicy;
-use scanstream_platform::server::{Readiness, Role, ServeOptions, Served, serve};
+use scanstream_platform::server::{Readiness, Role, StopOrder};
 use scanstream_platform::shutdown::Tasks;
+use scanstream_platform::supervise::retry_until;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -68,9 +69,9 @@ pub fn scanning(
 pub fn mirrors(scanner: &ScannerSettings) -> Mirrors {
     Mirrors::new(MirrorConfig {
         root: PathBuf::from(&scanner.cache_dir).join("mirrors"),
-        fetch_timeout: Duration::from_secs(scanner.fetch_timeout_seconds),
-        lock_timeout: Duration::from_secs(scanner.lock_timeout_seconds),
-        refetch_after: Duration::from_secs(scanner.refetch_after_seconds),
+        fetch_timeout: scanner.fetch_timeout,
+        lock_timeout: scanner.lock_timeout,
+        refetch_after: scanner.refetch_after,
         credentials: scanner
             .credentials
             .iter()
@@ -86,12 +87,9 @@ pub fn mirrors(scanner: &ScannerSettings) -> Mirrors {
 
 /// One clean-up pass: mirrors past their idle time or budget, old ledger entries.
 pub fn collect_garbage(scanner: &ScannerSettings) -> Result<crate::mirror::GcReport, Error> {
-    let report = mirrors(scanner).gc(
-        Duration::from_secs(scanner.mirror_max_idle_hours * 3600),
-        scanner.mirror_budget_bytes,
-    )?;
+    let report = mirrors(scanner).gc(scanner.mirror_max_idle, scanner.mirror_budget_bytes)?;
     let removed = Ledger::new(&PathBuf::from(&scanner.cache_dir).join("attempts"))
-        .gc(Duration::from_secs(scanner.ledger_retention_hours * 3600));
+        .gc(scanner.ledger_retention);
     tracing::info!(
         kept = report.kept,
         evicted = report.evicted,
@@ -109,32 +107,17 @@ pub struct Scanner {
     tasks: Tasks,
 }
 
-/// A running scanner served alone on `api.listen`.
-pub struct Application {
-    scanner: Arc<Scanner>,
-    server: Served,
-}
-
-/// Every route a scanner serves (all shared).
-const ROUTES: &[(&str, &str)] = &[
-    ("get", "/health_check"),
-    ("get", "/livez"),
-    ("get", "/readyz"),
-    ("get", "/metrics"),
-];
-
 impl Scanner {
-    /// Starts consuming commands. Call [`Scanner::stop`] to drain and leave the group.
+    /// Starts consuming commands; stopping it ([`Role::stop`]) drains and leaves the group.
     pub async fn start(settings: &Settings) -> Result<Arc<Scanner>, Error> {
+        crate::metrics::describe();
         let config = settings.scanner.clone();
         let cache_dir = PathBuf::from(&config.cache_dir);
         std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io(&cache_dir, e))?;
         let names = TopicNames::new(settings.topics.prefix.clone());
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
         let factory = KafkaFactory::new(settings.kafka.clone());
-        let producer = factory
-            .producer(ClientRole::Scanner)
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let producer = factory.producer(ClientRole::Scanner)?;
         let scanning = Arc::new(scanning(
             &config,
             Some(&cache_dir),
@@ -148,9 +131,9 @@ impl Scanner {
             scanning,
             hosts: HostPolicy::new(&settings.ingest.allowed_hosts)
                 .map_err(|e| Error::Config(e.to_string()))?,
-            default_timeout: Duration::from_secs(config.job_timeout_seconds.max(1)),
+            default_timeout: config.job_timeout.max(Duration::from_secs(1)),
             max_attempts: config.max_attempts,
-            retry_backoff: Duration::from_millis(config.retry_backoff_ms),
+            retry_backoff: config.retry_backoff,
         });
         let consumer = CommandConsumer::new(
             factory,
@@ -161,7 +144,7 @@ impl Scanner {
                 group_id: format!("{}{}", settings.topics.prefix, config.group_id),
                 concurrency: config.concurrency,
                 queue_max: config.queue_max.max(1),
-                drain_timeout: Duration::from_secs(config.drain_timeout_seconds),
+                drain_timeout: config.drain_timeout,
                 engines,
             },
         );
@@ -170,20 +153,17 @@ impl Scanner {
         let consuming = tokio::spawn({
             let (ready, stop) = (ready.clone(), stop.clone());
             async move {
-                while let Err(e) = codec.register_all().await {
-                    tracing::warn!(error = %e, "schemas not registered yet; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
+                let registered = || codec.register_all();
+                let pause = Duration::from_secs(2);
+                if retry_until("schemas not registered yet", pause, &stop, registered).await {
+                    consumer.run(ready, stop).await;
                 }
-                consumer.run(ready, stop).await;
             }
         });
         let cleaning = tokio::spawn({
             let (config, stop) = (config.clone(), stop.clone());
             async move {
-                let every = Duration::from_secs(config.gc_interval_seconds.max(60));
+                let every = config.gc_interval.max(Duration::from_secs(60));
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
@@ -204,11 +184,6 @@ impl Scanner {
             tasks: Tasks::new(stop, vec![consuming, cleaning]),
         }))
     }
-
-    /// Drains running scans (see `scanner.drain_timeout_seconds`), commits and leaves the group.
-    pub async fn stop(&self) {
-        self.tasks.stop().await;
-    }
 }
 
 impl Role for Scanner {
@@ -216,49 +191,23 @@ impl Role for Scanner {
         "scanner"
     }
 
-    fn routes(&self) -> &'static [(&'static str, &'static str)] {
-        ROUTES
-    }
-
-    fn configure(&self, _cfg: &mut web::ServiceConfig) {}
-
     /// Ready once the consumer has joined the group.
     fn readiness(&self) -> Readiness {
         let consuming = self.ready.load(Ordering::Acquire);
         Readiness::new(consuming, json!({ "consuming": consuming }))
     }
-}
 
-impl Application {
-    /// Starts the scanner and binds `api.listen` (port 0 picks a free port) for its probes.
-    pub async fn build(settings: &Settings, metrics: PrometheusHandle) -> Result<Self, Error> {
-        let scanner = Scanner::start(settings).await?;
-        let server = serve(
-            &settings.api.listen,
-            vec![scanner.clone()],
-            metrics,
-            ServeOptions {
-                label: "scanner",
-                workers: Some(1),
-                shutdown_timeout_seconds: 5,
-            },
-        )
-        .map_err(|e| Error::Config(e.to_string()))?;
-        tracing::info!(port = server.port(), "scanner listening");
-        Ok(Self { scanner, server })
+    fn http_workers(&self) -> Option<usize> {
+        Some(1)
     }
 
-    pub fn port(&self) -> u16 {
-        self.server.port()
+    /// Running scans drain while the probes still answer.
+    fn stop_order(&self) -> StopOrder {
+        StopOrder::BeforeServer
     }
 
-    /// Runs until `shutdown`, then drains running scans (see `scanner.drain_timeout_seconds`),
-    /// commits and leaves the group; the probes answer until then.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        shutdown.cancelled().await;
-        tracing::info!("scanner stopping");
-        self.scanner.stop().await;
-        let _ = self.server.stop(true).await;
-        Ok(())
+    /// Drains running scans (see `scanner.drain_timeout_seconds`), commits and leaves the group.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.tasks.stop())
     }
 }

@@ -12,12 +12,13 @@
 //! The `/jobs/schedule` API that writes schedules lives in ingest.
 
 pub mod clock;
-pub mod pass;
-pub mod plan;
-pub mod role;
-pub mod timetable;
+pub mod metrics;
+mod pass;
+mod plan;
+mod role;
+mod timetable;
 
 pub use clock::{Clock, ScaledClock, SystemClock};
 pub use plan::{Action, ActiveRun, Due, decide, due, run_name, tick_of};
-pub use role::{Application, Scheduler, SchedulerError};
+pub use role::{Scheduler, SchedulerError};
 pub use timetable::{DEFAULT_CRON, Timetable, TimetableError, minute_of};

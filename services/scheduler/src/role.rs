@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use actix_web::web;
-use metrics_exporter_prometheus::PrometheusHandle;
+use futures::future::BoxFuture;
 use rdkafka::consumer::Consumer;
 use scanstream_contracts::command::{CancelScan, Command, ScanCommand};
 use scanstream_contracts::ids::derived_uuid;
@@ -32,8 +31,9 @@ use scanstream_contracts::{Codec, CodecError, RepoKey, RunId, Topic, TopicNames}
 use scanstream_platform::Settings;
 use scanstream_platform::http::child_traceparent;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
-use scanstream_platform::server::{Readiness, Role, ServeError, ServeOptions, Served, serve};
+use scanstream_platform::server::{Readiness, Role};
 use scanstream_platform::shutdown::Tasks;
+use scanstream_platform::supervise::{Supervised, supervise};
 use scanstream_platform::tail::{Table, Tail, TailSource};
 use scanstream_platform::writer::{
     OnFatal, Record, Target, Writer, WriterConfig, producer_settings,
@@ -45,15 +45,6 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{self, Clock};
 use crate::pass::{ActiveRuns, Fire, Pass, PassConfig, plan};
 use crate::plan::run_name;
-
-/// Every route the scheduler answers: only the shared ones.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/health_check"),
-    ("get", "/livez"),
-    ("get", "/readyz"),
-    ("get", "/metrics"),
-    ("get", "/openapi.json"),
-];
 
 /// Longest a leader sleeps between passes, in real time: new schedules and leadership changes
 /// are noticed at least this often.
@@ -67,51 +58,6 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum SchedulerError {
     #[error(transparent)]
     Codec(#[from] CodecError),
-    #[error(transparent)]
-    Server(#[from] ServeError),
-}
-
-/// A scheduler served alone on `api.listen` (probes and metrics).
-pub struct Application {
-    scheduler: Arc<Scheduler>,
-    server: Served,
-}
-
-impl Application {
-    pub async fn build(
-        settings: &Settings,
-        metrics: PrometheusHandle,
-    ) -> Result<Application, SchedulerError> {
-        let scheduler = Scheduler::start(settings).await?;
-        let server = serve(
-            &settings.api.listen,
-            vec![scheduler.clone()],
-            metrics,
-            ServeOptions {
-                label: "scheduler",
-                workers: Some(1),
-                shutdown_timeout_seconds: 5,
-            },
-        )?;
-        tracing::info!(port = server.port(), "scheduler listening");
-        Ok(Application { scheduler, server })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// Runs until `shutdown`, then leaves the group so a standby leads at once.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: CancellationToken,
-    ) -> Result<(), SchedulerError> {
-        shutdown.cancelled().await;
-        tracing::info!("scheduler stopping");
-        let served = self.server.stop(true).await;
-        self.scheduler.stop().await;
-        Ok(served?)
-    }
 }
 
 /// A running scheduler instance (leader or standby).
@@ -141,6 +87,7 @@ struct Leadership {
 impl Scheduler {
     /// Joins the scheduler group and starts following schedules; leads whenever elected.
     pub async fn start(settings: &Settings) -> Result<Arc<Scheduler>, SchedulerError> {
+        crate::metrics::describe();
         let config = settings.scheduler.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
@@ -169,7 +116,7 @@ impl Scheduler {
                 stop.clone(),
                 member.clone(),
             );
-            let session = Duration::from_millis(config.session_timeout_ms);
+            let session = config.session_timeout;
             tokio::task::spawn_blocking(move || {
                 hold_membership(
                     &factory, &group_id, &topic, session, &leader_tx, &member, &stop,
@@ -209,23 +156,12 @@ impl Scheduler {
     pub fn leading(&self) -> bool {
         *self.leader.borrow()
     }
-
-    /// Leaves the group (a standby takes over at once) and stops.
-    pub async fn stop(&self) {
-        self.tasks.stop().await;
-    }
 }
 
 impl Role for Scheduler {
     fn name(&self) -> &'static str {
         "scheduler"
     }
-
-    fn routes(&self) -> &'static [(&'static str, &'static str)] {
-        ROUTES
-    }
-
-    fn configure(&self, _cfg: &mut web::ServiceConfig) {}
 
     /// Ready when it has joined the group and read the schedules; a standby is ready too.
     fn readiness(&self) -> Readiness {
@@ -242,9 +178,18 @@ impl Role for Scheduler {
     }
 
     fn refresh_metrics(&self) {
-        metrics::gauge!("scanstream_scheduler_leader").set(if self.leading() { 1.0 } else { 0.0 });
-        metrics::gauge!("scanstream_scheduler_schedules")
+        metrics::gauge!(crate::metrics::LEADER).set(if self.leading() { 1.0 } else { 0.0 });
+        metrics::gauge!(crate::metrics::SCHEDULES)
             .set(self.schedule_count.load(Ordering::Relaxed) as f64);
+    }
+
+    fn http_workers(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    /// Leaves the group (a standby takes over at once) and stops.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.tasks.stop())
     }
 }
 
@@ -300,33 +245,62 @@ fn hold_membership(
     }
 }
 
+/// Why a leader's term ended.
+#[derive(Debug, thiserror::Error)]
+enum TermEnd {
+    #[error("leadership lost or not gained")]
+    NotLeading,
+    #[error("the transactional writer stopped before it was ready")]
+    WriterStopped,
+    #[error("the tick records could not be read: {0}")]
+    TickRecords(String),
+    #[error("a pass was not written")]
+    Write,
+}
+
 impl Leadership {
-    async fn run(self, mut leader: watch::Receiver<bool>, stop: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                changed = leader.wait_for(|leads| *leads) => {
-                    if changed.is_err() {
-                        return;
+    /// Leads whenever elected: each term is a session that ends when leadership is lost or a
+    /// write failed, after which the next one waits for leadership again.
+    async fn run(self, leader: watch::Receiver<bool>, stop: CancellationToken) {
+        let supervised = Supervised {
+            task: "scheduler leadership",
+            resumes: "when this instance leads",
+            restarts: None,
+            pause: Duration::from_millis(500),
+        };
+        supervise(
+            supervised,
+            &stop,
+            || {},
+            || async {
+                let mut leader = leader.clone();
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(()),
+                    changed = leader.wait_for(|leads| *leads) => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
                     }
                 }
-            }
-            metrics::counter!("scanstream_scheduler_terms_total").increment(1);
-            self.term(&leader, &stop).await;
-            metrics::gauge!("scanstream_scheduler_leader").set(0.0);
-            if !stop.is_cancelled() {
-                // A failed term is retried; a short pause keeps a broken cluster from being
-                // hammered.
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                metrics::counter!(crate::metrics::TERMS).increment(1);
+                let ended = self.term(&leader, &stop).await;
+                metrics::gauge!(crate::metrics::LEADER).set(0.0);
+                match ended {
+                    _ if stop.is_cancelled() => Ok(()),
+                    Ok(()) => Err(TermEnd::NotLeading),
+                    Err(e) => Err(e),
                 }
-            }
-        }
+            },
+        )
+        .await;
     }
 
-    /// One term as leader; returns when leadership is lost, a write failed, or on stop.
-    async fn term(&self, leader: &watch::Receiver<bool>, stop: &CancellationToken) {
+    /// One term as leader; returns when leadership is lost (`Ok`), a write failed, or on stop.
+    async fn term(
+        &self,
+        leader: &watch::Receiver<bool>,
+        stop: &CancellationToken,
+    ) -> Result<(), TermEnd> {
         let leads = || *leader.borrow() && !stop.is_cancelled();
         let term_stop = stop.child_token();
         let (writer, writer_tasks) = Writer::start(
@@ -351,7 +325,11 @@ impl Leadership {
         while !writer.ready() {
             if !leads() || writer.stopped() {
                 tasks.stop().await;
-                return;
+                return Err(if writer.stopped() {
+                    TermEnd::WriterStopped
+                } else {
+                    TermEnd::NotLeading
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -366,16 +344,16 @@ impl Leadership {
         let mut records: BTreeMap<String, ScheduleTicks> = ticks.read(Clone::clone);
         ticks_task.abort();
         if let Err(error) = synced {
-            tracing::warn!(%error, "cannot read the tick records; the term ends");
             tasks.stop().await;
-            return;
+            return Err(TermEnd::TickRecords(error.to_string()));
         }
         tracing::info!(
             transactional_id = %self.transactional_id,
             schedules_with_records = records.len(),
             "leading the schedulers"
         );
-        metrics::gauge!("scanstream_scheduler_leader").set(1.0);
+        metrics::gauge!(crate::metrics::LEADER).set(1.0);
+        let mut ended = Ok(());
         while leads() {
             let now = self.clock.now_ms();
             let pass_started = std::time::Instant::now();
@@ -394,6 +372,7 @@ impl Leadership {
                 .active
                 .read(|active| plan(now, &schedules, &records, active, &self.config));
             if !self.commit(&writer, &pass, now).await {
+                ended = Err(TermEnd::Write);
                 break;
             }
             tracing::debug!(
@@ -420,6 +399,7 @@ impl Leadership {
         }
         tasks.stop().await;
         tracing::info!("no longer leading the schedulers");
+        ended
     }
 
     /// Writes a pass in one transaction; false when the term must end.
@@ -449,13 +429,12 @@ impl Leadership {
             ("suspended", outcomes.suspended),
         ] {
             if n > 0 {
-                metrics::counter!("scanstream_scheduler_ticks_total", "outcome" => outcome)
-                    .increment(n);
+                metrics::counter!(crate::metrics::TICKS, "outcome" => outcome).increment(n);
             }
         }
         for fire in &pass.fires {
             let late = (now - fire.tick * 60_000).max(0) as f64 / 1000.0;
-            metrics::histogram!("scanstream_scheduler_fire_delay_seconds").record(late);
+            metrics::histogram!(crate::metrics::FIRE_DELAY).record(late);
             tracing::info!(
                 schedule = %fire.schedule.name,
                 run = %run_name(&fire.schedule.name, fire.tick),

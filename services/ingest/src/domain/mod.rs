@@ -6,10 +6,10 @@ mod git_ref;
 mod job_name;
 mod repo_url;
 
-pub use engines::{EngineId, EngineSet};
+pub use engines::EngineSet;
 pub use git_ref::GitRef;
 pub use job_name::JobName;
-pub use repo_url::{RepoPolicy, RepoUrl, RepoUrlError};
+pub use repo_url::{RepoPolicy, RepoUrl};
 
 /// A rejected field: which rule it broke, with a message safe to show (never echoing secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]

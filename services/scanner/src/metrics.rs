@@ -1,0 +1,64 @@
+//! Every metric this crate records: its name (used by alerts and dashboards, so changed only
+//! with them) and its HELP text, given to the recorder by [`describe`].
+
+/// Scan attempts ended, by outcome.
+pub const ATTEMPTS: &str = "scanstream_scanner_attempts_total";
+/// Bytes of content scanned by the engines.
+pub const BYTES_SCANNED: &str = "scanstream_scanner_bytes_scanned_total";
+/// Commands sent to the dead-letter topic, by kind.
+pub const DEAD_LETTERS: &str = "scanstream_scanner_dead_letters_total";
+/// Files (blobs) scanned by the engines.
+pub const FILES_SCANNED: &str = "scanstream_scanner_files_scanned_total";
+/// Findings written to scans.findings.
+pub const FINDINGS: &str = "scanstream_scanner_findings_total";
+/// Bytes of repository mirrors kept in the shared cache.
+pub const MIRROR_CACHE_BYTES: &str = "scanstream_scanner_mirror_cache_bytes";
+/// Mirrors removed from the shared cache (idle or over budget).
+pub const MIRRORS_EVICTED: &str = "scanstream_scanner_mirrors_evicted_total";
+/// Scan commands received and waiting for a free slot.
+pub const QUEUED_COMMANDS: &str = "scanstream_scanner_queued_commands";
+/// Scans running now.
+pub const RUNNING_SCANS: &str = "scanstream_scanner_running_scans";
+/// Time of a successful scan, from start to terminal event.
+pub const SCAN_DURATION: &str = "scanstream_scanner_scan_duration_seconds";
+/// Consumer sessions restarted from the committed offsets after a failure.
+pub const RESTARTS: &str = "scanstream_scanner_restarts_total";
+
+/// Gives every metric above its HELP text (and unit); call once the recorder is installed.
+pub fn describe() {
+    metrics::describe_counter!(ATTEMPTS, "Scan attempts ended, by outcome.");
+    metrics::describe_counter!(
+        BYTES_SCANNED,
+        metrics::Unit::Bytes,
+        "Bytes of content scanned by the engines."
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERS,
+        "Commands sent to the dead-letter topic, by kind."
+    );
+    metrics::describe_counter!(FILES_SCANNED, "Files (blobs) scanned by the engines.");
+    metrics::describe_counter!(FINDINGS, "Findings written to scans.findings.");
+    metrics::describe_gauge!(
+        MIRROR_CACHE_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of repository mirrors kept in the shared cache."
+    );
+    metrics::describe_counter!(
+        MIRRORS_EVICTED,
+        "Mirrors removed from the shared cache (idle or over budget)."
+    );
+    metrics::describe_gauge!(
+        QUEUED_COMMANDS,
+        "Scan commands received and waiting for a free slot."
+    );
+    metrics::describe_gauge!(RUNNING_SCANS, "Scans running now.");
+    metrics::describe_histogram!(
+        SCAN_DURATION,
+        metrics::Unit::Seconds,
+        "Time of a successful scan, from start to terminal event."
+    );
+    metrics::describe_counter!(
+        RESTARTS,
+        "Consumer sessions restarted from the committed offsets after a failure."
+    );
+}
