@@ -62,7 +62,7 @@ mod tests {
             env: Some(BTreeMap::new()),
             ..Sources::default()
         })
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let rendered = scanstream_platform::topics::strimzi(
             &TopicNames::new(settings.topics.prefix.clone()),
             &settings.topics,

@@ -198,7 +198,7 @@ mod tests {
                 ])),
             ),
         )]);
-        let resolved = resolve(value, &writer, &reader).unwrap_or_else(|e| panic!("{e}"));
+        let resolved = resolve(value, &writer, &reader).unwrap();
         let expected = Value::Record(vec![(
             "payload".into(),
             Value::Union(
@@ -222,7 +222,7 @@ mod tests {
             {"name": "b", "type": ["null", "string"], "default": null}]}"#,
         );
         let value = Value::Record(vec![("a".into(), Value::Int(7))]);
-        let resolved = resolve(value.clone(), &writer, &reader).unwrap_or_else(|e| panic!("{e}"));
+        let resolved = resolve(value.clone(), &writer, &reader).unwrap();
         assert_eq!(
             resolved,
             Value::Record(vec![

@@ -165,18 +165,14 @@ mod tests {
     #[test]
     fn tokens_map_to_their_scopes() {
         let a = auth(true);
-        let writer = a
-            .authenticate(Some("Bearer w-token"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let writer = a.authenticate(Some("Bearer w-token")).unwrap();
         assert_eq!(writer.name.as_deref(), Some("writer"));
         assert!(writer.require(Scope::ScansWrite).is_ok());
         assert_eq!(
             writer.require(Scope::ScansRead),
             Err(AuthError::Forbidden("scans:read"))
         );
-        let root = a
-            .authenticate(Some("bearer a-token"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let root = a.authenticate(Some("bearer a-token")).unwrap();
         assert!(root.require(Scope::ScansRead).is_ok());
     }
 
@@ -194,9 +190,7 @@ mod tests {
 
     #[test]
     fn disabled_auth_allows_everything() {
-        let p = auth(false)
-            .authenticate(None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let p = auth(false).authenticate(None).unwrap();
         assert!(p.require(Scope::Admin).is_ok());
         assert_eq!(p.name, None);
     }

@@ -428,7 +428,7 @@ mod tests {
             ),
             ..Sources::default()
         })
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .kafka
     }
 
@@ -451,10 +451,9 @@ mod tests {
 
     #[test]
     fn plaintext_sets_no_credentials_and_extra_comes_last() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.toml");
-        std::fs::write(&path, "[kafka.extra]\n\"linger.ms\" = \"7\"\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, "[kafka.extra]\n\"linger.ms\" = \"7\"\n").unwrap();
         let factory = KafkaFactory::new(settings_with_file(&[], Some(&path)));
         let config = factory.client_config(ClientRole::Ingest);
         assert_eq!(config.get("security.protocol"), Some("plaintext"));

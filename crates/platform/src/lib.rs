@@ -1,4 +1,5 @@
-//! What every scanstream role shares: configuration, Kafka clients, telemetry and shutdown.
+//! What every scanstream role shares: configuration, the role lifecycle, Kafka clients,
+//! telemetry and shutdown.
 //!
 //! # Layout
 //! - [`config`]: typed settings, layered: embedded defaults → optional `--config` file →

@@ -180,8 +180,8 @@ mod tests {
 
     #[tokio::test]
     async fn private_and_metadata_hosts_are_refused_unless_allowed() {
-        let policy = HostPolicy::new(&["git.internal.example".into(), "10.9.0.0/16".into()])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let policy =
+            HostPolicy::new(&["git.internal.example".into(), "10.9.0.0/16".into()]).unwrap();
         for bad in [
             "127.0.0.1",
             "localhost",

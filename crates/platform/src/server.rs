@@ -244,13 +244,13 @@ pub fn served_routes(roles: &[Arc<dyn Role>]) -> Vec<(&'static str, &'static str
     routes
 }
 
-/// Refuses an order of roles in which a literal route of a later role would be matched by an
-/// earlier role's path parameter (actix matches resources in registration order).
+/// Refuses an order of roles in which a later role's route would be matched by an earlier
+/// role's path parameter for the same method (actix tries resources in registration order).
 fn check_order(roles: &[Arc<dyn Role>]) -> Result<(), ServeError> {
     for (i, earlier) in roles.iter().enumerate() {
         for later in &roles[i + 1..] {
-            for (_, route) in later.routes() {
-                for (_, pattern) in earlier.routes() {
+            for (method, route) in later.routes() {
+                for (_, pattern) in earlier.routes().iter().filter(|(m, _)| m == method) {
                     if pattern != route && pattern.contains('{') && path_matches(pattern, route) {
                         return Err(ServeError::Shadowed {
                             later: later.name(),
@@ -461,6 +461,59 @@ fn merge(into: &mut Value, from: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Routes(&'static str, &'static [(&'static str, &'static str)]);
+
+    impl Role for Routes {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn routes(&self) -> &'static [(&'static str, &'static str)] {
+            self.1
+        }
+        fn readiness(&self) -> Readiness {
+            Readiness::new(true, Value::Null)
+        }
+        fn stop(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[test]
+    fn a_route_an_earlier_role_would_swallow_is_refused() {
+        let ingest: Arc<dyn Role> = Arc::new(Routes(
+            "ingest",
+            &[("delete", "/jobs/{uuid}"), ("get", "/jobs/schedule")],
+        ));
+        let aggregator: Arc<dyn Role> = Arc::new(Routes(
+            "aggregator",
+            &[("get", "/jobs/{uuid}"), ("get", "/jobs/stats")],
+        ));
+        assert!(check_order(&[ingest.clone(), aggregator.clone()]).is_ok());
+        let refused = check_order(&[aggregator.clone(), ingest.clone()]);
+        assert!(
+            matches!(
+                &refused,
+                Err(ServeError::Shadowed {
+                    later: "ingest",
+                    earlier: "aggregator",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        let routes = served_routes(&[ingest, aggregator]);
+        assert!(routes.contains(&("get", "/readyz")) && routes.contains(&("get", "/jobs/stats")));
+        assert!(!routes.contains(&OPENAPI_ROUTE), "no role has a document");
+    }
+
+    #[test]
+    fn serve_options_follow_the_roles() {
+        let one: Vec<Arc<dyn Role>> = vec![Arc::new(Routes("scanner", &[]))];
+        let options = ServeOptions::for_roles(&one);
+        assert_eq!((options.label, options.workers), ("scanner", None));
+        assert_eq!(options.shutdown_timeout, Duration::from_secs(5));
+    }
 
     #[test]
     fn merging_unites_paths_and_methods_and_keeps_the_first_scalars() {

@@ -56,22 +56,19 @@ mod tests {
     #[test]
     fn sources_are_scanstream_topics_or_copies_of_one() {
         let names = TopicNames::new("t.");
-        let s = Source::resolve(&names, "scans.events", None).unwrap_or_else(|e| panic!("{e}"));
+        let s = Source::resolve(&names, "scans.events", None).unwrap();
         assert_eq!((s.name.as_str(), s.kind), ("t.scans.events", Topic::Events));
-        let s = Source::resolve(&names, "audit-copy.scans.job-state", None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let s = Source::resolve(&names, "audit-copy.scans.job-state", None).unwrap();
         assert_eq!(
             (s.name.as_str(), s.kind),
             ("audit-copy.scans.job-state", Topic::JobState)
         );
-        let s = Source::resolve(&names, "mirror", Some("scans.findings"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let s = Source::resolve(&names, "mirror", Some("scans.findings")).unwrap();
         assert_eq!(s.kind, Topic::Findings);
         assert!(Source::resolve(&names, "mirror", None).is_err());
         assert!(Source::resolve(&names, "mirror", Some("scans.nothing")).is_err());
         // The longest matching base name wins (scans.commands.dlq, not scans.commands).
-        let s =
-            Source::resolve(&names, "x.scans.commands.dlq", None).unwrap_or_else(|e| panic!("{e}"));
+        let s = Source::resolve(&names, "x.scans.commands.dlq", None).unwrap();
         assert_eq!(s.kind, Topic::CommandsDlq);
     }
 }

@@ -5,10 +5,14 @@
 //! - [`fold`]: the pure `(JobState?, ScanEvent) → JobState` and its laws.
 //! - [`store`]: the local redb store of changelog values and changelog checkpoints.
 //! - [`changelog`]: restoring the store from the changelog and following it (every partition).
-//! - [`processor`]: the exactly-once consume → fold → changelog + offsets transaction loop.
+//! - [`processor`]: the exactly-once consume → fold → changelog + offsets transaction loop,
+//!   a batch in named steps (decode, load, fold, commit, write the store).
 //! - [`stats`]: `GET /jobs/stats` in the job manager's format.
 //! - [`api`], [`openapi`]: the read API and its OpenAPI document.
-//! - [`startup`]: building and running the role.
+//! - [`startup`]: starting the role (served and stopped by `scanstream_platform::server`).
+//! - [`metrics`]: the names and HELP texts of what it records.
+//!
+//! Only the modules the benchmark and tests need are public; the role is [`Aggregator`].
 
 mod api;
 pub mod changelog;

@@ -139,7 +139,7 @@ mod tests {
         succeeded: i64,
     ) -> JobState {
         JobState {
-            job_id: JobId(uuid::Uuid::parse_str(uuid).unwrap_or_else(|e| panic!("{e}"))),
+            job_id: JobId(uuid::Uuid::parse_str(uuid).unwrap()),
             job_name: name.into(),
             schedule: schedule.map(str::to_owned),
             repo_url: String::new(),

@@ -226,14 +226,14 @@ mod tests {
 
     #[test]
     fn only_newer_values_replace_older_ones_and_checkpoints_only_advance() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         store
             .apply(&[put(1, 5, b"five")], &[(0, 10)], true)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         store
             .apply(&[put(1, 3, b"three"), put(2, 1, b"one")], &[(0, 4)], false)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             store.get(1).ok().flatten().map(|s| s.value),
             Some(b"five".to_vec())
@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(store.checkpoint(0).ok().flatten(), Some(10));
         store
             .apply(&[put(1, 6, b"six"), Change::Delete { job: 2 }], &[], true)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             store
                 .get(1)
@@ -252,12 +252,10 @@ mod tests {
         );
         assert_eq!(store.get(2).ok().flatten(), None);
         drop(store);
-        let reopened = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let reopened = Store::open(dir.path()).unwrap();
         assert_eq!(reopened.len().ok(), Some(1));
         // A restore writes what it is given, in order, without the newer-wins check.
-        reopened
-            .restore(&[put(1, 2, b"two")], &[], true)
-            .unwrap_or_else(|e| panic!("{e}"));
+        reopened.restore(&[put(1, 2, b"two")], &[], true).unwrap();
         assert_eq!(
             reopened.get(1).ok().flatten().map(|s| s.events_folded),
             Some(2)
@@ -266,16 +264,14 @@ mod tests {
 
     #[test]
     fn pages_walk_every_job_in_id_order() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let changes: Vec<Change> = (0..25u128).rev().map(|j| put(j, 1, b"v")).collect();
-        store
-            .apply(&changes, &[], true)
-            .unwrap_or_else(|e| panic!("{e}"));
+        store.apply(&changes, &[], true).unwrap();
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = store.page(after, 10).unwrap_or_else(|e| panic!("{e}"));
+            let page = store.page(after, 10).unwrap();
             let Some(last) = page.last() else { break };
             after = Some(last.0);
             seen.extend(page.into_iter().map(|(k, _)| k));

@@ -10,6 +10,8 @@
 //! - [`idempotency`]: replaying answers for `Idempotency-Key`.
 //! - [`openapi`]: the OpenAPI 3.1 document.
 //! - [`startup`]: starting the role (served and stopped by `scanstream_platform::server`).
+//!
+//! Every module is private; the role is [`Ingest`].
 
 mod api;
 mod domain;

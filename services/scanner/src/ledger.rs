@@ -175,23 +175,18 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_expire() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(dir.path());
         let job = JobId::from_name("j");
         let run = RunId::derived(job, "r");
-        assert_eq!(ledger.get(job, run).unwrap_or_else(|e| panic!("{e}")), None);
+        assert_eq!(ledger.get(job, run).unwrap(), None);
         for entry in [Entry::Running(1), Entry::Retrying(1), Entry::Finished(2)] {
-            ledger
-                .put(job, run, entry)
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(
-                ledger.get(job, run).unwrap_or_else(|e| panic!("{e}")),
-                Some(entry)
-            );
+            ledger.put(job, run, entry).unwrap();
+            assert_eq!(ledger.get(job, run).unwrap(), Some(entry));
         }
         assert_eq!(ledger.gc(Duration::from_secs(3600)), 0);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(ledger.gc(Duration::from_millis(5)), 1);
-        assert_eq!(ledger.get(job, run).unwrap_or_else(|e| panic!("{e}")), None);
+        assert_eq!(ledger.get(job, run).unwrap(), None);
     }
 }

@@ -284,39 +284,39 @@ mod tests {
 
     #[test]
     fn results_persist_and_reach_other_processes() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let writer = ResultCache::new(dir.path(), "k1");
-        writer.refresh().unwrap_or_else(|e| panic!("{e}"));
+        writer.refresh().unwrap();
         writer.record(b"blob-a", &[hit(3), hit(9)]);
         writer.record(b"blob-b", &[]);
-        assert_eq!(writer.persist().unwrap_or_else(|e| panic!("{e}")), 2);
+        assert_eq!(writer.persist().unwrap(), 2);
         let reader = ResultCache::new(dir.path(), "k1");
-        reader.refresh().unwrap_or_else(|e| panic!("{e}"));
+        reader.refresh().unwrap();
         assert_eq!(reader.get(b"blob-a"), Some(vec![hit(3), hit(9)]));
         assert_eq!(reader.get(b"blob-b"), Some(vec![]));
         assert_eq!(reader.get(b"blob-c"), None);
         let other_rules = ResultCache::new(dir.path(), "k2");
-        other_rules.refresh().unwrap_or_else(|e| panic!("{e}"));
+        other_rules.refresh().unwrap();
         assert_eq!(other_rules.get(b"blob-a"), None);
     }
 
     #[test]
     fn many_segments_merge_and_damaged_ones_are_skipped() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let cache = ResultCache::new(dir.path(), "k");
         for i in 0..(MERGE_ABOVE as u32 + 2) {
             cache.record(format!("blob-{i}").as_bytes(), &[hit(i)]);
-            cache.persist().unwrap_or_else(|e| panic!("{e}"));
+            cache.persist().unwrap();
         }
-        let segments = segment_names(&dir.path().join("k")).unwrap_or_else(|e| panic!("{e}"));
+        let segments = segment_names(&dir.path().join("k")).unwrap();
         assert!(segments.len() < MERGE_ABOVE, "{} segments", segments.len());
         std::fs::write(
             dir.path().join("k").join("zz-damaged.seg"),
             b"SSRC\x01\x05ab",
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let fresh = ResultCache::new(dir.path(), "k");
-        fresh.refresh().unwrap_or_else(|e| panic!("{e}"));
+        fresh.refresh().unwrap();
         for i in 0..(MERGE_ABOVE as u32 + 2) {
             assert_eq!(
                 fresh.get(format!("blob-{i}").as_bytes()),

@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn the_builtin_pack_compiles_with_unique_ids() {
-        let pack = RulePack::builtin().unwrap_or_else(|e| panic!("{e}"));
+        let pack = RulePack::builtin().unwrap();
         let mut ids: Vec<&str> = pack.rules.iter().map(|r| r.id.as_str()).collect();
         let count = ids.len();
         ids.sort_unstable();
@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn user_files_replace_disable_and_add_rules_and_change_the_hash() {
-        let base = RulePack::builtin().unwrap_or_else(|e| panic!("{e}"));
+        let base = RulePack::builtin().unwrap();
         let merged = pack(
             r#"
 disable = ["jwt"]
@@ -378,7 +378,7 @@ keywords = ["itk_"]
 severity = "high"
 "#,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert!(merged.rules.iter().any(|r| r.id == "internal-token"));
         assert!(!merged.rules.iter().any(|r| r.id == "jwt"));
         assert_ne!(merged.hash(), base.hash());

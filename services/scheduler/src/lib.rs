@@ -7,7 +7,11 @@
 //! - [`pass`]: one pass of the leader over every schedule: the runs to fire and the new tick
 //!   records, a pure function of its inputs.
 //! - [`clock`]: the schedule clock (real time, or faster for tests and demos).
-//! - [`role`]: the Kafka-elected leader that writes each pass in one transaction.
+//! - [`role`]: the Kafka-elected leader that writes each pass in one transaction; each term is
+//!   a supervised session (`scanstream_platform::supervise`).
+//! - [`metrics`]: the names and HELP texts of what it records.
+//!
+//! The modules are private but [`clock`] and [`metrics`]; what other crates use is re-exported.
 //!
 //! The `/jobs/schedule` API that writes schedules lives in ingest.
 

@@ -134,7 +134,7 @@ mod tests {
     const T0: i64 = 1_795_219_200 / 60;
 
     fn every_minute() -> Timetable {
-        Timetable::parse("*/1 * * * *").unwrap_or_else(|e| panic!("{e}"))
+        Timetable::parse("*/1 * * * *").unwrap()
     }
 
     fn ms(minute: i64, seconds: i64) -> i64 {
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn sparse_timetables_skip_the_minutes_between_ticks() {
-        let hourly = Timetable::parse("@hourly").unwrap_or_else(|e| panic!("{e}"));
+        let hourly = Timetable::parse("@hourly").unwrap();
         let d = due(&hourly, T0, ms(T0 + 150, 0), 3600, false);
         assert_eq!(d.fire, vec![T0 + 120]);
         assert_eq!(d.missed, vec![T0 + 60]);

@@ -122,7 +122,7 @@ mod tests {
 
     fn ticks(expression: &str, count: usize) -> Vec<i64> {
         Timetable::parse(expression)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .upcoming(SATURDAY, count)
             .into_iter()
             .map(|t| t - SATURDAY)

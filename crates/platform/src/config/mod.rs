@@ -146,7 +146,7 @@ mod tests {
     }
 
     fn load(sources: Sources<'_>) -> Settings {
-        Settings::load(sources).unwrap_or_else(|e| panic!("{e}"))
+        Settings::load(sources).unwrap()
     }
 
     #[test]
@@ -163,13 +163,13 @@ mod tests {
 
     #[test]
     fn file_then_env_then_overrides_win_in_that_order() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scanstream.toml");
         std::fs::write(
             &path,
             "[kafka]\nbootstrap_servers = \"file:9092\"\nclient_id = \"from-file\"\n[topics]\nprefix = \"file.\"\n",
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let s = load(Sources {
             files: vec![&path],
             env: env(&[
@@ -187,14 +187,14 @@ mod tests {
 
     #[test]
     fn later_config_files_win_and_add_tables() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let settings = dir.path().join("scanstream.toml");
         let tokens = dir.path().join("tokens.toml");
         std::fs::write(
             &settings,
             "[kafka]\nclient_id = \"first\"\nbootstrap_servers = \"kafka:9093\"\n",
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         std::fs::write(
             &tokens,
             format!(
@@ -202,7 +202,7 @@ mod tests {
                 "ab".repeat(32)
             ),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let s = load(Sources {
             files: vec![&settings, &tokens],
             env: env(&[]),

@@ -226,7 +226,7 @@ mod tests {
             &["/srv/git".into()],
             &["git.internal.example".into(), "10.9.0.0/16".into()],
         )
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
     }
 
     fn syntax(text: &str) -> Result<String, &'static str> {
