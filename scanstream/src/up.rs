@@ -18,7 +18,7 @@ use scanstream_aggregator::Aggregator;
 use scanstream_ingest::Ingest;
 use scanstream_platform::Settings;
 use scanstream_platform::config::TokenSettings;
-use scanstream_platform::server::{Application, Role, StopOrder, stop_roles};
+use scanstream_platform::server::{Application, Role, stop_roles};
 use scanstream_scanner::Scanner;
 use scanstream_scheduler::Scheduler;
 use scanstream_testcontainers::{LocalCluster, LocalOptions};
@@ -216,8 +216,7 @@ async fn run_roles(
         match kind.start(&settings).await {
             Ok(role) => roles.push(role),
             Err(e) => {
-                stop_roles(&roles, StopOrder::BeforeServer).await;
-                stop_roles(&roles, StopOrder::AfterServer).await;
+                stop_roles(&roles).await;
                 return Err(e);
             }
         }
@@ -225,8 +224,7 @@ async fn run_roles(
     let app = match Application::build(&settings.api.listen, roles.clone(), metrics) {
         Ok(app) => app,
         Err(e) => {
-            stop_roles(&roles, StopOrder::BeforeServer).await;
-            stop_roles(&roles, StopOrder::AfterServer).await;
+            stop_roles(&roles).await;
             return Err(e.into());
         }
     };

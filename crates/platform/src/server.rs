@@ -199,9 +199,9 @@ impl Application {
     /// Stops now, as [`Application::run_until_stopped`] does once told to.
     pub async fn stop(self) -> Result<(), ServeError> {
         tracing::info!("stopping");
-        stop_roles(&self.roles, StopOrder::BeforeServer).await;
+        stop_in_order(&self.roles, StopOrder::BeforeServer).await;
         let served = self.server.stop(true).await;
-        stop_roles(&self.roles, StopOrder::AfterServer).await;
+        stop_in_order(&self.roles, StopOrder::AfterServer).await;
         served
     }
 
@@ -221,8 +221,14 @@ impl Application {
     }
 }
 
-/// Stops the started `roles` of one order, last started first.
-pub async fn stop_roles(roles: &[Arc<dyn Role>], order: StopOrder) {
+/// Stops started `roles` that are not served (yet): in the order an [`Application`] would.
+pub async fn stop_roles(roles: &[Arc<dyn Role>]) {
+    stop_in_order(roles, StopOrder::BeforeServer).await;
+    stop_in_order(roles, StopOrder::AfterServer).await;
+}
+
+/// Stops the `roles` of one order, last started first.
+async fn stop_in_order(roles: &[Arc<dyn Role>], order: StopOrder) {
     for role in roles.iter().rev().filter(|r| r.stop_order() == order) {
         role.stop().await;
     }

@@ -60,7 +60,7 @@ pub enum FollowError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("the changelog reader failed: {0}")]
-    Reader(String),
+    Reader(#[from] tokio::task::JoinError),
     #[error("changelog topic {0} not found")]
     NoTopic(String),
 }
@@ -98,9 +98,7 @@ pub async fn follow(
     let reader = tokio::task::spawn_blocking(move || {
         read(factory, names, group_id, store, progress, stop, batches)
     });
-    let read = reader
-        .await
-        .unwrap_or_else(|e| Err(FollowError::Reader(e.to_string())));
+    let read = reader.await.unwrap_or_else(|e| Err(FollowError::Reader(e)));
     // The writer ends once the queue is drained and closed; its error wins over a clean stop.
     match writer.await {
         Ok(Err(e)) => Err(e),

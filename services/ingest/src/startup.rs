@@ -26,7 +26,7 @@ use scanstream_platform::tail::{Table, TailSource};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] crate::domain::RepoUrlError),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
     #[error(transparent)]
@@ -62,8 +62,7 @@ impl Ingest {
         let ingest = settings.ingest.clone();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
-        let policy = RepoPolicy::new(&ingest.file_roots, &ingest.allowed_hosts)
-            .map_err(|e| IngestError::Config(e.to_string()))?;
+        let policy = RepoPolicy::new(&ingest.file_roots, &ingest.allowed_hosts)?;
         let kafka = producer_settings(&settings.kafka, ingest.write_timeout);
         let writer_stop = CancellationToken::new();
         let (writer, writer_tasks) = Writer::start(

@@ -35,8 +35,8 @@ pub enum Error {
     Client(#[from] scanstream_platform::KafkaError),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error("configuration: ingest.allowed_hosts: {0}")]
+    Hosts(#[from] scanstream_platform::net::HostPolicyError),
 }
 
 impl Error {
@@ -57,7 +57,7 @@ impl Error {
             | Error::Kafka(_)
             | Error::Client(_) => true,
             Error::Codec(e) => e.is_transient(),
-            Error::Config(_)
+            Error::Hosts(_)
             | Error::Rules(_)
             | Error::Git(_)
             | Error::RefNotFound(_)
@@ -82,7 +82,7 @@ impl Error {
             Error::Refused(_) => "refused",
             Error::Kafka(_) | Error::Client(_) => "kafka",
             Error::Codec(_) => "codec",
-            Error::Config(_) => "config",
+            Error::Hosts(_) => "config",
         }
     }
 }

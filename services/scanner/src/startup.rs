@@ -129,8 +129,7 @@ impl Scanner {
             mirrors: mirrors(&config),
             ledger: Ledger::new(&cache_dir.join("attempts")),
             scanning,
-            hosts: HostPolicy::new(&settings.ingest.allowed_hosts)
-                .map_err(|e| Error::Config(e.to_string()))?,
+            hosts: HostPolicy::new(&settings.ingest.allowed_hosts)?,
             default_timeout: config.job_timeout.max(Duration::from_secs(1)),
             max_attempts: config.max_attempts,
             retry_backoff: config.retry_backoff,

@@ -9,7 +9,7 @@ mod repo_url;
 pub use engines::EngineSet;
 pub use git_ref::GitRef;
 pub use job_name::JobName;
-pub use repo_url::{RepoPolicy, RepoUrl};
+pub use repo_url::{RepoPolicy, RepoUrl, RepoUrlError};
 
 /// A rejected field: which rule it broke, with a message safe to show (never echoing secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]
