@@ -9,10 +9,16 @@
 //!    latest `scans.job-state` record and, with `--api-url`, with the aggregator's
 //!    `GET /jobs/{uuid}`.
 //!
+//! The audit fails on a difference, on records of `scans.events` that cannot be folded (an
+//! undecodable value or none, which the aggregator skips and counts too) unless they were
+//! acknowledged by position (`--acknowledge PARTITION:OFFSET`, or a file of them), and on two
+//! different records under one event id (the fold keeps only the first).
+//!
 //! The report's digest is the SHA-256 of the canonical JSON lines of the range's events (see
 //! [`crate::replay`]): two audits of the same range have the same digest.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -20,7 +26,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use scanstream_aggregator::fold::fold;
 use scanstream_contracts::state::JobState;
-use scanstream_contracts::{JobId, Topic, TopicNames};
+use scanstream_contracts::{EventId, JobId, Topic, TopicNames};
 use scanstream_platform::Settings;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use serde::Serialize;
@@ -28,7 +34,7 @@ use serde::Serialize;
 use crate::replay::{self, Bound, Decoded, Filters, Sink, Source, Window};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Differences listed in the report (all are counted).
+/// Differences, conflicts and unfoldable records listed in the report (all are counted).
 const REPORT_DIFFERENCES: usize = 100;
 
 /// What `scanstream audit` checks.
@@ -37,6 +43,31 @@ pub struct AuditOptions {
     pub to: Option<Bound>,
     /// The running aggregator's API to compare too.
     pub api: Option<crate::client::Api>,
+    /// Records of `scans.events` known to be unfoldable (partition, offset): reported, but they
+    /// do not fail the audit.
+    pub acknowledged: BTreeSet<(i32, i64)>,
+}
+
+/// Where a record of `scans.events` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.partition, self.offset)
+    }
+}
+
+/// Two different records under one event id: the fold keeps the first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conflict {
+    pub event_id: String,
+    pub job: String,
+    pub first: Position,
+    pub second: Position,
 }
 
 /// One job whose states disagree.
@@ -62,8 +93,16 @@ pub struct Report {
     /// The aggregators' committed offset per partition of the events topic: the events folded.
     pub folded_through: BTreeMap<i32, i64>,
     pub events_folded: u64,
-    /// Events that could not be decoded: the fold is then incomplete, so the audit fails.
+    /// Events that could not be folded (undecodable or without a value): the fold is then
+    /// incomplete, so the audit fails unless each was acknowledged.
     pub undecodable_events: u64,
+    /// Of those, how many were acknowledged.
+    pub acknowledged_events: u64,
+    /// Where the unacknowledged ones are (the first hundred).
+    pub undecodable: Vec<Position>,
+    /// Event ids with two different records.
+    pub conflicting_events: u64,
+    pub conflicts: Vec<Conflict>,
     pub jobs_checked: u64,
     pub equal: u64,
     pub differing: u64,
@@ -83,7 +122,10 @@ pub struct Digest {
 
 impl Report {
     pub fn consistent(&self) -> bool {
-        self.differing == 0 && self.missing == 0 && self.undecodable_events == 0
+        self.differing == 0
+            && self.missing == 0
+            && self.undecodable_events == self.acknowledged_events
+            && self.conflicting_events == 0
     }
 }
 
@@ -229,6 +271,11 @@ pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Resul
     };
     let mut folded: HashMap<JobId, JobState> = HashMap::new();
     let mut events_folded = 0u64;
+    // Event id → a hash of its first record and where that is.
+    let mut seen: HashMap<EventId, (u64, Position)> = HashMap::new();
+    let mut conflicts: Vec<Conflict> = Vec::new();
+    let mut conflicting = 0u64;
+    let mut empty: Vec<Position> = Vec::new();
     let folding = replay::run(
         settings,
         &events,
@@ -240,14 +287,63 @@ pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Resul
         Sink::Digest,
         false,
         |record| {
-            if let Some(Decoded::Event(event)) = &record.value {
-                let state = fold(folded.remove(&event.job_id), event);
-                folded.insert(event.job_id, state);
-                events_folded += 1;
+            let at = Position {
+                partition: record.raw.partition,
+                offset: record.raw.offset,
+            };
+            let Some(Decoded::Event(event)) = &record.value else {
+                // No value: the aggregator skips and counts it as undecodable too.
+                empty.push(at);
+                return;
+            };
+            // The decoded event, not its bytes: one event written again under a newer schema
+            // version is the same event.
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_vec(event)
+                .unwrap_or_default()
+                .hash(&mut hasher);
+            let hash = hasher.finish();
+            match seen.get(&event.event_id) {
+                Some((first, _)) if *first == hash => {}
+                Some((_, first)) => {
+                    conflicting += 1;
+                    if conflicts.len() < REPORT_DIFFERENCES {
+                        conflicts.push(Conflict {
+                            event_id: event.event_id.to_string(),
+                            job: event.job_id.to_string(),
+                            first: *first,
+                            second: at,
+                        });
+                    }
+                }
+                None => {
+                    seen.insert(event.event_id, (hash, at));
+                }
             }
+            let state = fold(folded.remove(&event.job_id), event);
+            folded.insert(event.job_id, state);
+            events_folded += 1;
         },
     )
     .await?;
+    drop(seen);
+    let undecodable_events = folding.undecodable + empty.len() as u64;
+    let unfoldable: Vec<Position> = folding
+        .undecodable_at
+        .iter()
+        .map(|&(partition, offset)| Position { partition, offset })
+        .chain(empty)
+        .collect();
+    let acknowledged_events = unfoldable
+        .iter()
+        .filter(|p| options.acknowledged.contains(&(p.partition, p.offset)))
+        .count() as u64;
+    let mut undecodable: Vec<Position> = unfoldable
+        .into_iter()
+        .filter(|p| !options.acknowledged.contains(&(p.partition, p.offset)))
+        .collect();
+    undecodable.sort();
+    undecodable.truncate(REPORT_DIFFERENCES);
     let range = Window {
         from: options.from.clone(),
         to: options.to.clone(),
@@ -283,7 +379,11 @@ pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Resul
         changelog_topic: names.name(Topic::JobState),
         folded_through,
         events_folded,
-        undecodable_events: folding.undecodable,
+        undecodable_events,
+        acknowledged_events,
+        undecodable,
+        conflicting_events: conflicting,
+        conflicts,
         jobs_checked: 0,
         equal: 0,
         differing: 0,
@@ -383,6 +483,40 @@ pub fn print(report: &Report, show: usize) {
         "digest sha256 of {} records in the range: {}",
         report.digest.records, report.digest.hex
     );
+    let unacknowledged = report.undecodable_events - report.acknowledged_events;
+    if report.undecodable_events > 0 {
+        let positions: Vec<String> = report
+            .undecodable
+            .iter()
+            .take(show.max(1))
+            .map(|p| p.to_string())
+            .collect();
+        println!(
+            "UNFOLDABLE {} record(s) of {} could not be folded ({} acknowledged){}{}",
+            report.undecodable_events,
+            report.events_topic,
+            report.acknowledged_events,
+            if positions.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; unacknowledged at partition:offset {}",
+                    positions.join(", ")
+                )
+            },
+            if unacknowledged > 0 {
+                " (inspect them with `scanstream replay --topic scans.events --from P:O`; acknowledge known ones with --acknowledge P:O)"
+            } else {
+                ""
+            }
+        );
+    }
+    for c in report.conflicts.iter().take(show) {
+        println!(
+            "CONFLICT event {} of job {}: records at {} and {} differ (the first is folded)",
+            c.event_id, c.job, c.first, c.second
+        );
+    }
     for d in report.differences.iter().take(show) {
         println!(
             "DIFFERENCE job {} ({}) in the {}: {}",

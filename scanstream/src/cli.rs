@@ -177,6 +177,15 @@ pub struct AuditArgs {
     /// Differences printed.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub show: usize,
+    /// A record of scans.events known to be unfoldable (undecodable, or without a value), as
+    /// PARTITION:OFFSET (repeatable): reported, but it no longer fails the audit. The audit's
+    /// UNFOLDABLE line names the positions.
+    #[arg(long, value_name = "PARTITION:OFFSET", value_parser = parse_position)]
+    pub acknowledge: Vec<(i32, i64)>,
+    /// A file of such positions, one PARTITION:OFFSET per line (`#` starts a comment), e.g. kept
+    /// next to the CI job that gates on the audit.
+    #[arg(long, value_name = "FILE")]
+    pub acknowledge_file: Option<PathBuf>,
     /// Compare with a running aggregator's GET /jobs/{uuid} too (only when --api-url or
     /// SCANSTREAM_API_URL is given).
     #[command(flatten)]
@@ -400,4 +409,22 @@ pub struct UpArgs {
     /// Log to the terminal (stderr) instead of DATA_DIR/logs/scanstream.log.
     #[arg(long)]
     pub log_to_terminal: bool,
+}
+
+/// `PARTITION:OFFSET`, both non-negative.
+pub fn parse_position(text: &str) -> Result<(i32, i64), String> {
+    let (partition, offset) = text
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not PARTITION:OFFSET"))?;
+    let partition: i32 = partition
+        .parse()
+        .map_err(|_| format!("{text:?}: the partition is not a number"))?;
+    let offset: i64 = offset
+        .parse()
+        .map_err(|_| format!("{text:?}: the offset is not a number"))?;
+    if partition < 0 || offset < 0 {
+        return Err(format!("{text:?}: partition and offset cannot be negative"));
+    }
+    Ok((partition, offset))
 }

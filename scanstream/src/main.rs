@@ -253,10 +253,26 @@ async fn run_audit(
         Some(_) => Some(client::Api::from_args(settings, &args.api)?),
         None => None,
     };
+    let mut acknowledged: std::collections::BTreeSet<(i32, i64)> =
+        args.acknowledge.iter().copied().collect();
+    if let Some(file) = &args.acknowledge_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let position = scanstream::cli::parse_position(line)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), number + 1))?;
+            acknowledged.insert(position);
+        }
+    }
     let options = AuditOptions {
         from: args.from.clone(),
         to: args.to.clone(),
         api,
+        acknowledged,
     };
     let report = match audit(settings, &options).await {
         Ok(r) => r,

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: typed settings, layered: embedded defaults → optional `--config` file →
 //!   `SCANSTREAM__…` environment variables → command-line overrides. Secrets never print.
+//! - [`fault`]: crash points the fault tests stop a process at (`SCANSTREAM_CRASH_AT`).
 //! - [`auth`]: bearer tokens (configured hashed) and scopes, shared by the HTTP roles.
 //! - [`http`]: problem+json errors, JSON body rules, request context and metrics middleware.
 //! - [`kafka`]: the one place Kafka client configs are built (security applied once), and
@@ -23,6 +24,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod fault;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

@@ -19,6 +19,9 @@ use super::read::{Raw, read_spans};
 use super::sink::{Sink, finish, write};
 use super::source::Source;
 
+/// Positions of undecodable records kept in a [`Summary`] (all are counted).
+pub const MAX_POSITIONS: usize = 1000;
+
 /// What a replay did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -28,6 +31,8 @@ pub struct Summary {
     pub selected: u64,
     /// Records skipped because their value could not be decoded (each is reported on stderr).
     pub undecodable: u64,
+    /// Where the first [`MAX_POSITIONS`] of them are: (partition, offset).
+    pub undecodable_at: Vec<(i32, i64)>,
     pub seconds: f64,
     /// SHA-256 over the canonical JSON lines (each followed by a newline) of the selected records.
     pub sha256: String,
@@ -79,6 +84,7 @@ pub async fn run(
     let mut digest = Sha256::new();
     let mut selected = 0u64;
     let mut undecodable = 0u64;
+    let mut undecodable_at = Vec::new();
     while let Some(batch) = rx.recv().await {
         for raw in batch {
             if raw.timestamp < from_ms || raw.timestamp >= to_ms {
@@ -89,6 +95,9 @@ pub async fn run(
                 Ok(record) => record,
                 Err(e) => {
                     undecodable += 1;
+                    if undecodable_at.len() < MAX_POSITIONS {
+                        undecodable_at.push((partition, offset));
+                    }
                     eprintln!(
                         "warning: {} partition {partition} offset {offset} skipped: {e:#}",
                         source.name
@@ -126,6 +135,7 @@ pub async fn run(
         read: read.load(Ordering::Relaxed),
         selected,
         undecodable,
+        undecodable_at,
         seconds: started.elapsed().as_secs_f64(),
         sha256: hex::encode(digest.finalize()),
     })

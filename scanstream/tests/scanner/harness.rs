@@ -125,13 +125,32 @@ impl Harness {
 
     /// Starts `scanstream scanner`; its log goes to `<logs>/<name>.log`.
     pub fn spawn(&self, config: &Path, name: &str) -> Child {
-        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
+        self.spawn_with(config, name, &[], &[])
+    }
+
+    /// [`Harness::spawn`] with more settings and environment variables; a later process of the
+    /// same `name` appends to its log.
+    pub fn spawn_with(
+        &self,
+        config: &Path,
+        name: &str,
+        settings: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{name}.log")))
+            .unwrap();
+        let mut overrides = vec![
+            ("scanner.instance_id", name),
+            ("telemetry.log_filter", "warn,scanstream_scanner=debug"),
+        ];
+        overrides.extend_from_slice(settings);
         let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
             .args(["--config", &config.display().to_string(), "scanner"])
-            .envs(self.scope.env(&[
-                ("scanner.instance_id", name),
-                ("telemetry.log_filter", "warn,scanstream_scanner=debug"),
-            ]))
+            .envs(self.scope.env(&overrides))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

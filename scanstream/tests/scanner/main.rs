@@ -3,11 +3,12 @@
 //! a poison record and an invalid command. Every job must still end, every attempt must have
 //! exactly one terminal event, bad records must land in the DLQ, and no record may hold a
 //! planted secret. One alone: deadlines, cancels and failures end their runs with visible
-//! attempts.
+//! attempts. One crashed at each step around an attempt's end: one outcome per attempt.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod endings;
+mod faults;
 mod group;
 mod harness;
 #[path = "../../../services/scanner/tests/support/mod.rs"]

@@ -53,7 +53,19 @@ impl Emitter {
         sequence: i32,
         payload: EventPayload,
     ) -> Result<(), Error> {
-        let event = ScanEvent::new(
+        self.write(&self.build(command, attempt, sequence, payload))
+            .await
+    }
+
+    /// The event `event` would write now, to be written later, possibly again, unchanged.
+    pub fn build(
+        &self,
+        command: &RequestScan,
+        attempt: i32,
+        sequence: i32,
+        payload: EventPayload,
+    ) -> ScanEvent {
+        ScanEvent::new(
             command.job_id,
             command.job_name.clone(),
             command.run_id,
@@ -62,10 +74,15 @@ impl Emitter {
             now_ms(),
             Some(self.scanner_id.clone()),
             payload,
-        );
-        let bytes = self.codec.encode(Topic::Events, &event).await?;
+        )
+    }
+
+    /// Writes a built event; writing the same event twice writes two equal records under one
+    /// event id, which the aggregator folds once.
+    pub async fn write(&self, event: &ScanEvent) -> Result<(), Error> {
+        let bytes = self.codec.encode(Topic::Events, event).await?;
         let topic = self.names.name(Topic::Events);
-        let key = command.job_id.key();
+        let key = event.job_id.key();
         self.send(FutureRecord::to(&topic).key(&key).payload(&bytes))
             .await
     }

@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 
 use scanstream_contracts::command::RequestScan;
 use scanstream_contracts::event::{
-    EngineCompleted, EventPayload, RepoFetched, ScanCancelled, ScanFailed, ScanStarted,
+    EngineCompleted, EventPayload, RepoFetched, ScanCancelled, ScanEvent, ScanFailed, ScanStarted,
     ScanSucceeded, TERMINAL_SEQUENCE,
 };
 use scanstream_contracts::finding::{Finding, SeverityCounts};
 use scanstream_contracts::ids::derived_uuid;
+use scanstream_platform::fault;
 use scanstream_platform::net::HostPolicy;
 use tokio_util::sync::CancellationToken;
 
 use crate::emit::Emitter;
-use crate::ledger::{Entry, Ledger, Plan, plan};
+use crate::ledger::{Entry, Ledger, Plan, Then, plan};
 use crate::mirror::Mirrors;
 use crate::runner::{EngineRun, Progress};
 use crate::scan::Scanning;
@@ -116,52 +117,60 @@ impl JobContext {
         signals: &Signals,
         cancelled: Option<Option<String>>,
     ) -> JobEnd {
-        let entry = self
+        let mut entry = self
             .ledger
             .get(command.job_id, command.run_id)
             .unwrap_or_else(|e| {
                 tracing::warn!(job = %command.job_id, error = %e, "attempt ledger unreadable; the run starts over");
                 None
             });
-        let mut attempt = match plan(entry, self.max_attempts) {
-            Plan::Done => return JobEnd::Finished,
-            Plan::Start(n) => n,
-            Plan::GiveUp(n) => {
-                let failure = Failure {
-                    reason: format!("gave up after {} attempts", n - 1),
-                    retryable: false,
-                    kind: "attempts_exhausted",
-                };
-                return self
-                    .close(
-                        command,
-                        n,
-                        failed(failure),
-                        Entry::Finished(n),
-                        Next::Finish,
-                        signals,
-                    )
-                    .await;
-            }
-            Plan::CloseInterrupted { attempt, retry } => {
-                let failure = Failure {
-                    reason: format!(
-                        "the scanner running attempt {attempt} stopped before it ended"
-                    ),
-                    retryable: retry,
-                    kind: "interrupted",
-                };
-                let (entry, next) = if retry {
-                    (Entry::Retrying(attempt), Next::Retry)
-                } else {
-                    (Entry::Finished(attempt), Next::Finish)
-                };
-                match self
-                    .close(command, attempt, failed(failure), entry, next, signals)
-                    .await
-                {
-                    JobEnd::Finished if retry => attempt + 1,
-                    end => return end,
+        let mut attempt = loop {
+            match plan(entry, self.max_attempts) {
+                Plan::Done => return JobEnd::Finished,
+                Plan::Reclose { attempt, then } => {
+                    match self.reclose(command, attempt, then, signals).await {
+                        Ok(after) => entry = Some(after),
+                        Err(end) => return end,
+                    }
+                }
+                Plan::Start(n) => break n,
+                Plan::GiveUp(n) => {
+                    let failure = Failure {
+                        reason: format!("gave up after {} attempts", n - 1),
+                        retryable: false,
+                        kind: "attempts_exhausted",
+                    };
+                    return self
+                        .close(
+                            command,
+                            n,
+                            failed(failure),
+                            Entry::Finished(n),
+                            Next::Finish,
+                            signals,
+                        )
+                        .await;
+                }
+                Plan::CloseInterrupted { attempt, retry } => {
+                    let failure = Failure {
+                        reason: format!(
+                            "the scanner running attempt {attempt} stopped before it ended"
+                        ),
+                        retryable: retry,
+                        kind: "interrupted",
+                    };
+                    let (entry, next) = if retry {
+                        (Entry::Retrying(attempt), Next::Retry)
+                    } else {
+                        (Entry::Finished(attempt), Next::Finish)
+                    };
+                    match self
+                        .close(command, attempt, failed(failure), entry, next, signals)
+                        .await
+                    {
+                        JobEnd::Finished if retry => break attempt + 1,
+                        end => return end,
+                    }
                 }
             }
         };
@@ -244,8 +253,43 @@ impl JobContext {
         }
     }
 
-    /// Writes an attempt's terminal event, then its ledger entry. A terminal event is retried
-    /// until it is delivered, unless the run is being handed over (then one try).
+    /// Settles an attempt whose terminal event was decided by a scanner that stopped before it
+    /// updated the ledger: writes that same event again (same id, same content) and returns the
+    /// entry the closer would have written.
+    async fn reclose(
+        &self,
+        command: &RequestScan,
+        attempt: i32,
+        then: Then,
+        signals: &Signals,
+    ) -> Result<Entry, JobEnd> {
+        let stored = self
+            .ledger
+            .closing(command.job_id, command.run_id)
+            .ok()
+            .flatten();
+        let Some(event) = stored else {
+            return Ok(Entry::Running(attempt));
+        };
+        tracing::info!(job = %command.job_id, attempt, "the attempt's outcome was decided before a stop; writing it again");
+        let after = Entry::after(attempt, then);
+        let next = match then {
+            Then::Retrying => Next::Retry,
+            Then::Finished => Next::Finish,
+        };
+        match self
+            .write_terminal(command, &event, after, next, signals)
+            .await
+        {
+            JobEnd::HandedOver => Err(JobEnd::HandedOver),
+            JobEnd::Finished => Ok(after),
+        }
+    }
+
+    /// Closes an attempt: its terminal event is built once and written ahead into the ledger,
+    /// then written to `scans.events`, then the ledger moves on to `entry`. Whatever instant the
+    /// process dies at, the attempt ends with this one event or (before the write-ahead) is
+    /// closed as interrupted by the next owner: never both.
     async fn close(
         &self,
         command: &RequestScan,
@@ -255,13 +299,38 @@ impl JobContext {
         next: Next,
         signals: &Signals,
     ) -> JobEnd {
-        let kind = terminal_kind(&payload);
+        let event = self
+            .emitter
+            .build(command, attempt, TERMINAL_SEQUENCE, payload);
+        let then = match entry {
+            Entry::Retrying(_) => Then::Retrying,
+            _ => Then::Finished,
+        };
+        fault::point("scanner.close.before-intent");
+        if let Err(e) = self.ledger.put_closing(&event, then) {
+            // Without the write-ahead a crash right after the event would let the next owner
+            // close the attempt as interrupted as well; the events stay correct otherwise.
+            tracing::warn!(job = %command.job_id, attempt, error = %e, "attempt ledger not updated before closing");
+        }
+        fault::point("scanner.close.after-intent");
+        self.write_terminal(command, &event, entry, next, signals)
+            .await
+    }
+
+    /// Writes a terminal event until it is delivered (one try while the run is handed over),
+    /// then the ledger entry that follows it.
+    async fn write_terminal(
+        &self,
+        command: &RequestScan,
+        event: &ScanEvent,
+        entry: Entry,
+        next: Next,
+        signals: &Signals,
+    ) -> JobEnd {
+        let attempt = event.attempt;
+        let kind = terminal_kind(&event.payload);
         loop {
-            match self
-                .emitter
-                .event(command, attempt, TERMINAL_SEQUENCE, payload.clone())
-                .await
-            {
+            match self.emitter.write(event).await {
                 Ok(()) => break,
                 Err(e) if signals.hand_over.is_cancelled() || matches!(next, Next::HandOver) => {
                     tracing::warn!(job = %command.job_id, attempt, error = %e, "terminal event not written; the next owner closes the attempt");
@@ -276,13 +345,15 @@ impl JobContext {
                 }
             }
         }
+        fault::point("scanner.close.after-event");
         metrics::counter!(crate::metrics::ATTEMPTS, "outcome" => kind).increment(1);
         tracing::info!(job = %command.job_id, run = %command.run_id, attempt, outcome = kind, "attempt ended");
         if let Err(e) = self.ledger.put(command.job_id, command.run_id, entry) {
-            // The events are written; a stale ledger only makes the next owner close this
-            // attempt again, under the same event id.
+            // The event is written; the write-ahead entry makes the next owner write the same
+            // event again, under the same id, and go on from there.
             tracing::warn!(job = %command.job_id, error = %e, "attempt ledger not updated");
         }
+        fault::point("scanner.close.after-ledger");
         match next {
             Next::HandOver => JobEnd::HandedOver,
             Next::Finish | Next::Retry => JobEnd::Finished,
@@ -410,6 +481,7 @@ impl JobContext {
             metrics::counter!(crate::metrics::FILES_SCANNED).increment(run.files);
         }
         emitter.findings(&findings).await?;
+        fault::point("scanner.attempt.after-findings");
         metrics::counter!(crate::metrics::FINDINGS).increment(findings.len() as u64);
         if let Some(commit) = &commit {
             self.scanning
@@ -425,8 +497,8 @@ impl JobContext {
     }
 }
 
-/// The findings of an attempt's engine runs, with ids derived from where and what was found
-/// (so a re-delivered attempt writes the same ids), and their count by severity. `commit` is
+/// The findings of an attempt's engine runs, with ids derived from the run and where and what
+/// was found (so a retried attempt writes the same ids), and their count by severity. `commit` is
 /// the scanned commit, for findings whose place names none (tree scans).
 fn findings(
     command: &RequestScan,
@@ -447,12 +519,13 @@ fn findings(
                 .clone()
                 .or_else(|| commit.map(str::to_owned));
             findings.push(Finding {
+                // Stable per run, not per attempt: a retry that finds the same secret writes
+                // the same id, so consumers can drop the repeat.
                 finding_id: derived_uuid(
                     "finding",
                     &[
                         &command.job_id.to_string(),
                         &command.run_id.to_string(),
-                        &attempt.to_string(),
                         &run.engine,
                         &found.hit.fingerprint,
                         &found.place.path,
