@@ -2,7 +2,7 @@
 //! (`application/problem+json`), the JSON body rules, request correlation and trace context,
 //! and per-request logging and metrics.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -142,15 +142,34 @@ impl From<AuthError> for Problem {
     }
 }
 
+/// The longest a request body may take to arrive once the handler starts reading it (after the
+/// headers), as app data of a role (`cfg.app_data(BodyReadTimeout(…))`, from
+/// `ingest.body_read_timeout_ms`); [`DEFAULT_BODY_READ_TIMEOUT`] where a role sets none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyReadTimeout(pub Duration);
+
+/// The body read bound where no [`BodyReadTimeout`] is registered (the configured default).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Reads a JSON request body: `Content-Type: application/json` required (415), at most
-/// `limit` bytes (413), and a problem body naming the field serde rejected (400). Returns the
-/// value and the raw bytes (for idempotency hashing).
+/// `limit` bytes (413), all of it within the [`BodyReadTimeout`] (408: a client that trickles
+/// its body must not hold a worker's connection forever), and a problem body naming the field
+/// serde rejected (400). Returns the value and the raw bytes (for idempotency hashing).
 pub async fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<(T, Vec<u8>), Problem> {
     use futures::StreamExt;
+    let bound = req
+        .app_data::<BodyReadTimeout>()
+        .copied()
+        .or_else(|| {
+            req.app_data::<web::Data<BodyReadTimeout>>()
+                .map(|data| *data.get_ref())
+        })
+        .map_or(DEFAULT_BODY_READ_TIMEOUT, |timeout| timeout.0);
+    let deadline = tokio::time::Instant::now() + bound;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -183,7 +202,21 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, payload.next()).await else {
+            return Err(Problem::new(
+                408,
+                "request-timeout",
+                "Request timeout",
+                format!(
+                    "the request body did not arrive within {} ms",
+                    bound.as_millis()
+                ),
+            ));
+        };
+        let Some(chunk) = next else {
+            break;
+        };
         let chunk =
             chunk.map_err(|e| Problem::new(400, "invalid-body", "Invalid body", e.to_string()))?;
         if body.len() + chunk.len() > limit {

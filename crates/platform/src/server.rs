@@ -66,8 +66,13 @@ pub enum StopOrder {
 
 /// A started role: the part of an HTTP server it contributes and how it stops.
 pub trait Role: Send + Sync + 'static {
-    /// Short name: the `role` label of request metrics and the key of its `/readyz` entry.
+    /// Short name: the key of its `/readyz` entry.
     fn name(&self) -> &'static str;
+    /// The `role` label of request metrics when it is served alone; `None` for a part every
+    /// process serves beside its roles (Kafka reachability).
+    fn label(&self) -> Option<&'static str> {
+        Some(self.name())
+    }
     /// The (method, path) pairs of the role's own routes ([`SHARED_ROUTES`] are added by
     /// [`serve`]); they decide between `404` and `405` for requests nothing matched.
     fn routes(&self) -> &'static [(&'static str, &'static str)] {
@@ -117,8 +122,9 @@ impl ServeOptions {
     /// What `roles` ask for together: the role's name as the label (`up` for several), the most
     /// workers any role needs (one per core if one asks for that), the longest shutdown timeout.
     pub fn for_roles(roles: &[Arc<dyn Role>]) -> ServeOptions {
-        let label = match roles {
-            [role] => role.name(),
+        let labels: Vec<&'static str> = roles.iter().filter_map(|r| r.label()).collect();
+        let label = match labels[..] {
+            [one] => one,
             _ => "up",
         };
         let workers = roles
@@ -330,6 +336,12 @@ pub fn serve(
             .default_service(web::to(not_found))
     })
     .disable_signals()
+    // A client must send a connection's first request head within this (then `408` and the
+    // connection closes); bodies are bounded by the roles (`http::BodyReadTimeout`).
+    .client_request_timeout(Duration::from_secs(5))
+    // After an answer sent before the body was read (413, 408, 401…), the rest of the body is
+    // read and dropped for at most this long, then the connection is closed.
+    .client_disconnect_timeout(Duration::from_secs(1))
     .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
     if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::{EngineSet, GitRef, Invalid, JobName, RepoPolicy, RepoUrl};
-use crate::idempotency::{Begin, IdempotencyStore, StoredResponse};
+use crate::idempotency::{Begin, IdempotencyStore, StoredResponse, scoped_key};
 use scanstream_platform::writer::{Record, Target, WriteError, Writer};
 
 /// Ingest's own routes, as (method, path): registration and the OpenAPI document are both
@@ -138,7 +138,7 @@ pub(crate) async fn encode<T: AvroRecord>(
         .map_err(|e| codec_problem(state, &e))
 }
 
-/// The idempotency key of a request, scoped to its caller.
+/// The idempotency key of a request, scoped to its caller unambiguously ([`scoped_key`]).
 fn idempotency_key(req: &HttpRequest, principal: &Principal) -> Result<Option<String>, Problem> {
     let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
         return Ok(None);
@@ -147,10 +147,7 @@ fn idempotency_key(req: &HttpRequest, principal: &Principal) -> Result<Option<St
         !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..0x7f).contains(&b))
     });
     match key {
-        Some(key) => Ok(Some(format!(
-            "{}:{key}",
-            principal.name.as_deref().unwrap_or("-")
-        ))),
+        Some(key) => Ok(Some(scoped_key(principal.name.as_deref(), key))),
         None => Err(Problem::invalid(
             "Idempotency-Key",
             "idempotency-key",
@@ -383,4 +380,38 @@ async fn cancel(
     tracing::info!(job = %job, "cancellation queued");
     Ok(HttpResponse::Accepted()
         .json(serde_json::json!({"uuid": job.to_string(), "status": "cancelling"})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+    use scanstream_platform::auth::hash_token;
+    use scanstream_platform::config::{ApiSettings, TokenSettings};
+
+    #[test]
+    fn idempotency_keys_of_two_tokens_never_collide() {
+        let token = |name: &str, value: &str| TokenSettings {
+            name: name.to_owned(),
+            sha256: hash_token(value),
+            scopes: vec!["scans:write".to_owned()],
+        };
+        let auth = Authenticator::new(&ApiSettings {
+            listen: "127.0.0.1:0".to_owned(),
+            auth_enabled: true,
+            tokens: vec![token("a:b", "first-token"), token("a", "second-token")],
+        });
+        let key = |bearer: &str, key: &str| {
+            let principal = auth.authenticate(Some(bearer)).unwrap();
+            let req = TestRequest::default()
+                .insert_header((IDEMPOTENCY_HEADER, key))
+                .to_http_request();
+            idempotency_key(&req, &principal).unwrap().unwrap()
+        };
+        // Token "a:b" with key "c", and token "a" with key "b:c": two callers, two keys.
+        assert_ne!(
+            key("Bearer first-token", "c"),
+            key("Bearer second-token", "b:c")
+        );
+    }
 }

@@ -12,6 +12,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The store key of a caller's `Idempotency-Key`: the token's name and the key, joined so that
+/// no two (token, key) pairs meet. Token names and keys may both hold `:`, so the name is
+/// length-prefixed: token `a:b` with key `c` is `3:a:b:c`, token `a` with key `b:c` is
+/// `1:a:b:c`. Without auth there is no name (`-:<key>`; a named key starts with a digit).
+/// The run id is derived from this too, so it also keeps two callers' runs apart.
+pub fn scoped_key(token_name: Option<&str>, key: &str) -> String {
+    match token_name {
+        Some(name) => format!("{}:{name}:{key}", name.len()),
+        None => format!("-:{key}"),
+    }
+}
+
 /// A stored answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -146,6 +158,31 @@ mod tests {
         store.finish("k", [1; 32], answer(202));
         assert_eq!(store.begin("k", [1; 32]), Begin::Replay(answer(202)));
         assert_eq!(store.begin("k", [2; 32]), Begin::Mismatch);
+    }
+
+    #[test]
+    fn keys_of_different_tokens_never_collide() {
+        let pairs = [
+            (Some("a:b"), "c"),
+            (Some("a"), "b:c"),
+            (Some("a:b:c"), ""),
+            (Some("1:a"), "b"),
+            (Some("-"), "k"),
+            (None, "k"),
+            (None, "1:a:b"),
+        ];
+        let keys: std::collections::HashSet<String> =
+            pairs.iter().map(|(t, k)| scoped_key(*t, k)).collect();
+        assert_eq!(keys.len(), pairs.len(), "{keys:?}");
+        // In the store: the second caller's request is new, not a replay of the first's.
+        let store = IdempotencyStore::new(Duration::from_secs(60), 10);
+        let first = scoped_key(Some("a:b"), "c");
+        assert_eq!(store.begin(&first, [1; 32]), Begin::New);
+        store.finish(&first, [1; 32], answer(202));
+        assert_eq!(
+            store.begin(&scoped_key(Some("a"), "b:c"), [1; 32]),
+            Begin::New
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub fn document() -> Value {
                         "403": problem_response("The token lacks the scans:write scope."),
                         "409": problem_response("A request with this Idempotency-Key is still being processed."),
                         "413": problem_response("The body is too large."),
+                        "408": problem_response("The body did not arrive within ingest.body_read_timeout_ms."),
                         "415": problem_response("The body is not application/json."),
                         "422": problem_response("The Idempotency-Key was used with a different body."),
                         "503": {

@@ -116,8 +116,11 @@ impl Mirrors {
     }
 
     /// Creates or updates the mirror of `url` under the exclusive lock, then hands it out under
-    /// a shared lock.
+    /// a shared lock. A URL with a part git would hand to ssh as an option (a user name, host
+    /// or first path segment starting with `-`) never reaches git, whoever checked it before.
     pub async fn acquire(&self, url: &str, cancel: &CancellationToken) -> Result<Acquired, Error> {
+        scanstream_platform::repo::refuse_options(url)
+            .map_err(|refused| Error::Refused(refused.message))?;
         let root = &self.config.root;
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         let path = self.path_for(url);
@@ -532,6 +535,30 @@ mod tests {
             scrub_userinfo("see https://git.example.com/x"),
             "see https://git.example.com/x"
         );
+    }
+
+    #[tokio::test]
+    async fn option_like_urls_never_reach_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(MirrorConfig {
+            root: dir.path().join("mirrors"),
+            fetch_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(1),
+            refetch_after: Duration::ZERO,
+            credentials: vec![],
+        });
+        for url in [
+            "ssh://-oProxyCommand=touch/r.git",
+            "ssh://-user@git.example.com/r.git",
+            "ssh://git@git.example.com/-r.git",
+            "git@git.example.com:-oProxyCommand=touch",
+        ] {
+            match mirrors.acquire(url, &CancellationToken::new()).await {
+                Err(Error::Refused(message)) => assert!(!message.contains("touch"), "{message}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(!dir.path().join("mirrors").exists(), "git ran");
     }
 
     #[test]

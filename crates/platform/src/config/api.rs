@@ -37,6 +37,11 @@ pub struct IngestSettings {
     pub file_roots: Vec<String>,
     pub allowed_hosts: Vec<String>,
     pub body_limit_bytes: usize,
+    /// Longest a request body may take to arrive, from the end of its headers; a slower body
+    /// is answered `408` (`scanstream_platform::http::BodyReadTimeout`).
+    #[serde(rename = "body_read_timeout_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub body_read_timeout: Duration,
     #[serde(rename = "write_timeout_ms")]
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     pub write_timeout: Duration,
@@ -90,6 +95,9 @@ impl IngestSettings {
         }
         if !self.repo_template.is_empty() && !self.repo_template.contains("{name}") {
             return Err(invalid("ingest.repo_template", "must contain {name}"));
+        }
+        if self.body_read_timeout.is_zero() {
+            return Err(invalid("ingest.body_read_timeout_ms", "must be positive"));
         }
         if self.write_timeout.is_zero() || self.batch_max_requests == 0 || self.writers == 0 {
             return Err(invalid(

@@ -1,21 +1,25 @@
-//! Repository URLs: allowed schemes, no credentials, local paths only under configured roots,
-//! and no hosts that resolve to loopback, private, link-local or metadata addresses (a scan
-//! service that fetches arbitrary URLs is otherwise an SSRF vector).
+//! Repository URLs as ingest accepts them: the rules shared with the scanner
+//! ([`scanstream_platform::repo::RepoRules`]: schemes, no credentials, scp-style rewritten as
+//! `ssh://`, no part git would read as an option, `file://` only under the configured roots once
+//! symbolic links are resolved), a local repository that exists, and no hosts that resolve to
+//! loopback, private, link-local or metadata addresses (a scan service that fetches arbitrary
+//! URLs is otherwise an SSRF vector).
 //!
 //! The host check ([`scanstream_platform::net::HostPolicy`]) here is the first line; scanners
-//! check again before each fetch, which also covers DNS answers that changed in between.
+//! check again before each fetch, which also covers DNS answers that changed in between. They
+//! run the same [`RepoRules`] on every command, so they accept exactly what ingest writes.
 
 use std::fmt;
-use std::path::{Component, PathBuf};
 
 use scanstream_contracts::RepoKey;
 use scanstream_platform::net::{HostPolicy, HostPolicyError};
-use url::Url;
+use scanstream_platform::repo::{RepoRefused, RepoRules, RepoRulesError};
 
 use super::Invalid;
 
 /// A repository URL that passed every rule, normalized: lowercase scheme and host, no default
-/// port, no trailing slash, scp-style `user@host:path` rewritten as `ssh://`.
+/// port, no trailing slash, scp-style `user@host:path` rewritten as `ssh://`, the resolved path
+/// of a local repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoUrl {
     normalized: String,
@@ -42,30 +46,20 @@ impl fmt::Display for RepoUrl {
 pub enum RepoUrlError {
     #[error(transparent)]
     AllowedHost(#[from] HostPolicyError),
-    #[error("ingest.file_roots entry {0:?} must be an absolute path without '..'")]
-    FileRoot(String),
+    #[error(transparent)]
+    FileRoot(#[from] RepoRulesError),
 }
-
-const MAX_URL_LEN: usize = 2048;
 
 /// The deployment's rules for repository URLs.
 pub struct RepoPolicy {
-    file_roots: Vec<PathBuf>,
+    rules: RepoRules,
     hosts: HostPolicy,
 }
 
 impl RepoPolicy {
     pub fn new(file_roots: &[String], allowed_hosts: &[String]) -> Result<Self, RepoUrlError> {
-        let mut roots = Vec::new();
-        for root in file_roots {
-            let path = PathBuf::from(root);
-            if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
-                return Err(RepoUrlError::FileRoot(root.clone()));
-            }
-            roots.push(path);
-        }
         Ok(Self {
-            file_roots: roots,
+            rules: RepoRules::new(file_roots)?,
             hosts: HostPolicy::new(allowed_hosts)?,
         })
     }
@@ -79,116 +73,21 @@ impl RepoPolicy {
         Ok(url)
     }
 
-    /// The rules that need no network: scheme, form, credentials, local roots.
+    /// The rules that need no network: the shared rules, and a local repository must exist.
     fn parse_syntax(&self, text: &str) -> Result<(RepoUrl, Option<(String, u16)>), Invalid> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(Invalid::new("required", "repo must not be empty"));
-        }
-        if text.len() > MAX_URL_LEN {
+        let checked = self.rules.check(text).map_err(invalid)?;
+        if checked.local.as_ref().is_some_and(|local| !local.exists) {
             return Err(Invalid::new(
-                "url-form",
-                format!("repo is longer than {MAX_URL_LEN} characters"),
+                "file-not-found",
+                "repo names a local path under ingest.file_roots that does not exist; create the repository first",
             ));
         }
-        // Checked on the raw text: URL parsing would silently resolve `..` away.
-        let lowered = text.to_ascii_lowercase();
-        if text.split(['/', '\\']).any(|s| s == ".." || s == ".")
-            || lowered.contains("%2e")
-            || lowered.contains("%2f")
-            || lowered.contains("%5c")
-        {
-            return Err(Invalid::new(
-                "path-traversal",
-                "repo path must not contain '.', '..' or encoded separators",
-            ));
-        }
-        let rewritten = scp_to_ssh(text);
-        let url = Url::parse(rewritten.as_deref().unwrap_or(text))
-            .map_err(|e| Invalid::new("url-form", format!("repo is not a URL: {e}")))?;
-        let scheme = url.scheme().to_ascii_lowercase();
-        if !matches!(scheme.as_str(), "https" | "ssh" | "git" | "file") {
-            return Err(Invalid::new(
-                "scheme",
-                format!("repo scheme {scheme:?} is not allowed; use https, ssh, git or file"),
-            ));
-        }
-        if url.password().is_some() || (scheme != "ssh" && !url.username().is_empty()) {
-            return Err(Invalid::new(
-                "no-credentials",
-                "repo must not carry credentials; scanners take them from their configuration",
-            ));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(Invalid::new(
-                "url-form",
-                "repo must not have a query or fragment",
-            ));
-        }
-        let path = url.path();
-        if scheme == "file" {
-            return self.file_url(&url).map(|u| (u, None));
-        }
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
-            None => return Err(Invalid::new("url-form", "repo must name a host")),
-        };
-        let trimmed = path.trim_end_matches('/');
-        if trimmed.is_empty() {
-            return Err(Invalid::new("url-form", "repo must name a repository path"));
-        }
-        let default_port = match scheme.as_str() {
-            "https" => 443,
-            "ssh" => 22,
-            _ => 9418,
-        };
-        let port = url.port().unwrap_or(default_port);
-        let user = if url.username().is_empty() {
-            String::new()
-        } else {
-            format!("{}@", url.username())
-        };
-        let port_part = if port == default_port {
-            String::new()
-        } else {
-            format!(":{port}")
-        };
-        let normalized = format!("{scheme}://{user}{host}{port_part}{trimmed}");
-        Ok((RepoUrl { normalized }, Some((host, port))))
-    }
-
-    fn file_url(&self, url: &Url) -> Result<RepoUrl, Invalid> {
-        if url
-            .host_str()
-            .is_some_and(|h| !h.is_empty() && h != "localhost")
-        {
-            return Err(Invalid::new("url-form", "file URLs must not name a host"));
-        }
-        let path = url
-            .to_file_path()
-            .map_err(|()| Invalid::new("url-form", "file URL does not name a local path"))?;
-        if path
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        {
-            return Err(Invalid::new(
-                "path-traversal",
-                "repo path must not contain '..'",
-            ));
-        }
-        if !self.file_roots.iter().any(|root| path.starts_with(root)) {
-            return Err(Invalid::new(
-                "file-root",
-                "file:// repositories are allowed only under the configured ingest.file_roots",
-            ));
-        }
-        let shown = path.to_string_lossy();
-        let trimmed = shown.trim_end_matches('/');
-        Ok(RepoUrl {
-            normalized: format!("file://{trimmed}"),
-        })
+        Ok((
+            RepoUrl {
+                normalized: checked.normalized,
+            },
+            checked.host,
+        ))
     }
 
     async fn check_host(&self, host: &str, port: u16) -> Result<(), Invalid> {
@@ -199,22 +98,8 @@ impl RepoPolicy {
     }
 }
 
-/// `git@host:path` (scp syntax) as `ssh://git@host/path`.
-fn scp_to_ssh(text: &str) -> Option<String> {
-    if text.contains("://") {
-        return None;
-    }
-    let (user_host, path) = text.split_once(':')?;
-    let (user, host) = user_host.split_once('@')?;
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    };
-    if !plain(user) || !plain(host) || path.is_empty() || path.starts_with('/') {
-        return None;
-    }
-    Some(format!("ssh://{user}@{host}/{path}"))
+fn invalid(refused: RepoRefused) -> Invalid {
+    Invalid::new(refused.rule, refused.message)
 }
 
 #[cfg(test)]
@@ -254,10 +139,66 @@ mod tests {
             syntax("git://host.example:9419/r"),
             Ok("git://host.example:9419/r".into())
         );
+    }
+
+    #[test]
+    fn the_scp_form_and_its_ssh_form_are_one_repository_with_one_key() {
+        let p = policy();
+        let key = |text: &str| {
+            p.parse_syntax(text)
+                .map(|(u, _)| u.key())
+                .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+        };
+        let scp = key("git@github.com:acme/payments.git");
+        assert_eq!(scp.as_str(), "ssh://git@github.com/acme/payments.git");
+        for same in [
+            "ssh://git@github.com/acme/payments.git",
+            "ssh://git@GitHub.com:22/acme/payments.git/",
+            "git@github.com:/acme/payments.git",
+        ] {
+            assert_eq!(key(same), scp, "{same}");
+        }
+    }
+
+    #[test]
+    fn parts_git_would_read_as_options_are_refused() {
+        for text in [
+            "ssh://-oProxyCommand=calc/r.git",
+            "ssh://-user@git.example.com/r.git",
+            "ssh://%2duser@git.example.com/r.git",
+            "git@git.example.com:-oProxyCommand=calc",
+            "-oProxyCommand=calc@git.example.com:r.git",
+            "git@-oProxyCommand=calc:r.git",
+            "ssh://git@git.example.com/-r.git",
+        ] {
+            assert_eq!(syntax(text), Err("option-injection"), "{text}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn local_repositories_are_resolved_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let root = base.join("repos");
+        std::fs::create_dir_all(root.join("team/repo")).unwrap();
+        std::fs::create_dir_all(base.join("outside")).unwrap();
+        std::os::unix::fs::symlink(base.join("outside"), root.join("escape")).unwrap();
+        let p = RepoPolicy::new(&[root.display().to_string()], &[]).unwrap();
+        let syntax = |path: std::path::PathBuf| {
+            p.parse_syntax(&format!("file://{}/", path.display()))
+                .map(|(u, _)| u.normalized)
+                .map_err(|e| e.rule)
+        };
         assert_eq!(
-            syntax("file:///srv/git/team/repo/"),
-            Ok("file:///srv/git/team/repo".into())
+            syntax(root.join("team/repo")),
+            Ok(format!("file://{}", root.join("team/repo").display()))
         );
+        // Under the root as text, outside it once the link is followed.
+        assert_eq!(syntax(root.join("escape")), Err("file-root"));
+        assert_eq!(syntax(root.join("escape/repo")), Err("file-root"));
+        // Not there (yet): refused clearly rather than queued to fail.
+        assert_eq!(syntax(root.join("team/other")), Err("file-not-found"));
     }
 
     #[test]

@@ -2,7 +2,13 @@
 //! naming the field and the rule that failed, never echoing a credential), and nothing written
 //! to scans.commands or scans.events.
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
 use scanstream_contracts::Topic;
+use scanstream_platform::auth::hash_token;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -123,6 +129,32 @@ fn cases() -> Vec<Case> {
             r#"{"name": "a", "repo": "not a url"}"#,
             Some("repo"),
             "url-form",
+        ),
+        // Parts git would hand to ssh as options, in every spelling (issue 17, item 9).
+        bad(
+            r#"{"name": "a", "repo": "ssh://-oProxyCommand=calc/r.git"}"#,
+            Some("repo"),
+            "option-injection",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "ssh://-user@git.example.com/r.git"}"#,
+            Some("repo"),
+            "option-injection",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "git@git.example.com:-oProxyCommand=calc"}"#,
+            Some("repo"),
+            "option-injection",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "-oProxyCommand=calc@git.example.com:r.git"}"#,
+            Some("repo"),
+            "option-injection",
+        ),
+        bad(
+            r#"{"name": "a", "repo": "git@-oProxyCommand=calc:r.git"}"#,
+            Some("repo"),
+            "option-injection",
         ),
         bad(
             r#"{"name": "a", "repo": "https://git.example.com/r.git?x=1"}"#,
@@ -275,4 +307,156 @@ async fn other_routes_refuse_bad_input_and_write_nothing() {
     assert_eq!(wrong_method.status().as_u16(), 405);
     assert_nothing_written(&app, before);
     app.shutdown().await;
+}
+
+/// `file://` repositories are checked where they really are (issue 17, item 8): a link under
+/// `ingest.file_roots` that leads outside is refused, and so is a path that does not exist; a
+/// link that stays under the root is accepted, as the repository it leads to.
+#[cfg(unix)]
+#[tokio::test]
+async fn local_repositories_are_checked_where_they_really_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let root = base.join("repos");
+    std::fs::create_dir_all(root.join("inside")).unwrap();
+    std::fs::create_dir_all(base.join("outside")).unwrap();
+    std::os::unix::fs::symlink(base.join("outside"), root.join("escape")).unwrap();
+    std::os::unix::fs::symlink(root.join("inside"), root.join("alias")).unwrap();
+    let app = spawn_app(
+        "bad-local",
+        &format!("[ingest]\nfile_roots = [\"{}\"]\n", root.display()),
+    )
+    .await;
+    let repo = |path: &Path| {
+        format!(
+            r#"{{"name": "local", "repo": "file://{}"}}"#,
+            path.display()
+        )
+    };
+
+    let accepted = app.post(&repo(&root.join("alias"))).await;
+    assert_eq!(accepted.status().as_u16(), 202);
+    let before = (
+        app.reader.watermark(Topic::Commands),
+        app.reader.watermark(Topic::Events),
+    );
+    let keys: Vec<String> = app
+        .reader
+        .read_all(Topic::Commands)
+        .iter()
+        .filter_map(|m| m.key().map(|k| String::from_utf8_lossy(k).into_owned()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![format!("file://{}", root.join("inside").display())],
+        "a link under the root is keyed as the repository it leads to"
+    );
+
+    let cases = [
+        bad(repo(&root.join("escape")), Some("repo"), "file-root"),
+        bad(repo(&root.join("escape/sub")), Some("repo"), "file-root"),
+        bad(repo(&root.join("missing")), Some("repo"), "file-not-found"),
+    ];
+    for case in &cases {
+        assert_refused(&app, case).await;
+    }
+    assert_nothing_written(&app, before);
+    app.shutdown().await;
+}
+
+/// An authenticated client that trickles its body slower than `ingest.body_read_timeout_ms` gets
+/// `408` within the bound and a margin, and nothing is written (issue 17, item 12).
+#[tokio::test]
+async fn slow_bodies_are_timed_out_and_write_nothing() {
+    let bound = Duration::from_millis(1000);
+    let margin = Duration::from_secs(4);
+    let toml = format!(
+        "[api]\nauth_enabled = true\n[[api.tokens]]\nname = \"slow\"\nsha256 = \"{}\"\nscopes = [\"scans:write\"]\n[ingest]\nbody_read_timeout_ms = {}\n",
+        hash_token("slow-token"),
+        bound.as_millis()
+    );
+    let app = spawn_app("bad-slow-body", &toml).await;
+    let body = r#"{"name": "slow", "repo": "https://git.example.com/slow.git"}"#;
+    let ok = app
+        .http
+        .post(format!("{}/jobs", app.base))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer slow-token")
+        .body(r#"{"name": "fast", "repo": "https://git.example.com/fast.git"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 202);
+    let before = (
+        app.reader.watermark(Topic::Commands),
+        app.reader.watermark(Topic::Events),
+    );
+
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "POST /jobs HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer slow-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let started = Instant::now();
+    write.write_all(head.as_bytes()).await.unwrap();
+    // One byte every 250 ms: the whole body would take about 15 s.
+    let trickle = tokio::spawn(async move {
+        for byte in body.bytes() {
+            if write.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        write
+    });
+
+    let answer = read_answer(&mut read, started + bound + margin).await;
+    let elapsed = started.elapsed();
+    trickle.abort();
+    let answer = answer.unwrap_or_else(|| {
+        panic!(
+            "no answer within {} ms of a slow body",
+            (bound + margin).as_millis()
+        )
+    });
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {elapsed:?}: {answer}"
+    );
+    assert!(answer.contains("/problems/request-timeout"), "{answer}");
+    assert!(elapsed >= bound - Duration::from_millis(100), "{elapsed:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_nothing_written(&app, before);
+    app.shutdown().await;
+}
+
+/// An HTTP/1.1 answer read from `read`: until its body (by `Content-Length`) is complete or the
+/// server closes; `None` when `until` passes first.
+async fn read_answer(read: &mut tokio::net::tcp::OwnedReadHalf, until: Instant) -> Option<String> {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = until.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, read.read(&mut chunk)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())
+                    .flatten()
+            });
+            if length.is_some_and(|length| rest.len() >= length) {
+                break;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&answer).into_owned())
 }
