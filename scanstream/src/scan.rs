@@ -120,6 +120,13 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             .with_context(|| format!("cannot write {}", file.display()))?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
+    // The human report says it itself; JSON and SARIF carry it in their structure, which a
+    // terminal or a CI log does not show, so it is said on stderr too.
+    if let Some(line) = report.not_scanned_summary()
+        && (!matches!(args.format, ScanFormat::Human) || args.out.is_some())
+    {
+        eprintln!("scanstream scan: {line}");
+    }
     Ok(report.findings().next().is_some())
 }
 

@@ -96,6 +96,14 @@ pub struct EngineCompleted {
     pub bytes: i64,
     pub duration_ms: i64,
     pub findings: i64,
+    /// Files (blobs) not scanned because they are larger than `scanner.max_blob_bytes`; 0 in
+    /// events written before the field existed.
+    #[serde(default)]
+    pub skipped_large: i64,
+    /// Files (blobs) not scanned because they are binary; 0 in events written before the field
+    /// existed.
+    #[serde(default)]
+    pub skipped_binary: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -218,6 +218,8 @@ mod tests {
                         bytes: 1,
                         duration_ms: 1,
                         findings: 0,
+                        skipped_large: 0,
+                        skipped_binary: 0,
                     }),
                 ));
                 *clock += 1;

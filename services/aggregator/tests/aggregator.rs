@@ -177,6 +177,8 @@ fn history(job: &str, n: usize, clock: &mut i64) -> Vec<ScanEvent> {
             bytes: 1000,
             duration_ms: 5,
             findings: 2,
+            skipped_large: 0,
+            skipped_binary: 0,
         }),
         clock,
     );

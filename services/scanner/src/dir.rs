@@ -57,18 +57,43 @@ pub struct FileReader {
     root: PathBuf,
 }
 
+impl FileReader {
+    /// The file of `item` on disk; `None` for an item without a place.
+    fn path(&self, item: &Item) -> Option<PathBuf> {
+        item.places.first().map(|place| self.root.join(&place.path))
+    }
+}
+
 impl Reader for FileReader {
     fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
         use std::io::Read;
         buf.clear();
-        let Some(place) = item.places.first() else {
+        let Some(path) = self.path(item) else {
             return Ok(());
         };
-        let path = self.root.join(&place.path);
         std::fs::File::open(&path)
             .and_then(|mut f| f.read_to_end(buf))
             .map_err(|e| Error::io(&path, e))?;
         Ok(())
+    }
+
+    /// Streams the file from the disk: a file scanned in windows is never held whole.
+    fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
+        let Some(path) = self.path(item) else {
+            return Ok(Box::new(std::io::empty()));
+        };
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Box::new(file))
+    }
+
+    /// Hashes the file as it streams from the disk.
+    fn blob_id(&mut self, item: &Item) -> Result<Vec<u8>, Error> {
+        let Some(path) = self.path(item) else {
+            return crate::source::blob_id(&[]);
+        };
+        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        crate::source::blob_id_of_stream(&mut file, len, &path)
     }
 }
 

@@ -4,6 +4,11 @@
 //! the result of `scan` depends only on the content and on [`Engine::cache_key`]: that is what
 //! lets the result cache key results by blob id and share them between scanners. Path-dependent
 //! decisions (allowlisted paths) happen afterwards in [`Engine::accepts`].
+//!
+//! Blobs larger than the runner's window are never held whole (folder files are streamed from
+//! the disk): the runner hands them to [`Engine::windows`] one [`Window`] after another, windows
+//! overlapping, and every window says which match starts it owns, so a secret is reported by
+//! exactly one window whatever boundary it straddles.
 
 use scanstream_contracts::finding::Severity;
 
@@ -19,6 +24,52 @@ pub struct Hit {
     /// fingerprint does not reveal the secret.
     pub fingerprint: String,
     pub preview: String,
+}
+
+/// Where one window of a blob lies in the blob, for a scan read in windows.
+///
+/// Consecutive windows overlap. A window owns the matches that *start* in
+/// `owned_start..owned_end` (absolute offsets); it reports those only, and leaves matches that
+/// start later to the next window, which holds them whole as long as they are no longer than
+/// the overlap minus the context before `owned_start`. The owned ranges of a blob's windows
+/// tile it, so every match has exactly one owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Offset in the blob of the window's first byte.
+    pub offset: u64,
+    /// 1-based line of the window's first byte.
+    pub line: u64,
+    /// First offset whose matches this window owns; the bytes before it (from `offset`) are
+    /// context only (look-around assertions, the start of a line).
+    pub owned_start: u64,
+    /// Matches that start here or later belong to the next window (`u64::MAX` for the last).
+    pub owned_end: u64,
+    /// No window follows: the window ends where the blob ends.
+    pub last: bool,
+}
+
+impl Window {
+    /// A whole blob as one window.
+    pub fn whole() -> Self {
+        Self {
+            offset: 0,
+            line: 1,
+            owned_start: 0,
+            owned_end: u64::MAX,
+            last: true,
+        }
+    }
+}
+
+/// One blob being scanned window by window (see [`Engine::windows`]).
+pub trait WindowScan {
+    /// Scans the next window; `content` is the blob's bytes from `window.offset`. Windows come
+    /// in order, each overlapping the one before.
+    fn window(&mut self, content: &[u8], window: &Window);
+
+    /// The hits of the whole blob, each reported once, as [`Engine::scan`] would have reported
+    /// them for the whole content.
+    fn finish(self: Box<Self>) -> Vec<Hit>;
 }
 
 /// A rule an engine can report, for reports that describe their rules (SARIF).
@@ -39,6 +90,9 @@ pub trait Engine: Send + Sync {
 
     /// Scans one blob's content.
     fn scan(&self, content: &[u8]) -> Vec<Hit>;
+
+    /// Starts a scan of one blob read in windows: too large to hold whole.
+    fn windows(&self) -> Box<dyn WindowScan + '_>;
 
     /// Whether `hit` stands for a blob found at `path`.
     fn accepts(&self, hit: &Hit, path: &str) -> bool;

@@ -1,8 +1,13 @@
 //! Reading repositories straight from their object database (gix): no checkout, each unique blob
 //! read once. Symlinks and submodules are not content and are skipped.
+//!
+//! gix hands out whole objects only: a blob scanned in windows is still read whole first (a
+//! packed blob is rebuilt from its delta chain), and the bytes of such blobs held at once by all
+//! scans of the process are bounded by `LARGE_BLOB_BUDGET`.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 pub use gix::ObjectId;
 use gix::bstr::BString;
@@ -14,6 +19,7 @@ use gix::traverse::commit::simple::CommitTimeOrder;
 
 use crate::Error;
 use crate::source::{Item, Place, Reader, Source};
+use scanstream_platform::sync::lock;
 
 /// A repository shared by the threads of a scan.
 pub type Repo = gix::ThreadSafeRepository;
@@ -293,27 +299,120 @@ impl GitSource {
     }
 }
 
+/// Bytes of whole large blobs (read for scanning in windows) held in memory at once by every
+/// scan of the process together. A blob larger than this is read when no other is held.
+const LARGE_BLOB_BUDGET: u64 = 512 << 20;
+
+/// The bytes of large blobs held in memory, shared by every scan of the process.
+struct Budget {
+    held: Mutex<u64>,
+    freed: Condvar,
+}
+
+static LARGE_BLOBS: Budget = Budget {
+    held: Mutex::new(0),
+    freed: Condvar::new(),
+};
+
+impl Budget {
+    /// Waits until `bytes` more fit in the budget, or nothing is held.
+    fn acquire(&'static self, bytes: u64) -> Permit {
+        let mut held = lock(&self.held);
+        while *held > 0 && held.saturating_add(bytes) > LARGE_BLOB_BUDGET {
+            held = self
+                .freed
+                .wait(held)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *held += bytes;
+        Permit {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+/// Bytes of the budget held until dropped.
+struct Permit {
+    budget: &'static Budget,
+    bytes: u64,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut held = lock(&self.budget.held);
+        *held = held.saturating_sub(self.bytes);
+        drop(held);
+        self.budget.freed.notify_all();
+    }
+}
+
+/// A large blob read whole, streamed to the windows; holds its part of the budget.
+struct WholeBlob {
+    data: std::io::Cursor<Vec<u8>>,
+    _permit: Permit,
+}
+
+impl std::io::Read for WholeBlob {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.data.read(buf)
+    }
+}
+
 /// A worker thread's handle on the object database.
 pub struct BlobReader {
     repo: gix::Repository,
     scratch: Vec<u8>,
 }
 
-impl Reader for BlobReader {
-    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
-        let id = item
-            .oid
-            .as_deref()
-            .and_then(|o| ObjectId::try_from(o).ok())
-            .ok_or_else(|| Error::Git("an item without a blob id".into()))?;
+impl BlobReader {
+    /// Replaces `out`'s contents with blob `id`'s, decompressed into `out` directly (one copy
+    /// of the blob in memory), or through `scratch` when the object database answers from
+    /// elsewhere.
+    fn find_into(&mut self, id: &ObjectId, out: &mut Vec<u8>) -> Result<(), Error> {
+        let (start, len) = {
+            let blob = self.repo.objects.find_blob(id, out).map_err(git_error)?;
+            (blob.data.as_ptr(), blob.data.len())
+        };
+        if std::ptr::eq(start, out.as_ptr()) && len == out.len() {
+            return Ok(());
+        }
         let blob = self
             .repo
             .objects
-            .find_blob(&id, &mut self.scratch)
+            .find_blob(id, &mut self.scratch)
             .map_err(git_error)?;
-        buf.clear();
-        buf.extend_from_slice(blob.data);
+        out.clear();
+        out.extend_from_slice(blob.data);
         Ok(())
+    }
+}
+
+fn item_id(item: &Item) -> Result<ObjectId, Error> {
+    item.oid
+        .as_deref()
+        .and_then(|o| ObjectId::try_from(o).ok())
+        .ok_or_else(|| Error::Git("an item without a blob id".into()))
+}
+
+impl Reader for BlobReader {
+    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
+        let id = item_id(item)?;
+        self.find_into(&id, buf)
+    }
+
+    /// gix gives whole objects only (a packed blob is rebuilt from its delta chain), so a large
+    /// blob is read whole, then streamed to the windows; `LARGE_BLOB_BUDGET` bounds how many
+    /// bytes of such blobs every scan of the process holds at once.
+    fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
+        let id = item_id(item)?;
+        let permit = LARGE_BLOBS.acquire(item.size);
+        let mut data = Vec::new();
+        self.find_into(&id, &mut data)?;
+        Ok(Box::new(WholeBlob {
+            data: std::io::Cursor::new(data),
+            _permit: permit,
+        }))
     }
 }
 

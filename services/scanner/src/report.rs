@@ -1,5 +1,6 @@
 //! Reports of a local scan (`scanstream scan`): human text, JSON and SARIF 2.1.0. Every format
-//! carries fingerprints and redacted previews only.
+//! carries fingerprints and redacted previews only, and says which files were not scanned (too
+//! large, binary) and why: a summary line, a list, SARIF tool execution notifications.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +9,11 @@ use scanstream_contracts::finding::{Severity, SeverityCounts};
 use serde_json::{Value, json};
 
 use crate::engine::RuleInfo;
-use crate::runner::{EngineRun, Found};
+use crate::runner::{EngineRun, Found, SkipReason, Skipped};
+
+/// SARIF notification descriptor ids of files not scanned, by reason.
+const SKIPPED_TOO_LARGE: &str = "scanstream/not-scanned/too-large";
+const SKIPPED_BINARY: &str = "scanstream/not-scanned/binary";
 
 /// What a local scan found, over every engine it ran.
 #[derive(Debug, Clone)]
@@ -30,6 +35,46 @@ fn severity_name(severity: Severity) -> &'static str {
         Severity::Low => "low",
         Severity::Info => "info",
     }
+}
+
+/// `n` bytes in binary units when they are a whole number of them (`1 GiB`, `512 KiB`), else in
+/// bytes.
+pub fn byte_size(n: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (unit, name) in UNITS {
+        if n >= unit && n.is_multiple_of(unit) {
+            return format!("{} {name}", n / unit);
+        }
+    }
+    format!("{n} bytes")
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The listed files `run` did not scan, for the JSON report.
+fn skipped_files(run: &EngineRun) -> Vec<Value> {
+    run.skipped
+        .iter()
+        .map(|s| {
+            json!({
+                "path": s.place.path,
+                "commit": s.place.commit,
+                "size": s.size,
+                "reason": s.reason.label(),
+            })
+        })
+        .collect()
 }
 
 fn sarif_level(severity: Severity) -> &'static str {
@@ -75,6 +120,26 @@ impl Report {
                 found.hit.preview, found.hit.fingerprint
             );
         }
+        for (run, skipped) in self
+            .skipped()
+            .filter(|(_, s)| s.reason == SkipReason::TooLarge)
+        {
+            let _ = write!(
+                out,
+                "{:<8} {:<28} {}",
+                "SKIPPED",
+                format!("over {}", byte_size(run.max_blob_bytes)),
+                skipped.place.path
+            );
+            if let Some(commit) = &skipped.place.commit {
+                let _ = write!(out, "  commit {}", &commit[..commit.len().min(12)]);
+            }
+            let _ = writeln!(
+                out,
+                "\n         not scanned: {} bytes (scanner.max_blob_bytes)",
+                skipped.size
+            );
+        }
         let files: u64 = self.runs.iter().map(|r| r.files).sum();
         let bytes: u64 = self.runs.iter().map(|r| r.bytes).sum();
         let millis: u64 = self.runs.iter().map(|r| r.duration_ms).sum();
@@ -92,7 +157,44 @@ impl Report {
             bytes as f64 / 1e6,
             millis as f64 / 1000.0
         );
+        if let Some(line) = self.not_scanned_summary() {
+            let _ = writeln!(out, "{line}");
+        }
         out
+    }
+
+    /// Every listed path not scanned, with the run that skipped it.
+    pub fn skipped(&self) -> impl Iterator<Item = (&EngineRun, &Skipped)> {
+        self.runs
+            .iter()
+            .flat_map(|run| run.skipped.iter().map(move |s| (run, s)))
+    }
+
+    /// `2 files not scanned: 1 over 1 GiB, 1 binary`, or `None` when every file was scanned.
+    pub fn not_scanned_summary(&self) -> Option<String> {
+        let large: u64 = self.runs.iter().map(|r| r.skipped_large).sum();
+        let binary: u64 = self.runs.iter().map(|r| r.skipped_binary).sum();
+        if large + binary == 0 {
+            return None;
+        }
+        let limit = self
+            .runs
+            .iter()
+            .map(|r| r.max_blob_bytes)
+            .max()
+            .unwrap_or(0);
+        let mut reasons = Vec::new();
+        if large > 0 {
+            reasons.push(format!("{large} over {}", byte_size(limit)));
+        }
+        if binary > 0 {
+            reasons.push(format!("{binary} binary"));
+        }
+        Some(format!(
+            "{} not scanned: {}",
+            plural(large + binary, "file", "files"),
+            reasons.join(", ")
+        ))
     }
 
     /// A JSON document: `findings` and `summary`, fields in a stable order.
@@ -120,7 +222,13 @@ impl Report {
                     "files": r.files,
                     "bytes": r.bytes,
                     "cached": r.cached,
-                    "skipped": r.skipped,
+                    "allowlisted": r.allowlisted,
+                    "skipped": r.not_scanned(),
+                    "skipped_large": r.skipped_large,
+                    "skipped_binary": r.skipped_binary,
+                    "max_blob_bytes": r.max_blob_bytes,
+                    "skipped_files": skipped_files(r),
+                    "skipped_unlisted": r.skipped_unlisted,
                     "duration_ms": r.duration_ms,
                     "findings": r.found.len(),
                 })
@@ -141,6 +249,7 @@ impl Report {
                     "info": totals.info,
                 },
                 "engines": engines,
+                "not_scanned": self.not_scanned_summary(),
             },
         })
     }
@@ -202,10 +311,94 @@ impl Report {
                         "name": "scanstream",
                         "version": env!("CARGO_PKG_VERSION"),
                         "rules": rules,
+                        "notifications": [
+                            {
+                                "id": SKIPPED_TOO_LARGE,
+                                "name": "NotScannedTooLarge",
+                                "shortDescription": {
+                                    "text": "A file larger than scanner.max_blob_bytes was not scanned."
+                                },
+                                "defaultConfiguration": { "level": "warning" },
+                            },
+                            {
+                                "id": SKIPPED_BINARY,
+                                "name": "NotScannedBinary",
+                                "shortDescription": {
+                                    "text": "A binary file (a NUL byte in its first 8000 bytes) was not scanned."
+                                },
+                                "defaultConfiguration": { "level": "note" },
+                            },
+                        ],
                     }
                 },
+                "invocations": [{
+                    "executionSuccessful": true,
+                    "toolExecutionNotifications": self.sarif_notifications(),
+                }],
                 "results": results,
             }],
         })
+    }
+
+    /// One SARIF notification per file not scanned (too large: `warning`, binary: `note`),
+    /// with its path and the reason, and one for the files not listed.
+    fn sarif_notifications(&self) -> Vec<Value> {
+        let mut notifications: Vec<Value> = self
+            .skipped()
+            .map(|(run, skipped)| {
+                let (id, index, level, why) = match skipped.reason {
+                    SkipReason::TooLarge => (
+                        SKIPPED_TOO_LARGE,
+                        0,
+                        "warning",
+                        format!(
+                            "larger than the {} limit (scanner.max_blob_bytes)",
+                            byte_size(run.max_blob_bytes)
+                        ),
+                    ),
+                    SkipReason::Binary => (
+                        SKIPPED_BINARY,
+                        1,
+                        "note",
+                        "binary (a NUL byte in its first 8000 bytes)".to_owned(),
+                    ),
+                };
+                json!({
+                    "level": level,
+                    "message": {
+                        "text": format!(
+                            "{} was not scanned by {}: {} bytes, {why}.",
+                            skipped.place.path, run.engine, skipped.size
+                        )
+                    },
+                    "locations": [{
+                        "physicalLocation": {
+                            "artifactLocation": { "uri": skipped.place.path },
+                        }
+                    }],
+                    // The index into `tool.driver.notifications`.
+                    "descriptor": { "id": id, "index": index },
+                    "properties": {
+                        "reason": skipped.reason.label(),
+                        "size": skipped.size,
+                        "engine": run.engine,
+                        "commit": skipped.place.commit,
+                    },
+                })
+            })
+            .collect();
+        let unlisted: u64 = self.runs.iter().map(|r| r.skipped_unlisted).sum();
+        if unlisted > 0 {
+            notifications.push(json!({
+                "level": "warning",
+                "message": {
+                    "text": format!(
+                        "{} not scanned (too large or binary) are not listed.",
+                        plural(unlisted, "more path", "more paths")
+                    )
+                },
+            }));
+        }
+        notifications
     }
 }

@@ -1,15 +1,25 @@
 //! Runs an engine over a source's items on every core: each item is read once (or answered from
 //! the result cache), scanned, and its hits placed at every path it occupies.
+//!
+//! Items up to [`Limits::window_bytes`] are read whole. Larger ones, up to
+//! [`Limits::max_blob_bytes`], are read and scanned in overlapping windows: one window in memory
+//! at a time per worker (folder files stream from the disk; git blobs come whole from the object
+//! database, see `git.rs`), each match reported by the one window that owns its start (see
+//! [`Window`]). What is still not scanned (larger than the bound, or binary) is counted by reason
+//! and listed with its paths in [`EngineRun`].
 
+use std::io::Read;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use scanstream_contracts::finding::Severity;
 
 use crate::Error;
-use crate::engine::{Engine, Hit};
+use crate::engine::{Engine, Hit, Window};
 use crate::results::ResultCache;
-use crate::source::{Item, Place, Reader, Source, blob_id};
+use crate::source::{Item, Place, Reader, Source};
 
 /// Counters a progress display reads while a scan runs.
 #[derive(Debug, Default)]
@@ -18,17 +28,65 @@ pub struct Progress {
     pub bytes: AtomicU64,
 }
 
-/// Limits that keep one item from dominating a scan.
+/// Default of [`Limits::max_blob_bytes`] (`scanner.max_blob_bytes`): 1 GiB.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
+/// Default of [`Limits::window_bytes`] (`scanner.window_bytes`): 8 MiB.
+pub const DEFAULT_WINDOW_BYTES: u64 = 8 << 20;
+/// Default of [`Limits::overlap_bytes`]: 64 KiB.
+pub const DEFAULT_OVERLAP_BYTES: u64 = 64 << 10;
+
+/// At most this many paths of items not scanned are listed in an [`EngineRun`]; the rest are
+/// counted in [`EngineRun::skipped_unlisted`].
+pub const MAX_SKIPPED_LISTED: usize = 1000;
+
+/// The smallest overlap used, whatever [`Limits::overlap_bytes`] says.
+const MIN_OVERLAP: usize = 64;
+
+/// Limits that keep one item from dominating a scan, and how large items are read.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Larger items are skipped (counted in `skipped`).
+    /// Larger items are not scanned: they are counted and listed as skipped
+    /// ([`SkipReason::TooLarge`]).
     pub max_blob_bytes: u64,
+    /// Larger items are read and scanned in windows of this many bytes; smaller ones whole.
+    pub window_bytes: u64,
+    /// Bytes consecutive windows share (at most half a window). A match of up to
+    /// `overlap_bytes - overlap_bytes / 16` bytes is found whichever window boundary it
+    /// straddles; the remaining sixteenth is context before a window's first owned byte (for
+    /// `\b`, `^` and the line of an inline `scanstream:allow`).
+    pub overlap_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_blob_bytes: 10 << 20,
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            window_bytes: DEFAULT_WINDOW_BYTES,
+            overlap_bytes: DEFAULT_OVERLAP_BYTES,
+        }
+    }
+}
+
+/// Window sizes as used, in bytes: `window >= 2 * overlap`, `0 < context < overlap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    window: usize,
+    overlap: usize,
+    context: usize,
+}
+
+impl Limits {
+    fn geometry(&self) -> Geometry {
+        let window = usize::try_from(self.window_bytes)
+            .unwrap_or(usize::MAX)
+            .max(2 * MIN_OVERLAP);
+        let overlap = usize::try_from(self.overlap_bytes)
+            .unwrap_or(usize::MAX)
+            .clamp(MIN_OVERLAP, window / 2);
+        Geometry {
+            window,
+            overlap,
+            context: (overlap / 16).max(1),
         }
     }
 }
@@ -40,6 +98,34 @@ pub struct Found {
     pub place: Place,
 }
 
+/// Why an item was not scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// Larger than [`Limits::max_blob_bytes`].
+    TooLarge,
+    /// Binary: a NUL byte in its first 8000 bytes (as git decides).
+    Binary,
+}
+
+impl SkipReason {
+    /// A stable label for reports (`too_large`, `binary`).
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::TooLarge => "too_large",
+            SkipReason::Binary => "binary",
+        }
+    }
+}
+
+/// A path whose content was not scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub place: Place,
+    /// The content's size in bytes.
+    pub size: u64,
+    pub reason: SkipReason,
+}
+
 /// One engine's results over a source.
 #[derive(Debug, Clone, Default)]
 pub struct EngineRun {
@@ -49,17 +135,36 @@ pub struct EngineRun {
     pub bytes: u64,
     /// Items answered from the result cache.
     pub cached: u64,
-    /// Items not scanned: too large or binary.
-    pub skipped: u64,
+    /// Items not read because every path they are at is allowlisted for the engine (lock
+    /// files, `node_modules/`, binary file types): deliberate, not reported as skipped.
+    pub allowlisted: u64,
+    /// Items not scanned because they are larger than [`Limits::max_blob_bytes`].
+    pub skipped_large: u64,
+    /// Items not scanned because they are binary.
+    pub skipped_binary: u64,
+    /// The paths of the items not scanned, sorted by path; at most [`MAX_SKIPPED_LISTED`]. An
+    /// item at several paths is listed at each; paths whose files are reported whole (key
+    /// stores) are not listed, nor counted when that is every path of the item.
+    pub skipped: Vec<Skipped>,
+    /// Paths of items not scanned beyond the [`MAX_SKIPPED_LISTED`] listed.
+    pub skipped_unlisted: u64,
+    /// The size bound the run used ([`Limits::max_blob_bytes`]), for reports.
+    pub max_blob_bytes: u64,
     pub duration_ms: u64,
     /// Sorted by path, line and rule.
     pub found: Vec<Found>,
 }
 
+impl EngineRun {
+    /// Items not scanned, whatever the reason.
+    pub fn not_scanned(&self) -> u64 {
+        self.skipped_large + self.skipped_binary
+    }
+}
+
 /// Blob ids of items that have none (files of a folder), computed from their content.
 struct WholeFiles<R> {
     reader: Option<R>,
-    buf: Vec<u8>,
 }
 
 impl<R: Reader> WholeFiles<R> {
@@ -75,18 +180,124 @@ impl<R: Reader> WholeFiles<R> {
             Some(reader) => reader,
             None => self.reader.insert(source.reader()?),
         };
-        reader.read(item, &mut self.buf)?;
-        blob_id(&self.buf)
+        reader.blob_id(item)
     }
 }
 
 /// Bytes looked at for a NUL to call content binary, as git does.
 const BINARY_PROBE: usize = 8000;
 
+/// What the result cache holds for a binary blob: one hit no engine reports (an empty rule id),
+/// so a rescan answered from the cache still reports the blob as not scanned.
+const BINARY_RECORD: &str = "binary";
+
+fn binary_record() -> Hit {
+    Hit {
+        rule: String::new(),
+        severity: Severity::Info,
+        line: 0,
+        fingerprint: BINARY_RECORD.to_owned(),
+        preview: String::new(),
+    }
+}
+
+fn is_binary_record(hits: &[Hit]) -> bool {
+    matches!(hits, [hit] if hit.rule.is_empty() && hit.fingerprint == BINARY_RECORD)
+}
+
+fn is_binary(content: &[u8]) -> bool {
+    memchr::memchr(0, &content[..content.len().min(BINARY_PROBE)]).is_some()
+}
+
 enum Outcome {
     Scanned(u64, Vec<Hit>),
     Cached(u64, Vec<Hit>),
-    Skipped,
+    /// Every path of the item is allowlisted for the engine.
+    Allowlisted,
+    Skipped(SkipReason),
+}
+
+/// What the windows of one item gave.
+enum Windowed {
+    /// Binary (seen in the first window): the bytes read until then.
+    Binary(u64),
+    /// The bytes read and the hits of the whole item.
+    Scanned(u64, Vec<Hit>),
+}
+
+/// Reads from `stream` until `buf` holds `len` bytes or the stream ends.
+fn fill(stream: &mut dyn Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    let mut filled = buf.len();
+    buf.resize(len.max(filled), 0);
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(filled);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(filled);
+    Ok(())
+}
+
+/// Scans an item larger than one window, window after window, holding one window of it.
+///
+/// Window `k` starts at `k * stride` (`stride = window - overlap`) and holds `window` bytes
+/// (the last one fewer). It owns the matches starting in `k * stride + context ..
+/// (k + 1) * stride + context` (the first from 0, the last to the end): those ranges tile the
+/// item, so each match has one owner, and a match owned by window `k` that is at most
+/// `overlap - context` long ends before `k * stride + window`, inside the window.
+fn scan_windows(
+    engine: &dyn Engine,
+    stream: &mut dyn Read,
+    geometry: Geometry,
+    path: &str,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<Windowed, Error> {
+    let io = |e: std::io::Error| Error::io(Path::new(path), e);
+    let stride = geometry.window - geometry.overlap;
+    let context = geometry.context as u64;
+    let mut buf: Vec<u8> = Vec::with_capacity(geometry.window);
+    let mut scan = engine.windows();
+    let (mut offset, mut line, mut read) = (0u64, 1u64, 0u64);
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        let before = buf.len();
+        fill(stream, &mut buf, geometry.window).map_err(io)?;
+        let fresh = (buf.len() - before) as u64;
+        read += fresh;
+        progress.bytes.fetch_add(fresh, Ordering::Relaxed);
+        if offset == 0 && is_binary(&buf) {
+            return Ok(Windowed::Binary(read));
+        }
+        let last = buf.len() < geometry.window;
+        let window = Window {
+            offset,
+            line,
+            owned_start: if offset == 0 { 0 } else { offset + context },
+            owned_end: if last {
+                u64::MAX
+            } else {
+                offset + stride as u64 + context
+            },
+            last,
+        };
+        scan.window(&buf, &window);
+        if last {
+            break;
+        }
+        line += memchr::memchr_iter(b'\n', &buf[..stride]).count() as u64;
+        offset += stride as u64;
+        buf.drain(..stride);
+    }
+    Ok(Windowed::Scanned(read, scan.finish()))
 }
 
 /// Runs `engine` over every item of `source`. Stops early with [`Error::Cancelled`] once
@@ -100,6 +311,7 @@ pub fn run<S: Source>(
     cancel: &AtomicBool,
 ) -> Result<EngineRun, Error> {
     let started = Instant::now();
+    let geometry = limits.geometry();
     let outcomes: Vec<Result<Outcome, Error>> = source
         .items()
         .par_iter()
@@ -110,43 +322,62 @@ pub fn run<S: Source>(
                     return Err(Error::Cancelled);
                 }
                 if !item.places.iter().any(|p| engine.wants_path(&p.path)) {
-                    return Ok(Outcome::Skipped);
+                    return Ok(Outcome::Allowlisted);
                 }
                 if let (Some(cache), Some(oid)) = (cache, &item.oid)
                     && let Some(hits) = cache.get(oid)
                 {
+                    if is_binary_record(&hits) {
+                        return Ok(Outcome::Skipped(SkipReason::Binary));
+                    }
                     progress.files.fetch_add(1, Ordering::Relaxed);
                     return Ok(Outcome::Cached(item.size, hits));
                 }
                 if item.size > limits.max_blob_bytes {
-                    return Ok(Outcome::Skipped);
+                    return Ok(Outcome::Skipped(SkipReason::TooLarge));
                 }
                 let reader = reader.as_mut().map_err(|e| Error::Source(e.to_string()))?;
-                reader.read(item, buf)?;
-                let size = buf.len() as u64;
                 progress.files.fetch_add(1, Ordering::Relaxed);
-                progress.bytes.fetch_add(size, Ordering::Relaxed);
-                let binary = memchr::memchr(0, &buf[..buf.len().min(BINARY_PROBE)]).is_some();
-                let hits = if binary { Vec::new() } else { engine.scan(buf) };
+                let (size, hits) = if item.size <= geometry.window as u64 {
+                    reader.read(item, buf)?;
+                    let size = buf.len() as u64;
+                    progress.bytes.fetch_add(size, Ordering::Relaxed);
+                    let hits = if is_binary(buf) {
+                        None
+                    } else {
+                        Some(engine.scan(buf))
+                    };
+                    (size, hits)
+                } else {
+                    let path = item.places.first().map_or("", |p| p.path.as_str());
+                    let mut stream = reader.open(item)?;
+                    let windowed =
+                        scan_windows(engine, stream.as_mut(), geometry, path, progress, cancel)?;
+                    match windowed {
+                        Windowed::Binary(size) => (size, None),
+                        Windowed::Scanned(size, hits) => (size, Some(hits)),
+                    }
+                };
                 if let (Some(cache), Some(oid)) = (cache, &item.oid) {
-                    cache.record(oid, &hits);
+                    match &hits {
+                        Some(hits) => cache.record(oid, hits),
+                        None => cache.record(oid, &[binary_record()]),
+                    }
                 }
-                if binary {
-                    return Ok(Outcome::Skipped);
-                }
-                Ok(Outcome::Scanned(size, hits))
+                Ok(match hits {
+                    Some(hits) => Outcome::Scanned(size, hits),
+                    None => Outcome::Skipped(SkipReason::Binary),
+                })
             },
         )
         .collect();
     let mut run = EngineRun {
         engine: engine.id().to_owned(),
+        max_blob_bytes: limits.max_blob_bytes,
         ..EngineRun::default()
     };
     // Files reported whole (key stores) are rare: identified here, one by one.
-    let mut whole_files = WholeFiles {
-        reader: None,
-        buf: Vec::new(),
-    };
+    let mut whole_files = WholeFiles { reader: None };
     for item in source.items() {
         for place in item.places.iter().filter(|p| engine.reports_file(&p.path)) {
             let id = whole_files.blob_id(source, item)?;
@@ -158,10 +389,32 @@ pub fn run<S: Source>(
             }
         }
     }
+    let mut skipped = Vec::new();
     for (item, outcome) in source.items().iter().zip(outcomes) {
         let hits = match outcome? {
-            Outcome::Skipped => {
-                run.skipped += 1;
+            Outcome::Allowlisted => {
+                run.allowlisted += 1;
+                continue;
+            }
+            Outcome::Skipped(reason) => {
+                // Paths whose file is reported whole were handled; allowlisted ones do not count.
+                let places: Vec<&Place> = item
+                    .places
+                    .iter()
+                    .filter(|p| engine.wants_path(&p.path) && !engine.reports_file(&p.path))
+                    .collect();
+                if places.is_empty() {
+                    continue;
+                }
+                match reason {
+                    SkipReason::TooLarge => run.skipped_large += 1,
+                    SkipReason::Binary => run.skipped_binary += 1,
+                }
+                skipped.extend(places.into_iter().map(|place| Skipped {
+                    place: place.clone(),
+                    size: item.size,
+                    reason,
+                }));
                 continue;
             }
             Outcome::Cached(size, hits) => {
@@ -189,6 +442,12 @@ pub fn run<S: Source>(
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }
+    skipped.sort_by(|a, b| (&a.place.path, &a.place.commit).cmp(&(&b.place.path, &b.place.commit)));
+    if skipped.len() > MAX_SKIPPED_LISTED {
+        run.skipped_unlisted = (skipped.len() - MAX_SKIPPED_LISTED) as u64;
+        skipped.truncate(MAX_SKIPPED_LISTED);
+    }
+    run.skipped = skipped;
     run.found.sort_by(|a, b| {
         (&a.place.path, a.hit.line, &a.hit.rule).cmp(&(&b.place.path, b.hit.line, &b.hit.rule))
     });

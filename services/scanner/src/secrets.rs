@@ -5,15 +5,26 @@
 //! an allowlist matches it, or when its line carries the inline marker [`ALLOW_MARKER`]. When two
 //! rules match overlapping text, the earlier rule in the pack wins (specific rules come before
 //! the generic one), so a secret is reported once.
+//!
+//! A blob larger than the runner's window is scanned one window after another (`Windows`):
+//! each rule's regex resumes in the next window where its last match ended, each window reports
+//! the matches that start in the part it owns, and overlaps between rules are settled over the
+//! whole blob, so the hits are the ones a scan of the whole content would give.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Engine, Hit, RuleInfo};
+use crate::engine::{Engine, Hit, RuleInfo, Window, WindowScan};
 use crate::rules::RulePack;
 
 /// A line holding this text is never reported (for test fixtures and documented examples).
 pub const ALLOW_MARKER: &[u8] = b"scanstream:allow";
+
+/// Part of the result cache key besides the rule pack's hash (which covers the rules and
+/// `rules::MATCHING_VERSION`): results cached before it changed are not used. `windows/1`: blobs
+/// larger than the runner's window are scanned in windows, and binary blobs are cached as binary
+/// (they were cached as holding nothing, so a rescan could not report them as not scanned).
+const RESULTS_REVISION: &str = "windows/1";
 
 /// The fingerprint key used when none is configured. Fingerprints are then comparable between
 /// every installation that also left it unset; set `scanner.fingerprint_key` to make them
@@ -43,7 +54,9 @@ impl SecretsEngine {
         // The cache key depends on the fingerprint key (cached hits hold fingerprints) without
         // revealing it.
         let key_id = keyed(&key, &[b"result-cache"]);
-        let cache_key = hex::encode(&Sha256::digest(format!("{}/{key_id}", pack.hash()))[..16]);
+        let cache_key = hex::encode(
+            &Sha256::digest(format!("{}/{key_id}/{RESULTS_REVISION}", pack.hash()))[..16],
+        );
         Self {
             pack,
             key,
@@ -126,17 +139,65 @@ pub fn redact(secret: &[u8]) -> String {
     format!("{prefix}****** ({count} chars)")
 }
 
-impl Engine for SecretsEngine {
-    fn id(&self) -> &str {
-        "secrets"
+/// A secret that passed its rule's filters, before overlaps between rules are settled.
+#[derive(Debug)]
+struct Candidate {
+    /// Index of the rule in the pack: earlier rules win overlaps.
+    rule: usize,
+    /// Offsets of the secret in the blob.
+    start: u64,
+    end: u64,
+    hit: Hit,
+}
+
+/// One blob scanned in one or more windows.
+///
+/// Each rule's regex walks the blob as it would walk the whole content: in a window it resumes
+/// where its last match ended (matches never overlap the previous one), or at the window's first
+/// owned offset, with the bytes before that as look-around context; it stops at the first match
+/// the window does not own. Overlaps between rules are settled once every window is scanned, in
+/// rule order then position, as over the whole content.
+struct Windows<'a> {
+    engine: &'a SecretsEngine,
+    /// Per rule: the offset in the blob where its regex resumes.
+    resume: Vec<u64>,
+    candidates: Vec<Candidate>,
+}
+
+impl<'a> Windows<'a> {
+    fn new(engine: &'a SecretsEngine) -> Self {
+        Self {
+            engine,
+            resume: vec![0; engine.pack.rules.len()],
+            candidates: Vec::new(),
+        }
     }
 
-    fn cache_key(&self) -> &str {
-        &self.cache_key
+    /// Every candidate that no earlier rule's (or earlier match's) secret overlaps, by line.
+    fn hits(self) -> Vec<Hit> {
+        let mut candidates = self.candidates;
+        candidates.sort_by_key(|c| (c.rule, c.start));
+        let mut taken: Vec<(u64, u64)> = Vec::new();
+        let mut hits = Vec::new();
+        for candidate in candidates {
+            if taken
+                .iter()
+                .any(|(start, end)| candidate.start < *end && *start < candidate.end)
+            {
+                continue;
+            }
+            taken.push((candidate.start, candidate.end));
+            hits.push(candidate.hit);
+        }
+        hits.sort_by_key(|hit| hit.line);
+        hits
     }
+}
 
-    fn scan(&self, content: &[u8]) -> Vec<Hit> {
-        let pack = &self.pack;
+impl WindowScan for Windows<'_> {
+    fn window(&mut self, content: &[u8], window: &Window) {
+        let engine = self.engine;
+        let pack = &engine.pack;
         let mut triggered = vec![false; pack.rules.len()];
         let mut any = false;
         for m in pack.keywords.find_overlapping_iter(content) {
@@ -146,16 +207,39 @@ impl Engine for SecretsEngine {
             }
         }
         if !any {
-            return Vec::new();
+            return;
         }
-        let mut hits = Vec::new();
-        let mut taken: Vec<(usize, usize)> = Vec::new();
+        let offset = window.offset;
+        let absolute = |at: usize| offset.saturating_add(at as u64);
         for (index, rule) in pack.rules.iter().enumerate() {
             let (true, Some(regex)) = (triggered[index], &rule.regex) else {
                 continue;
             };
-            for caps in regex.captures_iter(content) {
-                let Some(whole) = caps.get(0) else { continue };
+            let from = self.resume[index].max(window.owned_start);
+            let Some(mut at) = from
+                .checked_sub(offset)
+                .and_then(|at| usize::try_from(at).ok())
+            else {
+                continue;
+            };
+            // Lines are counted up to each secret from the previous one: a rule's matches come in
+            // order.
+            let (mut counted, mut line) = (0, window.line);
+            while at <= content.len() {
+                let Some(caps) = regex.captures_at(content, at) else {
+                    break;
+                };
+                let Some(whole) = caps.get(0) else { break };
+                if absolute(whole.start()) >= window.owned_end {
+                    // The next window's: it holds this match whole.
+                    break;
+                }
+                at = if whole.end() > whole.start() {
+                    whole.end()
+                } else {
+                    whole.end() + 1
+                };
+                self.resume[index] = absolute(at);
                 let Some(secret) = caps.get(rule.secret_group).or(Some(whole)) else {
                     continue;
                 };
@@ -169,12 +253,6 @@ impl Engine for SecretsEngine {
                 if pack.allowlist.allows_value(value) || rule.allowlist.allows_value(value) {
                     continue;
                 }
-                if taken
-                    .iter()
-                    .any(|(start, end)| secret.start() < *end && *start < secret.end())
-                {
-                    continue;
-                }
                 let line_start =
                     memchr::memrchr(b'\n', &content[..whole.start()]).map_or(0, |p| p + 1);
                 let line_end = memchr::memchr(b'\n', &content[whole.end()..])
@@ -182,19 +260,50 @@ impl Engine for SecretsEngine {
                 if memchr::memmem::find(&content[line_start..line_end], ALLOW_MARKER).is_some() {
                     continue;
                 }
-                let line = 1 + memchr::memchr_iter(b'\n', &content[..secret.start()]).count();
-                taken.push((secret.start(), secret.end()));
-                hits.push(Hit {
-                    rule: rule.id.clone(),
-                    severity: rule.severity,
-                    line: u32::try_from(line).unwrap_or(u32::MAX),
-                    fingerprint: self.fingerprint(&rule.id, value),
-                    preview: redact(value),
+                if secret.start() < counted {
+                    (counted, line) = (0, window.line);
+                }
+                let lines = &content[counted..secret.start()];
+                line += memchr::memchr_iter(b'\n', lines).count() as u64;
+                counted = secret.start();
+                self.candidates.push(Candidate {
+                    rule: index,
+                    start: absolute(secret.start()),
+                    end: absolute(secret.end()),
+                    hit: Hit {
+                        rule: rule.id.clone(),
+                        severity: rule.severity,
+                        line: u32::try_from(line).unwrap_or(u32::MAX),
+                        fingerprint: engine.fingerprint(&rule.id, value),
+                        preview: redact(value),
+                    },
                 });
             }
         }
-        hits.sort_by_key(|hit| hit.line);
-        hits
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Hit> {
+        (*self).hits()
+    }
+}
+
+impl Engine for SecretsEngine {
+    fn id(&self) -> &str {
+        "secrets"
+    }
+
+    fn cache_key(&self) -> &str {
+        &self.cache_key
+    }
+
+    fn scan(&self, content: &[u8]) -> Vec<Hit> {
+        let mut scan = Windows::new(self);
+        scan.window(content, &Window::whole());
+        scan.hits()
+    }
+
+    fn windows(&self) -> Box<dyn WindowScan + '_> {
+        Box::new(Windows::new(self))
     }
 
     fn accepts(&self, hit: &Hit, path: &str) -> bool {
@@ -363,6 +472,89 @@ mod tests {
             engine.file_hits("other/place.p12", b"blob-id", 2048)[0].fingerprint
         );
         assert!(engine.file_hits("src/main.rs", b"blob-id", 1).is_empty());
+    }
+
+    /// Scans `content` in two windows that meet at `split`: the first owns the matches that
+    /// start before it and ends `reach` bytes after it; the second starts `context` bytes before
+    /// it and owns the rest.
+    fn two_windows(
+        engine: &SecretsEngine,
+        content: &[u8],
+        split: usize,
+        context: usize,
+        reach: usize,
+    ) -> Vec<Hit> {
+        let mut scan = engine.windows();
+        let end = content.len().min(split + reach);
+        scan.window(
+            &content[..end],
+            &Window {
+                offset: 0,
+                line: 1,
+                owned_start: 0,
+                owned_end: split as u64,
+                last: false,
+            },
+        );
+        let start = split - context;
+        scan.window(
+            &content[start..],
+            &Window {
+                offset: start as u64,
+                line: 1 + memchr::memchr_iter(b'\n', &content[..start]).count() as u64,
+                owned_start: split as u64,
+                owned_end: u64::MAX,
+                last: true,
+            },
+        );
+        scan.finish()
+    }
+
+    #[test]
+    fn windows_split_anywhere_report_what_the_whole_content_holds() {
+        let engine = engine();
+        let samples = samples();
+        // Secrets with context before them (an assignment, a label) and a multi-line key.
+        let rules = [
+            "aws-secret-access-key",
+            "github-pat",
+            "generic-secret-assignment",
+            "private-key",
+            "gcp-service-account-key",
+            "slack-webhook-url",
+        ];
+        let mut content = String::new();
+        let mut reach = 0;
+        for rule in rules {
+            let sample = samples.positive.iter().find(|s| s.rule == rule).unwrap();
+            let text = sample.text.concat();
+            reach = reach.max(text.len());
+            content.push_str("..........\n");
+            content.push_str(&text);
+        }
+        let content = content.as_bytes();
+        let whole = engine.scan(content);
+        assert_eq!(whole.len(), rules.len(), "{whole:?}");
+        let context = 16;
+        // Every split near a secret's start or end, and every 29th byte.
+        let mut splits: Vec<usize> = (context..content.len()).step_by(29).collect();
+        for sample in samples
+            .positive
+            .iter()
+            .filter(|s| rules.contains(&s.rule.as_str()))
+        {
+            let secret = sample.secret.concat();
+            if let Some(at) = memchr::memmem::find(content, secret.as_bytes()) {
+                for edge in [at, at + secret.len()] {
+                    let (from, to) = (edge.saturating_sub(3).max(context), edge + 4);
+                    splits.extend(from..to.min(content.len()));
+                }
+            }
+        }
+        for split in splits {
+            let windowed = two_windows(&engine, content, split, context, reach);
+            assert_eq!(windowed, whole, "split at byte {split}");
+        }
     }
 
     #[test]

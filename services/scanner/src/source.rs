@@ -33,11 +33,62 @@ pub trait Source: Sync {
 pub trait Reader {
     /// Replaces `buf`'s contents with the item's content.
     fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error>;
+
+    /// The item's content as a stream, for items scanned in windows (larger than one window).
+    /// Sources that can stream never hold the whole content; the default reads it whole.
+    fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
+        let mut buf = Vec::new();
+        self.read(item, &mut buf)?;
+        Ok(Box::new(std::io::Cursor::new(buf)))
+    }
+
+    /// The git blob id of the item's content: its `oid`, or computed from the content.
+    fn blob_id(&mut self, item: &Item) -> Result<Vec<u8>, Error> {
+        if let Some(oid) = &item.oid {
+            return Ok(oid.to_vec());
+        }
+        let mut buf = Vec::new();
+        self.read(item, &mut buf)?;
+        blob_id(&buf)
+    }
 }
 
 /// The git blob id of `data` (what `git hash-object` prints), as bytes.
 pub fn blob_id(data: &[u8]) -> Result<Vec<u8>, Error> {
     gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, data)
+        .map(|id| id.as_bytes().to_vec())
+        .map_err(|e| Error::Git(e.to_string()))
+}
+
+/// The git blob id of the first `len` bytes of the file `path` opened as `stream`, read in
+/// chunks (never held whole).
+pub fn blob_id_of_stream(
+    stream: &mut dyn std::io::Read,
+    len: u64,
+    path: &std::path::Path,
+) -> Result<Vec<u8>, Error> {
+    let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+    hasher.update(&gix::objs::encode::loose_header(gix::objs::Kind::Blob, len));
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
+        let n = match stream.read(&mut chunk[..want]) {
+            Ok(0) => {
+                return Err(Error::Source(format!(
+                    "{}: changed while it was read",
+                    path.display()
+                )));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        hasher.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    hasher
+        .try_finalize()
         .map(|id| id.as_bytes().to_vec())
         .map_err(|e| Error::Git(e.to_string()))
 }

@@ -134,6 +134,8 @@ pub fn payloads() -> Vec<EventPayload> {
             bytes: 8_000_000,
             duration_ms: 950,
             findings: 3,
+            skipped_large: 1,
+            skipped_binary: 2,
         }),
         EventPayload::ScanSucceeded(ScanSucceeded {
             findings: SeverityCounts {
