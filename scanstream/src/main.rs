@@ -166,14 +166,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Serves one started role on `api.listen` until SIGINT or SIGTERM, then stops it.
+/// Serves one started role, and whether Kafka answers, on `api.listen` until SIGINT or SIGTERM,
+/// then stops it.
 async fn serve(
     role: std::sync::Arc<dyn scanstream_platform::server::Role>,
     settings: &scanstream_platform::Settings,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<ExitCode> {
     let name = role.name();
-    let app = Application::build(&settings.api.listen, vec![role], metrics)?;
+    let kafka = scanstream_platform::reachability::Reachability::start(
+        scanstream_platform::KafkaFactory::new(settings.kafka.clone()),
+        scanstream_platform::kafka::ClientRole::Admin,
+    );
+    let app = Application::build(&settings.api.listen, vec![role, kafka], metrics)?;
     println!("scanstream {name} listening on port {}", app.port());
     app.run_until_stopped(scanstream_platform::shutdown::on_signal())
         .await?;

@@ -18,10 +18,13 @@ use scanstream_aggregator::Aggregator;
 use scanstream_ingest::Ingest;
 use scanstream_platform::Settings;
 use scanstream_platform::config::TokenSettings;
+use scanstream_platform::kafka::{ClientRole, KafkaFactory};
+use scanstream_platform::reachability::Reachability;
 use scanstream_platform::server::{Application, Role, stop_roles};
 use scanstream_scanner::Scanner;
 use scanstream_scheduler::Scheduler;
-use scanstream_testcontainers::{LocalCluster, LocalOptions};
+use scanstream_testcontainers::{LocalCluster, LocalOptions, Supervision};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::datadir::{data_dir, token_file};
@@ -155,15 +158,55 @@ pub async fn run(
         overrides.push(("topics.replication_factor", "1".to_owned()));
         Some(cluster)
     };
+    let cluster = cluster.map(|c| Arc::new(tokio::sync::Mutex::new(c)));
+    let watching = CancellationToken::new();
+    let watcher = cluster
+        .clone()
+        .map(|cluster| tokio::spawn(watch_cluster(cluster, watching.clone())));
     let result = match settings::load(global, &overrides) {
         Ok(settings) => run_roles(settings, &layout, args, metrics, started).await,
         Err(e) => Err(e.into()),
     };
-    if let Some(cluster) = cluster {
+    watching.cancel();
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
+    if let Some(cluster) = cluster.and_then(|c| Arc::try_unwrap(c).ok()) {
         println!("Stopping the local Kafka and schema registry …");
-        cluster.stop(Duration::from_secs(30)).await;
+        cluster.into_inner().stop(Duration::from_secs(30)).await;
     }
     result
+}
+
+/// Keeps the local broker and registry running: one that exits is logged and started again,
+/// with a growing pause while it keeps dying. Runs as an async task, so the restarted processes
+/// are tied to the runtime's long-lived worker threads.
+async fn watch_cluster(cluster: Arc<tokio::sync::Mutex<LocalCluster>>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        for seen in cluster.lock().await.supervise() {
+            match seen {
+                Supervision::Restarted { service, status } => {
+                    tracing::error!(service, %status, "the local {service} exited; started it again");
+                    eprintln!(
+                        "scanstream up: the local {service} exited ({status}); started it again"
+                    );
+                }
+                Supervision::Waiting { service, status } => {
+                    tracing::warn!(service, %status, "the local {service} is down; restarting it after a pause");
+                }
+                Supervision::RestartFailed { service, error } => {
+                    tracing::error!(service, %error, "the local {service} could not be started again; retrying");
+                    eprintln!(
+                        "scanstream up: the local {service} could not be started again: {error}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 async fn run_roles(
@@ -221,6 +264,10 @@ async fn run_roles(
             }
         }
     }
+    roles.push(Reachability::start(
+        KafkaFactory::new(settings.kafka.clone()),
+        ClientRole::Admin,
+    ));
     let app = match Application::build(&settings.api.listen, roles.clone(), metrics) {
         Ok(app) => app,
         Err(e) => {

@@ -396,3 +396,115 @@ async fn every_due_tick_fires_exactly_once_across_a_killed_leader() {
     stop_ingest.cancel();
     let _ = ingest_task.await;
 }
+
+/// A schedule as the API stores it, firing every minute from `created_at` (schedule clock).
+fn every_minute(name: &str, created_at: i64) -> scanstream_contracts::schedule::Schedule {
+    scanstream_contracts::schedule::Schedule {
+        name: name.into(),
+        cron: "*/1 * * * *".into(),
+        time_zone: None,
+        repo_url: "https://github.com/example/scheduled.git".into(),
+        git_ref: None,
+        engines: vec!["secrets".into()],
+        mode: Default::default(),
+        concurrency_policy: Default::default(),
+        suspend: false,
+        successful_jobs_history_limit: 3,
+        failed_jobs_history_limit: 1,
+        starting_deadline_seconds: None,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+/// Records on `scans.schedules` that no API would write (bytes that do not decode, a deadline
+/// that overflowed the old planner, an expression that does not parse) never stop the other
+/// schedules: they fire every minute, the bad one is named in readiness and a metric, and the
+/// leader stays ready.
+#[tokio::test]
+async fn poison_schedules_never_stop_the_others() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let scope = TestScope::new("scheduler-poison");
+    let origin = real_ms();
+    let clock = SimClock { origin };
+    let (scale, origin_ms) = (format!("{SCALE}.0"), origin.to_string());
+    let overrides = [
+        ("topics.partitions", "2"),
+        ("scheduler.clock_scale", scale.as_str()),
+        ("scheduler.clock_origin_ms", origin_ms.as_str()),
+        ("scheduler.session_timeout_ms", "6000"),
+    ];
+    let vars = scope.env(&overrides);
+    let settings = scope.settings("", &overrides);
+    scanstream::topics::ensure(&settings, false).await.unwrap();
+    let codec = scope.codec();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+        .create()
+        .unwrap();
+    let topic = scope.names().name(Topic::Schedules);
+    let created = clock.now();
+    let mut overflow = every_minute("overflow", created);
+    overflow.starting_deadline_seconds = Some(i64::MAX);
+    let mut broken = every_minute("broken", created);
+    broken.cron = "not a cron".into();
+    let mut records: Vec<(String, Vec<u8>)> = vec![("garbage".into(), b"not avro".to_vec())];
+    for schedule in [overflow, broken, every_minute("steady", created)] {
+        let bytes = codec.encode(Topic::Schedules, &schedule).await.unwrap();
+        records.push((schedule.name.clone(), bytes));
+    }
+    for (key, payload) in &records {
+        producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    let logs = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let scheduler = Instance::start("sched-poison", &vars, logs.path());
+    leader_of(&[&scheduler], &http, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let readiness = scheduler.readiness(&http).await;
+    let metrics = http
+        .get(format!("http://127.0.0.1:{}/metrics", scheduler.port))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let now_minute = minute_of(clock.now());
+    drop(scheduler);
+
+    assert_eq!(readiness["ready"], json!(true), "{readiness}");
+    assert_eq!(
+        readiness["scheduler"]["invalid_schedules"],
+        json!(["broken"]),
+        "{readiness}"
+    );
+    assert!(
+        metrics.contains("scanstream_scheduler_invalid_schedules 1"),
+        "{metrics}"
+    );
+    let fired = fired(&settings).await;
+    let first_due = minute_of(created) + 1;
+    for name in ["steady", "overflow"] {
+        let ticks: BTreeSet<i64> = fired
+            .get(name)
+            .map(|t| t.keys().copied().collect())
+            .unwrap_or_default();
+        let expected: BTreeSet<i64> = (first_due..now_minute - 1).collect();
+        assert!(
+            expected.is_subset(&ticks),
+            "{name} fired {ticks:?}, expected every tick of {first_due}..{}",
+            now_minute - 1
+        );
+        assert!(fired[name].values().all(|lates| lates.len() == 1));
+    }
+    assert!(!fired.contains_key("broken"));
+}

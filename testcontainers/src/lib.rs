@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use fixture::{TestScope, shared};
 pub use kafka::{TopicReader, ensure_topics, header};
-pub use local::{LocalCluster, LocalOptions};
+pub use local::{LocalCluster, LocalOptions, Supervision};
 
 /// Where a started cluster can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]

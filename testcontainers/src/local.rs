@@ -6,6 +6,7 @@
 //! destructors. Start a cluster from a thread that lives as long as the cluster should: the
 //! test fixture uses a dedicated thread, `scanstream up` its runtime's worker threads.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -49,15 +50,106 @@ impl LocalOptions {
 }
 
 /// A running local Kafka + registry. Dropping it kills both; [`LocalCluster::stop`] shuts
-/// them down gracefully.
+/// them down gracefully; [`LocalCluster::supervise`] restarts one that died.
 pub struct LocalCluster {
     endpoints: Endpoints,
     kafka: Option<Child>,
     registry: Option<Child>,
+    kafka_launch: Launch,
+    registry_launch: Launch,
+    /// When each service may be restarted next, and the pause after that (doubling).
+    kafka_backoff: Backoff,
+    registry_backoff: Backoff,
     data_dir: PathBuf,
     /// How long each service took to become ready.
     pub kafka_ready_after: Duration,
     pub registry_ready_after: Duration,
+}
+
+/// How to start a service again: its command line and log.
+#[derive(Debug, Clone)]
+struct Launch {
+    program: PathBuf,
+    args: Vec<OsString>,
+    log: PathBuf,
+    /// Written with the child's process id on every start.
+    pid_file: PathBuf,
+}
+
+impl Launch {
+    fn new(command: &Command, log: PathBuf, pid_file: PathBuf) -> Launch {
+        Launch {
+            program: PathBuf::from(command.get_program()),
+            args: command.get_args().map(OsString::from).collect(),
+            log,
+            pid_file,
+        }
+    }
+
+    /// Starts the service, tied to the calling thread (see [`spawn_tied`]).
+    fn spawn(&self) -> Result<Child> {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        let child = spawn_tied(command, &self.log)?;
+        let _ = fs::write(&self.pid_file, format!("{}\n", child.id()));
+        Ok(child)
+    }
+}
+
+/// Restart pacing of one service: the first restart at once, then doubling pauses up to a
+/// minute while it keeps dying.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    not_before: Instant,
+    pause: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn new() -> Backoff {
+        Backoff {
+            not_before: Instant::now(),
+            pause: Backoff::FIRST,
+        }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.not_before
+    }
+
+    fn restarted(&mut self) {
+        self.not_before = Instant::now() + self.pause;
+        self.pause = (self.pause * 2).min(Backoff::MAX);
+    }
+
+    /// The service ran long enough after its restart: the next failure restarts at once.
+    fn settle(&mut self) {
+        if Instant::now() > self.not_before + Backoff::MAX {
+            self.pause = Backoff::FIRST;
+        }
+    }
+}
+
+/// What [`LocalCluster::supervise`] saw and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervision {
+    /// The service had exited (its status), and was started again.
+    Restarted {
+        service: &'static str,
+        status: String,
+    },
+    /// The service had exited; it is restarted once its backoff allows.
+    Waiting {
+        service: &'static str,
+        status: String,
+    },
+    /// Starting it again failed.
+    RestartFailed {
+        service: &'static str,
+        error: String,
+    },
 }
 
 fn free_port() -> Result<u16> {
@@ -264,7 +356,8 @@ impl LocalCluster {
             .arg("kafka.Kafka")
             .arg(&properties);
         let started = Instant::now();
-        let kafka = spawn_tied(kafka, &kafka_log)?;
+        let kafka_launch = Launch::new(&kafka, kafka_log, kafka_dir.join("pid"));
+        let kafka = kafka_launch.spawn()?;
 
         let mut registry = Command::new(&java);
         registry
@@ -280,7 +373,9 @@ impl LocalCluster {
         }
         registry.arg("-jar").arg(&runner);
         let registry_log = registry_dir.join("registry.log");
-        let registry = spawn_tied(registry, &registry_log)?;
+        let registry_launch =
+            Launch::new(&registry, registry_log.clone(), registry_dir.join("pid"));
+        let registry = registry_launch.spawn()?;
 
         let bootstrap_servers = format!("127.0.0.1:{kafka_port}");
         let registry_url = format!("http://127.0.0.1:{registry_port}/apis/ccompat/v7");
@@ -291,6 +386,10 @@ impl LocalCluster {
             },
             kafka: Some(kafka),
             registry: Some(registry),
+            kafka_launch,
+            registry_launch,
+            kafka_backoff: Backoff::new(),
+            registry_backoff: Backoff::new(),
             data_dir: options.data_dir.clone(),
             kafka_ready_after: Duration::ZERO,
             registry_ready_after: Duration::ZERO,
@@ -362,6 +461,57 @@ impl LocalCluster {
         {
             terminate(child, grace).await;
         }
+    }
+
+    /// Checks both services and starts again one that exited (a crash, the OOM killer, a
+    /// `kill -9`), from the calling thread, which the child is then tied to (call it from a
+    /// thread that lives as long as the cluster: an async task of a long-lived runtime, not a
+    /// blocking-pool thread). The exited child is reaped, so none stays a zombie. Restarts back
+    /// off while a service keeps dying.
+    pub fn supervise(&mut self) -> Vec<Supervision> {
+        let mut seen = Vec::new();
+        for service in ["kafka", "schema registry"] {
+            let (child, launch, backoff) = if service == "kafka" {
+                (&mut self.kafka, &self.kafka_launch, &mut self.kafka_backoff)
+            } else {
+                (
+                    &mut self.registry,
+                    &self.registry_launch,
+                    &mut self.registry_backoff,
+                )
+            };
+            let status = match child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => status.to_string(),
+                Some(Err(e)) => e.to_string(),
+                Some(Ok(None)) => {
+                    backoff.settle();
+                    continue;
+                }
+                // Stopped on purpose.
+                None => continue,
+            };
+            if !backoff.due() {
+                seen.push(Supervision::Waiting { service, status });
+                continue;
+            }
+            backoff.restarted();
+            match launch.spawn() {
+                Ok(started) => {
+                    *child = Some(started);
+                    seen.push(Supervision::Restarted { service, status });
+                }
+                Err(e) => seen.push(Supervision::RestartFailed {
+                    service,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        seen
+    }
+
+    /// The broker's process id, while it runs.
+    pub fn kafka_pid(&self) -> Option<u32> {
+        self.kafka.as_ref().map(Child::id)
     }
 
     /// Kills the broker abruptly (for failure tests); the registry keeps running.

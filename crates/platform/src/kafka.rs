@@ -250,6 +250,10 @@ impl KafkaFactory {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky");
+        let session = self.settings.session_timeout.as_millis();
+        config
+            .set("session.timeout.ms", session.to_string())
+            .set("heartbeat.interval.ms", (session / 3).max(500).to_string());
         if !self.settings.group_instance_id.is_empty() {
             config.set(
                 "group.instance.id",

@@ -11,7 +11,10 @@
 //!   [`kafka::StatsContext`], which turns librdkafka statistics into metrics (consumer lag).
 //! - [`metrics`]: the names and HELP texts of the metrics recorded here.
 //! - [`net`]: which hosts repositories may be fetched from (the SSRF guard of ingest and scanner).
+//! - [`reachability`]: whether this process reaches Kafka, the `kafka` entry of `/readyz`.
 //! - [`registry`]: the schema registry codec for a deployment's settings.
+//! - [`repo`]: which repository URLs are accepted, one check for ingest and scanner (schemes,
+//!   scp-style rewriting, option injection, `file://` roots after symbolic links are resolved).
 //! - [`topics`]: creating scanstream's topics and detecting drift through the admin API.
 //! - [`telemetry`]: tracing (pretty or JSON) and the Prometheus recorder.
 //! - [`server`]: the role lifecycle and [`server::Application`]: started roles served on one
@@ -29,7 +32,9 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod net;
+pub mod reachability;
 pub mod registry;
+pub mod repo;
 pub mod server;
 pub mod shutdown;
 pub mod supervise;

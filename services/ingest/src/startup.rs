@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
 use scanstream_platform::auth::Authenticator;
+use scanstream_platform::http::BodyReadTimeout;
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::server::{Readiness, Role, ServeError};
 use scanstream_platform::shutdown::Tasks;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::domain::{EngineSet, RepoPolicy};
 use crate::idempotency::IdempotencyStore;
-use crate::schedules::{self, Schedules};
+use crate::schedules::{self, Creator, Schedules};
 use scanstream_contracts::Topic;
 use scanstream_contracts::schedule::Schedule;
 use scanstream_platform::tail::{Table, TailSource};
@@ -114,6 +115,18 @@ impl Ingest {
         let schedules = web::Data::new(Schedules {
             table,
             clock: scanstream_scheduler::clock::from_settings(&settings.scheduler),
+            creator: Creator {
+                factory: KafkaFactory::new(producer_settings(
+                    &settings.kafka,
+                    ingest.write_timeout,
+                )),
+                names: TopicNames::new(settings.topics.prefix.clone()),
+                transactional_prefix: format!(
+                    "{}{}-ingest-schedule-",
+                    settings.topics.prefix, settings.kafka.client_id
+                ),
+                write_timeout: ingest.write_timeout,
+            },
         });
         Ok(Arc::new(Ingest {
             state,
@@ -136,7 +149,8 @@ impl Role for Ingest {
 
     fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(self.state.clone())
-            .app_data(self.schedules.clone());
+            .app_data(self.schedules.clone())
+            .app_data(BodyReadTimeout(self.state.settings.body_read_timeout));
         // Before `/jobs/{uuid}` routes of any role: `/jobs/schedule` is not a job id.
         schedules::configure(cfg);
         api::configure(cfg);

@@ -433,6 +433,11 @@ impl JobContext {
                 .await
                 .map_err(|refused| Error::Refused(refused.to_string()))?;
         }
+        // Checked again right before the fetch: a link under a root may have changed since the
+        // command was read.
+        self.scanning
+            .check_url(&command.repo_url)
+            .map_err(Error::Refused)?;
         let acquired = self.mirrors.acquire(&command.repo_url, abort).await?;
         let scanning = self.scanning.clone();
         let path = acquired.lease.path.clone();
@@ -474,6 +479,8 @@ impl JobContext {
                 bytes: i64::try_from(run.bytes).unwrap_or(i64::MAX),
                 duration_ms: i64::try_from(run.duration_ms).unwrap_or(i64::MAX),
                 findings: i64::try_from(run.found.len()).unwrap_or(i64::MAX),
+                skipped_large: i64::try_from(run.skipped_large).unwrap_or(i64::MAX),
+                skipped_binary: i64::try_from(run.skipped_binary).unwrap_or(i64::MAX),
             });
             let sequence = 2 + i32::try_from(index).unwrap_or(0);
             emitter.event(command, attempt, sequence, completed).await?;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use scanstream_contracts::command::ScanMode;
+use scanstream_platform::repo::RepoRules;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -46,7 +47,8 @@ pub struct Scanning {
     ignored: HashSet<String>,
     /// `<cache-dir>/incremental`: the last scanned commit per repository and ref.
     state_dir: Option<PathBuf>,
-    file_roots: Vec<PathBuf>,
+    /// Which repository URLs commands may name: the rules ingest applies, shared.
+    repos: RepoRules,
 }
 
 impl Scanning {
@@ -59,6 +61,11 @@ impl Scanning {
         ignored: HashSet<String>,
         file_roots: Vec<PathBuf>,
     ) -> Self {
+        let repos = RepoRules::new(file_roots.as_slice()).unwrap_or_else(|error| {
+            // Ingest refuses to start with such a root; a scanner refuses every file:// URL.
+            tracing::error!(%error, "file:// repositories are refused until ingest.file_roots is fixed");
+            RepoRules::default()
+        });
         let caches = match cache_dir {
             Some(dir) => engines
                 .iter()
@@ -75,7 +82,7 @@ impl Scanning {
             limits,
             ignored,
             state_dir: cache_dir.map(|d| d.join("incremental")),
-            file_roots,
+            repos,
         }
     }
 
@@ -87,33 +94,17 @@ impl Scanning {
         &self.engines
     }
 
-    /// The scanner's own check of a command's repository URL: a supported scheme, no
-    /// credentials, and `file://` only under the configured roots.
+    /// The scanner's own check of a command's repository URL: the same rules as ingest's
+    /// ([`RepoRules::check`]), so the scanner accepts exactly what ingest writes (scp-style URLs
+    /// and `ssh://` user names included) and refuses what it refuses: other schemes,
+    /// credentials, parts git would read as options, and `file://` paths outside
+    /// `ingest.file_roots` once symbolic links are followed. A local path that does not exist
+    /// passes (ingest refused it then): its fetch fails, permanently.
     pub fn check_url(&self, text: &str) -> Result<(), String> {
-        let url = url::Url::parse(text).map_err(|e| format!("repo_url is not a URL: {e}"))?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("repo_url must not carry credentials".into());
-        }
-        match url.scheme() {
-            "https" | "http" | "ssh" | "git" => Ok(()),
-            "file" => {
-                let path = url
-                    .to_file_path()
-                    .map_err(|()| "repo_url is not a local path".to_owned())?;
-                if path
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-                {
-                    return Err("repo_url must not contain '..'".into());
-                }
-                if self.file_roots.iter().any(|root| path.starts_with(root)) {
-                    Ok(())
-                } else {
-                    Err("file:// repositories must be under ingest.file_roots".into())
-                }
-            }
-            other => Err(format!("repo_url scheme {other:?} is not supported")),
-        }
+        self.repos
+            .check(text)
+            .map(|_| ())
+            .map_err(|refused| format!("repo_url refused ({}): {}", refused.rule, refused.message))
     }
 
     /// Opens the repository at `path` and resolves `git_ref` (HEAD when `None`).
@@ -141,6 +132,7 @@ impl Scanning {
                 .iter()
                 .map(|id| EngineRun {
                     engine: id.clone(),
+                    max_blob_bytes: self.limits.max_blob_bytes,
                     ..EngineRun::default()
                 })
                 .collect());

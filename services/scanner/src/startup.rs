@@ -59,6 +59,8 @@ pub fn scanning(
         cache_dir,
         Limits {
             max_blob_bytes: scanner.max_blob_bytes,
+            window_bytes: scanner.window_bytes,
+            ..Limits::default()
         },
         ignored,
         file_roots.iter().map(PathBuf::from).collect(),

@@ -7,6 +7,8 @@ pub const FIRE_DELAY: &str = "scanstream_scheduler_fire_delay_seconds";
 pub const LEADER: &str = "scanstream_scheduler_leader";
 /// Schedules the leader read at its last pass.
 pub const SCHEDULES: &str = "scanstream_scheduler_schedules";
+/// Schedules the leader's last pass could not plan (they do not fire; the others do).
+pub const INVALID_SCHEDULES: &str = "scanstream_scheduler_invalid_schedules";
 /// Terms this instance started as leader.
 pub const TERMS: &str = "scanstream_scheduler_terms_total";
 /// Schedule ticks handled, by outcome (fired, skipped, missed, suspended).
@@ -14,6 +16,10 @@ pub const TICKS: &str = "scanstream_scheduler_ticks_total";
 
 /// Gives every metric above its HELP text (and unit); call once the recorder is installed.
 pub fn describe() {
+    metrics::describe_gauge!(
+        INVALID_SCHEDULES,
+        "Schedules the leader's last pass could not plan (they do not fire; the others do)."
+    );
     metrics::describe_histogram!(
         FIRE_DELAY,
         metrics::Unit::Seconds,

@@ -39,7 +39,8 @@ pub struct Pass {
     pub ticks: Vec<ScheduleTicks>,
     /// Schedules whose tick record is deleted (the schedule was deleted).
     pub removed: Vec<String>,
-    /// Schedules whose stored expression does not parse (never written by ingest; logged).
+    /// Schedules that could not be planned, and why: an expression that does not parse (never
+    /// written by ingest), or a fault while planning. They do not fire; the others do.
     pub invalid: Vec<(String, String)>,
     pub outcomes: Outcomes,
     /// When the next tick of any schedule falls due (schedule clock, milliseconds).
@@ -143,7 +144,9 @@ fn fresh(schedule: &Schedule) -> ScheduleTicks {
     }
 }
 
-/// Plans the pass at `now_ms`.
+/// Plans the pass at `now_ms`. Each schedule is planned on its own: one that cannot be planned
+/// (an expression that does not parse, or a fault while planning it) is listed in
+/// [`Pass::invalid`] and the others fire as usual.
 pub fn plan(
     now_ms: i64,
     schedules: &BTreeMap<String, Schedule>,
@@ -153,69 +156,22 @@ pub fn plan(
 ) -> Pass {
     let mut pass = Pass::default();
     for (name, schedule) in schedules {
-        let timetable = match Timetable::parse(&schedule.cron) {
-            Ok(t) => t,
-            Err(e) => {
-                pass.invalid.push((name.clone(), e.to_string()));
-                continue;
+        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            plan_one(now_ms, schedule, records.get(name), active, config)
+        }));
+        match planned {
+            Ok(Ok(one)) => one.into(&mut pass),
+            Ok(Err(problem)) => pass.invalid.push((name.clone(), problem)),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                pass.invalid
+                    .push((name.clone(), format!("planning it failed: {what}")));
             }
-        };
-        // A record of an earlier schedule of the same name does not count.
-        let known = records
-            .get(name)
-            .filter(|r| r.schedule_created_at == schedule.created_at);
-        let mut record = known.cloned().unwrap_or_else(|| fresh(schedule));
-        let deadline = schedule
-            .starting_deadline_seconds
-            .unwrap_or(config.starting_deadline_seconds);
-        let due = due(
-            &timetable,
-            record.handled_through,
-            now_ms,
-            deadline,
-            schedule.suspend,
-        );
-        if let Some(next) = due.next {
-            let at = next.saturating_mul(60_000);
-            pass.next_ms = Some(pass.next_ms.map_or(at, |n: i64| n.min(at)));
         }
-        if known.is_some() && due.handled_through == record.handled_through {
-            continue;
-        }
-        for tick in &due.fire {
-            let runs = active.of(name, Some(&record));
-            let job = JobId::for_schedule_tick(name, *tick);
-            let cancel = match decide(schedule.concurrency_policy, &runs) {
-                Action::Fire => Vec::new(),
-                Action::ReplaceThenFire { cancel } => cancel,
-                Action::Skip { .. } => {
-                    record.skipped_total += 1;
-                    pass.outcomes.skipped += 1;
-                    continue;
-                }
-            };
-            pass.fires.push(Fire {
-                schedule: schedule.clone(),
-                tick: *tick,
-                job,
-                cancel,
-            });
-            record.last_fired = Some(*tick);
-            record.last_fired_job = Some(job);
-            record.fired_total += 1;
-            pass.outcomes.fired += 1;
-        }
-        let missed = i64::try_from(due.missed_count).unwrap_or(i64::MAX);
-        let suspended = i64::try_from(due.suspended).unwrap_or(i64::MAX);
-        record.missed_total = record.missed_total.saturating_add(missed);
-        record.last_missed = due.last_missed.or(record.last_missed);
-        record.suspended_total = record.suspended_total.saturating_add(suspended);
-        pass.outcomes.missed += due.missed_count;
-        pass.outcomes.suspended += due.suspended;
-        record.handled_through = due.handled_through;
-        record.updated_at = now_ms;
-        record.leader = Some(config.leader.clone());
-        pass.ticks.push(record);
     }
     pass.removed = records
         .keys()
@@ -223,6 +179,96 @@ pub fn plan(
         .cloned()
         .collect();
     pass
+}
+
+/// What one schedule adds to a pass.
+#[derive(Debug, Default)]
+struct One {
+    fires: Vec<Fire>,
+    record: Option<ScheduleTicks>,
+    outcomes: Outcomes,
+    next_ms: Option<i64>,
+}
+
+impl One {
+    fn into(self, pass: &mut Pass) {
+        pass.fires.extend(self.fires);
+        pass.ticks.extend(self.record);
+        pass.outcomes.fired += self.outcomes.fired;
+        pass.outcomes.skipped += self.outcomes.skipped;
+        pass.outcomes.missed += self.outcomes.missed;
+        pass.outcomes.suspended += self.outcomes.suspended;
+        if let Some(at) = self.next_ms {
+            pass.next_ms = Some(pass.next_ms.map_or(at, |n: i64| n.min(at)));
+        }
+    }
+}
+
+/// One schedule's part of the pass, given its tick record (if any).
+fn plan_one(
+    now_ms: i64,
+    schedule: &Schedule,
+    record: Option<&ScheduleTicks>,
+    active: &ActiveRuns,
+    config: &PassConfig,
+) -> Result<One, String> {
+    let name = &schedule.name;
+    let timetable = Timetable::parse(&schedule.cron).map_err(|e| e.to_string())?;
+    let mut one = One::default();
+    // A record of an earlier schedule of the same name does not count.
+    let known = record.filter(|r| r.schedule_created_at == schedule.created_at);
+    let mut record = known.cloned().unwrap_or_else(|| fresh(schedule));
+    let deadline = schedule
+        .starting_deadline_seconds
+        .unwrap_or(config.starting_deadline_seconds);
+    let due = due(
+        &timetable,
+        record.handled_through,
+        now_ms,
+        deadline,
+        schedule.suspend,
+    );
+    if let Some(next) = due.next {
+        one.next_ms = Some(next.saturating_mul(60_000));
+    }
+    if known.is_some() && due.handled_through == record.handled_through {
+        return Ok(one);
+    }
+    for tick in &due.fire {
+        let runs = active.of(name, Some(&record));
+        let job = JobId::for_schedule_tick(name, *tick);
+        let cancel = match decide(schedule.concurrency_policy, &runs) {
+            Action::Fire => Vec::new(),
+            Action::ReplaceThenFire { cancel } => cancel,
+            Action::Skip { .. } => {
+                record.skipped_total += 1;
+                one.outcomes.skipped += 1;
+                continue;
+            }
+        };
+        one.fires.push(Fire {
+            schedule: schedule.clone(),
+            tick: *tick,
+            job,
+            cancel,
+        });
+        record.last_fired = Some(*tick);
+        record.last_fired_job = Some(job);
+        record.fired_total += 1;
+        one.outcomes.fired += 1;
+    }
+    let missed = i64::try_from(due.missed_count).unwrap_or(i64::MAX);
+    let suspended = i64::try_from(due.suspended).unwrap_or(i64::MAX);
+    record.missed_total = record.missed_total.saturating_add(missed);
+    record.last_missed = due.last_missed.or(record.last_missed);
+    record.suspended_total = record.suspended_total.saturating_add(suspended);
+    one.outcomes.missed += due.missed_count;
+    one.outcomes.suspended += due.suspended;
+    record.handled_through = due.handled_through;
+    record.updated_at = now_ms;
+    record.leader = Some(config.leader.clone());
+    one.record = Some(record);
+    Ok(one)
 }
 
 #[cfg(test)]
@@ -264,6 +310,43 @@ mod tests {
             starting_deadline_seconds: 300,
             leader: "s-0".into(),
         }
+    }
+
+    #[test]
+    fn one_bad_schedule_never_stops_the_others() {
+        let mut huge = schedule("huge", "*/1 * * * *", ConcurrencyPolicy::Allow);
+        huge.starting_deadline_seconds = Some(i64::MAX);
+        let mut broken = schedule("broken", "*/1 * * * *", ConcurrencyPolicy::Allow);
+        broken.cron = "not a cron".into();
+        let fine = schedule("fine", "*/1 * * * *", ConcurrencyPolicy::Allow);
+        let schedules = table(&[huge, broken, fine]);
+        let pass = plan(
+            ms(T0 + 3, 0),
+            &schedules,
+            &BTreeMap::new(),
+            &ActiveRuns::default(),
+            &config(),
+        );
+        let fired: Vec<(&str, i64)> = pass
+            .fires
+            .iter()
+            .map(|f| (f.schedule.name.as_str(), f.tick))
+            .collect();
+        // The huge deadline is a window that never closes, not an overflow.
+        assert_eq!(
+            fired,
+            [
+                ("fine", T0 + 1),
+                ("fine", T0 + 2),
+                ("fine", T0 + 3),
+                ("huge", T0 + 1),
+                ("huge", T0 + 2),
+                ("huge", T0 + 3),
+            ]
+        );
+        assert_eq!(pass.invalid.len(), 1);
+        assert_eq!(pass.invalid[0].0, "broken");
+        assert_eq!(pass.ticks.len(), 2);
     }
 
     fn table(schedules: &[Schedule]) -> BTreeMap<String, Schedule> {

@@ -49,7 +49,9 @@ pub fn due(
     suspended: bool,
 ) -> Due {
     let now_minute = minute_of(now_ms);
-    let oldest_firing_ms = now_ms - starting_deadline_seconds.max(0) * 1000;
+    // Saturating: any deadline a stored schedule holds is a window, never an overflow.
+    let oldest_firing_ms =
+        now_ms.saturating_sub(starting_deadline_seconds.max(0).saturating_mul(1000));
     let mut result = Due {
         handled_through: after,
         ..Due::default()
@@ -62,7 +64,7 @@ pub fn due(
         tick = next;
         if suspended {
             result.suspended += 1;
-        } else if next * 60_000 >= oldest_firing_ms {
+        } else if next.saturating_mul(60_000) >= oldest_firing_ms {
             result.fire.push(next);
         } else {
             result.missed_count += 1;

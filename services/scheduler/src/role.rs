@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -49,6 +49,8 @@ use crate::plan::run_name;
 /// Longest a leader sleeps between passes, in real time: new schedules and leadership changes
 /// are noticed at least this often.
 const MAX_NAP: Duration = Duration::from_millis(500);
+/// A leader that wrote no pass for this long (real time) is not ready: its passes fail.
+const PASS_STALE: Duration = Duration::from_secs(30);
 /// Longest one pass's transaction may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a read of a topic to its end may take before the pass is retried.
@@ -66,7 +68,49 @@ pub struct Scheduler {
     leader: watch::Receiver<bool>,
     schedules: Table<Schedule>,
     member: Arc<AtomicBool>,
-    schedule_count: Arc<AtomicUsize>,
+    health: Arc<PassHealth>,
+}
+
+/// What the leader's passes show, for readiness, metrics and logs.
+#[derive(Debug, Default)]
+struct PassHealth {
+    /// Schedules read at the last pass.
+    schedules: AtomicUsize,
+    /// Real time (ms) of the last pass written, or of the term's start.
+    last_pass_ms: AtomicI64,
+    /// Schedules the last pass could not plan, and why; they do not fire, the others do.
+    invalid: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl PassHealth {
+    fn passed(&self) {
+        self.last_pass_ms.store(real_ms(), Ordering::Release);
+    }
+
+    /// Records the schedules a pass could not plan; logs only what changed.
+    fn invalid(&self, now: &[(String, String)]) {
+        let mut known = scanstream_platform::sync::lock(&self.invalid);
+        if known.as_slice() == now {
+            return;
+        }
+        for (name, error) in now {
+            if !known.iter().any(|(n, e)| n == name && e == error) {
+                tracing::error!(schedule = %name, %error, "schedule cannot be planned; it does not fire, the others do");
+            }
+        }
+        for (name, _) in known.iter() {
+            if !now.iter().any(|(n, _)| n == name) {
+                tracing::info!(schedule = %name, "schedule can be planned again");
+            }
+        }
+        *known = now.to_vec();
+    }
+}
+
+fn real_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 struct Leadership {
@@ -81,7 +125,7 @@ struct Leadership {
     active: Tail<ActiveRuns>,
     transactional_id: String,
     config: PassConfig,
-    schedule_count: Arc<AtomicUsize>,
+    health: Arc<PassHealth>,
 }
 
 impl Scheduler {
@@ -123,7 +167,7 @@ impl Scheduler {
                 );
             })
         };
-        let schedule_count = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(PassHealth::default());
         let leadership = Leadership {
             factory: KafkaFactory::new(producer_settings(&settings.kafka, WRITE_TIMEOUT)),
             consumers: factory.clone(),
@@ -140,7 +184,7 @@ impl Scheduler {
                 starting_deadline_seconds: config.starting_deadline_seconds,
                 leader: config.instance(),
             },
-            schedule_count: schedule_count.clone(),
+            health: health.clone(),
         };
         let terms = tokio::spawn(leadership.run(leader.clone(), stop.clone()));
         Ok(Arc::new(Scheduler {
@@ -148,7 +192,7 @@ impl Scheduler {
             leader,
             schedules,
             member,
-            schedule_count,
+            health,
         }))
     }
 
@@ -164,23 +208,39 @@ impl Role for Scheduler {
     }
 
     /// Ready when it has joined the group and read the schedules; a standby is ready too.
+    /// A leader is ready only while its passes are written; schedules it cannot plan are
+    /// listed (they do not make it unready: the others fire).
     fn readiness(&self) -> Readiness {
         let member = self.member.load(Ordering::Acquire);
         let caught_up = self.schedules.caught_up();
-        Readiness::new(
-            member && caught_up,
-            json!({
-                "member": member,
-                "leader": self.leading(),
-                "schedules_read": caught_up,
-            }),
-        )
+        let leader = self.leading();
+        let since_pass = real_ms() - self.health.last_pass_ms.load(Ordering::Acquire);
+        let passing = !leader || since_pass < PASS_STALE.as_millis() as i64;
+        let invalid: Vec<String> = scanstream_platform::sync::lock(&self.health.invalid)
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut detail = json!({
+            "member": member,
+            "leader": leader,
+            "schedules_read": caught_up,
+            "invalid_schedules": invalid,
+        });
+        if !passing {
+            detail["reason"] = json!(format!(
+                "leading, but no pass was written for {} s",
+                since_pass / 1000
+            ));
+        }
+        Readiness::new(member && caught_up && passing, detail)
     }
 
     fn refresh_metrics(&self) {
         metrics::gauge!(crate::metrics::LEADER).set(if self.leading() { 1.0 } else { 0.0 });
         metrics::gauge!(crate::metrics::SCHEDULES)
-            .set(self.schedule_count.load(Ordering::Relaxed) as f64);
+            .set(self.health.schedules.load(Ordering::Relaxed) as f64);
+        let invalid = scanstream_platform::sync::lock(&self.health.invalid).len();
+        metrics::gauge!(crate::metrics::INVALID_SCHEDULES).set(invalid as f64);
     }
 
     fn http_workers(&self) -> Option<usize> {
@@ -353,6 +413,7 @@ impl Leadership {
             "leading the schedulers"
         );
         metrics::gauge!(crate::metrics::LEADER).set(1.0);
+        self.health.passed();
         let mut ended = Ok(());
         while leads() {
             let now = self.clock.now_ms();
@@ -366,7 +427,8 @@ impl Leadership {
             }
             let synced_in = pass_started.elapsed();
             let schedules = self.schedules.read(Clone::clone);
-            self.schedule_count
+            self.health
+                .schedules
                 .store(schedules.len(), Ordering::Relaxed);
             let pass = self
                 .active
@@ -375,6 +437,7 @@ impl Leadership {
                 ended = Err(TermEnd::Write);
                 break;
             }
+            self.health.passed();
             tracing::debug!(
                 sync_ms = synced_in.as_millis(),
                 pass_ms = pass_started.elapsed().as_millis(),
@@ -404,9 +467,7 @@ impl Leadership {
 
     /// Writes a pass in one transaction; false when the term must end.
     async fn commit(&self, writer: &Writer, pass: &Pass, now: i64) -> bool {
-        for (name, error) in &pass.invalid {
-            tracing::error!(schedule = %name, %error, "stored schedule has an invalid expression; not fired");
-        }
+        self.health.invalid(&pass.invalid);
         if pass.fires.is_empty() && pass.ticks.is_empty() && pass.removed.is_empty() {
             return true;
         }

@@ -66,6 +66,11 @@ pub struct KafkaSettings {
     #[serde(rename = "request_timeout_ms")]
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     pub request_timeout: Duration,
+    /// How long a group member that stopped heartbeating keeps its partitions: the failover
+    /// time of scanners and aggregators after a crash.
+    #[serde(rename = "session_timeout_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub session_timeout: Duration,
     /// Static group membership: when set, every group consumer joins with
     /// `group.instance.id = <this>-<group>`, so a restarted process with the same id takes its
     /// partitions back at once instead of after the session time-out. Give each process its own
@@ -91,6 +96,12 @@ impl KafkaSettings {
             return Err(invalid(
                 "kafka.sasl_username",
                 "SASL protocols need both kafka.sasl_username and kafka.sasl_password",
+            ));
+        }
+        if !(Duration::from_secs(6)..=Duration::from_secs(300)).contains(&self.session_timeout) {
+            return Err(invalid(
+                "kafka.session_timeout_ms",
+                "must be between 6000 and 300000 (the broker's default group session limits)",
             ));
         }
         if !["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"].contains(&self.sasl_mechanism.as_str()) {

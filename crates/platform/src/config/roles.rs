@@ -122,7 +122,10 @@ pub struct ScannerSettings {
     #[serde(rename = "refetch_after_seconds")]
     #[serde_as(as = "DurationSeconds<u64>")]
     pub refetch_after: Duration,
+    /// Larger blobs are not scanned; they are counted and reported as skipped.
     pub max_blob_bytes: u64,
+    /// Larger blobs are read and scanned in overlapping windows of this many bytes.
+    pub window_bytes: u64,
     #[serde(rename = "mirror_max_idle_hours", deserialize_with = "hours")]
     pub mirror_max_idle: Duration,
     pub mirror_budget_bytes: u64,
@@ -147,6 +150,10 @@ pub struct ScannerSettings {
     pub credentials: Vec<CredentialSettings>,
 }
 
+/// The smallest `scanner.window_bytes`: windows overlap by 64 KiB, so smaller ones would mostly
+/// rescan their overlap.
+const MIN_WINDOW_BYTES: u64 = 1 << 20;
+
 impl ScannerSettings {
     /// `instance_id`, else `$HOSTNAME`, else `scanner`.
     pub fn instance(&self) -> String {
@@ -158,6 +165,12 @@ impl ScannerSettings {
             return Err(invalid(
                 "scanner.concurrency",
                 "concurrency and max_attempts must be at least 1",
+            ));
+        }
+        if self.window_bytes < MIN_WINDOW_BYTES {
+            return Err(invalid(
+                "scanner.window_bytes",
+                "must be at least 1048576 (1 MiB): windows overlap by 64 KiB",
             ));
         }
         for credential in &self.credentials {

@@ -198,6 +198,16 @@ async fn bad_schedules_get_problem_bodies_and_write_nothing() {
             "range",
         ),
         (
+            format!(r#"{{"name": "a", "startingDeadlineSeconds": 9223372036854775807, {repo}}}"#),
+            "startingDeadlineSeconds",
+            "range",
+        ),
+        (
+            format!(r#"{{"name": "a", "startingDeadlineSeconds": 31536001, {repo}}}"#),
+            "startingDeadlineSeconds",
+            "range",
+        ),
+        (
             format!(r#"{{"name": "a", "timeZone": "Europe/Paris", {repo}}}"#),
             "timeZone",
             "enum",
@@ -274,4 +284,34 @@ async fn bad_schedules_get_problem_bodies_and_write_nothing() {
     let records = app.schedule_records().await;
     assert_eq!(records.len(), 1, "only the one valid schedule was written");
     app.shutdown().await;
+}
+
+/// Twenty simultaneous creates of one name, spread over two ingest instances: exactly one 201,
+/// the others 409, and one record on the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_name_have_exactly_one_winner_across_instances() {
+    let a = spawn_app("schedule-race", "").await;
+    let b = crate::helpers::spawn_on(a.scope.clone(), "", true).await;
+    let body = r#"{"name": "raced", "repo": "https://github.com/example/a.git"}"#;
+    let creates = (0..20).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.json(Method::POST, "/jobs/schedule", Some(body))
+    });
+    let answers = futures::future::join_all(creates).await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?} {answers:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+    let records = a.schedule_records().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "raced");
+    b.shutdown().await;
+    a.shutdown().await;
 }
