@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod endings;
+mod failover;
 mod faults;
 mod group;
 mod harness;

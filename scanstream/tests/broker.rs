@@ -1,0 +1,215 @@
+//! `scanstream up` with its own local Kafka and registry, whose broker is killed (`kill -9`)
+//! while scans are accepted: readiness turns false within seconds, `up` starts the broker again
+//! by itself, readiness returns, and scans answered `202` reach a terminal state.
+//!
+//! Known gap (issue 17): a scan answered `202` within milliseconds before the kill is, in about
+//! one run of three, never seen by any consumer afterwards (its records are in the log, but not
+//! readable as committed). `every_scan_accepted_before_the_kill_ends` shows it and is ignored
+//! until that is fixed: `cargo test -p scanstream --test broker -- --ignored`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+}
+
+async fn readyz(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    match http.get(format!("{url}/readyz")).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// Waits until `/readyz` answers `want` (200 or 503); returns how long that took.
+async fn until_ready(http: &reqwest::Client, url: &str, want: u16, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = readyz(http, url).await;
+        if status == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "/readyz stayed {status} for {within:?}, wanted {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The broker killed under `up`: noticed, restarted, and scans accepted after it end. Scans
+/// accepted just before the kill are checked too when `before_too`.
+async fn kill_the_broker(before_too: bool) {
+    let data = tempfile::tempdir().unwrap();
+    let repo = data.path().join("repos").join("plain");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "nothing to see\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "initial"]);
+
+    let mut up = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .args(["up", "--listen", "127.0.0.1:0", "--kafka-port", "0"])
+        .args(["--registry-port", "0", "--data-dir"])
+        .arg(data.path())
+        // Only `up`'s own cluster: none of the test environment's.
+        .env_remove("SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS")
+        .env_remove("SCANSTREAM__REGISTRY__URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = up.stdout.take().unwrap();
+    let (sender, urls) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.trim().strip_prefix("HTTP API:") {
+                let _ = sender.send(url.trim().to_owned());
+            }
+        }
+    });
+    let stderr = up.stderr.take().unwrap();
+    let (sender, said) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let url = urls
+        .recv_timeout(Duration::from_secs(240))
+        .unwrap_or_else(|_| {
+            let _ = up.kill();
+            panic!("scanstream up never printed its URL")
+        });
+    let token = std::fs::read_to_string(data.path().join("api-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let http = reqwest::Client::new();
+    until_ready(&http, &url, 200, Duration::from_secs(60)).await;
+
+    let submit = |name: String| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        let repo = format!("file://{}", repo.display());
+        async move {
+            http.post(format!("{url}/jobs"))
+                .bearer_auth(&token)
+                .json(&json!({"name": name, "repo": repo}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let mut accepted = BTreeSet::new();
+    for n in 0..5 {
+        let name = format!("before-{n}");
+        assert_eq!(submit(name.clone()).await, 202);
+        accepted.insert(name);
+    }
+
+    let pid: i32 = std::fs::read_to_string(data.path().join("cluster/kafka/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Scans submitted while the broker is gone: 503 (never 202) until it is back.
+    // (`up` starts the broker again at once, so which part says so first varies: the writer,
+    // the consumers, or the `kafka` probe.)
+    let noticed = until_ready(&http, &url, 503, Duration::from_secs(15)).await;
+    let back = until_ready(&http, &url, 200, Duration::from_secs(120)).await;
+    eprintln!("readiness false {noticed:?} after the kill, true again {back:?} later");
+    let restarted = std::iter::from_fn(|| said.try_recv().ok())
+        .any(|line| line.contains("exited") && line.contains("started it again"));
+    assert!(restarted, "up did not say it restarted the broker");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 0..5 {
+        let name = format!("after-{n}");
+        loop {
+            match submit(name.clone()).await {
+                202 => break,
+                503 if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => panic!("{name}: {other}"),
+            }
+        }
+        accepted.insert(name);
+    }
+
+    // Every accepted scan ends.
+    if !before_too {
+        accepted.retain(|name| name.starts_with("after-"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats: Value = http
+            .get(format!("{url}/jobs/stats"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let open: Vec<&String> = accepted
+            .iter()
+            .filter(|name| stats[name.as_str()]["succeeded"] != json!(1))
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "accepted scans never ended: {open:?}\n{stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let stopped = Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let exit = up.wait().unwrap();
+    assert!(exit.success(), "up exited with {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_broker_is_noticed_and_restarted_and_scans_go_on() {
+    kill_the_broker(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a scan accepted just before a broker kill -9 can stay unread (issue 17)"]
+async fn every_scan_accepted_before_the_kill_ends() {
+    kill_the_broker(true).await;
+}
