@@ -18,6 +18,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// Stops `up` (and so its cluster) however the test ends.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(args)
@@ -82,6 +92,8 @@ async fn kill_the_broker(before_too: bool) {
         .spawn()
         .unwrap();
     let stdout = up.stdout.take().unwrap();
+    let stderr = up.stderr.take().unwrap();
+    let mut up = Stop(up);
     let (sender, urls) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -90,7 +102,6 @@ async fn kill_the_broker(before_too: bool) {
             }
         }
     });
-    let stderr = up.stderr.take().unwrap();
     let (sender, said) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -99,10 +110,7 @@ async fn kill_the_broker(before_too: bool) {
     });
     let url = urls
         .recv_timeout(Duration::from_secs(240))
-        .unwrap_or_else(|_| {
-            let _ = up.kill();
-            panic!("scanstream up never printed its URL")
-        });
+        .expect("scanstream up never printed its URL");
     let token = std::fs::read_to_string(data.path().join("api-token"))
         .unwrap()
         .trim()
@@ -195,11 +203,11 @@ async fn kill_the_broker(before_too: bool) {
     }
 
     let stopped = Command::new("kill")
-        .args(["-INT", &up.id().to_string()])
+        .args(["-INT", &up.0.id().to_string()])
         .status()
         .unwrap();
     assert!(stopped.success());
-    let exit = up.wait().unwrap();
+    let exit = up.0.wait().unwrap();
     assert!(exit.success(), "up exited with {exit}");
 }
 

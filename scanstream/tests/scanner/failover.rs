@@ -22,22 +22,27 @@ async fn a_killed_scanners_work_resumes_elsewhere_within_fifteen_seconds() {
     let job = request("failover", &url, None, None);
     h.send(&url, Cmd::RequestScan(job.clone())).await;
 
-    let (events, _) = h
-        .events_until(
-            |e| {
-                e.iter().any(|e| {
-                    e.job_id == job.job_id && matches!(e.payload, EventPayload::ScanStarted(_))
-                })
-            },
-            Duration::from_secs(60),
-        )
-        .await;
-    let running_on = events
+    h.events_until(
+        |e| {
+            e.iter().any(|e| {
+                e.job_id == job.job_id && matches!(e.payload, EventPayload::ScanStarted(_))
+            })
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    // The second scanner's join may hand the scan over once: let the group settle, then take
+    // the scanner of the latest attempt.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (events, _) = h.events_until(|_| true, Duration::from_secs(5)).await;
+    let (attempt, running_on) = events
         .iter()
-        .find_map(|e| match &e.payload {
-            EventPayload::ScanStarted(s) if e.job_id == job.job_id => Some(s.scanner_id.clone()),
+        .filter(|e| e.job_id == job.job_id)
+        .filter_map(|e| match &e.payload {
+            EventPayload::ScanStarted(s) => Some((e.attempt, s.scanner_id.clone())),
             _ => None,
         })
+        .max()
         .expect("the scan never started");
     let (victim, survivor) = if running_on == "failover-a" {
         (&mut a, &mut b)
@@ -52,6 +57,7 @@ async fn a_killed_scanners_work_resumes_elsewhere_within_fifteen_seconds() {
             |e| {
                 e.iter().any(|e| {
                     e.job_id == job.job_id
+                        && e.attempt == attempt
                         && matches!(&e.payload, EventPayload::ScanFailed(f) if f.error_kind == "interrupted")
                 })
             },
@@ -63,7 +69,9 @@ async fn a_killed_scanners_work_resumes_elsewhere_within_fifteen_seconds() {
     let _ = survivor.kill();
     let _ = survivor.wait();
     let closed_by = events.iter().find_map(|e| match &e.payload {
-        EventPayload::ScanFailed(f) if e.job_id == job.job_id && f.error_kind == "interrupted" => {
+        EventPayload::ScanFailed(f)
+            if e.job_id == job.job_id && e.attempt == attempt && f.error_kind == "interrupted" =>
+        {
             e.producer.clone()
         }
         _ => None,
