@@ -16,6 +16,28 @@ use crate::helpers::{
     Fixture, PARTITIONS, lines, rfc3339, scanstream, started, stdout, submitted, succeeded,
 };
 
+/// An aggregator of the fixture's topics with a store of its own, served on a free port: its
+/// URL, what stops it, its task and its store folder (removed when dropped).
+async fn aggregator(
+    f: &Fixture,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), scanstream_platform::server::ServeError>>,
+    tempfile::TempDir,
+) {
+    let store = tempfile::tempdir().unwrap();
+    let mut settings = f.settings.clone();
+    settings.aggregator.data_dir = store.path().display().to_string();
+    let metrics = scanstream_platform::telemetry::metrics_handle().unwrap();
+    let aggregator = Aggregator::start(&settings).await.unwrap();
+    let app = Application::build(&settings.api.listen, vec![aggregator], metrics).unwrap();
+    let api = format!("http://127.0.0.1:{}", app.port());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    (api, stop, task, store)
+}
+
 /// Jobs with events, an aggregator that folds them, then the audit.
 #[tokio::test]
 async fn audit_passes_on_a_consistent_system_and_names_a_tampered_job() {
@@ -30,15 +52,7 @@ async fn audit_passes_on_a_consistent_system_and_names_a_tampered_job() {
             f.produce(p, now + 2, &succeeded(job, now + 2)).await;
         }
     }
-    let store = tempfile::tempdir().unwrap();
-    let mut settings = f.settings.clone();
-    settings.aggregator.data_dir = store.path().display().to_string();
-    let metrics = scanstream_platform::telemetry::metrics_handle().unwrap();
-    let aggregator = Aggregator::start(&settings).await.unwrap();
-    let app = Application::build(&settings.api.listen, vec![aggregator], metrics).unwrap();
-    let api = format!("http://127.0.0.1:{}", app.port());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let (api, stop, task, _store) = aggregator(&f).await;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -184,15 +198,7 @@ async fn poison_is_named_and_can_be_acknowledged_and_conflicting_records_fail_th
         .unwrap();
     f.produce(0, now + 3, &succeeded(job, now + 3)).await;
 
-    let store = tempfile::tempdir().unwrap();
-    let mut settings = f.settings.clone();
-    settings.aggregator.data_dir = store.path().display().to_string();
-    let metrics = scanstream_platform::telemetry::metrics_handle().unwrap();
-    let aggregator = Aggregator::start(&settings).await.unwrap();
-    let app = Application::build(&settings.api.listen, vec![aggregator], metrics).unwrap();
-    let api = format!("http://127.0.0.1:{}", app.port());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let (api, stop, task, _store) = aggregator(&f).await;
     folded(&api, job).await;
 
     let dir = tempfile::tempdir().unwrap();
