@@ -6,6 +6,7 @@
 //! - [`domain`]: parse-don't-validate request types (job name, repository URL with the SSRF
 //!   rules, git ref, engines).
 //! - [`api`]: the routes and the request → command + event mapping.
+//! - [`creates`]: creating a schedule exactly once across ingest instances.
 //! - [`schedules`]: `/jobs/schedule`, schedules stored on the compacted `scans.schedules`.
 //! - [`idempotency`]: replaying answers for `Idempotency-Key`.
 //! - [`openapi`]: the OpenAPI 3.1 document.
@@ -14,6 +15,7 @@
 //! Every module is private; the role is [`Ingest`].
 
 mod api;
+mod creates;
 mod domain;
 mod idempotency;
 mod openapi;

@@ -10,18 +10,14 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 use scanstream_contracts::Topic;
-use scanstream_contracts::TopicNames;
 use scanstream_contracts::command::ScanMode;
 use scanstream_contracts::schedule::{ConcurrencyPolicy, Schedule};
 use scanstream_platform::auth::Scope;
 use scanstream_platform::http::{Problem, RequestContext, json_body};
-use scanstream_platform::kafka::{ClientRole, KafkaFactory};
-use scanstream_platform::shutdown::Tasks;
 use scanstream_platform::tail::Table;
-use scanstream_platform::writer::{OnFatal, Record, Target, Writer, WriterConfig};
+use scanstream_platform::writer::{Record, Target};
 use scanstream_scheduler::{Clock, DEFAULT_CRON, Timetable, minute_of};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::api::{
     AppState, authorize, encode, field, now_millis, parse_mode, resolve_repo, unavailable,
@@ -45,23 +41,8 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Schedules {
     pub table: Table<Schedule>,
     pub clock: Arc<dyn Clock>,
-    pub creator: Creator,
+    pub creator: crate::creates::Creator,
 }
-
-/// What creating a schedule exactly once across every ingest instance needs: a transactional
-/// producer per schedule name (see [`create_once`]).
-pub struct Creator {
-    /// Producer settings with the write deadline.
-    pub factory: KafkaFactory,
-    pub names: TopicNames,
-    /// `<topic prefix><client id>-ingest-schedule-`, followed by the schedule's name.
-    pub transactional_prefix: String,
-    pub write_timeout: Duration,
-}
-
-/// Tries of one create before it answers 503: each lost only to a concurrent create of the same
-/// name, which then is found and answered with 409.
-const CREATE_TRIES: u32 = 5;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/jobs/schedule", web::post().to(create))
@@ -304,7 +285,7 @@ fn defaults(name: &JobName, now: i64) -> Schedule {
 }
 
 /// Reads the topic to its end: what any ingest committed before is then in the table.
-async fn sync(state: &AppState, schedules: &Schedules) -> Result<(), Problem> {
+pub(crate) async fn sync(state: &AppState, schedules: &Schedules) -> Result<(), Problem> {
     schedules.table.sync(SYNC_TIMEOUT).await.map_err(|e| {
         Problem::unavailable(
             format!("schedules cannot be read now: {e}; retry later"),
@@ -313,98 +294,8 @@ async fn sync(state: &AppState, schedules: &Schedules) -> Result<(), Problem> {
     })
 }
 
-/// Writes `schedule` unless one of its name exists: `Ok(false)` then. Exactly one of any number
-/// of concurrent creates of a name, on any ingest instance, writes it. Each create holds a
-/// transactional producer whose id is the schedule's name; initializing it fences every other
-/// create of that name (aborting its open transaction), and only then is the topic read to its
-/// end and the schedule written, in a transaction that commits only if no later create fenced
-/// it in turn. A fenced create tries again and then finds the winner's record.
-async fn create_once(
-    state: &AppState,
-    schedules: &Schedules,
-    context: &RequestContext,
-    schedule: &Schedule,
-) -> Result<bool, Problem> {
-    let creator = &schedules.creator;
-    let name = schedule.name.as_str();
-    let payload = Some(encode(state, Topic::Schedules, schedule).await?);
-    for tries in 1..=CREATE_TRIES {
-        let stop = CancellationToken::new();
-        let (writer, tasks) = Writer::start(
-            creator.factory.clone(),
-            state.codec.clone(),
-            creator.names.clone(),
-            WriterConfig {
-                role: ClientRole::Ingest,
-                transactional_id: format!("{}{name}", creator.transactional_prefix),
-                exact_id: true,
-                on_fatal: OnFatal::Stop,
-                writers: 1,
-                max_requests: 1,
-                linger: Duration::ZERO,
-                write_timeout: creator.write_timeout,
-                queue_capacity: 1,
-            },
-            stop.clone(),
-        );
-        let tasks = Tasks::new(stop, tasks);
-        let deadline = std::time::Instant::now() + creator.write_timeout;
-        while !writer.ready() && !writer.stopped() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let outcome = if writer.ready() {
-            match stored(state, schedules, name).await {
-                Ok(Some(_)) => Ok(Some(false)),
-                Ok(None) => {
-                    let written = writer
-                        .write(vec![Record {
-                            topic: Topic::Schedules,
-                            key: name.to_owned(),
-                            payload: payload.clone(),
-                            target: Target::Keyed,
-                            traceparent: context.traceparent.clone(),
-                            correlation_id: context.correlation_id.clone(),
-                        }])
-                        .await;
-                    match written {
-                        Ok(()) => Ok(Some(true)),
-                        Err(e) => {
-                            tracing::debug!(schedule = name, tries, error = %e, "create lost to a concurrent one; trying again");
-                            Ok(None)
-                        }
-                    }
-                }
-                Err(problem) => Err(problem),
-            }
-        } else {
-            Ok(None)
-        };
-        tasks.stop().await;
-        match outcome {
-            Ok(Some(created)) => {
-                if created {
-                    // Read your write: the table shows it before the answer.
-                    let _ = sync(state, schedules).await;
-                }
-                return Ok(created);
-            }
-            Ok(None) => {
-                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 50;
-                tokio::time::sleep(Duration::from_millis(20 * u64::from(tries) + jitter)).await;
-            }
-            Err(problem) => return Err(problem),
-        }
-    }
-    Err(Problem::unavailable(
-        format!(
-            "the schedule {name} could not be created now (Kafka did not commit it); retry later"
-        ),
-        state.settings.retry_after.as_secs(),
-    ))
-}
-
 /// The stored schedule named `name`, after reading the topic to its end.
-async fn stored(
+pub(crate) async fn stored(
     state: &AppState,
     schedules: &Schedules,
     name: &str,
@@ -489,7 +380,7 @@ async fn create(
     let name = parse_name(request.name.as_deref().unwrap_or_default())?;
     let now = schedules.clock.now_ms();
     let schedule = merge(&state, &name, defaults(&name, now), &request, true).await?;
-    if !create_once(&state, &schedules, &context, &schedule).await? {
+    if !crate::creates::create_once(&state, &schedules, &context, &schedule).await? {
         return Err(Problem::new(
             409,
             "schedule-exists",

@@ -17,9 +17,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::creates::Creator;
 use crate::domain::{EngineSet, RepoPolicy};
 use crate::idempotency::IdempotencyStore;
-use crate::schedules::{self, Creator, Schedules};
+use crate::schedules::{self, Schedules};
 use scanstream_contracts::Topic;
 use scanstream_contracts::schedule::Schedule;
 use scanstream_platform::tail::{Table, TailSource};
@@ -126,6 +127,7 @@ impl Ingest {
                     settings.topics.prefix, settings.kafka.client_id
                 ),
                 write_timeout: ingest.write_timeout,
+                turn: tokio::sync::Mutex::new(()),
             },
         });
         Ok(Arc::new(Ingest {

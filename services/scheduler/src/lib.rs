@@ -7,6 +7,7 @@
 //! - [`pass`]: one pass of the leader over every schedule: the runs to fire and the new tick
 //!   records, a pure function of its inputs.
 //! - [`clock`]: the schedule clock (real time, or faster for tests and demos).
+//! - [`health`]: what the leader's passes show (readiness, the invalid-schedules metric).
 //! - [`role`]: the Kafka-elected leader that writes each pass in one transaction; each term is
 //!   a supervised session (`scanstream_platform::supervise`).
 //! - [`metrics`]: the names and HELP texts of what it records.
@@ -16,6 +17,7 @@
 //! The `/jobs/schedule` API that writes schedules lives in ingest.
 
 pub mod clock;
+mod health;
 pub mod metrics;
 mod pass;
 mod plan;

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -43,6 +43,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Clock};
+use crate::health::{PassHealth, real_ms};
 use crate::pass::{ActiveRuns, Fire, Pass, PassConfig, plan};
 use crate::plan::run_name;
 
@@ -69,48 +70,6 @@ pub struct Scheduler {
     schedules: Table<Schedule>,
     member: Arc<AtomicBool>,
     health: Arc<PassHealth>,
-}
-
-/// What the leader's passes show, for readiness, metrics and logs.
-#[derive(Debug, Default)]
-struct PassHealth {
-    /// Schedules read at the last pass.
-    schedules: AtomicUsize,
-    /// Real time (ms) of the last pass written, or of the term's start.
-    last_pass_ms: AtomicI64,
-    /// Schedules the last pass could not plan, and why; they do not fire, the others do.
-    invalid: std::sync::Mutex<Vec<(String, String)>>,
-}
-
-impl PassHealth {
-    fn passed(&self) {
-        self.last_pass_ms.store(real_ms(), Ordering::Release);
-    }
-
-    /// Records the schedules a pass could not plan; logs only what changed.
-    fn invalid(&self, now: &[(String, String)]) {
-        let mut known = scanstream_platform::sync::lock(&self.invalid);
-        if known.as_slice() == now {
-            return;
-        }
-        for (name, error) in now {
-            if !known.iter().any(|(n, e)| n == name && e == error) {
-                tracing::error!(schedule = %name, %error, "schedule cannot be planned; it does not fire, the others do");
-            }
-        }
-        for (name, _) in known.iter() {
-            if !now.iter().any(|(n, _)| n == name) {
-                tracing::info!(schedule = %name, "schedule can be planned again");
-            }
-        }
-        *known = now.to_vec();
-    }
-}
-
-fn real_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 struct Leadership {
