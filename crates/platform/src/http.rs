@@ -324,8 +324,8 @@ pub fn child_traceparent(incoming: Option<&str>) -> String {
 pub struct RoleLabel(pub &'static str);
 
 /// Middleware for every route: request context, a tracing span, the correlation id on the
-/// answer (its header, and the body of a [`Problem`]), and request count/latency metrics labelled by role ([`RoleLabel`]), route pattern,
-/// method and status.
+/// answer (its header, and the body of a [`Problem`]), and request count/latency metrics
+/// labelled by role ([`RoleLabel`]), route pattern, method and status.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
