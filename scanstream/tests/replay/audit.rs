@@ -53,26 +53,12 @@ async fn audit_passes_on_a_consistent_system_and_names_a_tampered_job() {
         }
     }
     let (api, stop, task, _store) = aggregator(&f).await;
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats: Value = match http.get(format!("{api}/jobs/stats")).send().await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        let done = jobs
-            .iter()
+    folded(&api, |stats| {
+        jobs.iter()
             .enumerate()
-            .all(|(n, j)| stats[j]["succeeded"] == if n % 2 == 0 { 1 } else { 0 });
-        if done {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the aggregator never folded the events: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .all(|(n, j)| stats[j]["succeeded"] == if n % 2 == 0 { 1 } else { 0 })
+    })
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
@@ -156,8 +142,8 @@ async fn audit_passes_on_a_consistent_system_and_names_a_tampered_job() {
     let _ = task.await;
 }
 
-/// Waits until the aggregator's `GET /jobs/stats` shows `job` succeeded once.
-async fn folded(api: &str, job: &str) {
+/// Waits until the aggregator's `GET /jobs/stats` satisfies `done`.
+async fn folded(api: &str, done: impl Fn(&Value) -> bool) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -165,10 +151,13 @@ async fn folded(api: &str, job: &str) {
             Ok(r) => r.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
         };
-        if stats[job]["succeeded"] == 1 {
+        if done(&stats) {
             return;
         }
-        assert!(Instant::now() < deadline, "never folded: {stats}");
+        assert!(
+            Instant::now() < deadline,
+            "the aggregator never folded the events: {stats}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -199,7 +188,7 @@ async fn poison_is_named_and_can_be_acknowledged_and_conflicting_records_fail_th
     f.produce(0, now + 3, &succeeded(job, now + 3)).await;
 
     let (api, stop, task, _store) = aggregator(&f).await;
-    folded(&api, job).await;
+    folded(&api, |stats| stats[job]["succeeded"] == 1).await;
 
     let dir = tempfile::tempdir().unwrap();
     let audit = |extra: &[&str], name: &str| {
