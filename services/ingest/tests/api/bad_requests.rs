@@ -242,9 +242,14 @@ async fn one_good_request(app: &TestApp) -> (i64, i64) {
         .post(r#"{"name": "ok", "repo": "https://git.example.com/ok.git"}"#)
         .await;
     assert_eq!(ok.status().as_u16(), 202);
+    settled(app).await
+}
+
+/// The high watermarks of scans.commands and scans.events once they stopped moving.
+async fn settled(app: &TestApp) -> (i64, i64) {
     (
-        app.reader.watermark(Topic::Commands),
-        app.reader.watermark(Topic::Events),
+        app.settled_watermark(Topic::Commands).await,
+        app.settled_watermark(Topic::Events).await,
     )
 }
 
@@ -336,10 +341,7 @@ async fn local_repositories_are_checked_where_they_really_are() {
 
     let accepted = app.post(&repo(&root.join("alias"))).await;
     assert_eq!(accepted.status().as_u16(), 202);
-    let before = (
-        app.reader.watermark(Topic::Commands),
-        app.reader.watermark(Topic::Events),
-    );
+    let before = settled(&app).await;
     let keys: Vec<String> = app
         .reader
         .read_all(Topic::Commands)

@@ -134,6 +134,21 @@ impl TestApp {
         )
     }
 
+    /// The high watermark of `topic` once it stopped moving: a transaction's commit markers
+    /// land just after its commit returned, so a watermark read right after a write may still
+    /// grow by them.
+    pub async fn settled_watermark(&self, topic: Topic) -> i64 {
+        let mut last = self.reader.watermark(topic);
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = self.reader.watermark(topic);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// The decoded records of scans.schedules, `None` for tombstones.
     pub async fn schedule_records(&self) -> Vec<(String, Option<Schedule>)> {
         let codec = self.scope.codec();

@@ -36,7 +36,7 @@ async fn schedules_are_created_listed_changed_and_deleted_as_records_of_the_topi
     assert!(next.windows(2).all(|w| w[0] < w[1]));
 
     // The same name again is a conflict and writes nothing.
-    let before = app.reader.watermark(Topic::Schedules);
+    let before = app.settled_watermark(Topic::Schedules).await;
     let (status, problem) = app.json(Method::POST, "/jobs/schedule", Some(body)).await;
     assert_eq!(
         (status, problem["type"].as_str()),
@@ -267,7 +267,7 @@ async fn bad_schedules_get_problem_bodies_and_write_nothing() {
         )
         .await;
     assert_eq!(status, 201);
-    let written = app.reader.watermark(Topic::Schedules);
+    let written = app.settled_watermark(Topic::Schedules).await;
     assert!(written > before);
     let (status, problem) = app
         .json(
