@@ -389,10 +389,7 @@ async fn slow_bodies_are_timed_out_and_write_nothing() {
         .await
         .unwrap();
     assert_eq!(ok.status().as_u16(), 202);
-    let before = (
-        app.reader.watermark(Topic::Commands),
-        app.reader.watermark(Topic::Events),
-    );
+    let before = settled(&app).await;
 
     let address = app.base.trim_start_matches("http://").to_owned();
     let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
