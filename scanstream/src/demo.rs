@@ -215,7 +215,7 @@ pub async fn run(
         let repo = repo.clone();
         tokio::task::spawn_blocking(move || plant_repository(&repo)).await??
     };
-    println!(
+    say!(
         "Demo: planted {} fake secrets in {} ({} in the tip commit, 1 only in its history).",
         planted.len(),
         repo.display(),
@@ -262,7 +262,7 @@ pub async fn run(
             done: false,
         });
     }
-    println!("Submitted {} scans through POST {url}/jobs:", watched.len());
+    say!("Submitted {} scans through POST {url}/jobs:", watched.len());
     let deadline = Instant::now() + SCAN_TIMEOUT;
     while watched.iter().any(|w| !w.done) {
         if Instant::now() > deadline {
@@ -285,7 +285,7 @@ pub async fn run(
                     message.push_str(&format!(": {error}"));
                 }
                 if !is_tty {
-                    println!("  {:<14} {message}", w.name);
+                    say!("  {:<14} {message}", w.name);
                 }
                 w.status = status;
                 w.done = terminal(&w.status);
@@ -315,9 +315,9 @@ pub async fn run(
         .filter(|(name, _)| name.starts_with("demo-"))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    println!();
-    println!("GET {url}/jobs/stats (the demo's jobs):");
-    println!("{:#}", Value::Object(mine));
+    say!();
+    say!("GET {url}/jobs/stats (the demo's jobs):");
+    say!("{:#}", Value::Object(mine));
 
     let jobs: HashSet<JobId> = watched
         .iter()
@@ -330,13 +330,13 @@ pub async fn run(
         .filter(|f| runs.contains(f.run_id.to_string().as_str()))
         .collect::<Vec<_>>();
     findings.sort_by(|a, b| (&a.path, a.line, &a.rule_id).cmp(&(&b.path, b.line, &b.rule_id)));
-    println!();
-    println!("Findings on scans.findings (secrets redacted; fingerprints are keyed hashes):");
+    say!();
+    say!("Findings on scans.findings (secrets redacted; fingerprints are keyed hashes):");
     for w in &watched {
-        println!("  {}:", w.name);
+        say!("  {}:", w.name);
         for f in findings.iter().filter(|f| f.job_id.to_string() == w.job) {
             let commit = f.commit.as_deref().map_or("", |c| &c[..c.len().min(8)]);
-            println!(
+            say!(
                 "    {:<8} {:<22} {}:{} {commit}  {}  fp {}",
                 format!("{:?}", f.severity).to_lowercase(),
                 f.rule_id,
@@ -347,8 +347,8 @@ pub async fn run(
             );
         }
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "The history scan also finds the key removed from scripts/release.sh. Try `scanstream stats`, \
          `scanstream submit <name> --repo file://<repo under {}>`, `scanstream replay --topic \
          scans.events`, `scanstream audit`, POST {url}/jobs/schedule, or GET {url}/openapi.json.",

@@ -13,6 +13,16 @@
 //! - [`replay`]: `scanstream replay`, any topic by time or offset range.
 //! - [`audit`]: `scanstream audit`, job state checked against the folded events.
 
+/// `println!` that ignores a closed standard output (`scanstream up | head`, a supervisor that
+/// went away): what `up` and its demo print is for whoever still reads it, never a reason to
+/// stop the roles mid-flight.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod audit;
 pub mod cli;
 pub mod client;

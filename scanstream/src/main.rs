@@ -19,12 +19,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run(cli))));
+    // A blocking thread still running (a client waiting on a broker that is gone) must not keep
+    // a process that is done, or that panicked, alive: give them a moment, then exit anyway.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             eprintln!("scanstream: {e:#}");
             ExitCode::FAILURE
         }
+        // The panic hook has printed the message.
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

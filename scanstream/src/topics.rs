@@ -24,22 +24,23 @@ pub async fn ensure(settings: &Settings, skip_schemas: bool) -> Result<EnsureRep
     let report =
         topics::ensure(&admin, &names, &settings.topics, factory.request_timeout()).await?;
     for name in &report.created {
-        println!("created   {name}");
+        say!("created   {name}");
     }
     for name in &report.unchanged {
-        println!("unchanged {name}");
+        say!("unchanged {name}");
     }
     for drift in &report.drift {
-        println!("DRIFT     {drift}");
+        say!("DRIFT     {drift}");
     }
     if !skip_schemas {
         for registration in scanstream_platform::registry::codec(settings)?
             .register_all()
             .await?
         {
-            println!(
+            say!(
                 "schema    {} (id {}, BACKWARD)",
-                registration.subject, registration.schema_id
+                registration.subject,
+                registration.schema_id
             );
         }
     }

@@ -139,7 +139,7 @@ pub async fn run(
     let cluster = if settings::cluster_configured(global) {
         None
     } else {
-        println!(
+        say!(
             "Starting a local Kafka and schema registry in {} …",
             layout.cluster.display()
         );
@@ -172,7 +172,7 @@ pub async fn run(
         let _ = watcher.await;
     }
     if let Some(cluster) = cluster.and_then(|c| Arc::try_unwrap(c).ok()) {
-        println!("Stopping the local Kafka and schema registry …");
+        say!("Stopping the local Kafka and schema registry …");
         cluster.into_inner().stop(Duration::from_secs(30)).await;
     }
     result
@@ -277,7 +277,7 @@ async fn run_roles(
     };
     let outcome =
         serve_until_stopped(&settings, app.port(), &roles, layout, args, token, started).await;
-    println!("Stopping …");
+    say!("Stopping …");
     let _ = app.stop().await;
     outcome
 }
@@ -341,42 +341,42 @@ async fn serve_until_stopped(
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "scanstream is up (ready in {:.1} s)",
         started.elapsed().as_secs_f64()
     );
-    println!("  HTTP API:         {url}");
-    println!(
+    say!("  HTTP API:         {url}");
+    say!(
         "                    POST /jobs · GET /jobs/stats · /jobs/{{uuid}} · /readyz · /metrics · /openapi.json"
     );
     match &token {
-        Some((_, file)) => println!(
+        Some((_, file)) => say!(
             "  API token:        {} (scanstream submit/stats read it; curl: -H \"Authorization: Bearer $(cat {0})\")",
             file.display()
         ),
         None if settings.api.auth_enabled => {
-            println!("  API token:        one of the configured api.tokens")
+            say!("  API token:        one of the configured api.tokens")
         }
-        None => println!("  API token:        none (api.auth_enabled = false)"),
+        None => say!("  API token:        none (api.auth_enabled = false)"),
     }
-    println!("  Kafka bootstrap:  {}", settings.kafka.bootstrap_servers);
-    println!("  Schema registry:  {}", settings.registry.url);
+    say!("  Kafka bootstrap:  {}", settings.kafka.bootstrap_servers);
+    say!("  Schema registry:  {}", settings.registry.url);
     if !settings.topics.prefix.is_empty() {
-        println!("  Topic prefix:     {}", settings.topics.prefix);
+        say!("  Topic prefix:     {}", settings.topics.prefix);
     }
-    println!("  Data folder:      {}", layout.root.display());
-    println!(
+    say!("  Data folder:      {}", layout.root.display());
+    say!(
         "  Repositories:     file:// URLs under {} may be scanned",
         layout.repos.display()
     );
     if !args.log_to_terminal {
-        println!(
+        say!(
             "  Log:              {}",
             layout.root.join("logs").join("scanstream.log").display()
         );
     }
-    println!();
+    say!();
     if args.demo {
         let demo = crate::demo::run(
             settings,
@@ -390,14 +390,14 @@ async fn serve_until_stopped(
             result = demo => result.map_err(UpError::Demo)?,
         }
     } else {
-        println!(
+        say!(
             "Try:  scanstream submit my-scan --repo file://{}/<repo>",
             layout.repos.display()
         );
-        println!("      scanstream stats");
+        say!("      scanstream stats");
     }
     if !args.once {
-        println!("Press Ctrl-C to stop.");
+        say!("Press Ctrl-C to stop.");
         shutdown.cancelled().await;
     }
     Ok(())
