@@ -62,11 +62,13 @@ pub enum Command {
     Topics(TopicsCommand),
     /// Run everything on one machine: a local Kafka and schema registry unless a cluster is
     /// configured (--bootstrap-servers/--registry-url, SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS or
-    /// --config), topics and schemas ensured, and ingest, scanner and aggregator in this process
-    /// behind one HTTP port. Ctrl-C stops everything cleanly.
+    /// --config), topics and schemas ensured, and ingest, scanner, aggregator and scheduler in
+    /// this process behind one HTTP port. A local broker or registry that dies is started again.
+    /// Ctrl-C stops everything cleanly.
     Up(UpArgs),
     /// Run the REST API that accepts scan requests and writes them to Kafka (POST /jobs,
-    /// DELETE /jobs/{uuid}, /health_check, /livez, /readyz, /metrics, /openapi.json).
+    /// DELETE /jobs/{uuid}, POST/GET /jobs/schedule, GET/PUT/PATCH/DELETE /jobs/schedule/{name},
+    /// /health_check, /livez, /readyz, /metrics, /openapi.json).
     Ingest(IngestArgs),
     /// API token helpers.
     #[command(subcommand)]
