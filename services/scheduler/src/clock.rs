@@ -14,7 +14,8 @@ pub trait Clock: Send + Sync {
     fn until(&self, at_ms: i64) -> Duration;
 }
 
-fn system_ms() -> i64 {
+/// Real time in milliseconds since the Unix epoch.
+pub(crate) fn system_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

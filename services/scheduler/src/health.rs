@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
+use crate::clock::system_ms;
+
 /// What the leader's passes show, for readiness, metrics and logs.
 #[derive(Debug, Default)]
 pub(crate) struct PassHealth {
@@ -16,7 +18,7 @@ pub(crate) struct PassHealth {
 
 impl PassHealth {
     pub(crate) fn passed(&self) {
-        self.last_pass_ms.store(real_ms(), Ordering::Release);
+        self.last_pass_ms.store(system_ms(), Ordering::Release);
     }
 
     /// Records the schedules a pass could not plan; logs only what changed.
@@ -37,10 +39,4 @@ impl PassHealth {
         }
         *known = now.to_vec();
     }
-}
-
-pub(crate) fn real_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

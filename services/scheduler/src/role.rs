@@ -42,8 +42,8 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{self, Clock};
-use crate::health::{PassHealth, real_ms};
+use crate::clock::{self, Clock, system_ms};
+use crate::health::PassHealth;
 use crate::pass::{ActiveRuns, Fire, Pass, PassConfig, plan};
 use crate::plan::run_name;
 
@@ -173,7 +173,7 @@ impl Role for Scheduler {
         let member = self.member.load(Ordering::Acquire);
         let caught_up = self.schedules.caught_up();
         let leader = self.leading();
-        let since_pass = real_ms() - self.health.last_pass_ms.load(Ordering::Acquire);
+        let since_pass = system_ms() - self.health.last_pass_ms.load(Ordering::Acquire);
         let passing = !leader || since_pass < PASS_STALE.as_millis() as i64;
         let invalid: Vec<String> = scanstream_platform::sync::lock(&self.health.invalid)
             .iter()
