@@ -23,7 +23,9 @@ use scanstream_platform::reachability::Reachability;
 use scanstream_platform::server::{Application, Role, stop_roles};
 use scanstream_scanner::Scanner;
 use scanstream_scheduler::Scheduler;
-use scanstream_testcontainers::{LocalCluster, LocalOptions, Supervision};
+use scanstream_testcontainers::{
+    HangingTransaction, LocalCluster, LocalOptions, Supervision, TransactionTool,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{GlobalArgs, UpArgs};
@@ -159,11 +161,16 @@ pub async fn run(
         Some(cluster)
     };
     let cluster = cluster.map(|c| Arc::new(tokio::sync::Mutex::new(c)));
+    let settings = settings::load(global, &overrides);
     let watching = CancellationToken::new();
-    let watcher = cluster
-        .clone()
-        .map(|cluster| tokio::spawn(watch_cluster(cluster, watching.clone())));
-    let result = match settings::load(global, &overrides) {
+    let watcher = cluster.clone().map(|cluster| {
+        let kafka = settings
+            .as_ref()
+            .ok()
+            .map(|s| KafkaFactory::new(s.kafka.clone()));
+        tokio::spawn(watch_cluster(cluster, kafka, watching.clone()))
+    });
+    let result = match settings {
         Ok(settings) => run_roles(settings, &layout, args, metrics, started).await,
         Err(e) => Err(e.into()),
     };
@@ -178,14 +185,39 @@ pub async fn run(
     result
 }
 
+/// How long after each start of the local broker `up` looks for hanging transactions, and how
+/// often. A crash leaves them within seconds of the restart (see
+/// [`scanstream_testcontainers::transactions`]); they can be told from a live transaction
+/// once they are a minute old.
+const REPAIR_WINDOW: Duration = Duration::from_secs(300);
+const REPAIR_EVERY: Duration = Duration::from_secs(20);
+
 /// Keeps the local broker and registry running: one that exits is logged and started again,
-/// with a growing pause while it keeps dying. Runs as an async task, so the restarted processes
-/// are tied to the runtime's long-lived worker threads.
-async fn watch_cluster(cluster: Arc<tokio::sync::Mutex<LocalCluster>>, stop: CancellationToken) {
+/// with a growing pause while it keeps dying, and for a while after each start of the broker
+/// hanging transactions are looked for and aborted. Runs as an async task, so the restarted
+/// processes are tied to the runtime's long-lived worker threads.
+async fn watch_cluster(
+    cluster: Arc<tokio::sync::Mutex<LocalCluster>>,
+    kafka: Option<KafkaFactory>,
+    stop: CancellationToken,
+) {
+    let tool = cluster.lock().await.transactions();
+    // The first start counts: an `up` killed with its broker leaves the same on its data folder.
+    let mut repair_until = Instant::now() + REPAIR_WINDOW;
+    let mut next_repair = Instant::now() + REPAIR_EVERY;
+    let mut repairing: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = Instant::now();
+        let idle = repairing
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished);
+        if now >= next_repair && now < repair_until && idle {
+            next_repair = now + REPAIR_EVERY;
+            repairing = Some(tokio::spawn(repair_hanging(tool.clone(), kafka.clone())));
         }
         for seen in cluster.lock().await.supervise() {
             match seen {
@@ -194,6 +226,9 @@ async fn watch_cluster(cluster: Arc<tokio::sync::Mutex<LocalCluster>>, stop: Can
                     eprintln!(
                         "scanstream up: the local {service} exited ({status}); started it again"
                     );
+                    if service == "kafka" {
+                        repair_until = Instant::now() + REPAIR_WINDOW;
+                    }
                 }
                 Supervision::Waiting { service, status } => {
                     tracing::warn!(service, %status, "the local {service} is down; restarting it after a pause");
@@ -207,6 +242,92 @@ async fn watch_cluster(cluster: Arc<tokio::sync::Mutex<LocalCluster>>, stop: Can
             }
         }
     }
+}
+
+/// Finds the local broker's hanging transactions and aborts them, saying which record each
+/// one held so that a scan request lost with it can be submitted again.
+async fn repair_hanging(tool: TransactionTool, kafka: Option<KafkaFactory>) {
+    let finder = tool.clone();
+    let found = match tokio::task::spawn_blocking(move || finder.find_hanging()).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "looking for hanging transactions failed; trying again later");
+            return;
+        }
+        Err(_) => return,
+    };
+    for hanging in found {
+        let key = match &kafka {
+            Some(kafka) => first_key(kafka.clone(), hanging.clone()).await,
+            None => None,
+        };
+        let key = key.unwrap_or_else(|| "unknown".to_owned());
+        let aborter = tool.clone();
+        let target = hanging.clone();
+        match tokio::task::spawn_blocking(move || aborter.abort(&target)).await {
+            Ok(Ok(())) => {
+                tracing::error!(
+                    topic = %hanging.topic,
+                    partition = hanging.partition,
+                    offset = hanging.start_offset,
+                    producer_id = hanging.producer_id,
+                    record_key = %key,
+                    "aborted a transaction the broker left open after a crash; consumers were \
+                     stuck behind it. A scan request it held is lost: submit it again"
+                );
+                eprintln!(
+                    "scanstream up: aborted a transaction the broker left open after a crash on \
+                     {}-{} at offset {} (first record key {key}); consumers were stuck behind it. \
+                     If it held a scan request, submit that scan again.",
+                    hanging.topic, hanging.partition, hanging.start_offset
+                );
+            }
+            Ok(Err(error)) => {
+                tracing::error!(
+                    topic = %hanging.topic,
+                    partition = hanging.partition,
+                    offset = hanging.start_offset,
+                    %error,
+                    "aborting a hanging transaction failed; trying again later"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The key of the first record of `hanging` (a job id on every scanstream topic), read
+/// uncommitted since the transaction never ended.
+async fn first_key(kafka: KafkaFactory, hanging: HangingTransaction) -> Option<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    tokio::task::spawn_blocking(move || {
+        let mut config = kafka.client_config(ClientRole::Admin);
+        config
+            .set("group.id", "scanstream-up-repair")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_uncommitted");
+        let consumer: BaseConsumer = config.create().ok()?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(
+                &hanging.topic,
+                hanging.partition,
+                Offset::Offset(hanging.start_offset),
+            )
+            .ok()?;
+        consumer.assign(&assignment).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+                return Some(String::from_utf8_lossy(message.key()?).into_owned());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 async fn run_roles(

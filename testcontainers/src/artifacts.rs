@@ -132,7 +132,9 @@ fn run_mvn(args: &[&str], cwd: &Path, log: &Path, artifact: &str) -> Result<()> 
 pub fn kafka_libs(cache: &Path) -> Result<PathBuf> {
     let home = cache.join(format!("kafka-{KAFKA_VERSION}"));
     let libs = home.join("libs");
-    let done = home.join(".complete");
+    // `.complete-2`: the set of jars includes kafka-tools (for `TransactionsCommand`); a cache
+    // completed before that is fetched again.
+    let done = home.join(".complete-2");
     if done.is_file() {
         return Ok(libs);
     }
@@ -150,6 +152,8 @@ pub fn kafka_libs(cache: &Path) -> Result<PathBuf> {
   <packaging>pom</packaging>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{KAFKA_VERSION}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{KAFKA_VERSION}</version>
+      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{LOG4J_VERSION}</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{LOG4J_VERSION}</version></dependency>
   </dependencies>
@@ -251,7 +255,9 @@ pub fn apicurio_runner(cache: &Path) -> Result<PathBuf> {
     let runner = home.join(format!(
         "apicurio-registry-app-{APICURIO_VERSION}-runner.jar"
     ));
-    let done = home.join(".complete");
+    // `.complete-2`: the set of jars includes kafka-tools (for `TransactionsCommand`); a cache
+    // completed before that is fetched again.
+    let done = home.join(".complete-2");
     if done.is_file() && runner.is_file() {
         return Ok(runner);
     }

@@ -23,6 +23,7 @@ pub mod fixture;
 pub mod kafka;
 pub mod local;
 pub mod ready;
+pub mod transactions;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use std::time::Duration;
 pub use fixture::{TestScope, shared};
 pub use kafka::{TopicReader, ensure_topics, header};
 pub use local::{LocalCluster, LocalOptions, Supervision};
+pub use transactions::{HangingTransaction, TransactionTool};
 
 /// Where a started cluster can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]

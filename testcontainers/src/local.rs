@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ready::{PollError, kafka_answers, poll, registry_answers};
+use crate::transactions::TransactionTool;
 use crate::{Endpoints, Error, Result, artifacts};
 
 /// Options for [`LocalCluster::start`].
@@ -50,7 +51,8 @@ impl LocalOptions {
 }
 
 /// A running local Kafka + registry. Dropping it kills both; [`LocalCluster::stop`] shuts
-/// them down gracefully; [`LocalCluster::supervise`] restarts one that died.
+/// them down gracefully; [`LocalCluster::supervise`] restarts one that died;
+/// [`LocalCluster::transactions`] repairs what a broker crash can leave behind.
 pub struct LocalCluster {
     endpoints: Endpoints,
     kafka: Option<Child>,
@@ -61,6 +63,7 @@ pub struct LocalCluster {
     kafka_backoff: Backoff,
     registry_backoff: Backoff,
     data_dir: PathBuf,
+    transactions: TransactionTool,
     /// How long each service took to become ready.
     pub kafka_ready_after: Duration,
     pub registry_ready_after: Duration,
@@ -391,6 +394,12 @@ impl LocalCluster {
             kafka_backoff: Backoff::new(),
             registry_backoff: Backoff::new(),
             data_dir: options.data_dir.clone(),
+            transactions: TransactionTool {
+                java: java.clone(),
+                classpath: classpath.clone(),
+                bootstrap_servers: bootstrap_servers.clone(),
+                broker_id: 1,
+            },
             kafka_ready_after: Duration::ZERO,
             registry_ready_after: Duration::ZERO,
         };
@@ -507,6 +516,11 @@ impl LocalCluster {
             }
         }
         seen
+    }
+
+    /// Finds and aborts the broker's hanging transactions (see [`crate::transactions`]).
+    pub fn transactions(&self) -> TransactionTool {
+        self.transactions.clone()
     }
 
     /// The broker's process id, while it runs.

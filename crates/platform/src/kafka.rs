@@ -337,6 +337,7 @@ pub async fn settle(
 ///
 /// Metrics (labels from bounded sets only: role, topic, partition):
 /// - `scanstream_kafka_consumer_lag_messages{client,topic,partition}`
+/// - `scanstream_kafka_unstable_messages{client,topic,partition}`: beyond the last stable offset
 /// - `scanstream_kafka_client_queue_messages{client}`: messages waiting in the client
 /// - `scanstream_kafka_messages_sent_total{client}` / `_received_total{client}`
 /// - `scanstream_kafka_broker_errors_total{client,direction}`
@@ -381,6 +382,17 @@ impl StatsContext {
                     "partition" => partition.to_string()
                 )
                 .set(p.consumer_lag as f64);
+                // Consumers read committed data, so their lag counts to the last stable offset
+                // and stays 0 behind a transaction that never ends; this shows it.
+                if p.hi_offset >= 0 && p.ls_offset >= 0 {
+                    metrics::gauge!(
+                        crate::metrics::KAFKA_UNSTABLE_MESSAGES,
+                        "client" => client,
+                        "topic" => topic.clone(),
+                        "partition" => partition.to_string()
+                    )
+                    .set((p.hi_offset - p.ls_offset).max(0) as f64);
+                }
             }
         }
     }

@@ -21,6 +21,9 @@ pub const KAFKA_BROKER_ERRORS: &str = "scanstream_kafka_broker_errors_total";
 pub const KAFKA_CLIENT_QUEUE: &str = "scanstream_kafka_client_queue_messages";
 /// Messages between a consumer's position and the partition end, by client, topic and partition.
 pub const KAFKA_CONSUMER_LAG: &str = "scanstream_kafka_consumer_lag_messages";
+/// Messages of a consumed partition beyond its last stable offset (in transactions not yet
+/// ended), by client, topic and partition. Above zero for over a minute: a hanging transaction.
+pub const KAFKA_UNSTABLE_MESSAGES: &str = "scanstream_kafka_unstable_messages";
 /// Messages a Kafka client received, by client.
 pub const KAFKA_MESSAGES_RECEIVED: &str = "scanstream_kafka_messages_received_total";
 /// Messages a Kafka client sent, by client.
@@ -71,6 +74,10 @@ pub fn describe() {
     metrics::describe_gauge!(
         KAFKA_CONSUMER_LAG,
         "Messages between a consumer's position and the partition end, by client, topic and partition."
+    );
+    metrics::describe_gauge!(
+        KAFKA_UNSTABLE_MESSAGES,
+        "Messages of a consumed partition beyond its last stable offset (open transactions), by client, topic and partition; above zero for over a minute means a hanging transaction."
     );
     metrics::describe_counter!(
         KAFKA_MESSAGES_RECEIVED,
