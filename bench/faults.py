@@ -3,7 +3,8 @@
 and, halfway, kills `up` itself (mode `up`: kill -9, then starts it again on the same data
 folder) or its broker (mode `broker`: kill -9 of the JVM; `up` restarts it). Then waits until
 every acknowledged scan ended and prints, as JSON: acknowledged, refused (503 while Kafka was
-away), terminal, runs counted twice, and `scanstream audit`'s verdict.
+away), terminal, runs counted twice, hanging transactions `up` aborted, and `scanstream audit`'s
+verdict.
 
     cargo build -p scanstream && bench/faults.py target/debug/scanstream up 200
     bench/faults.py "$CARGO_TARGET_DIR/debug/scanstream" broker 300
@@ -72,7 +73,8 @@ audit = subprocess.run([BIN, "--bootstrap", open(f"{DATA}/cluster/kafka/server.p
                         "audit", "--api-url", f"http://127.0.0.1:{PORT}"], capture_output=True, text=True,
                        env=dict(os.environ, SCANSTREAM_TOKEN=open(f"{DATA}/api-token").read().strip(),
                                 SCANSTREAM__REGISTRY__URL=[l for l in open(f"/tmp/killrun-{MODE}.out") if "Schema registry:" in l][-1].split()[-1]))
+repaired = [l.strip() for l in open(f"/tmp/killrun-{MODE}.out") if "aborted a transaction" in l]
 print(json.dumps({"mode": MODE, "submitted": N, "acknowledged": len(acked), "refused_or_failed": refused,
-                  "terminal": len(terminal & acked), "not_terminal": missing[:10], "succeeded_twice": dups[:10],
+                  "terminal": len(terminal & acked), "not_terminal": missing[:10], "succeeded_twice": dups[:10], "hanging_transactions_aborted": repaired[:5],
                   "audit_exit": audit.returncode, "audit": audit.stdout.strip().splitlines()[:3], "seconds": round(time.time() - t0, 1)}, indent=1))
 p.send_signal(signal.SIGINT); p.wait(timeout=60)
