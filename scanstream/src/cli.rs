@@ -263,10 +263,17 @@ pub struct ScanArgs {
     /// Branch, tag or full commit id to scan (read from the repository, not the disk).
     #[arg(long = "ref", value_name = "REF")]
     pub git_ref: Option<String>,
-    /// Extra rule file (TOML, the built-in pack's format), merged onto the built-in rules.
+    /// Extra rule file, merged onto the built-in rules: the built-in pack's TOML format, or a
+    /// gitleaks config (`[extend] useDefault = true` keeps the built-in rules; without it only
+    /// the file's rules run).
     /// Repeatable.
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Vec<PathBuf>,
+    /// Ignore the target's own .gitleaks.toml (rules) and .gitleaksignore (findings to skip,
+    /// `[commit:]file:rule:line`), which are honoured by default for folders and local
+    /// repositories.
+    #[arg(long)]
+    pub no_repo_config: bool,
     /// File of fingerprints to ignore, one per line. A .scanstreamignore at the root of the
     /// scanned folder or tree is always read.
     #[arg(long, value_name = "FILE")]

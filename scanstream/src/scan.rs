@@ -14,7 +14,9 @@ use scanstream_platform::Settings;
 use scanstream_scanner::dir::DirSource;
 use scanstream_scanner::report::Report;
 use scanstream_scanner::runner::Progress;
-use scanstream_scanner::scan::{IGNORE_FILE, parse_ignore};
+use scanstream_scanner::scan::{
+    GITLEAKS_CONFIG, GITLEAKS_IGNORE, IGNORE_FILE, parse_gitleaks_ignore, parse_ignore,
+};
 use scanstream_scanner::startup;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +35,18 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
     scanner
         .rule_files
         .extend(args.rules.iter().map(|p| p.display().to_string()));
+    // A local target's own gitleaks files, as gitleaks reads them.
+    let mut place_ignores = Vec::new();
+    if !is_url(&args.target) && !args.no_repo_config {
+        let root = PathBuf::from(&args.target);
+        let config = root.join(GITLEAKS_CONFIG);
+        if config.is_file() {
+            scanner.rule_files.push(config.display().to_string());
+        }
+        if let Ok(text) = std::fs::read_to_string(root.join(GITLEAKS_IGNORE)) {
+            place_ignores = parse_gitleaks_ignore(&text);
+        }
+    }
     let scanning = Arc::new(startup::scanning(&scanner, args.cache_dir.as_deref(), &[])?);
     let mut ignored: HashSet<String> = HashSet::new();
     if let Some(file) = &args.ignore_file {
@@ -51,7 +65,7 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
     let bar = progress_bar(args, progress.clone());
     // Kept until the scan ends: the mirror's shared lock and, without --cache-dir, its folder.
     let mut _temp = None;
-    let (runs, commit) = if is_url(&args.target) {
+    let (mut runs, commit) = if is_url(&args.target) {
         let cache = match &args.cache_dir {
             Some(dir) => dir.clone(),
             None => {
@@ -103,6 +117,10 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
     };
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    for run in &mut runs {
+        run.found
+            .retain(|f| !place_ignores.iter().any(|ignore| ignore.matches(f)));
     }
     let report = Report {
         target: args.target.clone(),

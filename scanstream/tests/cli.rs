@@ -152,3 +152,56 @@ fn scan_exit_codes_tell_clean_from_findings_from_errors() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing).contains("does not exist"));
 }
+
+/// A folder's own `.gitleaks.toml` and `.gitleaksignore` count as gitleaks counts them, unless
+/// `--no-repo-config`.
+#[test]
+fn scan_honours_a_folders_gitleaks_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let scan = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+            .arg("scan")
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+        let mut found: Vec<(String, String)> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap().to_owned(),
+                    f["rule"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    std::fs::write(
+        dir.path().join(".gitleaks.toml"),
+        "[extend]\nuseDefault = true\n[[rules]]\nid = \"team-token\"\n\
+         regex = '''tmt_([a-z0-9]{30})'''\nkeywords = [\"tmt_\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a.txt"),
+        "team = tmt_q8z2m4x7c1v9b3n6k0j5h2g8p4r7s1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.txt"),
+        "known = tmt_z9y8x7w6v5u4t3s2r1q0p9o8n7m6l5\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".gitleaksignore"), "b.txt:team-token:1\n").unwrap();
+    let target = dir.path().display().to_string();
+    assert_eq!(
+        scan(&[&target]),
+        vec![("a.txt".to_owned(), "team-token".to_owned())]
+    );
+    assert!(scan(&[&target, "--no-repo-config"]).is_empty());
+}

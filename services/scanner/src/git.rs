@@ -180,6 +180,8 @@ pub fn read_path(repo: &Repo, commit: ObjectId, name: &str) -> Option<Vec<u8>> {
 pub struct GitSource {
     repo: Repo,
     items: Vec<Item>,
+    /// For history sources: each walked commit's rank, oldest first (by commit time).
+    ranks: HashMap<String, usize>,
 }
 
 impl GitSource {
@@ -187,6 +189,7 @@ impl GitSource {
         Self {
             repo: repo.clone(),
             items: Vec::new(),
+            ranks: HashMap::new(),
         }
     }
 
@@ -253,7 +256,20 @@ impl GitSource {
                 }
             })?;
         }
-        Self::from_places(repo, &local, places)
+        let mut source = Self::from_places(repo, &local, places)?;
+        source.ranks = commits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(rank, commit)| (commit.to_string(), rank))
+            .collect();
+        Ok(source)
+    }
+
+    /// The rank of `commit` among a history source's commits, oldest first; `None` for other
+    /// sources and unknown commits.
+    pub fn commit_rank(&self, commit: &str) -> Option<usize> {
+        self.ranks.get(commit).copied()
     }
 
     /// The blobs of the commits after `since` up to `commit` that `since`'s tree lacks.
@@ -295,6 +311,7 @@ impl GitSource {
         Ok(Self {
             repo: repo.clone(),
             items,
+            ranks: HashMap::new(),
         })
     }
 }

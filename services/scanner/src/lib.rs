@@ -17,6 +17,7 @@
 //! - [`Error`]: the one error type, with a bounded label per kind.
 
 mod consumer;
+pub mod decode;
 pub mod dir;
 mod emit;
 pub mod engine;

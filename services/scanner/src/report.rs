@@ -114,6 +114,9 @@ impl Report {
             if let Some(commit) = &place.commit {
                 let _ = write!(out, "  commit {}", &commit[..commit.len().min(12)]);
             }
+            if found.versions > 1 {
+                let _ = write!(out, "  (in {} versions)", found.versions);
+            }
             let _ = writeln!(
                 out,
                 "\n         {}  fingerprint {}",
@@ -208,6 +211,7 @@ impl Report {
                     "path": f.place.path,
                     "line": f.hit.line,
                     "commit": f.place.commit,
+                    "versions": f.versions,
                     "fingerprint": f.hit.fingerprint,
                     "preview": f.hit.preview,
                 })
@@ -292,6 +296,7 @@ impl Report {
                     "properties": {
                         "severity": severity_name(f.hit.severity),
                         "commit": f.place.commit,
+                        "versions": f.versions,
                     },
                 });
                 if let (Some(i), Some(object)) =

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use scanstream_contracts::finding::Severity;
 use serde::Deserialize;
@@ -17,14 +17,55 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 
 /// The rule pack shipped in the binary.
-pub const BUILTIN: &str = include_str!("../rules/default.toml");
+/// The built-in pack, in order: the base file (global allowlist and the first rules), one file
+/// per family, and the generic rules.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("built-in rules", include_str!("../rules/default.toml")),
+    (
+        "built-in rules (cloud)",
+        include_str!("../rules/families/cloud.toml"),
+    ),
+    (
+        "built-in rules (devtools)",
+        include_str!("../rules/families/devtools.toml"),
+    ),
+    (
+        "built-in rules (saas)",
+        include_str!("../rules/families/saas.toml"),
+    ),
+    (
+        "built-in rules (platforms)",
+        include_str!("../rules/families/platforms.toml"),
+    ),
+    (
+        "built-in rules (ai-data)",
+        include_str!("../rules/families/ai-data.toml"),
+    ),
+    (
+        "built-in rules (commerce)",
+        include_str!("../rules/families/commerce.toml"),
+    ),
+    (
+        "built-in rules (structure)",
+        include_str!("../rules/families/structure.toml"),
+    ),
+    (
+        "built-in rules (generic)",
+        include_str!("../rules/generic.toml"),
+    ),
+];
+
+/// Rules whose id starts with this settle overlaps after every other rule, wherever defined.
+pub const GENERIC_PREFIX: &str = "generic-";
 
 /// Bumped whenever matching changes in a way that changes results for the same rules, so result
 /// caches written by an older scanner are not reused.
-const MATCHING_VERSION: &str = "secrets/1";
+const MATCHING_VERSION: &str = "secrets/2";
 
 /// Regexes may compile to at most this much memory each; a rule file cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 16 << 20;
+
+mod gitleaks;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +100,9 @@ struct AllowlistDef {
     values: Vec<String>,
     #[serde(default)]
     stopwords: Vec<String>,
+    /// Matched (searched) against the whole line holding a match.
+    #[serde(default)]
+    lines: Vec<String>,
 }
 
 impl AllowlistDef {
@@ -66,6 +110,7 @@ impl AllowlistDef {
         self.paths.extend(other.paths);
         self.values.extend(other.values);
         self.stopwords.extend(other.stopwords);
+        self.lines.extend(other.lines);
     }
 }
 
@@ -90,15 +135,22 @@ struct RuleDef {
     severity: String,
     #[serde(default)]
     allowlist: AllowlistDef,
+    /// The secret is the first capture group that matched (gitleaks' `secretGroup = 0`).
+    #[serde(skip)]
+    first_group: bool,
+    /// Runs without keywords, on every content (gitleaks rules may have none).
+    #[serde(skip)]
+    any_content: bool,
 }
 
-/// Paths, secret values and stopwords that veto a match.
+/// Paths, secret values, stopwords and lines that veto a match.
 #[derive(Debug)]
 pub struct Allowlist {
     paths: Option<RegexSet>,
     values: Option<RegexSet>,
     /// Lowercase.
     stopwords: Vec<String>,
+    lines: Option<RegexSet>,
 }
 
 impl Allowlist {
@@ -108,6 +160,7 @@ impl Allowlist {
                 return Ok(None);
             }
             RegexSetBuilder::new(patterns)
+                .unicode(false)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map(Some)
@@ -117,7 +170,13 @@ impl Allowlist {
             paths: set(&def.paths, "path")?,
             values: set(&def.values, "value")?,
             stopwords: def.stopwords.iter().map(|s| s.to_lowercase()).collect(),
+            lines: set(&def.lines, "line")?,
         })
+    }
+
+    /// True when the line holding a match is allowlisted.
+    pub fn allows_line(&self, line: &[u8]) -> bool {
+        self.lines.as_ref().is_some_and(|set| set.is_match(line))
     }
 
     /// True when `path` is allowlisted.
@@ -151,6 +210,8 @@ pub struct Rule {
     pub regex: Option<Regex>,
     pub path: Option<Regex>,
     pub secret_group: usize,
+    /// The secret is the first capture group that matched, else the whole match.
+    pub first_group: bool,
     pub entropy: Option<f64>,
     pub severity: Severity,
     pub allowlist: Allowlist,
@@ -165,25 +226,30 @@ pub struct RulePack {
     pub keywords: AhoCorasick,
     /// For keyword pattern `i`, the indexes of the rules it triggers.
     pub keyword_rules: Vec<Vec<usize>>,
+    /// Content rules without keywords (from gitleaks files): they run on every content.
+    pub always: Vec<usize>,
     hash: String,
 }
 
 impl RulePack {
     /// The built-in pack.
     pub fn builtin() -> Result<Self, Error> {
-        Self::from_sources(&[("built-in rules", BUILTIN.to_owned())])
+        let sources: Vec<(&str, String)> = BUILTIN
+            .iter()
+            .map(|(name, text)| (*name, (*text).to_owned()))
+            .collect();
+        Self::from_sources(&sources)
     }
 
-    /// The built-in pack merged with the user rule files, in order.
-    pub fn load(user_files: &[impl AsRef<Path>]) -> Result<Self, Error> {
-        let mut sources = vec![("built-in rules".to_owned(), BUILTIN.to_owned())];
-        for path in user_files {
-            let path = path.as_ref();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Rules(format!("cannot read rule file {}: {e}", path.display()))
-            })?;
-            sources.push((path.display().to_string(), text));
-        }
+    /// The built-in pack merged with the user rule files, then a scanned repository's own
+    /// `.gitleaks.toml` text (whose `[extend] path` is refused: a repository may not make the
+    /// scanner read its files).
+    pub fn load_with_repository(
+        user_files: &[impl AsRef<Path>],
+        repository: &str,
+    ) -> Result<Self, Error> {
+        let mut sources = Self::sources(user_files)?;
+        sources.push((REPOSITORY_SOURCE.to_owned(), repository.to_owned()));
         let borrowed: Vec<(&str, String)> = sources
             .iter()
             .map(|(name, text)| (name.as_str(), text.clone()))
@@ -191,18 +257,47 @@ impl RulePack {
         Self::from_sources(&borrowed)
     }
 
-    /// Merges and compiles `(name, TOML text)` sources; the first is the base pack.
+    fn sources(user_files: &[impl AsRef<Path>]) -> Result<Vec<(String, String)>, Error> {
+        let mut sources: Vec<(String, String)> = BUILTIN
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect();
+        for path in user_files {
+            let path = path.as_ref();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Rules(format!("cannot read rule file {}: {e}", path.display()))
+            })?;
+            sources.push((path.display().to_string(), text));
+        }
+        Ok(sources)
+    }
+
+    /// The built-in pack merged with the user rule files, in order.
+    pub fn load(user_files: &[impl AsRef<Path>]) -> Result<Self, Error> {
+        let sources = Self::sources(user_files)?;
+        let borrowed: Vec<(&str, String)> = sources
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.clone()))
+            .collect();
+        Self::from_sources(&borrowed)
+    }
+
+    /// Merges and compiles `(name, TOML text)` sources; the first is the base pack. Rules keep
+    /// the order they are first defined in, except that generic rules come last.
     pub fn from_sources(sources: &[(&str, String)]) -> Result<Self, Error> {
         let mut hasher = Sha256::new();
         hasher.update(MATCHING_VERSION.as_bytes());
         let mut defs: BTreeMap<String, (usize, RuleDef, String)> = BTreeMap::new();
         let mut allow = AllowlistDef::default();
         let mut order = 0;
+        let mut files: Vec<(String, PackFile)> = Vec::new();
         for (name, text) in sources {
             hasher.update([0]);
             hasher.update(text.as_bytes());
-            let file: PackFile =
-                toml::from_str(text).map_err(|e| Error::Rules(format!("{name}: {e}")))?;
+            read_source(name, text, 0, &mut files, &mut hasher)?;
+        }
+        for (name, file) in files {
+            let name = name.as_str();
             for id in &file.disable {
                 if defs.remove(id).is_none() {
                     return Err(Error::Rules(format!(
@@ -223,7 +318,7 @@ impl RulePack {
             }
         }
         let mut ordered: Vec<(usize, RuleDef, String)> = defs.into_values().collect();
-        ordered.sort_by_key(|(position, _, _)| *position);
+        ordered.sort_by_key(|(position, def, _)| (def.id.starts_with(GENERIC_PREFIX), *position));
         let mut rules = Vec::with_capacity(ordered.len());
         for (_, def, source) in &ordered {
             rules.push(compile_rule(def, source)?);
@@ -233,6 +328,12 @@ impl RulePack {
         }
         let mut keywords: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let always: Vec<usize> = ordered
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, def, _))| def.regex.is_some() && def.keywords.is_empty())
+            .map(|(index, _)| index)
+            .collect();
         for (index, (_, def, _)) in ordered.iter().enumerate() {
             for keyword in &def.keywords {
                 let keyword = keyword.to_ascii_lowercase();
@@ -245,9 +346,12 @@ impl RulePack {
                 }
             }
         }
+        // A DFA: hundreds of keywords are searched overlapping over every byte scanned, where
+        // the default (a contiguous NFA) is markedly slower.
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&keywords)
             .map_err(|e| Error::Rules(format!("keyword prefilter: {e}")))?;
         Ok(Self {
@@ -255,6 +359,7 @@ impl RulePack {
             allowlist: Allowlist::compile(&allow, "allowlist")?,
             keywords,
             keyword_rules,
+            always,
             hash: hex::encode(hasher.finalize()),
         })
     }
@@ -263,6 +368,85 @@ impl RulePack {
     pub fn hash(&self) -> &str {
         &self.hash
     }
+}
+
+/// The name of a scanned repository's own rule file among the sources.
+const REPOSITORY_SOURCE: &str = "the repository's .gitleaks.toml";
+
+/// How deep gitleaks `[extend] path` chains may go.
+const MAX_EXTEND_DEPTH: usize = 2;
+
+/// Reads one source into `files`: a scanstream rule file as it is; a gitleaks file converted,
+/// after the files it extends, with a `disable` of every rule so far unless it extends the
+/// default.
+fn read_source(
+    name: &str,
+    text: &str,
+    depth: usize,
+    files: &mut Vec<(String, PackFile)>,
+    hasher: &mut Sha256,
+) -> Result<(), Error> {
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| Error::Rules(format!("{name}: {e}")))?;
+    if !gitleaks::is_gitleaks(&table) {
+        let file: PackFile =
+            toml::from_str(text).map_err(|e| Error::Rules(format!("{name}: {e}")))?;
+        files.push((name.to_owned(), file));
+        return Ok(());
+    }
+    let dir = Path::new(name).parent().filter(|d| d.is_dir());
+    let converted = gitleaks::convert(name, &table, dir)?;
+    for path in &converted.extends {
+        if name == REPOSITORY_SOURCE {
+            return Err(Error::Rules(format!(
+                "{name}: [extend] path is not honoured in a scanned repository's rules"
+            )));
+        }
+        if depth >= MAX_EXTEND_DEPTH {
+            return Err(Error::Rules(format!(
+                "{name}: [extend] path goes deeper than {MAX_EXTEND_DEPTH} files"
+            )));
+        }
+        let extended = std::fs::read_to_string(path).map_err(|e| {
+            Error::Rules(format!(
+                "{name}: cannot read [extend] path {}: {e}",
+                path.display()
+            ))
+        })?;
+        hasher.update([0]);
+        hasher.update(extended.as_bytes());
+        read_source(
+            &path.display().to_string(),
+            &extended,
+            depth + 1,
+            files,
+            hasher,
+        )?;
+    }
+    let mut file = converted.file;
+    let defined: Vec<String> = files
+        .iter()
+        .flat_map(|(_, f)| f.rules.iter().map(|r| r.id.clone()))
+        .collect();
+    if converted.replaces_builtin && depth == 0 {
+        // Only the rules of this file, what it extends and other user files stay.
+        let mut seen = std::collections::BTreeSet::new();
+        file.disable = files
+            .iter()
+            .filter(|(n, _)| n.starts_with("built-in"))
+            .flat_map(|(_, f)| f.rules.iter().map(|r| r.id.clone()))
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+    } else {
+        // gitleaks' own rule ids are not scanstream's: only those the pack has are disabled.
+        file.disable = converted
+            .disabled
+            .into_iter()
+            .filter(|id| defined.contains(id))
+            .collect();
+    }
+    files.push((name.to_owned(), file));
+    Ok(())
 }
 
 fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
@@ -278,7 +462,11 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
         ));
     }
     let compile = |pattern: &str, what: &str| {
+        // ASCII semantics for `\b`, `\w`, `\s` and `(?i)`: the rules are ASCII, and a Unicode
+        // word boundary makes the fast lazy DFA give up on any non-ASCII byte (source files
+        // are full of them), falling back to a much slower engine.
         RegexBuilder::new(pattern)
+            .unicode(false)
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
             .map_err(|e| at(format!("{what}: {e}")))
@@ -290,7 +478,9 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
         .transpose()?;
     let regex = match &def.regex {
         Some(pattern) => {
-            if def.keywords.is_empty() || def.keywords.iter().any(|k| k.is_empty()) {
+            if (def.keywords.is_empty() && !def.any_content)
+                || def.keywords.iter().any(|k| k.is_empty())
+            {
                 return Err(at(
                     "needs at least one non-empty keyword for the prefilter".into()
                 ));
@@ -336,6 +526,7 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
         regex,
         path,
         secret_group: def.secret_group,
+        first_group: def.first_group,
         entropy: def.entropy,
         severity,
         allowlist: Allowlist::compile(&def.allowlist, source)?,
@@ -347,10 +538,12 @@ mod tests {
     use super::*;
 
     fn pack(extra: &str) -> Result<RulePack, Error> {
-        RulePack::from_sources(&[
-            ("built-in rules", BUILTIN.to_owned()),
-            ("user.toml", extra.to_owned()),
-        ])
+        let mut sources: Vec<(&str, String)> = BUILTIN
+            .iter()
+            .map(|(name, text)| (*name, (*text).to_owned()))
+            .collect();
+        sources.push(("user.toml", extra.to_owned()));
+        RulePack::from_sources(&sources)
     }
 
     #[test]

@@ -96,6 +96,9 @@ impl Limits {
 pub struct Found {
     pub hit: Hit,
     pub place: Place,
+    /// How many versions (blobs) of the file carried this secret: above 1 in history scans,
+    /// where one finding stands for every version, at the commit that introduced it.
+    pub versions: u32,
 }
 
 /// Why an item was not scanned.
@@ -385,6 +388,7 @@ pub fn run<S: Source>(
                 run.found.push(Found {
                     hit,
                     place: place.clone(),
+                    versions: 1,
                 });
             }
         }
@@ -434,6 +438,7 @@ pub fn run<S: Source>(
                     run.found.push(Found {
                         hit: hit.clone(),
                         place: place.clone(),
+                        versions: 1,
                     });
                 }
             }

@@ -21,7 +21,9 @@ use crate::Error;
 use crate::engine::Engine;
 use crate::git::{self, GitSource, Repo};
 use crate::results::ResultCache;
-use crate::runner::{self, EngineRun, Limits, Progress};
+use crate::rules::RulePack;
+use crate::runner::{self, EngineRun, Found, Limits, Progress};
+use crate::secrets::SecretsEngine;
 use crate::source::Source;
 
 /// The name of the ignore file read from the root of a scanned tree or folder.
@@ -49,6 +51,14 @@ pub struct Scanning {
     state_dir: Option<PathBuf>,
     /// Which repository URLs commands may name: the rules ingest applies, shared.
     repos: RepoRules,
+    /// Set when scanned repositories' own `.gitleaks.toml`/`.gitleaksignore` are honoured.
+    repository_rules: Option<RepositoryRules>,
+}
+
+/// What a scan needs to build the `secrets` engine again with a repository's own rules.
+struct RepositoryRules {
+    rule_files: Vec<String>,
+    fingerprint_key: Vec<u8>,
 }
 
 impl Scanning {
@@ -83,7 +93,54 @@ impl Scanning {
             ignored,
             state_dir: cache_dir.map(|d| d.join("incremental")),
             repos,
+            repository_rules: None,
         }
+    }
+
+    /// Honours scanned repositories' own `.gitleaks.toml` (merged after `rule_files`, with the
+    /// same fingerprint key) and `.gitleaksignore`.
+    pub fn with_repository_rules(
+        mut self,
+        rule_files: Vec<String>,
+        fingerprint_key: &[u8],
+    ) -> Self {
+        self.repository_rules = Some(RepositoryRules {
+            rule_files,
+            fingerprint_key: fingerprint_key.to_vec(),
+        });
+        self
+    }
+
+    /// A `secrets` engine with the repository's `.gitleaks.toml` merged, and its
+    /// `.gitleaksignore`, when they are honoured and present at `commit`. A rule file that does
+    /// not load is reported (its first line only: the rest quotes the file) and not used.
+    fn repository_config(
+        &self,
+        repo: &Repo,
+        commit: git::ObjectId,
+    ) -> (Option<Arc<dyn Engine>>, Vec<PlaceIgnore>) {
+        let Some(config) = &self.repository_rules else {
+            return (None, Vec::new());
+        };
+        let ignores = git::read_path(repo, commit, GITLEAKS_IGNORE)
+            .map(|bytes| parse_gitleaks_ignore(&String::from_utf8_lossy(&bytes)))
+            .unwrap_or_default();
+        let engine = git::read_path(repo, commit, GITLEAKS_CONFIG).and_then(|bytes| {
+            let text = String::from_utf8_lossy(&bytes);
+            match RulePack::load_with_repository(&config.rule_files, &text) {
+                Ok(pack) => {
+                    Some(Arc::new(SecretsEngine::new(pack, &config.fingerprint_key))
+                        as Arc<dyn Engine>)
+                }
+                Err(error) => {
+                    let error = error.to_string();
+                    let first = error.lines().next().unwrap_or_default();
+                    tracing::warn!(error = first, "the repository's .gitleaks.toml is not used");
+                    None
+                }
+            }
+        });
+        (engine, ignores)
     }
 
     pub fn engine_ids(&self) -> Vec<String> {
@@ -159,7 +216,25 @@ impl Scanning {
             }
         };
         let ignored = self.ignored_with(git::read_path(repo, commit, IGNORE_FILE));
-        self.run_engines(&source, engine_ids, &ignored, progress, cancel)
+        let (own_engine, place_ignores) = self.repository_config(repo, commit);
+        let mut runs = self.run_engines_with(
+            &source,
+            engine_ids,
+            &ignored,
+            progress,
+            cancel,
+            own_engine.as_ref(),
+        )?;
+        for run in &mut runs {
+            run.found
+                .retain(|f| !place_ignores.iter().any(|ignore| ignore.matches(f)));
+        }
+        if mode != ScanMode::Tree {
+            for run in &mut runs {
+                collapse_versions(&mut run.found, |commit| source.commit_rank(commit));
+            }
+        }
+        Ok(runs)
     }
 
     /// Runs engines over any source (a repository's blobs or a folder's files).
@@ -171,14 +246,31 @@ impl Scanning {
         progress: &Progress,
         cancel: &AtomicBool,
     ) -> Result<Vec<EngineRun>, Error> {
+        self.run_engines_with(source, engine_ids, ignored, progress, cancel, None)
+    }
+
+    /// [`Scanning::run_engines`], with `instead` replacing the engine of the same id (a
+    /// repository's own rules); its results are not cached.
+    fn run_engines_with<S: Source>(
+        &self,
+        source: &S,
+        engine_ids: &[String],
+        ignored: &HashSet<String>,
+        progress: &Progress,
+        cancel: &AtomicBool,
+        instead: Option<&Arc<dyn Engine>>,
+    ) -> Result<Vec<EngineRun>, Error> {
         let mut runs = Vec::new();
         for id in engine_ids {
-            let engine = self
-                .engines
-                .iter()
-                .find(|e| e.id() == id)
+            let replaced = instead.filter(|e| e.id() == id);
+            let engine = replaced
+                .or_else(|| self.engines.iter().find(|e| e.id() == id))
                 .ok_or_else(|| Error::Source(format!("no engine {id:?} in this scanner")))?;
-            let cache = self.caches.get(id);
+            let cache = if replaced.is_some() {
+                None
+            } else {
+                self.caches.get(id)
+            };
             if let Some(cache) = cache {
                 cache.refresh()?;
             }
@@ -244,6 +336,98 @@ impl Scanning {
 }
 
 /// Fingerprints of an ignore file: one per line, `#` starts a comment.
+/// One finding per rule, secret and path: a secret kept while a file was edited is in every
+/// version (blob) of the file after it was introduced, and each version is scanned. The finding
+/// kept is the one at the oldest commit (`rank`: oldest first; unknown commits last), and it
+/// counts the versions.
+pub fn collapse_versions(found: &mut Vec<Found>, rank: impl Fn(&str) -> Option<usize>) {
+    let mut kept: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut out: Vec<Found> = Vec::with_capacity(found.len());
+    for f in found.drain(..) {
+        let key = (
+            f.hit.rule.clone(),
+            f.hit.fingerprint.clone(),
+            f.place.path.clone(),
+        );
+        match kept.get(&key) {
+            Some(&at) => {
+                let versions = out[at].versions + f.versions;
+                let older = |f: &Found| {
+                    f.place
+                        .commit
+                        .as_deref()
+                        .and_then(&rank)
+                        .unwrap_or(usize::MAX)
+                };
+                if older(&f) < older(&out[at]) {
+                    out[at] = f;
+                }
+                out[at].versions = versions;
+            }
+            None => {
+                kept.insert(key, out.len());
+                out.push(f);
+            }
+        }
+    }
+    *found = out;
+}
+
+/// A repository's gitleaks rule file, read by `scanstream scan` (and by pipeline scans when
+/// `scanner.repo_config` is on).
+pub const GITLEAKS_CONFIG: &str = ".gitleaks.toml";
+/// A repository's gitleaks ignore file: findings to skip by place.
+pub const GITLEAKS_IGNORE: &str = ".gitleaksignore";
+
+/// One line of a `.gitleaksignore`: `[commit:]path:rule:line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceIgnore {
+    pub commit: Option<String>,
+    pub path: String,
+    pub rule: String,
+    pub line: u32,
+}
+
+impl PlaceIgnore {
+    pub fn matches(&self, found: &Found) -> bool {
+        found.hit.line == self.line
+            && found.hit.rule == self.rule
+            && found.place.path == self.path
+            && self
+                .commit
+                .as_deref()
+                .is_none_or(|c| found.place.commit.as_deref() == Some(c))
+    }
+}
+
+/// Reads a `.gitleaksignore`: `[commit:]path:rule:line` per line (gitleaks' finding
+/// fingerprints); blank lines, `#` comments and lines that do not parse are skipped.
+pub fn parse_gitleaks_ignore(text: &str) -> Vec<PlaceIgnore> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (rest, line) = l.rsplit_once(':')?;
+            let line: u32 = line.parse().ok()?;
+            let (rest, rule) = rest.rsplit_once(':')?;
+            let (commit, path) = match rest.split_once(':') {
+                Some((commit, path))
+                    if commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    (Some(commit.to_ascii_lowercase()), path)
+                }
+                _ => (None, rest),
+            };
+            Some(PlaceIgnore {
+                commit,
+                path: path.to_owned(),
+                rule: rule.to_owned(),
+                line,
+            })
+        })
+        .collect()
+}
+
 pub fn parse_ignore(text: &str) -> HashSet<String> {
     text.lines()
         .map(|line| line.split('#').next().unwrap_or("").trim())
@@ -255,6 +439,31 @@ pub fn parse_ignore(text: &str) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gitleaksignore_lines_name_places_with_or_without_a_commit() {
+        let text = "# known\n\
+                    0123456789abcdef0123456789abcdef01234567:src/a:b.py:aws-access-key-id:12\n\
+                    config/app.env:generic-secret-assignment:3\n\
+                    not a fingerprint\n";
+        assert_eq!(
+            parse_gitleaks_ignore(text),
+            vec![
+                PlaceIgnore {
+                    commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                    path: "src/a:b.py".into(),
+                    rule: "aws-access-key-id".into(),
+                    line: 12,
+                },
+                PlaceIgnore {
+                    commit: None,
+                    path: "config/app.env".into(),
+                    rule: "generic-secret-assignment".into(),
+                    line: 3,
+                },
+            ]
+        );
+    }
 
     #[test]
     fn ignore_files_take_comments_and_blank_lines() {

@@ -14,11 +14,16 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::decode;
 use crate::engine::{Engine, Hit, RuleInfo, Window, WindowScan};
 use crate::rules::RulePack;
 
 /// A line holding this text is never reported (for test fixtures and documented examples).
 pub const ALLOW_MARKER: &[u8] = b"scanstream:allow";
+
+/// Inline markers that silence their line: ours and gitleaks' (honoured so a repository that
+/// uses gitleaks needs no edits).
+const ALLOW_MARKERS: [&[u8]; 2] = [ALLOW_MARKER, b"gitleaks:allow"];
 
 /// Part of the result cache key besides the rule pack's hash (which covers the rules and
 /// `rules::MATCHING_VERSION`): results cached before it changed are not used. `windows/1`: blobs
@@ -147,6 +152,8 @@ struct Candidate {
     /// Offsets of the secret in the blob.
     start: u64,
     end: u64,
+    /// Found in decoded text: loses to any overlapping match in the text as it is.
+    decoded: bool,
     hit: Hit,
 }
 
@@ -162,6 +169,8 @@ struct Windows<'a> {
     /// Per rule: the offset in the blob where its regex resumes.
     resume: Vec<u64>,
     candidates: Vec<Candidate>,
+    /// Decode encoded regions and scan them too (one level: not inside decoded text).
+    decode: bool,
 }
 
 impl<'a> Windows<'a> {
@@ -170,13 +179,60 @@ impl<'a> Windows<'a> {
             engine,
             resume: vec![0; engine.pack.rules.len()],
             candidates: Vec::new(),
+            decode: true,
+        }
+    }
+
+    /// Scans the decoded text of every encoded region that starts in the window's owned part
+    /// (see [`crate::decode`]). A secret found there is placed at the region's first line, in
+    /// the part of the region its decoded position corresponds to, and its preview names the
+    /// decoding. Generic rules are not run on decoded text: a high-entropy value is expected
+    /// there and is not evidence of a secret.
+    fn decoded(&mut self, content: &[u8], window: &Window) {
+        let engine = self.engine;
+        let (mut counted, mut line) = (0, window.line);
+        for region in decode::regions(content) {
+            let start = window.offset.saturating_add(region.start as u64);
+            if start < window.owned_start || start >= window.owned_end {
+                continue;
+            }
+            let mut inner = Windows {
+                decode: false,
+                ..Windows::new(engine)
+            };
+            inner.window(&region.text, &Window::whole());
+            if inner.candidates.is_empty() {
+                continue;
+            }
+            line += memchr::memchr_iter(b'\n', &content[counted..region.start]).count() as u64;
+            counted = region.start;
+            let span = (region.end - region.start) as u64;
+            let decoded_len = region.text.len().max(1) as u64;
+            for candidate in inner.candidates {
+                let rule = &engine.pack.rules[candidate.rule];
+                if rule.id.starts_with(crate::rules::GENERIC_PREFIX) {
+                    continue;
+                }
+                let mut hit = candidate.hit;
+                hit.line = u32::try_from(line).unwrap_or(u32::MAX);
+                hit.preview = format!("{} ({}-decoded)", hit.preview, region.encoding.name());
+                self.candidates.push(Candidate {
+                    rule: candidate.rule,
+                    start: start + candidate.start * span / decoded_len,
+                    end: start + (candidate.end * span).div_ceil(decoded_len).max(1),
+                    decoded: true,
+                    hit,
+                });
+            }
         }
     }
 
     /// Every candidate that no earlier rule's (or earlier match's) secret overlaps, by line.
     fn hits(self) -> Vec<Hit> {
         let mut candidates = self.candidates;
-        candidates.sort_by_key(|c| (c.rule, c.start));
+        // Matches in the text as it is come first: one in decoded text only fills a place
+        // nothing else was found at.
+        candidates.sort_by_key(|c| (c.decoded, c.rule, c.start));
         let mut taken: Vec<(u64, u64)> = Vec::new();
         let mut hits = Vec::new();
         for candidate in candidates {
@@ -196,10 +252,16 @@ impl<'a> Windows<'a> {
 
 impl WindowScan for Windows<'_> {
     fn window(&mut self, content: &[u8], window: &Window) {
+        if self.decode {
+            self.decoded(content, window);
+        }
         let engine = self.engine;
         let pack = &engine.pack;
         let mut triggered = vec![false; pack.rules.len()];
-        let mut any = false;
+        let mut any = !pack.always.is_empty();
+        for &rule in &pack.always {
+            triggered[rule] = true;
+        }
         for m in pack.keywords.find_overlapping_iter(content) {
             for &rule in &pack.keyword_rules[m.pattern().as_usize()] {
                 triggered[rule] = true;
@@ -240,8 +302,12 @@ impl WindowScan for Windows<'_> {
                     whole.end() + 1
                 };
                 self.resume[index] = absolute(at);
-                let Some(secret) = caps.get(rule.secret_group).or(Some(whole)) else {
-                    continue;
+                let secret = if rule.first_group {
+                    (1..caps.len())
+                        .find_map(|i| caps.get(i).filter(|m| !m.is_empty()))
+                        .unwrap_or(whole)
+                } else {
+                    caps.get(rule.secret_group).unwrap_or(whole)
                 };
                 let value = secret.as_bytes();
                 if value.is_empty() {
@@ -257,7 +323,13 @@ impl WindowScan for Windows<'_> {
                     memchr::memrchr(b'\n', &content[..whole.start()]).map_or(0, |p| p + 1);
                 let line_end = memchr::memchr(b'\n', &content[whole.end()..])
                     .map_or(content.len(), |p| whole.end() + p);
-                if memchr::memmem::find(&content[line_start..line_end], ALLOW_MARKER).is_some() {
+                let text_line = &content[line_start..line_end];
+                if ALLOW_MARKERS
+                    .iter()
+                    .any(|marker| memchr::memmem::find(text_line, marker).is_some())
+                    || pack.allowlist.allows_line(text_line)
+                    || rule.allowlist.allows_line(text_line)
+                {
                     continue;
                 }
                 if secret.start() < counted {
@@ -270,6 +342,7 @@ impl WindowScan for Windows<'_> {
                     rule: index,
                     start: absolute(secret.start()),
                     end: absolute(secret.end()),
+                    decoded: false,
                     hit: Hit {
                         rule: rule.id.clone(),
                         severity: rule.severity,
@@ -391,7 +464,11 @@ mod tests {
         for sample in &samples.positive {
             let text = sample.text.concat();
             let secret = sample.secret.concat();
-            let hits = engine.scan(text.as_bytes());
+            let hits: Vec<Hit> = engine
+                .scan(text.as_bytes())
+                .into_iter()
+                .filter(|hit| engine.accepts(hit, &sample.path))
+                .collect();
             assert_eq!(hits.len(), 1, "{}: {hits:?}", sample.rule);
             assert_eq!(hits[0].rule, sample.rule);
             assert_eq!(
@@ -414,9 +491,55 @@ mod tests {
     fn placeholders_and_examples_are_not_findings() {
         let engine = engine();
         for sample in samples().negative {
-            let hits = engine.scan(sample.text.concat().as_bytes());
+            let hits: Vec<Hit> = engine
+                .scan(sample.text.concat().as_bytes())
+                .into_iter()
+                .filter(|hit| engine.accepts(hit, &sample.path))
+                .collect();
             assert!(hits.is_empty(), "{}: {hits:?}", sample.why);
         }
+    }
+
+    #[test]
+    fn gitleaks_rule_files_run_as_gitleaks_runs_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".gitleaks.toml");
+        std::fs::write(
+            &file,
+            "title = \"team rules\"\n\
+             [[rules]]\n\
+             id = \"internal-token\"\n\
+             description = \"Internal token\"\n\
+             regex = '(?:itk|ITK)-(?:live-)?([a-z0-9]{24})\\b'\n\
+             [[rules.allowlists]]\n\
+             regexTarget = \"line\"\n\
+             regexes = ['fixture:']\n",
+        )
+        .unwrap();
+        let engine = SecretsEngine::new(
+            RulePack::load(&[&file]).unwrap(),
+            DEFAULT_FINGERPRINT_KEY.as_bytes(),
+        );
+        // Without useDefault only the file's rules run: no keywords, so on every content.
+        assert_eq!(engine.pack().rules.len(), 1);
+        let text = "a = itk-live-q8z2m4x7c1v9b3n6k0j5h2g8\n\
+                    b = itk-q8z2m4x7c1v9b3n6k0j5h2g8 # gitleaks:allow\n\
+                    fixture: itk-q8z2m4x7c1v9b3n6k0j5h2g8\n";
+        let hits = engine.scan(text.as_bytes());
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].line, 1);
+        // secretGroup unset: the first group that matched is the secret.
+        assert_eq!(
+            hits[0].fingerprint,
+            engine.fingerprint("internal-token", b"q8z2m4x7c1v9b3n6k0j5h2g8")
+        );
+        // useDefault keeps the built-in rules.
+        std::fs::write(&file, "[extend]\nuseDefault = true\n").unwrap();
+        let extended = RulePack::load(&[&file]).unwrap();
+        assert_eq!(
+            extended.rules.len(),
+            RulePack::builtin().unwrap().rules.len()
+        );
     }
 
     #[test]
@@ -435,7 +558,9 @@ mod tests {
         for sample in samples().positive {
             let secret = sample.secret.concat();
             for hit in engine.scan(sample.text.concat().as_bytes()) {
-                let shown = format!("{hit:?}");
+                // What a report shows of a finding besides its rule (whose id may name a
+                // format's fixed prefix, as `framework-django-insecure-key` does).
+                let shown = format!("{} {} {}", hit.preview, hit.fingerprint, hit.line);
                 assert!(!shown.contains(&secret), "{shown}");
                 // Not even a long piece of it.
                 if secret.len() >= 16 {

@@ -54,7 +54,7 @@ pub fn scanning(
             .map_err(|e| Error::io(Path::new(&scanner.ignore_file), e))?;
         parse_ignore(&text)
     };
-    Ok(Scanning::new(
+    let scanning = Scanning::new(
         engines,
         cache_dir,
         Limits {
@@ -64,7 +64,12 @@ pub fn scanning(
         },
         ignored,
         file_roots.iter().map(PathBuf::from).collect(),
-    ))
+    );
+    Ok(if scanner.repo_config {
+        scanning.with_repository_rules(scanner.rule_files.clone(), &key)
+    } else {
+        scanning
+    })
 }
 
 /// The mirror cache a configuration describes.

@@ -229,6 +229,125 @@ fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
 }
 
 #[test]
+fn history_reports_a_secret_kept_through_edits_once_at_the_commit_that_introduced_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    let (line, _) = sample("github-pat");
+    write(&repo, "app/settings.py", &format!("DEBUG = True\n{line}"));
+    let introduced = commit(&repo, "add settings", "2024-01-01T00:00:00Z");
+    // Three more versions of the file, each keeping the secret; another file with it too.
+    for (n, date) in [
+        "2024-01-02T00:00:00Z",
+        "2024-01-03T00:00:00Z",
+        "2024-01-04T00:00:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write(
+            &repo,
+            "app/settings.py",
+            &format!("DEBUG = True\nVERSION = {n}\n{line}"),
+        );
+        commit(&repo, "edit settings", date);
+    }
+    write(&repo, "app/copy.py", &line);
+    let copied = commit(&repo, "copy", "2024-01-05T00:00:00Z");
+
+    let run = scan(&scanning(None), &repo, None, ScanMode::History);
+    let shown: Vec<(String, Option<String>, u32)> = run
+        .found
+        .iter()
+        .map(|f| (f.place.path.clone(), f.place.commit.clone(), f.versions))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("app/copy.py".to_owned(), Some(copied), 1),
+            ("app/settings.py".to_owned(), Some(introduced), 4),
+        ]
+    );
+    // Reports say how many versions carried it.
+    let report = Report {
+        target: repo.display().to_string(),
+        commit: None,
+        runs: vec![run],
+        rules: engine().rules(),
+    };
+    assert!(
+        report.human().contains("(in 4 versions)"),
+        "{}",
+        report.human()
+    );
+    assert_eq!(report.json()["findings"][1]["versions"], 4);
+}
+
+#[test]
+fn a_repositorys_own_gitleaks_files_count_only_when_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    // A team rule for its own token format, with the default rules kept.
+    write(
+        &repo,
+        ".gitleaks.toml",
+        "[extend]\nuseDefault = true\n[[rules]]\nid = \"team-token\"\n\
+         regex = '''tmt_([a-z0-9]{30})'''\nkeywords = [\"tmt_\"]\n",
+    );
+    let (pat, _) = sample("github-pat");
+    write(
+        &repo,
+        "a.txt",
+        "team = tmt_q8z2m4x7c1v9b3n6k0j5h2g8p4r7s1\n",
+    );
+    write(&repo, "b.txt", &pat);
+    write(&repo, "c.txt", &pat);
+    // b.txt's token is a known test value.
+    write(&repo, ".gitleaksignore", "b.txt:github-pat:1\n");
+    commit(&repo, "init", "2024-01-01T00:00:00Z");
+
+    let rules = |run: &EngineRun| -> Vec<(String, String)> {
+        run.found
+            .iter()
+            .map(|f| (f.place.path.clone(), f.hit.rule.clone()))
+            .collect()
+    };
+    let plain = scan(&scanning(None), &repo, None, ScanMode::Tree);
+    assert_eq!(
+        rules(&plain),
+        vec![
+            ("b.txt".to_owned(), "github-pat".to_owned()),
+            ("c.txt".to_owned(), "github-pat".to_owned()),
+        ]
+    );
+    let honouring =
+        scanning(None).with_repository_rules(Vec::new(), DEFAULT_FINGERPRINT_KEY.as_bytes());
+    let own = scan(&honouring, &repo, None, ScanMode::Tree);
+    assert_eq!(
+        rules(&own),
+        vec![
+            ("a.txt".to_owned(), "team-token".to_owned()),
+            ("c.txt".to_owned(), "github-pat".to_owned()),
+        ]
+    );
+    // A repository may not make the scanner read its files: the default rules run instead.
+    write(
+        &repo,
+        ".gitleaks.toml",
+        "[extend]\npath = \"/etc/hostname\"\n",
+    );
+    commit(&repo, "extend", "2024-01-02T00:00:00Z");
+    let refused = scan(&honouring, &repo, None, ScanMode::Tree);
+    assert_eq!(
+        rules(&refused),
+        vec![("c.txt".to_owned(), "github-pat".to_owned())]
+    );
+}
+
+#[test]
 fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans() {
     let f = fixture();
     let cache = tempfile::tempdir().unwrap();

@@ -143,6 +143,11 @@ pub struct ScannerSettings {
     pub rule_files: Vec<String>,
     /// A file of finding fingerprints to ignore, one per line; empty for none.
     pub ignore_file: String,
+    /// Honour a scanned repository's own `.gitleaks.toml` (its rules, merged like a rule file;
+    /// `[extend] path` refused) and `.gitleaksignore`. Off: a repository cannot change what is
+    /// reported about it.
+    #[serde(default)]
+    pub repo_config: bool,
     /// Key of the findings' fingerprints (HMAC); unset uses a built-in key.
     #[serde(default)]
     pub fingerprint_key: Option<SecretString>,

@@ -1,7 +1,7 @@
 //! Test fixtures shared by the scanner's tests and the `scanstream` binary's tests (included by
 //! path): the rule samples and a git runner.
 //!
-//! Secret-looking samples live in `rules/samples.toml` in pieces, so this repository holds no
+//! Secret-looking samples live in `rules/samples.toml` and `rules/samples/*.toml` in pieces, so this repository holds no
 //! whole token; tests join the pieces.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +11,9 @@ use std::process::Command;
 
 #[derive(serde::Deserialize)]
 pub struct Samples {
+    #[serde(default)]
     pub positive: Vec<Positive>,
+    #[serde(default)]
     pub negative: Vec<Negative>,
 }
 
@@ -21,6 +23,13 @@ pub struct Positive {
     pub rule: String,
     pub text: Vec<String>,
     pub secret: Vec<String>,
+    /// The file's path, for rules restricted to paths (`sample.txt` when absent).
+    #[serde(default = "default_path")]
+    pub path: String,
+}
+
+fn default_path() -> String {
+    "sample.txt".to_owned()
 }
 
 /// Text that must yield no finding.
@@ -28,10 +37,33 @@ pub struct Positive {
 pub struct Negative {
     pub why: String,
     pub text: Vec<String>,
+    /// The file's path (`sample.txt` when absent).
+    #[serde(default = "default_path")]
+    pub path: String,
 }
 
+/// The samples of every built-in rule file.
 pub fn samples() -> Samples {
-    toml::from_str(include_str!("../../rules/samples.toml")).unwrap()
+    let files = [
+        include_str!("../../rules/samples.toml"),
+        include_str!("../../rules/samples/cloud.toml"),
+        include_str!("../../rules/samples/devtools.toml"),
+        include_str!("../../rules/samples/saas.toml"),
+        include_str!("../../rules/samples/platforms.toml"),
+        include_str!("../../rules/samples/ai-data.toml"),
+        include_str!("../../rules/samples/commerce.toml"),
+        include_str!("../../rules/samples/structure.toml"),
+    ];
+    let mut all = Samples {
+        positive: Vec::new(),
+        negative: Vec::new(),
+    };
+    for text in files {
+        let file: Samples = toml::from_str(text).unwrap();
+        all.positive.extend(file.positive);
+        all.negative.extend(file.negative);
+    }
+    all
 }
 
 /// The text and secret of the first sample of `rule`.
