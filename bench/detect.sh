@@ -46,7 +46,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
 cache=$HOME/.cache/scanstream
 venv=$cache/venv
 gitleaks_version=v8.30.1
@@ -83,17 +82,9 @@ abspath() { (cd "$1" && pwd); }
 # Options given relative to the caller's folder.
 [ -z "$json_out" ] || json_out=$(abspath "$(dirname "$json_out")")/$(basename "$json_out")
 
-# Wall-clock seconds of a command: sets `elapsed` and `status` (the command's exit code).
-timed() {
-  local t0 t1
-  t0=$(date +%s.%N)
-  set +e
-  "$@"
-  status=$?
-  set -e
-  t1=$(date +%s.%N)
-  elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-}
+# timed, find_gitleaks
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 # --- tools ------------------------------------------------------------------------------------
 tools=()
@@ -118,21 +109,8 @@ fi
 
 gitleaks=""
 if ! skipped gitleaks; then
-  if [ -x "$cache/bin/gitleaks" ]; then
-    gitleaks=$cache/bin/gitleaks
-  elif command -v go >/dev/null 2>&1; then
-    echo "== installing gitleaks $gitleaks_version (go install)"
-    mkdir -p "$cache/bin"
-    GOBIN=$cache/bin GOPROXY=${GOPROXY:-https://proxy.golang.org} go install \
-      -ldflags "-X github.com/zricethezav/gitleaks/v8/version.Version=$gitleaks_version" \
-      "github.com/zricethezav/gitleaks/v8@$gitleaks_version" && gitleaks=$cache/bin/gitleaks
-  fi
-  if [ -n "$gitleaks" ]; then
-    tools+=(gitleaks)
-    echo "gitleaks: $gitleaks ($("$gitleaks" version 2>/dev/null || echo "unknown version"))"
-  else
-    echo "gitleaks: not available (no $cache/bin/gitleaks and no go to install it): skipped"
-  fi
+  find_gitleaks
+  [ -z "$gitleaks" ] || tools+=(gitleaks)
 fi
 
 ensure_venv() { # package-spec...

@@ -43,16 +43,18 @@ history_releases=${HISTORY_RELEASES:-80}
 history_crate=${HISTORY_CRATE:-tokio}
 history_repo=$bench_cache/history-$history_crate.git
 
-# Wall-clock seconds of a command: sets `elapsed` and `status` (the command's exit code).
-timed() {
-  local t0 t1
-  t0=$(date +%s.%N)
-  set +e
-  "$@"
-  status=$?
-  set -e
-  t1=$(date +%s.%N)
-  elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+# timed, find_gitleaks
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+# find_gitleaks unless SKIP_GITLEAKS=1.
+gitleaks_unless_skipped() {
+  gitleaks=""
+  if [ "${SKIP_GITLEAKS:-0}" = 1 ]; then
+    echo "gitleaks: skipped (SKIP_GITLEAKS=1)"
+  else
+    find_gitleaks
+  fi
 }
 mbs() { # megabytes seconds
   awk -v m="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.05; printf "%.1f\n", m / s }'
@@ -65,31 +67,6 @@ ratio() { # scanstream-seconds gitleaks-seconds
 }
 json_count() { # file python-expression-on-d
   python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
-}
-
-# Sets `gitleaks` to a runnable gitleaks, or to "" (and says why).
-find_gitleaks() {
-  gitleaks=""
-  if [ "${SKIP_GITLEAKS:-0}" = 1 ]; then
-    echo "gitleaks: skipped (SKIP_GITLEAKS=1)"
-    return
-  fi
-  if command -v gitleaks >/dev/null 2>&1; then
-    gitleaks=$(command -v gitleaks)
-  elif [ -x "$cache/bin/gitleaks" ]; then
-    gitleaks=$cache/bin/gitleaks
-  elif command -v go >/dev/null 2>&1; then
-    echo "== installing gitleaks $gitleaks_version (go install)"
-    mkdir -p "$cache/bin"
-    GOBIN=$cache/bin GOPROXY=${GOPROXY:-https://proxy.golang.org} go install \
-      -ldflags "-X github.com/zricethezav/gitleaks/v8/version.Version=$gitleaks_version" \
-      "github.com/zricethezav/gitleaks/v8@$gitleaks_version"
-    gitleaks=$cache/bin/gitleaks
-  else
-    echo "gitleaks: not available (not on the PATH, no $cache/bin/gitleaks, no go to install it)"
-    return
-  fi
-  echo "gitleaks: $gitleaks ($("$gitleaks" version 2>/dev/null || echo "unknown version"))"
 }
 
 # The crates.io sparse index path of a crate name.
@@ -180,7 +157,7 @@ history_stats() {
 
 mkdir -p "$bench_cache"
 if [ "$prepare_only" = 1 ]; then
-  find_gitleaks
+  gitleaks_unless_skipped
   if [ "${SKIP_HISTORY:-0}" != 1 ]; then
     build_history_repo
     history_stats
@@ -192,7 +169,7 @@ out=$(mktemp -d /tmp/scanstream-bench.XXXXXX)
 echo "== building (release)"
 cargo build --locked --release -q -p scanstream
 scanstream=$CARGO_TARGET_DIR/release/scanstream
-find_gitleaks
+gitleaks_unless_skipped
 
 # Runs scanstream scan with the arguments given; exit 1 only means findings.
 run_scanstream() { # name args...
