@@ -91,9 +91,12 @@ fn fixture() -> Fixture {
         ".scanstreamignore",
         &format!("# test key\n{fingerprint}\n"),
     );
+    // Negative samples that hold at any path; those tied to a path (a source file, a test
+    // folder) are negatives only there.
     let placeholders: String = samples()
         .negative
         .iter()
+        .filter(|n| n.path == "sample.txt")
         .map(|n| format!("{}\n", n.text.concat()))
         .collect();
     write(&repo, "config/placeholders.env", &placeholders);
