@@ -72,15 +72,13 @@ fn is_text(bytes: &[u8]) -> bool {
 }
 
 /// Standard or URL-safe alphabet, padding optional.
-fn base64_engines() -> [GeneralPurpose; 2] {
-    let config = GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true);
-    [
-        GeneralPurpose::new(&base64::alphabet::STANDARD, config),
-        GeneralPurpose::new(&base64::alphabet::URL_SAFE, config),
-    ]
-}
+const BASE64_CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const BASE64_ENGINES: [GeneralPurpose; 2] = [
+    GeneralPurpose::new(&base64::alphabet::STANDARD, BASE64_CONFIG),
+    GeneralPurpose::new(&base64::alphabet::URL_SAFE, BASE64_CONFIG),
+];
 
 /// Every encoded region of `content` whose decoding is text, in order of position.
 pub fn regions(content: &[u8]) -> Vec<Decoded> {
@@ -93,7 +91,6 @@ pub fn regions(content: &[u8]) -> Vec<Decoded> {
 }
 
 fn base64_regions(content: &[u8], out: &mut Vec<Decoded>) {
-    let engines = base64_engines();
     // `at` follows a byte outside the alphabet (or is 0), so no run extends before it. A run of
     // MIN_BASE64 bytes from `at` or later covers the byte MIN_BASE64 - 1 ahead: when that byte
     // is outside the alphabet, all of those starts are skipped at once.
@@ -127,7 +124,7 @@ fn base64_regions(content: &[u8], out: &mut Vec<Decoded>) {
             continue;
         }
         let url_safe = run.contains(&b'-') || run.contains(&b'_');
-        let engine = &engines[usize::from(url_safe)];
+        let engine = &BASE64_ENGINES[usize::from(url_safe)];
         if let Ok(text) = engine.decode(run)
             && is_text(&text)
         {

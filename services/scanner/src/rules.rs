@@ -234,11 +234,12 @@ pub struct RulePack {
 impl RulePack {
     /// The built-in pack.
     pub fn builtin() -> Result<Self, Error> {
-        let sources: Vec<(&str, String)> = BUILTIN
-            .iter()
-            .map(|(name, text)| (*name, (*text).to_owned()))
-            .collect();
-        Self::from_sources(&sources)
+        Self::from_sources(BUILTIN)
+    }
+
+    /// The built-in pack merged with the user rule files, in order.
+    pub fn load(user_files: &[impl AsRef<Path>]) -> Result<Self, Error> {
+        Self::with_user_files(user_files, None)
     }
 
     /// The built-in pack merged with the user rule files, then a scanned repository's own
@@ -248,43 +249,33 @@ impl RulePack {
         user_files: &[impl AsRef<Path>],
         repository: &str,
     ) -> Result<Self, Error> {
-        let mut sources = Self::sources(user_files)?;
-        sources.push((REPOSITORY_SOURCE.to_owned(), repository.to_owned()));
-        let borrowed: Vec<(&str, String)> = sources
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.clone()))
-            .collect();
-        Self::from_sources(&borrowed)
+        Self::with_user_files(user_files, Some(repository))
     }
 
-    fn sources(user_files: &[impl AsRef<Path>]) -> Result<Vec<(String, String)>, Error> {
-        let mut sources: Vec<(String, String)> = BUILTIN
-            .iter()
-            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
-            .collect();
+    fn with_user_files(
+        user_files: &[impl AsRef<Path>],
+        repository: Option<&str>,
+    ) -> Result<Self, Error> {
+        let mut read: Vec<(String, String)> = Vec::with_capacity(user_files.len());
         for path in user_files {
             let path = path.as_ref();
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::Rules(format!("cannot read rule file {}: {e}", path.display()))
             })?;
-            sources.push((path.display().to_string(), text));
+            read.push((path.display().to_string(), text));
         }
-        Ok(sources)
-    }
-
-    /// The built-in pack merged with the user rule files, in order.
-    pub fn load(user_files: &[impl AsRef<Path>]) -> Result<Self, Error> {
-        let sources = Self::sources(user_files)?;
-        let borrowed: Vec<(&str, String)> = sources
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.clone()))
-            .collect();
-        Self::from_sources(&borrowed)
+        let mut sources: Vec<(&str, &str)> = BUILTIN.to_vec();
+        sources.extend(
+            read.iter()
+                .map(|(name, text)| (name.as_str(), text.as_str())),
+        );
+        sources.extend(repository.map(|text| (REPOSITORY_SOURCE, text)));
+        Self::from_sources(&sources)
     }
 
     /// Merges and compiles `(name, TOML text)` sources; the first is the base pack. Rules keep
     /// the order they are first defined in, except that generic rules come last.
-    pub fn from_sources(sources: &[(&str, String)]) -> Result<Self, Error> {
+    pub fn from_sources(sources: &[(&str, &str)]) -> Result<Self, Error> {
         let mut hasher = Sha256::new();
         hasher.update(MATCHING_VERSION.as_bytes());
         let mut defs: BTreeMap<String, (usize, RuleDef, String)> = BTreeMap::new();
@@ -424,10 +415,6 @@ fn read_source(
         )?;
     }
     let mut file = converted.file;
-    let defined: Vec<String> = files
-        .iter()
-        .flat_map(|(_, f)| f.rules.iter().map(|r| r.id.clone()))
-        .collect();
     if converted.replaces_builtin && depth == 0 {
         // Only the rules of this file, what it extends and other user files stay.
         let mut seen = std::collections::BTreeSet::new();
@@ -439,10 +426,14 @@ fn read_source(
             .collect();
     } else {
         // gitleaks' own rule ids are not scanstream's: only those the pack has are disabled.
+        let defined: Vec<&str> = files
+            .iter()
+            .flat_map(|(_, f)| f.rules.iter().map(|r| r.id.as_str()))
+            .collect();
         file.disable = converted
             .disabled
             .into_iter()
-            .filter(|id| defined.contains(id))
+            .filter(|id| defined.contains(&id.as_str()))
             .collect();
     }
     files.push((name.to_owned(), file));
@@ -538,11 +529,8 @@ mod tests {
     use super::*;
 
     fn pack(extra: &str) -> Result<RulePack, Error> {
-        let mut sources: Vec<(&str, String)> = BUILTIN
-            .iter()
-            .map(|(name, text)| (*name, (*text).to_owned()))
-            .collect();
-        sources.push(("user.toml", extra.to_owned()));
+        let mut sources = BUILTIN.to_vec();
+        sources.push(("user.toml", extra));
         RulePack::from_sources(&sources)
     }
 

@@ -191,15 +191,17 @@ impl<'a> Windows<'a> {
     fn decoded(&mut self, content: &[u8], window: &Window) {
         let engine = self.engine;
         let (mut counted, mut line) = (0, window.line);
+        // One scan of decoded text, reset for each region.
+        let mut inner = Windows {
+            decode: false,
+            ..Windows::new(engine)
+        };
         for region in decode::regions(content) {
             let start = window.offset.saturating_add(region.start as u64);
             if start < window.owned_start || start >= window.owned_end {
                 continue;
             }
-            let mut inner = Windows {
-                decode: false,
-                ..Windows::new(engine)
-            };
+            inner.resume.fill(0);
             inner.window(&region.text, &Window::whole());
             if inner.candidates.is_empty() {
                 continue;
@@ -208,7 +210,7 @@ impl<'a> Windows<'a> {
             counted = region.start;
             let span = (region.end - region.start) as u64;
             let decoded_len = region.text.len().max(1) as u64;
-            for candidate in inner.candidates {
+            for candidate in inner.candidates.drain(..) {
                 let rule = &engine.pack.rules[candidate.rule];
                 if rule.id.starts_with(crate::rules::GENERIC_PREFIX) {
                     continue;
