@@ -180,9 +180,12 @@ fn json_regions(content: &[u8], out: &mut Vec<Decoded>) {
     let mut from = 0;
     while let Some(found) = memchr::memchr(b'\\', &content[from..]) {
         let slash = from + found;
-        let line_start = memchr::memrchr(b'\n', &content[..slash]).map_or(0, |p| p + 1);
-        let Some(open) = memchr::memrchr(b'"', &content[line_start..slash]).map(|p| line_start + p)
-        else {
+        // No literal opens before `from` (the end of the last one, or a stretch already found
+        // quote-free): the search back stops there, so a long line of backslashes is not
+        // searched again for each of them.
+        let floor =
+            from.max(memchr::memrchr(b'\n', &content[from..slash]).map_or(from, |p| from + p + 1));
+        let Some(open) = memchr::memrchr(b'"', &content[floor..slash]).map(|p| floor + p) else {
             from = slash + 2;
             continue;
         };
@@ -267,6 +270,24 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].encoding, Encoding::JsonEscape);
         assert!(found[0].text.starts_with(b"-----BEGIN KEY-----\nMIIB"));
+    }
+
+    #[test]
+    fn json_literals_are_found_after_backslashes_outside_strings_on_the_same_line() {
+        // Backslashes before the literal (a Windows path, a regex) and between literals.
+        let line = format!(
+            r#"{} {{"a": "x\ty\tz\t0123456789", "b": "-----BEGIN KEY-----\nMIIBOgIBAAJBAK"}}"#,
+            r"C:\dir\sub\file ".repeat(50)
+        );
+        let found = regions(line.as_bytes());
+        let texts: Vec<String> = found
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.text).into_owned())
+            .collect();
+        assert_eq!(
+            texts,
+            ["x\ty\tz\t0123456789", "-----BEGIN KEY-----\nMIIBOgIBAAJBAK"]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_automata::meta;
 use scanstream_contracts::finding::Severity;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -60,12 +61,15 @@ pub const GENERIC_PREFIX: &str = "generic-";
 
 /// Bumped whenever matching changes in a way that changes results for the same rules, so result
 /// caches written by an older scanner are not reused.
-const MATCHING_VERSION: &str = "secrets/2";
+const MATCHING_VERSION: &str = "secrets/3";
 
 /// Regexes may compile to at most this much memory each; a rule file cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 16 << 20;
 
 mod gitleaks;
+pub mod reach;
+
+pub use reach::Reach;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,7 +211,11 @@ impl Allowlist {
 pub struct Rule {
     pub id: String,
     pub description: String,
-    pub regex: Option<Regex>,
+    /// Matches searched in a span of a blob, look-around seeing past its ends.
+    pub regex: Option<meta::Regex>,
+    /// Where matches lie relative to the rule's keywords, when the regex proves it: the regex
+    /// then runs only near the keyword occurrences.
+    pub reach: Option<Reach>,
     pub path: Option<Regex>,
     pub secret_group: usize,
     /// The secret is the first capture group that matched, else the whole match.
@@ -467,6 +475,7 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
         .as_deref()
         .map(|p| compile(p, "path"))
         .transpose()?;
+    let mut reach = None;
     let regex = match &def.regex {
         Some(pattern) => {
             if (def.keywords.is_empty() && !def.any_content)
@@ -476,7 +485,22 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
                     "needs at least one non-empty keyword for the prefilter".into()
                 ));
             }
-            let regex = compile(pattern, "regex")?;
+            // The same syntax as `compile`: parsed once, for the reach and the matcher.
+            let hir = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(pattern)
+                .map_err(|e| at(format!("regex: {e}")))?;
+            reach = reach::reach(&hir, &def.keywords);
+            let regex = meta::Builder::new()
+                .configure(
+                    meta::Config::new()
+                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                        .utf8_empty(false),
+                )
+                .build_from_hir(&hir)
+                .map_err(|e| at(format!("regex: {e}")))?;
             if def.secret_group >= regex.captures_len() {
                 return Err(at(format!(
                     "secret_group {} but the regex has {} groups",
@@ -515,6 +539,7 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
         id: def.id.clone(),
         description: def.description.clone(),
         regex,
+        reach,
         path,
         secret_group: def.secret_group,
         first_group: def.first_group,

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::decode;
 use crate::engine::{Engine, Hit, RuleInfo, Window, WindowScan};
-use crate::rules::RulePack;
+use crate::rules::{Reach, RulePack};
+use regex_automata::{Input, meta};
 
 /// A line holding this text is never reported (for test fixtures and documented examples).
 pub const ALLOW_MARKER: &[u8] = b"scanstream:allow";
@@ -171,6 +172,11 @@ struct Windows<'a> {
     candidates: Vec<Candidate>,
     /// Decode encoded regions and scan them too (one level: not inside decoded text).
     decode: bool,
+    /// Per rule, in the current window: its keywords matched.
+    triggered: Vec<bool>,
+    /// Per rule with a known reach ([`crate::rules::Rule::reach`]): where its keywords occur
+    /// in the current window.
+    near: Vec<Vec<(usize, usize)>>,
 }
 
 impl<'a> Windows<'a> {
@@ -180,6 +186,8 @@ impl<'a> Windows<'a> {
             resume: vec![0; engine.pack.rules.len()],
             candidates: Vec::new(),
             decode: true,
+            triggered: vec![false; engine.pack.rules.len()],
+            near: vec![Vec::new(); engine.pack.rules.len()],
         }
     }
 
@@ -229,6 +237,97 @@ impl<'a> Windows<'a> {
         }
     }
 
+    /// The matches of rule `index` in `spans` of the window's content (in order, disjoint), from
+    /// `from` on: each one that passes the rule's filters becomes a candidate.
+    #[allow(clippy::too_many_arguments)]
+    fn matches(
+        &mut self,
+        index: usize,
+        regex: &meta::Regex,
+        caps: &mut regex_automata::util::captures::Captures,
+        content: &[u8],
+        window: &Window,
+        from: usize,
+        spans: &[(usize, usize)],
+    ) {
+        let engine = self.engine;
+        let pack = &engine.pack;
+        let rule = &pack.rules[index];
+        let absolute = |at: usize| window.offset.saturating_add(at as u64);
+        let mut at = from;
+        // Lines are counted up to each secret from the previous one: a rule's matches come in
+        // order.
+        let (mut counted, mut line) = (0, window.line);
+        for &(span_start, span_end) in spans {
+            while at.max(span_start) <= span_end {
+                regex.search_captures(
+                    &Input::new(content).span(at.max(span_start)..span_end),
+                    caps,
+                );
+                let Some(whole) = caps.get_match() else { break };
+                if absolute(whole.start()) >= window.owned_end {
+                    // The next window's: it holds this match whole.
+                    return;
+                }
+                at = if whole.end() > whole.start() {
+                    whole.end()
+                } else {
+                    whole.end() + 1
+                };
+                self.resume[index] = absolute(at);
+                let secret = if rule.first_group {
+                    (1..caps.group_len())
+                        .find_map(|i| caps.get_group(i).filter(|g| !g.is_empty()))
+                        .unwrap_or(whole.span())
+                } else {
+                    caps.get_group(rule.secret_group).unwrap_or(whole.span())
+                };
+                let value = &content[secret.range()];
+                if value.is_empty() {
+                    continue;
+                }
+                if rule.entropy.is_some_and(|min| entropy(value) < min) {
+                    continue;
+                }
+                if pack.allowlist.allows_value(value) || rule.allowlist.allows_value(value) {
+                    continue;
+                }
+                let line_start =
+                    memchr::memrchr(b'\n', &content[..whole.start()]).map_or(0, |p| p + 1);
+                let line_end = memchr::memchr(b'\n', &content[whole.end()..])
+                    .map_or(content.len(), |p| whole.end() + p);
+                let text_line = &content[line_start..line_end];
+                if ALLOW_MARKERS
+                    .iter()
+                    .any(|marker| memchr::memmem::find(text_line, marker).is_some())
+                    || pack.allowlist.allows_line(text_line)
+                    || rule.allowlist.allows_line(text_line)
+                {
+                    continue;
+                }
+                if secret.start < counted {
+                    (counted, line) = (0, window.line);
+                }
+                let lines = &content[counted..secret.start];
+                line += memchr::memchr_iter(b'\n', lines).count() as u64;
+                counted = secret.start;
+                self.candidates.push(Candidate {
+                    rule: index,
+                    start: absolute(secret.start),
+                    end: absolute(secret.end),
+                    decoded: false,
+                    hit: Hit {
+                        rule: rule.id.clone(),
+                        severity: rule.severity,
+                        line: u32::try_from(line).unwrap_or(u32::MAX),
+                        fingerprint: engine.fingerprint(&rule.id, value),
+                        preview: redact(value),
+                    },
+                });
+            }
+        }
+    }
+
     /// Every candidate that no earlier rule's (or earlier match's) secret overlaps, by line.
     fn hits(self) -> Vec<Hit> {
         let mut candidates = self.candidates;
@@ -252,6 +351,49 @@ impl<'a> Windows<'a> {
     }
 }
 
+/// What starting one regex search costs, in bytes searched.
+const SEARCH_COST: usize = 256;
+
+/// The disjoint spans of `content`, in order, that hold every match of a rule with `reach`
+/// that contains one of the keyword occurrences `hits` (start, end); `hits` is sorted.
+fn near_spans(
+    content: &[u8],
+    hits: &mut [(usize, usize)],
+    reach: Reach,
+    spans: &mut Vec<(usize, usize)>,
+) {
+    // Past this, a line (when the match stays on one) is the tighter and cheaper bound.
+    const BYTES_FIRST: usize = 512;
+    let by_line = match reach.bytes {
+        Some(bytes) => reach.one_line && bytes > BYTES_FIRST,
+        None => true,
+    };
+    hits.sort_unstable();
+    for &(start, end) in hits.iter() {
+        let (low, high) = if by_line {
+            if spans.last().is_some_and(|&(_, last_end)| end < last_end) {
+                // On the line the previous span ends with: inside it.
+                continue;
+            }
+            // The line with the line feeds around it (a match may start or end with one).
+            (
+                memchr::memrchr(b'\n', &content[..start]).unwrap_or(0),
+                memchr::memchr(b'\n', &content[end..]).map_or(content.len(), |p| end + p + 1),
+            )
+        } else {
+            let bytes = reach.bytes.unwrap_or(usize::MAX);
+            (
+                end.saturating_sub(bytes),
+                start.saturating_add(bytes).min(content.len()),
+            )
+        };
+        match spans.last_mut() {
+            Some((_, last_end)) if low <= *last_end => *last_end = (*last_end).max(high),
+            _ => spans.push((low, high)),
+        }
+    }
+}
+
 impl WindowScan for Windows<'_> {
     fn window(&mut self, content: &[u8], window: &Window) {
         if self.decode {
@@ -259,101 +401,56 @@ impl WindowScan for Windows<'_> {
         }
         let engine = self.engine;
         let pack = &engine.pack;
-        let mut triggered = vec![false; pack.rules.len()];
+        self.triggered.fill(false);
         let mut any = !pack.always.is_empty();
         for &rule in &pack.always {
-            triggered[rule] = true;
+            self.triggered[rule] = true;
+        }
+        for near in &mut self.near {
+            near.clear();
         }
         for m in pack.keywords.find_overlapping_iter(content) {
             for &rule in &pack.keyword_rules[m.pattern().as_usize()] {
-                triggered[rule] = true;
+                self.triggered[rule] = true;
                 any = true;
+                if pack.rules[rule].reach.is_some() {
+                    self.near[rule].push((m.start(), m.end()));
+                }
             }
         }
         if !any {
             return;
         }
-        let offset = window.offset;
-        let absolute = |at: usize| offset.saturating_add(at as u64);
-        for (index, rule) in pack.rules.iter().enumerate() {
-            let (true, Some(regex)) = (triggered[index], &rule.regex) else {
+        let mut spans = Vec::new();
+        for index in 0..pack.rules.len() {
+            if !self.triggered[index] {
                 continue;
-            };
-            let from = self.resume[index].max(window.owned_start);
-            let Some(mut at) = from
-                .checked_sub(offset)
-                .and_then(|at| usize::try_from(at).ok())
-            else {
-                continue;
-            };
-            // Lines are counted up to each secret from the previous one: a rule's matches come in
-            // order.
-            let (mut counted, mut line) = (0, window.line);
-            while at <= content.len() {
-                let Some(caps) = regex.captures_at(content, at) else {
-                    break;
-                };
-                let Some(whole) = caps.get(0) else { break };
-                if absolute(whole.start()) >= window.owned_end {
-                    // The next window's: it holds this match whole.
-                    break;
-                }
-                at = if whole.end() > whole.start() {
-                    whole.end()
-                } else {
-                    whole.end() + 1
-                };
-                self.resume[index] = absolute(at);
-                let secret = if rule.first_group {
-                    (1..caps.len())
-                        .find_map(|i| caps.get(i).filter(|m| !m.is_empty()))
-                        .unwrap_or(whole)
-                } else {
-                    caps.get(rule.secret_group).unwrap_or(whole)
-                };
-                let value = secret.as_bytes();
-                if value.is_empty() {
-                    continue;
-                }
-                if rule.entropy.is_some_and(|min| entropy(value) < min) {
-                    continue;
-                }
-                if pack.allowlist.allows_value(value) || rule.allowlist.allows_value(value) {
-                    continue;
-                }
-                let line_start =
-                    memchr::memrchr(b'\n', &content[..whole.start()]).map_or(0, |p| p + 1);
-                let line_end = memchr::memchr(b'\n', &content[whole.end()..])
-                    .map_or(content.len(), |p| whole.end() + p);
-                let text_line = &content[line_start..line_end];
-                if ALLOW_MARKERS
-                    .iter()
-                    .any(|marker| memchr::memmem::find(text_line, marker).is_some())
-                    || pack.allowlist.allows_line(text_line)
-                    || rule.allowlist.allows_line(text_line)
-                {
-                    continue;
-                }
-                if secret.start() < counted {
-                    (counted, line) = (0, window.line);
-                }
-                let lines = &content[counted..secret.start()];
-                line += memchr::memchr_iter(b'\n', lines).count() as u64;
-                counted = secret.start();
-                self.candidates.push(Candidate {
-                    rule: index,
-                    start: absolute(secret.start()),
-                    end: absolute(secret.end()),
-                    decoded: false,
-                    hit: Hit {
-                        rule: rule.id.clone(),
-                        severity: rule.severity,
-                        line: u32::try_from(line).unwrap_or(u32::MAX),
-                        fingerprint: engine.fingerprint(&rule.id, value),
-                        preview: redact(value),
-                    },
-                });
             }
+            let rule = &pack.rules[index];
+            let (Some(regex), Some(from)) = (
+                &rule.regex,
+                self.resume[index]
+                    .max(window.owned_start)
+                    .checked_sub(window.offset)
+                    .and_then(|at| usize::try_from(at).ok()),
+            ) else {
+                continue;
+            };
+            spans.clear();
+            if let Some(reach) = rule.reach {
+                near_spans(content, &mut self.near[index], reach, &mut spans);
+                // Each search has a fixed cost: where the keyword is everywhere, one search
+                // of the whole content is cheaper.
+                let covered: usize = spans.iter().map(|(start, end)| end - start).sum();
+                if covered.saturating_add(spans.len() * SEARCH_COST) >= content.len() - from {
+                    spans.clear();
+                }
+            }
+            if spans.is_empty() {
+                spans.push((0, content.len()));
+            }
+            let mut caps = regex.create_captures();
+            self.matches(index, regex, &mut caps, content, window, from, &spans);
         }
     }
 
