@@ -782,6 +782,40 @@ mod tests {
     }
 
     #[test]
+    fn searching_near_keywords_finds_what_a_whole_search_finds() {
+        let near = engine();
+        let mut pack = RulePack::builtin().unwrap();
+        let proven = pack.rules.iter().filter(|r| r.reach.is_some()).count();
+        // Most rules are searched near their keywords: the proof must hold for the pack.
+        assert!(proven * 10 >= pack.rules.len() * 8, "{proven} of {}", pack.rules.len());
+        for rule in &mut pack.rules {
+            rule.reach = None;
+        }
+        let whole = SecretsEngine::new(pack, DEFAULT_FINGERPRINT_KEY.as_bytes());
+        let samples = samples();
+        let texts: Vec<String> = samples
+            .positive
+            .iter()
+            .map(|s| s.text.concat())
+            .chain(samples.negative.iter().map(|s| s.text.concat()))
+            .collect();
+        // Every sample alone, all of them in one blob (keywords of other rules everywhere),
+        // and the blob with its line ends removed (one long line).
+        let blob = texts.join("\n");
+        let mut contents = texts.clone();
+        contents.push(blob.clone());
+        contents.push(blob.replace('\n', " "));
+        for content in &contents {
+            assert_eq!(
+                near.scan(content.as_bytes()),
+                whole.scan(content.as_bytes()),
+                "{content}"
+            );
+        }
+        assert!(near.scan(blob.as_bytes()).len() >= samples.positive.len() / 2);
+    }
+
+    #[test]
     fn entropy_and_redaction() {
         assert_eq!(entropy(b"aaaa"), 0.0);
         assert!((entropy(b"abcd") - 2.0).abs() < 1e-9);
