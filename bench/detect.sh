@@ -47,7 +47,6 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=$HOME/.cache/scanstream
-venv=$cache/venv
 gitleaks_version=v8.30.1
 kingfisher_version=2.14.0
 
@@ -113,26 +112,10 @@ if ! skipped gitleaks; then
   [ -z "$gitleaks" ] || tools+=(gitleaks)
 fi
 
-ensure_venv() { # package-spec...
-  if [ ! -x "$venv/bin/python" ]; then
-    echo "== creating the venv $venv"
-    python3 -m venv "$venv"
-  fi
-  echo "== pip install $*"
-  "$venv/bin/pip" install -q --disable-pip-version-check "$@"
-}
 kingfisher=""
 if ! skipped kingfisher; then
-  if [ ! -x "$venv/bin/kingfisher" ]; then
-    ensure_venv "kingfisher-bin==$kingfisher_version" || true
-  fi
-  if [ -x "$venv/bin/kingfisher" ]; then
-    kingfisher=$venv/bin/kingfisher
-    tools+=(kingfisher)
-    echo "kingfisher: $kingfisher ($("$kingfisher" --version 2>/dev/null || echo "unknown version"))"
-  else
-    echo "kingfisher: not available: skipped"
-  fi
+  find_kingfisher
+  [ -z "$kingfisher" ] || tools+=(kingfisher)
 fi
 detect_secrets=""
 if ! skipped detect-secrets; then

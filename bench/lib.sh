@@ -1,5 +1,5 @@
-# Shared by the bench scripts (sourced, not run). Expects `cache` (~/.cache/scanstream) and
-# `gitleaks_version` to be set.
+# Shared by the bench scripts (sourced, not run). Expects `cache` (~/.cache/scanstream),
+# `gitleaks_version` and `kingfisher_version` to be set.
 # shellcheck shell=bash disable=SC2034,SC2154
 
 # Wall-clock seconds of a command, to 0.01 s: sets `elapsed` and `status` (its exit code).
@@ -34,5 +34,34 @@ find_gitleaks() {
     echo "gitleaks: $gitleaks ($("$gitleaks" version 2>/dev/null || echo "unknown version"))"
   else
     echo "gitleaks: not available (no $cache/bin/gitleaks, none on the PATH, no go to install it)"
+  fi
+}
+
+# The Python venv the peers installed from PyPI live in.
+venv=$cache/venv
+
+# pip installs the packages into $venv (created if missing).
+ensure_venv() { # package-spec...
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "== creating the venv $venv"
+    python3 -m venv "$venv"
+  fi
+  echo "== pip install $*"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$@"
+}
+
+# Sets `kingfisher` to $venv/bin/kingfisher, installing kingfisher-bin==$kingfisher_version
+# there first if missing; "" (and says why) when it cannot be had. Run it with --no-validate
+# --no-update-check: nothing may phone home.
+find_kingfisher() {
+  kingfisher=""
+  if [ ! -x "$venv/bin/kingfisher" ]; then
+    ensure_venv "kingfisher-bin==$kingfisher_version" || true
+  fi
+  if [ -x "$venv/bin/kingfisher" ]; then
+    kingfisher=$venv/bin/kingfisher
+    echo "kingfisher: $kingfisher ($("$kingfisher" --version 2>/dev/null || echo "unknown version"))"
+  else
+    echo "kingfisher: not available (pip could not install kingfisher-bin==$kingfisher_version)"
   fi
 }

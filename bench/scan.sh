@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# `scanstream scan` throughput against gitleaks on the same machine, in the same run:
+# `scanstream scan` throughput against kingfisher and gitleaks on the same machine, in the same
+# run:
 #   - tree: a large real source tree (default: the cargo registry sources), MB/s of
-#     `scanstream scan TREE` and of `gitleaks dir TREE`, page cache warmed first;
+#     `scanstream scan TREE`, `kingfisher scan TREE` and `gitleaks dir TREE`, page cache warmed
+#     first;
 #   - history: wall time of `scanstream scan REPO --history` (cold: no --cache-dir, so no
-#     result cache) and of `gitleaks git REPO` on a repository of successive releases of a
+#     result cache), `kingfisher scan REPO` (its full history) and `gitleaks git REPO` on a
+#     repository of successive releases of a
 #     real crate (default: the last 80 stable tokio 1.x releases from crates.io, one commit
 #     each, in version order), built once and kept under ~/.cache/scanstream/bench.
-# Prints both figures and the ratio for each, then a summary block.
+# Prints each figure and scanstream's ratio to each peer, then a summary block.
 #
 #   bench/scan.sh [TREE]           (default TREE: ~/.cargo/registry/src)
 #   bench/scan.sh --prepare-only   installs gitleaks and builds the history repository, then
@@ -16,12 +19,15 @@
 #                        repository is reused as is: delete it to rebuild with another N
 #   HISTORY_CRATE=NAME   crate for the history repository (default tokio); its stable
 #                        releases of the newest major version are used
-#   SKIP_GITLEAKS=1      scanstream only, no gitleaks (neither installed nor run)
+#   SKIP_GITLEAKS=1      no gitleaks (neither installed nor run)
+#   SKIP_KINGFISHER=1    no kingfisher (neither installed nor run)
 #   SKIP_HISTORY=1       tree benchmark only
 #
 # gitleaks: the one on the PATH, else ~/.cache/scanstream/bin/gitleaks, else installed there
 # with `go install` (v8.30.1, from $GOPROXY, default https://proxy.golang.org) when go is
-# present; without it the comparisons are skipped. Reports are kept in a /tmp folder that is
+# present; without it the comparisons are skipped. kingfisher: kingfisher-bin==2.14.0 in the venv
+# ~/.cache/scanstream/venv (pip-installed there if missing), run with --no-validate
+# --no-update-check. Reports are kept in a /tmp folder that is
 # printed at the end. Needs git, curl, python3; cargo for the build.
 set -euo pipefail
 
@@ -39,6 +45,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scanstream/target}"
 cache=$HOME/.cache/scanstream
 bench_cache=$cache/bench
 gitleaks_version=v8.30.1
+kingfisher_version=2.14.0
 history_releases=${HISTORY_RELEASES:-80}
 history_crate=${HISTORY_CRATE:-tokio}
 history_repo=$bench_cache/history-$history_crate.git
@@ -56,11 +63,20 @@ gitleaks_unless_skipped() {
     find_gitleaks
   fi
 }
+# find_kingfisher unless SKIP_KINGFISHER=1.
+kingfisher_unless_skipped() {
+  kingfisher=""
+  if [ "${SKIP_KINGFISHER:-0}" = 1 ]; then
+    echo "kingfisher: skipped (SKIP_KINGFISHER=1)"
+  else
+    find_kingfisher
+  fi
+}
 mbs() { # megabytes seconds
   awk -v m="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.05; printf "%.1f\n", m / s }'
 }
 # "15.0x faster" when a (seconds) is below b, "2.0x slower" otherwise.
-ratio() { # scanstream-seconds gitleaks-seconds
+ratio() { # scanstream-seconds peer-seconds
   awk -v a="$1" -v b="$2" 'BEGIN {
     if (a <= 0) a = 0.05
     if (b >= a) printf "%.1fx faster\n", b / a; else printf "%.1fx slower\n", a / b }'
@@ -158,6 +174,7 @@ history_stats() {
 mkdir -p "$bench_cache"
 if [ "$prepare_only" = 1 ]; then
   gitleaks_unless_skipped
+  kingfisher_unless_skipped
   if [ "${SKIP_HISTORY:-0}" != 1 ]; then
     build_history_repo
     history_stats
@@ -170,6 +187,7 @@ echo "== building (release)"
 cargo build --locked --release -q -p scanstream
 scanstream=$CARGO_TARGET_DIR/release/scanstream
 gitleaks_unless_skipped
+kingfisher_unless_skipped
 
 # Runs scanstream scan with the arguments given; exit 1 only means findings.
 run_scanstream() { # name args...
@@ -195,6 +213,21 @@ run_gitleaks() { # name subcommand target
   gl_findings=$(json_count "$out/$1-gitleaks.json" 'len(d)')
 }
 
+# kingfisher finds a local repository's history by itself; the counted findings are after its
+# own deduplication, at its default confidence.
+run_kingfisher() { # name target
+  timed "$kingfisher" scan "$2" --no-validate --no-update-check --format json \
+    --output "$out/$1-kingfisher.json" >"$out/$1-kingfisher.log" 2>&1
+  # 200: findings.
+  if [ "$status" -ne 0 ] && [ "$status" -ne 200 ]; then
+    echo "kingfisher scan failed (exit $status):" >&2
+    cat "$out/$1-kingfisher.log" >&2
+    exit 1
+  fi
+  kf_secs=$elapsed
+  kf_findings=$(json_count "$out/$1-kingfisher.json" 'len(d["findings"])')
+}
+
 summary=()
 
 # --- tree ------------------------------------------------------------------------------
@@ -210,13 +243,23 @@ ss_mbs=$(mbs "$tree_mb" "$ss_secs")
 line=$(printf 'scanstream: %s s  %s MB/s  %s findings' "$ss_secs" "$ss_mbs" "$ss_findings")
 echo "$line"
 summary+=("$line")
+if [ -n "$kingfisher" ]; then
+  echo "== kingfisher scan $tree"
+  run_kingfisher tree "$tree"
+  kf_mbs=$(mbs "$tree_mb" "$kf_secs")
+  line=$(printf 'kingfisher: %s s  %s MB/s  %s findings' "$kf_secs" "$kf_mbs" "$kf_findings")
+  echo "$line"
+  summary+=("$line" "ratio     : $(ratio "$ss_secs" "$kf_secs") than kingfisher")
+else
+  summary+=("kingfisher: not available")
+fi
 if [ -n "$gitleaks" ]; then
   echo "== gitleaks dir $tree"
   run_gitleaks tree dir "$tree"
   gl_mbs=$(mbs "$tree_mb" "$gl_secs")
   line=$(printf 'gitleaks  : %s s  %s MB/s  %s findings' "$gl_secs" "$gl_mbs" "$gl_findings")
   echo "$line"
-  summary+=("$line" "ratio     : $(ratio "$ss_secs" "$gl_secs")")
+  summary+=("$line" "ratio     : $(ratio "$ss_secs" "$gl_secs") than gitleaks")
 else
   summary+=("gitleaks  : not available")
 fi
@@ -233,12 +276,19 @@ if [ "${SKIP_HISTORY:-0}" != 1 ]; then
   line="scanstream --history: $ss_secs s, $ss_findings findings"
   echo "$line"
   summary+=("$line")
+  if [ -n "$kingfisher" ]; then
+    echo "== kingfisher scan $history_repo (full history)"
+    run_kingfisher history "$history_repo"
+    line="kingfisher scan     : $kf_secs s, $kf_findings findings"
+    echo "$line"
+    summary+=("$line" "ratio     : $(ratio "$ss_secs" "$kf_secs") than kingfisher")
+  fi
   if [ -n "$gitleaks" ]; then
     echo "== gitleaks git $history_repo"
     run_gitleaks history git "$history_repo"
     line="gitleaks git        : $gl_secs s, $gl_findings findings"
     echo "$line"
-    summary+=("$line" "ratio     : $(ratio "$ss_secs" "$gl_secs")")
+    summary+=("$line" "ratio     : $(ratio "$ss_secs" "$gl_secs") than gitleaks")
   fi
 fi
 

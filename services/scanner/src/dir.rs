@@ -1,6 +1,7 @@
 //! A plain folder as a scan source (`scanstream scan PATH` on files that are not read from git).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use crate::Error;
 use crate::source::{Item, Place, Reader, Source};
@@ -13,44 +14,87 @@ pub struct DirSource {
 }
 
 impl DirSource {
+    /// Lists the files under `root`, folders read in parallel (on a large tree the walk is
+    /// stat calls, and one thread would leave the others waiting before the scan starts).
     pub fn walk(root: &Path) -> Result<Self, Error> {
-        let mut items = Vec::new();
-        let mut pending = vec![root.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io(&dir, e))?;
-                let kind = entry.file_type().map_err(|e| Error::io(&entry.path(), e))?;
-                let path = entry.path();
-                if kind.is_dir() {
-                    if entry.file_name() != ".git" {
-                        pending.push(path);
-                    }
-                } else if kind.is_file() {
-                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    let relative = path.strip_prefix(root).unwrap_or(&path);
-                    let relative = relative
-                        .components()
-                        .map(|c| c.as_os_str().to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join("/");
-                    items.push(Item {
-                        oid: None,
-                        size,
-                        places: vec![Place {
-                            path: relative,
-                            commit: None,
-                        }],
-                    });
-                }
-            }
+        let found = Mutex::new(Vec::new());
+        let failed = Mutex::new(None);
+        rayon::scope(|scope| visit(scope, root, root.to_path_buf(), &found, &failed));
+        if let Some(error) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(error);
         }
-        items.sort_by(|a, b| a.places[0].path.cmp(&b.places[0].path));
+        let mut items = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+        items.sort_by(|a: &Item, b: &Item| a.places[0].path.cmp(&b.places[0].path));
         Ok(Self {
             root: root.to_path_buf(),
             items,
         })
     }
+}
+
+/// Adds the files of `dir` to `found` and visits its folders (but `.git`) as tasks of their
+/// own; the first error stops the walk and is kept in `failed`.
+fn visit<'s>(
+    scope: &rayon::Scope<'s>,
+    root: &'s Path,
+    dir: PathBuf,
+    found: &'s Mutex<Vec<Item>>,
+    failed: &'s Mutex<Option<Error>>,
+) {
+    let fail = |error: Error| {
+        failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(error);
+    };
+    if failed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
+    {
+        return;
+    }
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => return fail(Error::io(&dir, e)),
+    };
+    let mut items = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return fail(Error::io(&dir, e)),
+        };
+        let path = entry.path();
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
+            Err(e) => return fail(Error::io(&path, e)),
+        };
+        if kind.is_dir() {
+            if entry.file_name() != ".git" {
+                scope.spawn(move |scope| visit(scope, root, path, found, failed));
+            }
+        } else if kind.is_file() {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            let relative = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            items.push(Item {
+                oid: None,
+                size,
+                places: vec![Place {
+                    path: relative,
+                    commit: None,
+                }],
+            });
+        }
+    }
+    found
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend(items);
 }
 
 pub struct FileReader {

@@ -787,7 +787,11 @@ mod tests {
         let mut pack = RulePack::builtin().unwrap();
         let proven = pack.rules.iter().filter(|r| r.reach.is_some()).count();
         // Most rules are searched near their keywords: the proof must hold for the pack.
-        assert!(proven * 10 >= pack.rules.len() * 8, "{proven} of {}", pack.rules.len());
+        assert!(
+            proven * 10 >= pack.rules.len() * 8,
+            "{proven} of {}",
+            pack.rules.len()
+        );
         for rule in &mut pack.rules {
             rule.reach = None;
         }
