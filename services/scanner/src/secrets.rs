@@ -209,6 +209,14 @@ impl<'a> Windows<'a> {
             if start < window.owned_start || start >= window.owned_end {
                 continue;
             }
+            // An encoded value that is itself a placeholder (`…EXAMPLE`) holds example secrets.
+            if engine
+                .pack
+                .allowlist
+                .allows_value(&content[region.start..region.end])
+            {
+                continue;
+            }
             inner.resume.fill(0);
             inner.window(&region.text, &Window::whole());
             if inner.candidates.is_empty() {
