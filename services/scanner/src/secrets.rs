@@ -199,11 +199,9 @@ impl<'a> Windows<'a> {
     fn decoded(&mut self, content: &[u8], window: &Window) {
         let engine = self.engine;
         let (mut counted, mut line) = (0, window.line);
-        // One scan of decoded text, reset for each region.
-        let mut inner = Windows {
-            decode: false,
-            ..Windows::new(engine)
-        };
+        // One scan of decoded text, reset for each region; made for the first region (most
+        // blobs have none).
+        let mut inner: Option<Windows> = None;
         for region in decode::regions(content) {
             let start = window.offset.saturating_add(region.start as u64);
             if start < window.owned_start || start >= window.owned_end {
@@ -217,6 +215,10 @@ impl<'a> Windows<'a> {
             {
                 continue;
             }
+            let inner = inner.get_or_insert_with(|| Windows {
+                decode: false,
+                ..Windows::new(engine)
+            });
             inner.resume.fill(0);
             inner.window(&region.text, &Window::whole());
             if inner.candidates.is_empty() {
