@@ -94,8 +94,9 @@ pub enum Command {
     /// job's full state with --job. Exit status: 0, 1 when the API answers with an error, 2
     /// when it cannot be reached.
     Stats(StatsArgs),
-    /// Scan a folder, a local repository or a repository URL with the scanner's engines, without
-    /// Kafka. Exit status: 0 no findings, 1 findings, 2 the scan could not run.
+    /// Scan a folder, a file, standard input, a local repository or a repository URL with the
+    /// scanner's engines, without Kafka. Exit status: 0 no findings, 1 findings (--exit-code), 2
+    /// the scan could not run.
     Scan(ScanArgs),
     /// Manage the scanners' shared cache.
     #[command(subcommand)]
@@ -243,12 +244,17 @@ pub enum ScanFormat {
     Json,
     /// SARIF 2.1.0, for code-scanning services.
     Sarif,
+    /// One JSON object per finding and line (the summary goes to standard error).
+    Jsonl,
+    /// CSV with a header row, one finding per row.
+    Csv,
 }
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// A folder (its files as they are on disk), a local repository (with --ref or --history)
-    /// or a repository URL (https://, ssh://, git://, file://; its default branch unless --ref).
+    /// A folder (its files as they are on disk), one file, `-` (standard input), a local
+    /// repository (with --ref, --history or --staged) or a repository URL (https://, ssh://,
+    /// git://, file://; its default branch unless --ref).
     pub target: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ScanFormat::Human)]
@@ -285,6 +291,25 @@ pub struct ScanArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Only what the next commit would add: the staged version of every staged file, findings
+    /// on added lines only (what a pre-commit hook wants). TARGET is the repository's work tree.
+    #[arg(long, conflicts_with_all = ["history", "git_ref"])]
+    pub staged: bool,
+    /// Exit status when there are findings (0 to report without failing).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub exit_code: u8,
+    /// A JSON report of an earlier scan (--format json): findings it holds (same fingerprint at
+    /// the same path) are not reported again, so only new findings show and fail the build.
+    #[arg(long, value_name = "REPORT")]
+    pub baseline: Option<PathBuf>,
+    /// Also write every finding of this scan, before --baseline, as a JSON report to FILE: the
+    /// baseline of the next scans.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+    /// Name of the content read from standard input (`-`), for paths in the report and
+    /// path-bound rules (`.env`, `id_rsa`).
+    #[arg(long, value_name = "PATH", default_value = "stdin")]
+    pub stdin_name: String,
 }
 
 /// Where the REST API is and how to authenticate.

@@ -32,5 +32,6 @@ pub mod findings;
 pub mod replay;
 pub mod scan;
 pub mod settings;
+pub mod staged;
 pub mod topics;
 pub mod up;

@@ -94,7 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Scan(args) = &cli.command {
         // Findings go to stdout; logs only when asked for.
         return match scan::run(&base, args).await {
-            Ok(true) => Ok(ExitCode::from(1)),
+            Ok(true) => Ok(ExitCode::from(args.exit_code)),
             Ok(false) => Ok(ExitCode::SUCCESS),
             Err(e) => {
                 eprintln!("scanstream scan: {e:#}");

@@ -1,7 +1,7 @@
 //! `scanstream scan`: the scanner's engines on a laptop or in a CI step, without Kafka.
 
 use std::collections::HashSet;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +13,12 @@ use scanstream_contracts::command::ScanMode;
 use scanstream_platform::Settings;
 use scanstream_scanner::dir::DirSource;
 use scanstream_scanner::report::Report;
-use scanstream_scanner::runner::Progress;
+use scanstream_scanner::runner::{EngineRun, Progress};
 use scanstream_scanner::scan::{
-    GITLEAKS_CONFIG, GITLEAKS_IGNORE, IGNORE_FILE, parse_gitleaks_ignore, parse_ignore,
+    GITLEAKS_CONFIG, GITLEAKS_IGNORE, IGNORE_FILE, PlaceIgnore, Scanning, parse_gitleaks_ignore,
+    parse_ignore,
 };
+use scanstream_scanner::source::{MemorySource, Source};
 use scanstream_scanner::startup;
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +67,7 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
     let bar = progress_bar(args, progress.clone());
     // Kept until the scan ends: the mirror's shared lock and, without --cache-dir, its folder.
     let mut _temp = None;
-    let (mut runs, commit) = if is_url(&args.target) {
+    let (runs, commit) = if is_url(&args.target) {
         let cache = match &args.cache_dir {
             Some(dir) => dir.clone(),
             None => {
@@ -87,10 +89,51 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
         .await;
         drop(acquired);
         result?
+    } else if args.target == "-" {
+        let mut content = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut content)
+            .context("cannot read standard input")?;
+        let source = MemorySource::new(vec![(args.stdin_name.clone(), content)]);
+        (
+            run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?,
+            None,
+        )
+    } else if args.staged {
+        let root = PathBuf::from(&args.target);
+        ignored.extend(scanning.ignored_with(std::fs::read(root.join(IGNORE_FILE)).ok()));
+        let staged = crate::staged::staged(&root)?;
+        let added: Vec<(String, Vec<u32>)> = staged
+            .iter()
+            .map(|file| (file.path.clone(), file.added.clone()))
+            .collect();
+        let source = MemorySource::new(
+            staged
+                .into_iter()
+                .map(|file| (file.path, file.content))
+                .collect(),
+        );
+        let mut runs =
+            run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
+        // Only what the commit adds: a secret already in the file is not this commit's.
+        for run in &mut runs {
+            run.found.retain(|f| {
+                added
+                    .iter()
+                    .any(|(path, lines)| *path == f.place.path && lines.contains(&f.hit.line))
+            });
+        }
+        (runs, None)
     } else {
         let path = PathBuf::from(&args.target);
         if !path.exists() {
             bail!("{} does not exist", path.display());
+        }
+        if path.is_file() && !args.history && args.git_ref.is_none() {
+            let source = DirSource::file(&path)?;
+            let runs =
+                run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
+            return finish(args, &scanning, runs, None, bar, &place_ignores);
         }
         if args.history || args.git_ref.is_some() {
             scan_repository(
@@ -115,6 +158,69 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             (runs, None)
         }
     };
+    finish(args, &scanning, runs, commit, bar, &place_ignores)
+}
+
+/// Scans `source` with the engines on a blocking thread.
+async fn run_blocking<S: Source + Send + 'static>(
+    scanning: &Arc<Scanning>,
+    source: S,
+    engines: &[String],
+    ignored: &HashSet<String>,
+    progress: &Arc<Progress>,
+    cancel: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<EngineRun>> {
+    let (scanning, engines, ignored, progress, cancel) = (
+        scanning.clone(),
+        engines.to_vec(),
+        ignored.clone(),
+        progress.clone(),
+        cancel.clone(),
+    );
+    Ok(tokio::task::spawn_blocking(move || {
+        scanning.run_engines(&source, &engines, &ignored, &progress, &cancel)
+    })
+    .await??)
+}
+
+/// The findings of an earlier JSON report, as (fingerprint, path).
+fn baseline(file: &Path) -> anyhow::Result<HashSet<(String, String)>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the baseline {}", file.display()))?;
+    let report: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the baseline {} is not a JSON report (scanstream scan --format json)",
+            file.display()
+        )
+    })?;
+    let Some(findings) = report.get("findings").and_then(|f| f.as_array()) else {
+        bail!(
+            "the baseline {} has no \"findings\" list: write it with --format json or \
+             --write-baseline",
+            file.display()
+        );
+    };
+    Ok(findings
+        .iter()
+        .filter_map(|f| {
+            Some((
+                f.get("fingerprint")?.as_str()?.to_owned(),
+                f.get("path")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect())
+}
+
+/// Applies the place ignores, writes the baseline and the report; true when there are
+/// findings (after --baseline).
+fn finish(
+    args: &ScanArgs,
+    scanning: &Scanning,
+    mut runs: Vec<EngineRun>,
+    commit: Option<String>,
+    bar: Option<ProgressBar>,
+    place_ignores: &[PlaceIgnore],
+) -> anyhow::Result<bool> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -122,16 +228,37 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
         run.found
             .retain(|f| !place_ignores.iter().any(|ignore| ignore.matches(f)));
     }
-    let report = Report {
+    let mut report = Report {
         target: args.target.clone(),
         commit,
         runs,
         rules: scanning.engines().iter().flat_map(|e| e.rules()).collect(),
     };
+    if let Some(file) = &args.write_baseline {
+        std::fs::write(file, format!("{:#}\n", report.json()))
+            .with_context(|| format!("cannot write the baseline {}", file.display()))?;
+    }
+    if let Some(file) = &args.baseline {
+        let known = baseline(file)?;
+        let before = report.findings().count();
+        for run in &mut report.runs {
+            run.found
+                .retain(|f| !known.contains(&(f.hit.fingerprint.clone(), f.place.path.clone())));
+        }
+        let hidden = before - report.findings().count();
+        if hidden > 0 {
+            eprintln!(
+                "scanstream scan: {hidden} finding(s) of the baseline {} not reported",
+                file.display()
+            );
+        }
+    }
     let text = match args.format {
         ScanFormat::Human => report.human(),
         ScanFormat::Json => format!("{:#}\n", report.json()),
         ScanFormat::Sarif => format!("{:#}\n", report.sarif()),
+        ScanFormat::Jsonl => report.jsonl(),
+        ScanFormat::Csv => report.csv(),
     };
     match &args.out {
         Some(file) => std::fs::write(file, text)

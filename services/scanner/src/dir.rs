@@ -30,6 +30,30 @@ impl DirSource {
             items,
         })
     }
+
+    /// One file, named by its file name (its folder is the root).
+    pub fn file(path: &Path) -> Result<Self, Error> {
+        let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::Source(format!("{}: not a file name", path.display())))?;
+        let root = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Ok(Self {
+            root: root.to_path_buf(),
+            items: vec![Item {
+                oid: None,
+                size: metadata.len(),
+                places: vec![Place {
+                    path: name,
+                    commit: None,
+                }],
+            }],
+        })
+    }
 }
 
 /// Adds the files of `dir` to `found` and visits its folders (but `.git`) as tasks of their

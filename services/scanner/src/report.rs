@@ -77,6 +77,27 @@ fn skipped_files(run: &EngineRun) -> Vec<Value> {
         .collect()
 }
 
+/// What to do about a finding, in every rule's SARIF help.
+const HELP_TEXT: &str = "Treat the secret as compromised: revoke or rotate it where it was \
+     issued, then remove it from the code (and from the history when it was committed). If it \
+     is not a secret, put scanstream:allow on its line or its fingerprint in .scanstreamignore.";
+const HELP_MARKDOWN: &str = "Treat the secret as compromised:\n\n1. revoke or rotate it where \
+     it was issued;\n2. remove it from the code, and from the history when it was committed.\n\n\
+     If it is not a secret, put `scanstream:allow` on its line or its fingerprint in \
+     `.scanstreamignore`.";
+
+/// The `security-severity` code scanning ranks results by (over 9.0 critical, 7.0–8.9 high,
+/// 4.0–6.9 medium, 0.1–3.9 low).
+fn security_severity(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+        Severity::Info => "1.0",
+    }
+}
+
 fn sarif_level(severity: Severity) -> &'static str {
     match severity {
         Severity::Critical | Severity::High => "error",
@@ -85,7 +106,68 @@ fn sarif_level(severity: Severity) -> &'static str {
     }
 }
 
+/// One finding as the JSON and JSON-lines reports write it.
+fn finding_json(f: &Found) -> Value {
+    json!({
+        "rule": f.hit.rule,
+        "severity": severity_name(f.hit.severity),
+        "path": f.place.path,
+        "line": f.hit.line,
+        "commit": f.place.commit,
+        "versions": f.versions,
+        "fingerprint": f.hit.fingerprint,
+        "preview": f.hit.preview,
+    })
+}
+
+/// The columns of the CSV report, in order.
+const CSV_COLUMNS: [&str; 8] = [
+    "rule",
+    "severity",
+    "path",
+    "line",
+    "commit",
+    "versions",
+    "fingerprint",
+    "preview",
+];
+
 impl Report {
+    /// One JSON object per finding and line, the fields of the JSON report's findings; nothing
+    /// else (the summary goes to standard error).
+    pub fn jsonl(&self) -> String {
+        let mut out = String::new();
+        for found in self.findings() {
+            out.push_str(&finding_json(found).to_string());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// CSV with a header row: the JSON report's finding fields, one finding per row.
+    pub fn csv(&self) -> String {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let mut rows = vec![CSV_COLUMNS.map(str::to_owned).to_vec()];
+        for f in self.findings() {
+            rows.push(vec![
+                f.hit.rule.clone(),
+                severity_name(f.hit.severity).to_owned(),
+                f.place.path.clone(),
+                f.hit.line.to_string(),
+                f.place.commit.clone().unwrap_or_default(),
+                f.versions.to_string(),
+                f.hit.fingerprint.clone(),
+                f.hit.preview.clone(),
+            ]);
+        }
+        for row in rows {
+            // Writing to memory cannot fail.
+            let _ = writer.write_record(&row);
+        }
+        let bytes = writer.into_inner().unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     pub fn findings(&self) -> impl Iterator<Item = &Found> {
         self.runs.iter().flat_map(|r| r.found.iter())
     }
@@ -202,21 +284,7 @@ impl Report {
 
     /// A JSON document: `findings` and `summary`, fields in a stable order.
     pub fn json(&self) -> Value {
-        let findings: Vec<Value> = self
-            .findings()
-            .map(|f| {
-                json!({
-                    "rule": f.hit.rule,
-                    "severity": severity_name(f.hit.severity),
-                    "path": f.place.path,
-                    "line": f.hit.line,
-                    "commit": f.place.commit,
-                    "versions": f.versions,
-                    "fingerprint": f.hit.fingerprint,
-                    "preview": f.hit.preview,
-                })
-            })
-            .collect();
+        let findings: Vec<Value> = self.findings().map(finding_json).collect();
         let engines: Vec<Value> = self
             .runs
             .iter()
@@ -274,8 +342,18 @@ impl Report {
                     "id": r.id,
                     "name": r.id,
                     "shortDescription": { "text": r.description },
+                    "fullDescription": { "text": r.description },
+                    "help": {
+                        "text": format!("{}. {}", r.description, HELP_TEXT),
+                        "markdown": format!("**{}**\n\n{}", r.description, HELP_MARKDOWN),
+                    },
                     "defaultConfiguration": { "level": sarif_level(r.severity) },
-                    "properties": { "severity": severity_name(r.severity), "tags": ["security", "secret"] },
+                    "properties": {
+                        "severity": severity_name(r.severity),
+                        "security-severity": security_severity(r.severity),
+                        "precision": "high",
+                        "tags": ["security", "secret"],
+                    },
                 })
             })
             .collect();
@@ -315,6 +393,7 @@ impl Report {
                     "driver": {
                         "name": "scanstream",
                         "version": env!("CARGO_PKG_VERSION"),
+                        "semanticVersion": env!("CARGO_PKG_VERSION"),
                         "rules": rules,
                         "notifications": [
                             {
@@ -336,6 +415,8 @@ impl Report {
                         ],
                     }
                 },
+                // `category/run-id`: code scanning keeps one analysis per tool and category.
+                "automationDetails": { "id": "scanstream/" },
                 "invocations": [{
                     "executionSuccessful": true,
                     "toolExecutionNotifications": self.sarif_notifications(),

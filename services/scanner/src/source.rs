@@ -92,3 +92,69 @@ pub fn blob_id_of_stream(
         .map(|id| id.as_bytes().to_vec())
         .map_err(|e| Error::Git(e.to_string()))
 }
+
+/// Content held in memory, each piece at a path: standard input, or a commit's staged files.
+#[derive(Debug, Default)]
+pub struct MemorySource {
+    items: Vec<Item>,
+    contents: std::sync::Arc<Vec<Vec<u8>>>,
+}
+
+impl MemorySource {
+    /// One item per `(path, content)`, in the order given.
+    pub fn new(files: Vec<(String, Vec<u8>)>) -> Self {
+        let mut items = Vec::with_capacity(files.len());
+        let mut contents = Vec::with_capacity(files.len());
+        for (path, content) in files {
+            items.push(Item {
+                oid: None,
+                size: content.len() as u64,
+                places: vec![Place { path, commit: None }],
+            });
+            contents.push(content);
+        }
+        Self {
+            items,
+            contents: std::sync::Arc::new(contents),
+        }
+    }
+}
+
+/// Reads a [`MemorySource`]'s items (found by their path).
+pub struct MemoryReader {
+    paths: std::collections::HashMap<String, usize>,
+    contents: std::sync::Arc<Vec<Vec<u8>>>,
+}
+
+impl Reader for MemoryReader {
+    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
+        buf.clear();
+        let index = item
+            .places
+            .first()
+            .and_then(|place| self.paths.get(&place.path))
+            .ok_or_else(|| Error::Source("an item of no memory source".into()))?;
+        buf.extend_from_slice(&self.contents[*index]);
+        Ok(())
+    }
+}
+
+impl Source for MemorySource {
+    type Reader = MemoryReader;
+
+    fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    fn reader(&self) -> Result<MemoryReader, Error> {
+        Ok(MemoryReader {
+            paths: self
+                .items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| item.places.first().map(|p| (p.path.clone(), i)))
+                .collect(),
+            contents: self.contents.clone(),
+        })
+    }
+}
