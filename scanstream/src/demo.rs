@@ -317,7 +317,11 @@ pub async fn run(
         .collect();
     say!();
     say!("GET {url}/jobs/stats (the demo's jobs):");
-    say!("{:#}", Value::Object(mine));
+    // As the API renders it: sorted keys, four-space indentation.
+    say!(
+        "{}",
+        scanstream_aggregator::stats::render(&Value::Object(mine))
+    );
 
     let jobs: HashSet<JobId> = watched
         .iter()

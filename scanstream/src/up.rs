@@ -2,8 +2,8 @@
 //!
 //! Without a configured cluster it starts Apache Kafka and Apicurio Registry as local processes
 //! (the same machinery as the test fixtures; artifacts cached after the first run). It ensures
-//! topics and schemas, then runs ingest, scanner and aggregator in this process behind one HTTP
-//! port, with their state in one data folder, so a second `up` on the same folder keeps every
+//! topics and schemas, then runs ingest, scanner, aggregator and scheduler in this process behind
+//! one HTTP port, with their state in one data folder, so a second `up` on the same folder keeps every
 //! job. It runs until Ctrl-C or SIGTERM, then stops the roles and the local cluster cleanly.
 
 use std::fs::File;
@@ -341,6 +341,12 @@ async fn run_roles(
         .ingest
         .file_roots
         .push(layout.repos.display().to_string());
+    // Job-manager clients name a job and no repository (`POST /jobs {"name": "test10"}`): the
+    // repository of that name under the data folder, unless a template is configured. One that
+    // does not exist is refused at submit (`file-not-found`).
+    if settings.ingest.repo_template.is_empty() {
+        settings.ingest.repo_template = format!("file://{}/{{name}}", layout.repos.display());
+    }
     if settings.kafka.group_instance_id.is_empty() {
         // Static membership, stable per data folder (which only one `up` can hold at a time):
         // after a crash the restarted process takes its partitions back at once.
@@ -491,6 +497,10 @@ async fn serve_until_stopped(
         "  Repositories:     file:// URLs under {} may be scanned",
         layout.repos.display()
     );
+    say!(
+        "  Without a repo:   a job named NAME scans {}",
+        settings.ingest.repo_template
+    );
     if !args.log_to_terminal {
         say!(
             "  Log:              {}",
@@ -512,7 +522,7 @@ async fn serve_until_stopped(
         }
     } else {
         say!(
-            "Try:  scanstream submit my-scan --repo file://{}/<repo>",
+            "Try:  scanstream submit <repo>      (a git repository at {}/<repo>)",
             layout.repos.display()
         );
         say!("      scanstream stats");

@@ -208,6 +208,30 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
     client.wait_ready(&data_dir).await;
     phase("up ready");
 
+    // A job-manager client names a job and no repository: `up` derives the repository of that
+    // name under its data folder; a name with no repository there is refused at once.
+    let post = |body: Value| {
+        let request = client
+            .http
+            .post(format!("{}/jobs", client.url))
+            .bearer_auth(&client.token)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("POST /jobs");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = post(json!({"name": "service-0"})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["uuid"], JobId::from_name("service-0").to_string());
+    let (status, body) = post(json!({"name": "no-such-repository"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("file-not-found"), "{body}");
+
     // 30 scans, interleaved across repositories and modes.
     let mut jobs: Vec<Job> = Vec::new();
     for i in 0..REPOSITORIES {
