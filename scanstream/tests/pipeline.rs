@@ -167,6 +167,46 @@ struct Job {
     runs: Vec<String>,
 }
 
+/// Lints a `/metrics` text with Prometheus' own Python client (scripts/test installs
+/// prometheus-client into the venv of SCANSTREAM_PYTHON): it parses, every family has HELP
+/// text and is declared once, and every counter sample ends in `_total`.
+fn lint_metrics(text: &str) {
+    const LINT: &str = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+problems, seen = [], set()
+for family in text_string_to_metric_families(sys.stdin.read()):
+    if family.name in seen:
+        problems.append("declared twice: " + family.name)
+    seen.add(family.name)
+    if not family.documentation.strip():
+        problems.append("no HELP: " + family.name)
+    if family.type == "counter":
+        for sample in family.samples:
+            if not sample.name.endswith(("_total", "_created")):
+                problems.append("counter sample not named _total: " + sample.name)
+print("\n".join(problems) or "%d families" % len(seen))
+sys.exit(1 if problems else 0)
+"#;
+    let python = std::env::var("SCANSTREAM_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", LINT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "/metrics fails the lint (scripts/test installs prometheus-client into the venv of \
+         SCANSTREAM_PYTHON):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -420,6 +460,32 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
             "no {prefix}* metric in {names:?}"
         );
     }
+    // Series alerts take increase() of are there before their first event, and the process
+    // metrics are there.
+    for name in [
+        "scanstream_scanner_dead_letters_total",
+        "scanstream_scanner_restarts_total",
+        "scanstream_scanner_scanned_bytes_total",
+        "scanstream_aggregator_undecodable_total",
+        "scanstream_aggregator_restarts_total",
+        "scanstream_aggregator_restore_progress_ratio",
+        "scanstream_tail_bad_records_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    let kinds: BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "scanstream_scanner_dead_letters_total")
+        .filter_map(|s| s.labels.get("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["empty", "invalid_command", "undecodable"])
+    );
+    lint_metrics(&metrics);
     let log_text =
         std::fs::read_to_string(data_dir.join("logs/scanstream.log")).unwrap_or_default();
     for secret in &secrets {

@@ -31,8 +31,22 @@ pub const KAFKA_MESSAGES_SENT: &str = "scanstream_kafka_messages_sent_total";
 /// Records of a followed compacted topic that could not be decoded and were skipped, by topic.
 pub const TAIL_BAD_RECORDS: &str = "scanstream_tail_bad_records_total";
 
+/// The process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, `process_threads`, …, Prometheus' standard names), refreshed by
+/// [`collect_process`] on each scrape.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Samples the process metrics; call before rendering a scrape.
+pub fn collect_process() {
+    process().collect();
+}
+
 /// Gives every metric above its HELP text (and unit); call once the recorder is installed.
 pub fn describe() {
+    process().describe();
     metrics::describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by role, route pattern, method and status."

@@ -395,6 +395,7 @@ async fn render_metrics(shared: web::Data<Shared>) -> HttpResponse {
     for role in &shared.roles {
         role.refresh_metrics();
     }
+    crate::metrics::collect_process();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(shared.metrics.render())

@@ -105,6 +105,8 @@ impl<S: Send + Sync + 'static> Tail<S> {
         F: FnMut(&mut S, &str, Option<T>) + Send + 'static,
     {
         let topic = source.codec.topic_names().name(source.topic);
+        // At zero from the start, so an alert on its increase sees the first bad record.
+        metrics::counter!(crate::metrics::TAIL_BAD_RECORDS, "topic" => topic.clone()).increment(0);
         let (positions, _) = watch::channel(BTreeMap::new());
         let shared = Arc::new(Shared {
             state: RwLock::new(initial),

@@ -64,4 +64,8 @@ pub fn describe() {
         RESTARTS,
         "Processing sessions restarted from the committed offsets after a failure."
     );
+    // Series alerts and dashboards rely on exist from the start, at zero.
+    metrics::counter!(UNDECODABLE).increment(0);
+    metrics::counter!(RESTARTS).increment(0);
+    metrics::gauge!(RESTORE_PROGRESS).set(0.0);
 }

@@ -4,9 +4,11 @@
 /// Scan attempts ended, by outcome.
 pub const ATTEMPTS: &str = "scanstream_scanner_attempts_total";
 /// Bytes of content scanned by the engines.
-pub const BYTES_SCANNED: &str = "scanstream_scanner_bytes_scanned_total";
+pub const BYTES_SCANNED: &str = "scanstream_scanner_scanned_bytes_total";
 /// Commands sent to the dead-letter topic, by kind.
 pub const DEAD_LETTERS: &str = "scanstream_scanner_dead_letters_total";
+/// The `kind` label values of [`DEAD_LETTERS`].
+pub const DEAD_LETTER_KINDS: [&str; 3] = ["empty", "undecodable", "invalid_command"];
 /// Files (blobs) scanned by the engines.
 pub const FILES_SCANNED: &str = "scanstream_scanner_files_scanned_total";
 /// Findings written to scans.findings.
@@ -61,4 +63,10 @@ pub fn describe() {
         RESTARTS,
         "Consumer sessions restarted from the committed offsets after a failure."
     );
+    // Series alerts and dashboards rely on exist from the start, at zero: an `increase()` over
+    // a series that appears with its first event would miss that event.
+    for kind in DEAD_LETTER_KINDS {
+        metrics::counter!(DEAD_LETTERS, "kind" => kind).increment(0);
+    }
+    metrics::counter!(RESTARTS).increment(0);
 }
