@@ -14,7 +14,9 @@ use scanstream_scanner::rules::RulePack;
 use scanstream_scanner::secrets::{DEFAULT_FINGERPRINT_KEY, SecretsEngine};
 use scanstream_testcontainers::header;
 
-use crate::harness::{Harness, JOBS, REPOS, ended, make_repo, plants, request};
+use crate::harness::{
+    COMMAND_TRACEPARENT, CORRELATION_ID, Harness, JOBS, REPOS, ended, make_repo, plants, request,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_scanners_survive_a_kill_and_every_attempt_ends_once() {
@@ -191,6 +193,27 @@ async fn two_scanners_survive_a_kill_and_every_attempt_ends_once() {
         kinds,
         BTreeSet::from(["undecodable".to_owned(), "invalid_command".to_owned()])
     );
+
+    // Events and findings continue their command's trace: same trace id, a span of their own,
+    // the command's correlation id.
+    let trace_id = COMMAND_TRACEPARENT.split('-').nth(1).unwrap();
+    for m in raw_events.iter().chain(&raw_findings) {
+        let traceparent = header(m, headers::TRACEPARENT)
+            .unwrap_or_else(|| panic!("a record on {} without traceparent", m.topic()));
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent}");
+        assert_eq!(
+            parts[1], trace_id,
+            "{traceparent} is not the command's trace"
+        );
+        assert_ne!(traceparent, COMMAND_TRACEPARENT, "no span of its own");
+        assert_eq!(
+            header(m, headers::CORRELATION_ID).as_deref(),
+            Some(CORRELATION_ID),
+            "a record on {} without the command's correlation id",
+            m.topic()
+        );
+    }
 
     // No record the scanners wrote holds a planted secret, in key, value or headers.
     for m in raw_events.iter().chain(&raw_findings).chain(&dlq) {

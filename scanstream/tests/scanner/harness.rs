@@ -178,11 +178,25 @@ impl Harness {
         self.send_raw(key, &bytes).await;
     }
 
+    /// Sends a command record, with the trace headers ingest would give it
+    /// ([`COMMAND_TRACEPARENT`], [`CORRELATION_ID`]).
     pub async fn send_raw(&self, key: &str, bytes: &[u8]) {
         let topic = self.scope.names().name(Topic::Commands);
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header {
+                key: scanstream_contracts::headers::TRACEPARENT,
+                value: Some(COMMAND_TRACEPARENT),
+            })
+            .insert(rdkafka::message::Header {
+                key: scanstream_contracts::headers::CORRELATION_ID,
+                value: Some(CORRELATION_ID),
+            });
         self.producer
             .send(
-                FutureRecord::to(&topic).key(key).payload(bytes),
+                FutureRecord::to(&topic)
+                    .key(key)
+                    .payload(bytes)
+                    .headers(headers),
                 Duration::from_secs(10),
             )
             .await
@@ -249,6 +263,12 @@ impl Harness {
         lock
     }
 }
+
+/// The trace context of every command the harness sends: what the scanner writes for it
+/// continues this trace (same trace id, a span of its own).
+pub const COMMAND_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// The correlation id of every command the harness sends.
+pub const CORRELATION_ID: &str = "harness-correlation";
 
 /// A request for job `name` of `url` at `git_ref`.
 pub fn request(

@@ -359,6 +359,7 @@ impl CommandConsumer {
                 finish(&self.shared);
             }
             Command::RequestScan(request) => {
+                self.jobs.emitter.begin(request.run_id, &message);
                 if let Err(reason) = self.validate(&request) {
                     self.dead_letter(&message, &reason, "invalid_command")
                         .await?;

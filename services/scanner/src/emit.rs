@@ -2,19 +2,25 @@
 //! (both keyed by job id) and bad commands to `scans.commands.dlq`. Every write waits for the
 //! broker's acknowledgement (idempotent producer, acks=all).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scanstream_contracts::command::RequestScan;
 use scanstream_contracts::event::{EventPayload, ScanEvent};
 use scanstream_contracts::finding::Finding;
+use scanstream_contracts::ids::RunId;
 use scanstream_contracts::{Codec, Topic, TopicNames, headers};
+use scanstream_platform::http::child_traceparent;
 use scanstream_platform::kafka::StatsContext;
 
 use crate::{Error, now_ms};
+
+/// Most runs whose trace is kept at once.
+const MAX_TRACES: usize = 10_000;
 
 /// Longest wait for one record's acknowledgement (librdkafka retries within it).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,6 +30,35 @@ pub struct Emitter {
     codec: Arc<Codec>,
     names: TopicNames,
     scanner_id: String,
+    /// The trace of each run being worked on: what is written for a run continues its
+    /// command's trace.
+    traces: Mutex<HashMap<RunId, Trace>>,
+}
+
+/// A command's trace headers.
+#[derive(Debug, Clone, Default)]
+struct Trace {
+    traceparent: Option<String>,
+    correlation_id: Option<String>,
+}
+
+impl Trace {
+    /// The headers of a record written for the run: a new span in the command's trace (a new
+    /// trace when the command had none) and its correlation id.
+    fn headers(&self) -> OwnedHeaders {
+        let traceparent = child_traceparent(self.traceparent.as_deref());
+        let headers = OwnedHeaders::new().insert(Header {
+            key: headers::TRACEPARENT,
+            value: Some(traceparent.as_bytes()),
+        });
+        match &self.correlation_id {
+            Some(id) => headers.insert(Header {
+                key: headers::CORRELATION_ID,
+                value: Some(id.as_bytes()),
+            }),
+            None => headers,
+        }
+    }
 }
 
 impl Emitter {
@@ -38,7 +73,40 @@ impl Emitter {
             codec,
             names,
             scanner_id,
+            traces: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers the trace headers of `run_id`'s command (`message`), until its terminal event.
+    pub fn begin(&self, run_id: RunId, message: &impl Message) {
+        let header = |name: &str| {
+            message.headers().and_then(|h| {
+                h.iter()
+                    .find(|header| header.key == name)
+                    .and_then(|header| header.value)
+                    .and_then(|value| std::str::from_utf8(value).ok())
+                    .map(str::to_owned)
+            })
+        };
+        let trace = Trace {
+            traceparent: header(headers::TRACEPARENT),
+            correlation_id: header(headers::CORRELATION_ID),
+        };
+        let mut traces = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        // Runs that end elsewhere (a partition revoked mid-scan) leave their entry: bounded.
+        if traces.len() >= MAX_TRACES {
+            traces.clear();
+        }
+        traces.insert(run_id, trace);
+    }
+
+    fn trace(&self, run_id: &RunId) -> Trace {
+        self.traces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn scanner_id(&self) -> &str {
@@ -83,8 +151,27 @@ impl Emitter {
         let bytes = self.codec.encode(Topic::Events, event).await?;
         let topic = self.names.name(Topic::Events);
         let key = event.job_id.key();
-        self.send(FutureRecord::to(&topic).key(&key).payload(&bytes))
-            .await
+        let trace = self.trace(&event.run_id);
+        self.send(
+            FutureRecord::to(&topic)
+                .key(&key)
+                .payload(&bytes)
+                .headers(trace.headers()),
+        )
+        .await?;
+        // The run's last event (a retryable failure is followed by another attempt).
+        let last = match &event.payload {
+            EventPayload::ScanSucceeded(_) | EventPayload::ScanCancelled(_) => true,
+            EventPayload::ScanFailed(failed) => !failed.retryable,
+            _ => false,
+        };
+        if last {
+            self.traces
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&event.run_id);
+        }
+        Ok(())
     }
 
     /// Writes findings and waits until every one is acknowledged.
@@ -95,9 +182,15 @@ impl Emitter {
             let bytes = self.codec.encode(Topic::Findings, finding).await?;
             encoded.push((finding.job_id.key(), bytes));
         }
-        let sends = encoded
-            .iter()
-            .map(|(key, bytes)| self.send(FutureRecord::to(&topic).key(key).payload(bytes)));
+        let traces: Vec<Trace> = findings.iter().map(|f| self.trace(&f.run_id)).collect();
+        let sends = encoded.iter().zip(&traces).map(|((key, bytes), trace)| {
+            self.send(
+                FutureRecord::to(&topic)
+                    .key(key)
+                    .payload(bytes)
+                    .headers(trace.headers()),
+            )
+        });
         for result in futures::future::join_all(sends).await {
             result?;
         }
