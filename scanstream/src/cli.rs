@@ -68,7 +68,7 @@ pub enum Command {
     Up(UpArgs),
     /// Run the REST API that accepts scan requests and writes them to Kafka (POST /jobs,
     /// DELETE /jobs/{uuid}, POST/GET /jobs/schedule, GET/PUT/PATCH/DELETE /jobs/schedule/{name},
-    /// /health_check, /livez, /readyz, /metrics, /openapi.json).
+    /// /health_check, /livez, /readyz, /metrics, /openapi.json, /asyncapi.json).
     Ingest(IngestArgs),
     /// API token helpers.
     #[command(subcommand)]

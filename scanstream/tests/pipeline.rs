@@ -167,6 +167,67 @@ struct Job {
     runs: Vec<String>,
 }
 
+/// Reads `scans.findings` and `scans.events` as a downstream Python consumer would, from the
+/// addresses of the AsyncAPI document: confluent-kafka with `read_committed` and its
+/// AvroDeserializer (`return_record_name=True`). Counts the records of `jobs`.
+fn python_consumer(scope: &TestScope, asyncapi: &Value, jobs: &HashSet<JobId>) -> Value {
+    const CONSUMER: &str = r#"
+import json, sys, time, uuid
+from confluent_kafka import Consumer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+bootstrap, registry, document, jobs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), set(sys.argv[4].split(","))
+address = {name: channel["address"] for name, channel in document["channels"].items()}
+deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry}), return_record_name=True)
+def read(topic):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "downstream-" + uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    values, idle = [], time.time()
+    while time.time() - idle < 5:
+        message = consumer.poll(0.5)
+        if message is None or message.error():
+            continue
+        idle = time.time()
+        if message.key().decode() in jobs:
+            values.append(deserialize(message.value(), SerializationContext(topic, MessageField.VALUE)))
+    consumer.close()
+    return values
+findings = read(address["scans.findings"])
+events = read(address["scans.events"])
+types = {}
+for event in events:
+    name = event["payload"][0].rsplit(".", 1)[-1]
+    types[name] = types.get(name, 0) + 1
+print(json.dumps({"findings": len(findings), "severities": sorted({f["severity"] for f in findings}),
+                  "event_types": types}))
+"#;
+    let python = std::env::var("SCANSTREAM_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let jobs: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+    let out = std::process::Command::new(&python)
+        .args(["-c", CONSUMER])
+        .arg(&scope.endpoints.bootstrap_servers)
+        .arg(&scope.endpoints.registry_url)
+        .arg(asyncapi.to_string())
+        .arg(jobs.join(","))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "the Python consumer failed (scripts/test installs confluent-kafka[avro] into the venv of \
+         SCANSTREAM_PYTHON): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the Python consumer printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// Lints a `/metrics` text with Prometheus' own Python client (scripts/test installs
 /// prometheus-client into the venv of SCANSTREAM_PYTHON): it parses, every family has HELP
 /// text and is declared once, and every counter sample ends in `_total`.
@@ -403,6 +464,36 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
     let findings = scanstream::findings::read(&settings, &ids, since, Duration::from_secs(60))
         .await
         .unwrap();
+
+    // A downstream consumer nobody here wrote reads the topics from the AsyncAPI document `up`
+    // serves: confluent-kafka's consumer and AvroDeserializer (Python), as docs/topics.md says.
+    let (status, asyncapi) = client.get("/asyncapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(asyncapi["asyncapi"], "3.0.0");
+    let downstream = python_consumer(&scope, &asyncapi, &ids);
+    assert_eq!(
+        downstream["findings"].as_u64(),
+        Some(findings.len() as u64),
+        "{downstream}"
+    );
+    let severities: BTreeSet<String> = findings
+        .iter()
+        .map(|f| format!("{:?}", f.severity).to_uppercase())
+        .collect();
+    let seen: BTreeSet<String> = downstream["severities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen, severities, "Avro enums are upper case: {downstream}");
+    // With return_record_name=True the event type (the union branch) is visible.
+    for event_type in ["JobSubmitted", "ScanStarted", "ScanSucceeded"] {
+        assert!(
+            downstream["event_types"][event_type].as_u64().unwrap_or(0) > 0,
+            "{event_type} not seen: {downstream}"
+        );
+    }
     for job in &jobs {
         let expected: BTreeSet<(String, String)> = planted[job.repo]
             .iter()

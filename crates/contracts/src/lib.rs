@@ -17,6 +17,7 @@
 //! - [`codec`]: Confluent wire-format encoding and decoding through a schema registry, and schema
 //!   registration under BACKWARD compatibility.
 
+pub mod asyncapi;
 pub mod codec;
 pub mod command;
 pub mod event;

@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::schema::SchemaFile;
 
-/// The topics of DESIGN.md.
+/// The topics of docs/topics.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Topic {
     /// `scans.commands`: RequestScan/CancelScan, keyed by repository.
@@ -128,7 +128,7 @@ pub struct TopicSpec {
 }
 
 /// Full topic names for one deployment. A prefix lets several deployments (or tests) share a
-/// cluster without seeing each other's records; the empty prefix gives the names of DESIGN.md.
+/// cluster without seeing each other's records; the empty prefix gives the names of docs/topics.md.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicNames {
     prefix: String,

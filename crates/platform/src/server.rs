@@ -34,6 +34,7 @@ pub const SHARED_ROUTES: &[(&str, &str)] = &[
 
 /// Served when at least one role has an OpenAPI document.
 pub const OPENAPI_ROUTE: (&str, &str) = ("get", "/openapi.json");
+pub const ASYNCAPI_ROUTE: (&str, &str) = ("get", "/asyncapi.json");
 
 /// Whether a role can do its work, and why (the body of its part of `/readyz`).
 #[derive(Debug, Clone)]
@@ -83,6 +84,11 @@ pub trait Role: Send + Sync + 'static {
     fn readiness(&self) -> Readiness;
     /// The role's OpenAPI document, if it has a public API.
     fn openapi(&self) -> Option<Value> {
+        None
+    }
+    /// The AsyncAPI document of the topics, served at `/asyncapi.json` (ingest's: it knows the
+    /// deployment's topic names).
+    fn asyncapi(&self) -> Option<Value> {
         None
     }
     /// Refreshes gauges that are read on demand, before `/metrics` renders.
@@ -243,11 +249,13 @@ async fn stop_in_order(roles: &[Arc<dyn Role>], order: StopOrder) {
 /// Every route a server of `roles` answers: theirs and the shared ones.
 pub fn served_routes(roles: &[Arc<dyn Role>]) -> Vec<(&'static str, &'static str)> {
     let with_openapi = roles.iter().any(|r| r.openapi().is_some());
+    let with_asyncapi = roles.iter().any(|r| r.asyncapi().is_some());
     let own = roles.iter().flat_map(|r| r.routes().iter().copied());
     let mut routes: Vec<(&'static str, &'static str)> = Vec::new();
     for route in own
         .chain(SHARED_ROUTES.iter().copied())
         .chain(with_openapi.then_some(OPENAPI_ROUTE))
+        .chain(with_asyncapi.then_some(ASYNCAPI_ROUTE))
     {
         if !routes.contains(&route) {
             routes.push(route);
@@ -290,6 +298,7 @@ struct Shared {
     metrics: PrometheusHandle,
     routes: Vec<(&'static str, &'static str)>,
     openapi: Option<Value>,
+    asyncapi: Option<Value>,
 }
 
 /// Binds `listen` (port 0 picks a free port) and serves `roles` on it, in the order given.
@@ -302,11 +311,13 @@ pub fn serve(
     check_order(&roles)?;
     let routes = served_routes(&roles);
     let openapi = merged_openapi(roles.iter().filter_map(|r| r.openapi()).collect());
+    let asyncapi = roles.iter().find_map(|r| r.asyncapi());
     let shared = web::Data::new(Shared {
         roles,
         metrics,
         routes,
         openapi,
+        asyncapi,
     });
     let label = web::Data::new(RoleLabel(options.label));
     let listener = TcpListener::bind(listen).map_err(|source| ServeError::Bind {
@@ -317,6 +328,7 @@ pub fn serve(
     let mut server = HttpServer::new(move || {
         let roles = shared.roles.clone();
         let has_openapi = shared.openapi.is_some();
+        let has_asyncapi = shared.asyncapi.is_some();
         App::new()
             .app_data(shared.clone())
             .app_data(label.clone())
@@ -331,6 +343,9 @@ pub fn serve(
                     .route("/metrics", web::get().to(render_metrics));
                 if has_openapi {
                     cfg.route("/openapi.json", web::get().to(openapi_document));
+                }
+                if has_asyncapi {
+                    cfg.route("/asyncapi.json", web::get().to(asyncapi_document));
                 }
             })
             .default_service(web::to(not_found))
@@ -399,6 +414,10 @@ async fn render_metrics(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(shared.metrics.render())
+}
+
+async fn asyncapi_document(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(shared.asyncapi.as_ref().unwrap_or(&Value::Null))
 }
 
 async fn openapi_document(shared: web::Data<Shared>) -> HttpResponse {

@@ -168,7 +168,8 @@ pub fn document() -> Value {
                 "503": {"description": "Not ready; requests would get 503."}
             }}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1 document.", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1 document.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/asyncapi.json": {"get": {"summary": "The AsyncAPI 3.0 document of the topics", "security": [], "responses": {"200": {"description": "AsyncAPI 3.0 document: every topic's address, Kafka bindings, key and Avro schema.", "content": {"application/json": {"schema": {"type": "object", "required": ["asyncapi", "channels"], "properties": {"asyncapi": {"const": "3.0.0"}, "channels": {"type": "object"}}}}}}}}}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A token from api.tokens; scans:write to submit, cancel and change schedules, scans:read to read schedules."}},
@@ -263,7 +264,10 @@ mod tests {
     #[test]
     fn documents_exactly_the_served_routes() {
         let doc = document();
-        assert_eq!(documented_routes(&doc), route_set(ROUTES));
+        let mut served = route_set(ROUTES);
+        // Ingest has the topics' AsyncAPI document.
+        served.insert(("get".to_owned(), "/asyncapi.json".to_owned()));
+        assert_eq!(documented_routes(&doc), served);
         assert_eq!(doc["openapi"], "3.1.0");
     }
 }

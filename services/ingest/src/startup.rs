@@ -42,6 +42,8 @@ pub struct Ingest {
     writer: Writer,
     writer_tasks: Tasks,
     shutdown_timeout: Duration,
+    /// The AsyncAPI document of this deployment's topics.
+    asyncapi: serde_json::Value,
 }
 
 /// The transactional id of this instance: unique per process (ingest writes no
@@ -136,6 +138,12 @@ impl Ingest {
             writer,
             writer_tasks: Tasks::new(writer_stop, writer_tasks),
             shutdown_timeout: ingest.write_timeout + Duration::from_secs(5),
+            asyncapi: scanstream_contracts::asyncapi::document(
+                &TopicNames::new(settings.topics.prefix.clone()),
+                settings.topics.partitions,
+                settings.topics.replication_factor,
+                &settings.registry.url,
+            ),
         }))
     }
 }
@@ -178,6 +186,10 @@ impl Role for Ingest {
 
     fn openapi(&self) -> Option<serde_json::Value> {
         Some(crate::openapi::document())
+    }
+
+    fn asyncapi(&self) -> Option<serde_json::Value> {
+        Some(self.asyncapi.clone())
     }
 
     /// In-flight requests may take a write's deadline.
