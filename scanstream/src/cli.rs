@@ -295,6 +295,11 @@ pub struct ScanArgs {
     /// on added lines only (what a pre-commit hook wants). TARGET is the repository's work tree.
     #[arg(long, conflicts_with_all = ["history", "git_ref"])]
     pub staged: bool,
+    /// Only what the commits after REF (a branch, tag or commit id) up to HEAD (or --ref) add:
+    /// each finding at the commit that introduced it (a CI step on a pull request:
+    /// `--since origin/main`).
+    #[arg(long, value_name = "REF", conflicts_with_all = ["history", "staged"])]
+    pub since: Option<String>,
     /// Exit status when there are findings (0 to report without failing).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub exit_code: u8,

@@ -135,7 +135,7 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
                 run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
             return finish(args, &scanning, runs, None, bar, &place_ignores);
         }
-        if args.history || args.git_ref.is_some() {
+        if args.history || args.git_ref.is_some() || args.since.is_some() {
             scan_repository(
                 &scanning, &path, args, mode, &engines, &progress, &cancel, &ignored,
             )
@@ -296,17 +296,21 @@ async fn scan_repository(
         ignored.clone(),
     );
     let target = args.target.clone();
+    let since = args.since.clone();
     let result = tokio::task::spawn_blocking(move || {
         let resolved = scanning.resolve(&path, git_ref.as_deref())?;
-        let mut runs = scanning.scan(
-            &resolved,
-            &engines,
-            mode,
-            &target,
-            git_ref.as_deref(),
-            &progress,
-            &cancel,
-        )?;
+        let mut runs = match &since {
+            Some(since) => scanning.scan_since(&resolved, &engines, since, &progress, &cancel)?,
+            None => scanning.scan(
+                &resolved,
+                &engines,
+                mode,
+                &target,
+                git_ref.as_deref(),
+                &progress,
+                &cancel,
+            )?,
+        };
         for run in &mut runs {
             run.found.retain(|f| !ignored.contains(&f.hit.fingerprint));
         }

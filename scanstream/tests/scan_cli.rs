@@ -193,6 +193,34 @@ fn staged_scans_report_what_the_commit_adds_and_nothing_else() {
 }
 
 #[test]
+fn since_scans_what_the_commits_after_a_ref_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    git(repo, &["init", "-q"]);
+    std::fs::write(repo.join("old.env"), format!("T={}\n", github_token())).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "before"]);
+    git(repo, &["tag", "v1"]);
+    std::fs::write(repo.join("new.env"), format!("S={}\n", stripe_key())).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "after"]);
+    let out = scan(repo, &[".", "--since", "v1", "--format", "jsonl"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let found: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{}", stdout(&out));
+    assert_eq!(found[0]["path"], "new.env");
+    assert!(found[0]["commit"].as_str().is_some_and(|c| c.len() == 40), "{}", found[0]);
+    // Nothing after HEAD; an unknown ref is an error.
+    let out = scan(repo, &[".", "--since", "HEAD"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let out = scan(repo, &[".", "--since", "no-such-ref"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+}
+
+#[test]
 fn a_baseline_hides_known_findings_and_new_ones_still_fail() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");

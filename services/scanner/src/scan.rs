@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::engine::Engine;
-use crate::git::{self, GitSource, Repo};
+use crate::git::{self, GitSource, ObjectId, Repo};
 use crate::results::ResultCache;
 use crate::rules::RulePack;
 use crate::runner::{self, EngineRun, Found, Limits, Progress};
@@ -215,10 +215,63 @@ impl Scanning {
                 }
             }
         };
+        self.scan_source(
+            repo,
+            commit,
+            &source,
+            engine_ids,
+            mode != ScanMode::Tree,
+            progress,
+            cancel,
+        )
+    }
+
+    /// Runs `engine_ids` over the blobs the commits after `since` (a branch, tag or commit id)
+    /// up to the resolved commit add: what changed since `since`, each finding at the commit
+    /// that introduced it.
+    pub fn scan_since(
+        &self,
+        resolved: &Resolved,
+        engine_ids: &[String],
+        since: &str,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<EngineRun>, Error> {
+        let repo = &resolved.repo;
+        let Some(since_id) = git::resolve(repo, Some(since))? else {
+            return Err(Error::Git(format!(
+                "{since}: not a commit of the repository"
+            )));
+        };
+        let Some(commit) = resolved.commit else {
+            return Err(Error::Git("the repository has no commit".into()));
+        };
+        let source = if since_id == commit {
+            GitSource::empty(repo)
+        } else {
+            GitSource::history_since(repo, commit, since_id)?
+        };
+        self.scan_source(repo, commit, &source, engine_ids, true, progress, cancel)
+    }
+
+    /// Runs the engines over `source` (blobs of `repo`, read at `commit` for the repository's
+    /// own configuration), applies the place ignores and, for histories, reports each secret
+    /// once per path.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_source(
+        &self,
+        repo: &Repo,
+        commit: ObjectId,
+        source: &GitSource,
+        engine_ids: &[String],
+        history: bool,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<EngineRun>, Error> {
         let ignored = self.ignored_with(git::read_path(repo, commit, IGNORE_FILE));
         let (own_engine, place_ignores) = self.repository_config(repo, commit);
         let mut runs = self.run_engines_with(
-            &source,
+            source,
             engine_ids,
             &ignored,
             progress,
@@ -229,7 +282,7 @@ impl Scanning {
             run.found
                 .retain(|f| !place_ignores.iter().any(|ignore| ignore.matches(f)));
         }
-        if mode != ScanMode::Tree {
+        if history {
             for run in &mut runs {
                 collapse_versions(&mut run.found, |commit| source.commit_rank(commit));
             }
