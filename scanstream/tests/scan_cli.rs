@@ -212,7 +212,11 @@ fn since_scans_what_the_commits_after_a_ref_add() {
         .collect();
     assert_eq!(found.len(), 1, "{}", stdout(&out));
     assert_eq!(found[0]["path"], "new.env");
-    assert!(found[0]["commit"].as_str().is_some_and(|c| c.len() == 40), "{}", found[0]);
+    assert!(
+        found[0]["commit"].as_str().is_some_and(|c| c.len() == 40),
+        "{}",
+        found[0]
+    );
     // Nothing after HEAD; an unknown ref is an error.
     let out = scan(repo, &[".", "--since", "HEAD"], None);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));

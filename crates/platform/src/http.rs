@@ -57,6 +57,9 @@ pub struct ProblemBody {
     /// Seconds for `Retry-After` (503).
     #[serde(skip)]
     pub retry_after: Option<u64>,
+    /// The methods the path supports, for `Allow` (405).
+    #[serde(skip)]
+    pub allow: Option<String>,
     /// Bounded reason for the rejection metric.
     #[serde(skip)]
     pub reason: &'static str,
@@ -73,6 +76,7 @@ impl Problem {
             rule: None,
             correlation_id: None,
             retry_after: None,
+            allow: None,
             reason: kind,
         }))
     }
@@ -104,6 +108,9 @@ impl Problem {
         response.content_type(PROBLEM_JSON);
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(methods) = &self.allow {
+            response.insert_header((header::ALLOW, methods.as_str()));
         }
         if self.status == 401 {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -395,18 +402,29 @@ fn with_correlation(
 }
 
 /// The fallback route of a service whose routes are `routes` ((method, path) pairs, `{x}` for a
-/// path parameter): `405` on a known path with another method, `404` otherwise.
+/// path parameter): `405` on a known path with another method (its methods in `Allow`), `404`
+/// otherwise.
 pub fn unmatched(routes: &[(&str, &str)], req: &HttpRequest) -> Problem {
-    let known_path = routes
+    let mut allowed: Vec<String> = routes
         .iter()
-        .any(|(_, pattern)| path_matches(pattern, req.path()));
-    if known_path {
-        Problem::new(
+        .filter(|(_, pattern)| path_matches(pattern, req.path()))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if !allowed.is_empty() {
+        allowed.sort();
+        allowed.dedup();
+        let mut problem = Problem::new(
             405,
             "method-not-allowed",
             "Method not allowed",
-            format!("{} is not supported here", req.method()),
-        )
+            format!(
+                "{} is not supported here; {} is",
+                req.method(),
+                allowed.join(", ")
+            ),
+        );
+        problem.allow = Some(allowed.join(", "));
+        problem
     } else {
         Problem::new(
             404,

@@ -90,6 +90,7 @@ pub fn document() -> Value {
                         "401": problem_response("Missing or unknown bearer token."),
                         "403": problem_response("The token lacks the scans:write scope."),
                         "409": problem_response("A schedule with this name exists; use PUT or PATCH."),
+                        "415": problem_response("The body is not application/json."),
                         "503": problem_response("Kafka or the schema registry is unavailable; nothing was written.")
                     }
                 },
@@ -127,6 +128,7 @@ pub fn document() -> Value {
                         "200": {"description": "Replaced.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
                         "201": {"description": "Created.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
                         "400": problem_response("A field breaks a rule, or the body's name differs from the path's; nothing was written."),
+                        "415": problem_response("The body is not application/json."),
                         "401": problem_response("Missing or unknown bearer token."),
                         "403": problem_response("The token lacks the scans:write scope."),
                         "503": problem_response("Kafka or the schema registry is unavailable; nothing was written.")
@@ -139,6 +141,7 @@ pub fn document() -> Value {
                     "responses": {
                         "200": {"description": "Changed.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
                         "400": problem_response("A field breaks a rule; nothing was written."),
+                        "415": problem_response("The body is not application/json."),
                         "401": problem_response("Missing or unknown bearer token."),
                         "403": problem_response("The token lacks the scans:write scope."),
                         "404": problem_response("No schedule has this name."),
@@ -268,6 +271,17 @@ mod tests {
         // Ingest has the topics' AsyncAPI document.
         served.insert(("get".to_owned(), "/asyncapi.json".to_owned()));
         assert_eq!(documented_routes(&doc), served);
+        // Every operation that takes a JSON body says what a body of another type gets.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                if operation.get("requestBody").is_some() {
+                    assert!(
+                        operation["responses"]["415"].is_object(),
+                        "{method} {path} does not document 415"
+                    );
+                }
+            }
+        }
         assert_eq!(doc["openapi"], "3.1.0");
     }
 }

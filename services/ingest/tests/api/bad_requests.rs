@@ -310,6 +310,28 @@ async fn other_routes_refuse_bad_input_and_write_nothing() {
         .await
         .unwrap();
     assert_eq!(wrong_method.status().as_u16(), 405);
+    // The methods the path has, as RFC 9110 requires of a 405.
+    assert_eq!(
+        wrong_method
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let schedule = app
+        .http
+        .post(format!("{}/jobs/schedule/nightly", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schedule.status().as_u16(), 405);
+    assert_eq!(
+        schedule
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("DELETE, GET, PATCH, PUT")
+    );
     assert_nothing_written(&app, before);
     app.shutdown().await;
 }
