@@ -405,9 +405,16 @@ fn with_correlation(
 /// path parameter): `405` on a known path with another method (its methods in `Allow`), `404`
 /// otherwise.
 pub fn unmatched(routes: &[(&str, &str)], req: &HttpRequest) -> Problem {
-    let mut allowed: Vec<String> = routes
+    // The routes of the path as written (`/jobs/stats`) rather than the patterns that would
+    // also take it as a parameter (`/jobs/{uuid}`): those are the path's methods.
+    let matching: Vec<&(&str, &str)> = routes
         .iter()
         .filter(|(_, pattern)| path_matches(pattern, req.path()))
+        .collect();
+    let literal = matching.iter().any(|(_, pattern)| !pattern.contains('{'));
+    let mut allowed: Vec<String> = matching
+        .iter()
+        .filter(|(_, pattern)| !literal || !pattern.contains('{'))
         .map(|(method, _)| method.to_ascii_uppercase())
         .collect();
     if !allowed.is_empty() {

@@ -332,6 +332,21 @@ async fn other_routes_refuse_bad_input_and_write_nothing() {
             .and_then(|v| v.to_str().ok()),
         Some("DELETE, GET, PATCH, PUT")
     );
+    // A path that a parameter pattern would also take (`/jobs/{uuid}`) has its own methods.
+    let options = app
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/jobs/schedule", app.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status().as_u16(), 405);
+    assert_eq!(
+        options.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, POST")
+    );
     assert_nothing_written(&app, before);
     app.shutdown().await;
 }
