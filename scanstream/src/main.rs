@@ -107,7 +107,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let metrics = scanstream_platform::telemetry::init(&base.telemetry, log_file.as_deref())?;
-    match cli.command {
+    let result = run_command(cli.command, cli.global, &base, metrics).await;
+    // Spans still batched are exported before the process ends.
+    scanstream_platform::telemetry::shutdown();
+    result
+}
+
+/// Runs a command that logs and serves (the telemetry is installed).
+async fn run_command(
+    command: Command,
+    global: scanstream::cli::GlobalArgs,
+    base: &scanstream_platform::Settings,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<ExitCode> {
+    let base = base.clone();
+    match command {
         Command::Topics(TopicsCommand::Ensure(args)) => {
             let report = topics::ensure(&base, args.skip_schemas).await?;
             if report.has_drift() && !args.allow_drift {
@@ -166,7 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => {
-            up::run(&cli.global, &args, metrics).await?;
+            up::run(&global, &args, metrics).await?;
             Ok(ExitCode::SUCCESS)
         }
         _ => Ok(ExitCode::from(2)),

@@ -725,3 +725,112 @@ fn the_demo_scans_its_planted_repository_and_shows_redacted_findings() {
         assert!(!stdout.contains(secret), "printed in clear: {secret}");
     }
 }
+
+/// What the OTLP receiver got: each request's line and headers, and its body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A local OTLP/HTTP receiver: answers every request 200 and keeps what it got.
+fn otlp_receiver() -> (String, Received) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut data = Vec::new();
+            let mut chunk = [0u8; 8192];
+            // The head, then as much body as Content-Length says.
+            let (head, length) = loop {
+                let Ok(n) = stream.read(&mut chunk) else {
+                    break (String::new(), 0);
+                };
+                if n == 0 {
+                    break (String::new(), 0);
+                }
+                data.extend_from_slice(&chunk[..n]);
+                if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&data[..at]).into_owned();
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    data.drain(..at + 4);
+                    break (head, length);
+                }
+            };
+            while data.len() < length {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => data.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            kept.lock().unwrap().push((head, data));
+        }
+    });
+    (endpoint, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_are_exported_over_otlp_in_the_request_trace() {
+    let scope = TestScope::new("otlp");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (endpoint, received) = otlp_receiver();
+    let config = dir.path().join("scanstream.toml");
+    std::fs::write(
+        &config,
+        format!("[telemetry]\notlp_endpoint = \"{endpoint}\"\n"),
+    )
+    .unwrap();
+    let up = Up::start(&scope, &config, &data_dir);
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: up.url.clone(),
+        token: up.token(),
+    };
+    client.wait_ready(&data_dir).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = client
+        .http
+        .get(format!("{}/jobs/stats", client.url))
+        .bearer_auth(&client.token)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // The batch goes out within seconds: OTLP/HTTP protobuf holding the request's trace id.
+    let raw_id = hex::decode(trace_id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = received.lock().unwrap().iter().any(|(head, body)| {
+            head.starts_with("POST /v1/traces ")
+                && head.to_ascii_lowercase().contains("application/x-protobuf")
+                && body.windows(raw_id.len()).any(|w| w == raw_id.as_slice())
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span of trace {trace_id} exported; received {:?}",
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(head, body)| (head.clone(), body.len()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(up);
+}

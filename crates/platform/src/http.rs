@@ -346,6 +346,10 @@ pub async fn observe(
     req.extensions_mut().insert(context);
     let method = req.method().to_string();
     let span = tracing::info_span!("request", role, %method, path = %req.path(), correlation_id = %correlation);
+    // Exported spans belong to the trace written to Kafka with the request's records.
+    if let Some(context) = req.extensions().get::<RequestContext>() {
+        crate::telemetry::set_parent(&span, &context.traceparent);
+    }
     let result = next.call(req).instrument(span.clone()).await;
     let mut response = with_correlation(result?.map_into_boxed_body(), &correlation);
     let route = response

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, TelemetrySettings};
 
@@ -30,6 +33,8 @@ pub enum TelemetryError {
     AlreadyInstalled,
     #[error("the Prometheus recorder could not be installed: {0}")]
     Metrics(String),
+    #[error("the OTLP trace exporter could not be built: {0}")]
+    Otlp(String),
 }
 
 /// Histogram buckets for every `*_seconds` metric: 1 ms to 30 s.
@@ -77,16 +82,79 @@ pub fn init(
         }
         None => BoxMakeWriter::new(std::io::stderr),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(log_file.is_none())
         .with_writer(writer);
-    let installed = match settings.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+    let fmt = match settings.log_format {
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Pretty => fmt.compact().boxed(),
     };
-    installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
+    let otlp = match settings.otlp_endpoint.as_str() {
+        "" => None,
+        endpoint => Some(otlp_layer(endpoint)?),
+    };
+    tracing_subscriber::registry()
+        .with(env_filter)
+        .with(fmt)
+        .with(otlp)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
     metrics_handle()
+}
+
+/// The tracer provider exporting spans, when `telemetry.otlp_endpoint` is set; flushed by
+/// [`shutdown`].
+static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// A layer that exports spans over OTLP/HTTP (protobuf) to `endpoint`, batched off the request
+/// path.
+fn otlp_layer<S>(endpoint: &str) -> Result<impl Layer<S>, TelemetryError>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("scanstream")
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("scanstream");
+    let _ = TRACER_PROVIDER.set(provider);
+    Ok(tracing_opentelemetry::layer().with_tracer(tracer))
+}
+
+/// Exports the spans not sent yet; call before the process exits.
+pub fn shutdown() {
+    if let Some(provider) = TRACER_PROVIDER.get() {
+        if let Err(e) = provider.force_flush() {
+            eprintln!("scanstream: traces not exported: {e}");
+        }
+        let _ = provider.shutdown();
+    }
+}
+
+/// Makes `span` a child of the trace context `traceparent` (W3C), so the spans exported over
+/// OTLP are in the trace the records' `traceparent` headers name. Nothing without export.
+pub fn set_parent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if TRACER_PROVIDER.get().is_none() {
+        return;
+    }
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(parent);
 }
 
 /// The process's Prometheus recorder, installed on first call; later calls (tests that build

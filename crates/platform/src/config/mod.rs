@@ -80,6 +80,9 @@ pub enum LogFormat {
 pub struct TelemetrySettings {
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// OTLP/HTTP (protobuf) traces endpoint (`http://collector:4318/v1/traces`); empty: no
+    /// export.
+    pub otlp_endpoint: String,
 }
 
 /// Where settings come from besides the embedded defaults.
@@ -127,6 +130,17 @@ impl Settings {
         self.scanner.validate()?;
         self.scheduler.validate()?;
         self.aggregator.validate()?;
+        let endpoint = &self.telemetry.otlp_endpoint;
+        if !endpoint.is_empty()
+            && url::Url::parse(endpoint).map_or(true, |u| {
+                !matches!(u.scheme(), "http" | "https") || u.host().is_none()
+            })
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http(s) URL such as http://otel-collector:4318/v1/traces",
+            ));
+        }
         Ok(())
     }
 }
@@ -159,6 +173,21 @@ mod tests {
         assert_eq!(s.kafka.security_protocol, SecurityProtocol::Plaintext);
         assert_eq!(s.topics.partitions, 12);
         assert_eq!(s.telemetry.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn an_otlp_endpoint_must_be_an_http_url() {
+        let with = |endpoint: &str| {
+            Settings::load(Sources {
+                env: env(&[("SCANSTREAM__TELEMETRY__OTLP_ENDPOINT", endpoint)]),
+                ..Sources::default()
+            })
+        };
+        assert!(with("http://collector:4318/v1/traces").is_ok());
+        for bad in ["collector:4318", "ftp://collector/v1/traces", "http://"] {
+            let error = with(bad).expect_err(bad).to_string();
+            assert!(error.contains("telemetry.otlp_endpoint"), "{error}");
+        }
     }
 
     #[test]
