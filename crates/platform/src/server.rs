@@ -293,6 +293,19 @@ pub struct Served {
     port: u16,
 }
 
+/// Every (method, path pattern) the server answers, as app data: a handler whose path parameter
+/// took a path that is another route's literal path (`DELETE /jobs/{uuid}` for `/jobs/stats`)
+/// answers as the server would for that path ([`crate::http::unmatched`]).
+#[derive(Debug, Clone)]
+pub struct ServedRoutes(pub Vec<(&'static str, &'static str)>);
+
+impl ServedRoutes {
+    /// Whether `path` is the literal path (no parameter) of a served route.
+    pub fn is_literal(&self, path: &str) -> bool {
+        self.0.iter().any(|(_, p)| !p.contains('{') && *p == path)
+    }
+}
+
 struct Shared {
     roles: Vec<Arc<dyn Role>>,
     metrics: PrometheusHandle,
@@ -320,6 +333,7 @@ pub fn serve(
         asyncapi,
     });
     let label = web::Data::new(RoleLabel(options.label));
+    let served = web::Data::new(ServedRoutes(shared.routes.clone()));
     let listener = TcpListener::bind(listen).map_err(|source| ServeError::Bind {
         address: listen.to_owned(),
         source,
@@ -332,6 +346,7 @@ pub fn serve(
         App::new()
             .app_data(shared.clone())
             .app_data(label.clone())
+            .app_data(served.clone())
             .wrap(from_fn(observe))
             .configure(|cfg| {
                 for role in &roles {

@@ -34,14 +34,14 @@ pub fn document() -> Value {
         "Jobs in stable (job id) order; pass next_cursor as cursor for the next page.",
         json!({"description": "A page.", "content": {"application/json": {"schema": {
             "type": "object", "required": ["jobs", "next_cursor"],
-            "properties": {"jobs": {"type": "array", "items": {"type": "object"}}, "next_cursor": {"type": ["string", "null"]}}
+            "properties": {"jobs": {"type": "array", "items": {"type": "object"}}, "next_cursor": {"type": ["string", "null"], "format": "uuid"}}
         }}}}),
     );
     list["get"]["parameters"] = json!([
         {"name": "status", "in": "query", "schema": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}},
         {"name": "repo", "in": "query", "schema": {"type": "string"}, "description": "Normalized repository URL."},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string"}}
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "format": "uuid", "description": "next_cursor of the previous page"}}
     ]);
     list["get"]["responses"]["400"] = problem("A bad filter, limit or cursor.");
     paths.insert("/jobs".into(), list);

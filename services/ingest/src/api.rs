@@ -10,7 +10,8 @@ use scanstream_contracts::submission::Submission;
 use scanstream_contracts::{AvroRecord, Codec, CodecError, JobId, RunId, Topic};
 use scanstream_platform::auth::{Authenticator, Principal, Scope};
 use scanstream_platform::config::IngestSettings;
-use scanstream_platform::http::{Problem, RequestContext, json_body};
+use scanstream_platform::http::{Problem, RequestContext, json_body, unmatched};
+use scanstream_platform::server::ServedRoutes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -348,6 +349,12 @@ async fn cancel(
     context: RequestContext,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
+    // `DELETE /jobs/schedule` or `/jobs/stats` is a method those paths do not have, not a job.
+    if let Some(routes) = req.app_data::<web::Data<ServedRoutes>>()
+        && routes.is_literal(req.path())
+    {
+        return Err(unmatched(&routes.0, &req));
+    }
     let principal = authorize(&state, &req, Scope::ScansWrite)?;
     let job = Uuid::parse_str(&path)
         .map(JobId)

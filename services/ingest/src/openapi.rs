@@ -11,7 +11,12 @@ fn problem_response(description: &str) -> Value {
     })
 }
 
-pub fn document() -> Value {
+/// The kubernetes-name rule of job and schedule names.
+const NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// The document, with `engines` (ingest.engines) as the engine ids requests may name.
+pub fn document(engines: &[String]) -> Value {
+    let engine_id = json!({"type": "string", "enum": engines});
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -79,7 +84,7 @@ pub fn document() -> Value {
                 "post": {
                     "summary": "Create a schedule (Kubernetes CronJob semantics)",
                     "description": "Stores the schedule as a record of the compacted scans.schedules topic. The leading scheduler fires each tick once, as a run named <name>-<minutes since the Unix epoch> submitted exactly like POST /jobs.",
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}}},
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleCreate"}}}},
                     "responses": {
                         "201": {
                             "description": "Created; the body shows the schedule with its next run times.",
@@ -108,7 +113,7 @@ pub fn document() -> Value {
                 }
             },
             "/jobs/schedule/{name}": {
-                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 52}}],
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 52}}],
                 "get": {
                     "summary": "Show a schedule",
                     "responses": {
@@ -123,7 +128,7 @@ pub fn document() -> Value {
                 "put": {
                     "summary": "Create or replace a schedule",
                     "description": "Fields left out take their defaults. Replacing keeps the schedule's creation time, so ticks already handled are not fired again.",
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}}},
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleChange"}}}},
                     "responses": {
                         "200": {"description": "Replaced.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
                         "201": {"description": "Created.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
@@ -137,7 +142,7 @@ pub fn document() -> Value {
                 "patch": {
                     "summary": "Change some fields of a schedule (suspend: true / false to suspend and resume)",
                     "description": "A resumed schedule fires from its next tick on; ticks that passed while it was suspended never fire.",
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}}},
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleChange"}}}},
                     "responses": {
                         "200": {"description": "Changed.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
                         "400": problem_response("A field breaks a rule; nothing was written."),
@@ -182,10 +187,10 @@ pub fn document() -> Value {
                     "required": ["name"],
                     "additionalProperties": false,
                     "properties": {
-                        "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63, "description": "Job name (Kubernetes name rules)."},
-                        "repo": {"type": ["string", "null"], "description": "https, ssh (or scp-style git@host:path), git or file URL without credentials. When omitted, derived from the name with ingest.repo_template."},
-                        "ref": {"type": ["string", "null"], "description": "Branch, tag or commit; default branch when omitted."},
-                        "engines": {"type": ["array", "null"], "items": {"type": "string"}, "minItems": 1, "maxItems": 16, "uniqueItems": true, "description": "Engine ids; ingest.default_engines when omitted."},
+                        "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 63, "description": "Job name (Kubernetes name rules)."},
+                        "repo": {"type": ["string", "null"], "minLength": 1, "description": "https, ssh (or scp-style git@host:path), git or file URL without credentials. When omitted, derived from the name with ingest.repo_template."},
+                        "ref": {"type": ["string", "null"], "minLength": 1, "description": "Branch, tag or commit; default branch when omitted."},
+                        "engines": {"type": ["array", "null"], "items": engine_id, "minItems": 1, "maxItems": 16, "uniqueItems": true, "description": "Engine ids; ingest.default_engines when omitted."},
                         "mode": {"type": ["string", "null"], "enum": ["tree", "history", "incremental", null], "description": "tree (default): the tree at the ref; history: every unique blob reachable; incremental: only blobs new since the last scanned commit."}
                     }
                 },
@@ -199,17 +204,36 @@ pub fn document() -> Value {
                         "run_id": {"type": "string", "format": "uuid", "description": "This run of the job."}
                     }
                 },
-                "ScheduleRequest": {
+                "ScheduleCreate": {
                     "type": "object",
                     "additionalProperties": false,
-                    "description": "POST needs name; PUT and PATCH take it from the path. Omitted fields take the defaults (POST, PUT) or stay as they are (PATCH).",
+                    "required": ["name"],
+                    "description": "A new schedule. Omitted fields take the defaults.",
                     "properties": {
-                        "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 52, "description": "Schedule name (Kubernetes name rules; at most 52 characters, as for a CronJob)."},
+                        "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 52, "description": "Schedule name (Kubernetes name rules; at most 52 characters, as for a CronJob)."},
                         "schedule": {"type": "string", "default": "*/1 * * * *", "description": "Standard 5-field cron expression (minute hour day-of-month month day-of-week) or a macro: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly. Read in UTC."},
                         "timeZone": {"type": "string", "enum": ["UTC", "Etc/UTC"], "description": "Only UTC is supported."},
-                        "repo": {"type": "string", "description": "As for POST /jobs; derived from the name with ingest.repo_template when omitted."},
-                        "ref": {"type": "string"},
-                        "engines": {"type": "array", "items": {"type": "string"}},
+                        "repo": {"type": "string", "minLength": 1, "description": "As for POST /jobs; derived from the name with ingest.repo_template when omitted."},
+                        "ref": {"type": "string", "minLength": 1},
+                        "engines": {"type": "array", "items": engine_id, "minItems": 1, "maxItems": 16, "uniqueItems": true},
+                        "mode": {"type": "string", "enum": ["tree", "history", "incremental"]},
+                        "concurrencyPolicy": {"type": "string", "enum": ["Allow", "Forbid", "Replace"], "default": "Allow", "description": "Allow: runs may overlap; Forbid: a tick is skipped while a run is active; Replace: the active run is cancelled and the tick fires."},
+                        "suspend": {"type": "boolean", "default": false, "description": "True stops firing; ticks that pass while suspended never fire."},
+                        "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100, "default": 3, "description": "Succeeded runs GET /jobs/stats keeps listing."},
+                        "failedJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100, "default": 1, "description": "Failed runs GET /jobs/stats keeps listing."},
+                        "startingDeadlineSeconds": {"type": "integer", "minimum": 0, "description": "A tick that could not fire on time (no scheduler leader) still fires within this many seconds; older ones are recorded as missed. Default: scheduler.starting_deadline_seconds."}
+                    }
+                },
+                "ScheduleChange": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "description": "PUT (omitted fields take the defaults) or PATCH (omitted fields stay as they are). The name is the path's: a body may repeat it, but not change it.",
+                    "properties": {
+                        "schedule": {"type": "string", "default": "*/1 * * * *", "description": "Standard 5-field cron expression (minute hour day-of-month month day-of-week) or a macro: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly. Read in UTC."},
+                        "timeZone": {"type": "string", "enum": ["UTC", "Etc/UTC"], "description": "Only UTC is supported."},
+                        "repo": {"type": "string", "minLength": 1, "description": "As for POST /jobs; derived from the name with ingest.repo_template when omitted."},
+                        "ref": {"type": "string", "minLength": 1},
+                        "engines": {"type": "array", "items": engine_id, "minItems": 1, "maxItems": 16, "uniqueItems": true},
                         "mode": {"type": "string", "enum": ["tree", "history", "incremental"]},
                         "concurrencyPolicy": {"type": "string", "enum": ["Allow", "Forbid", "Replace"], "default": "Allow", "description": "Allow: runs may overlap; Forbid: a tick is skipped while a run is active; Replace: the active run is cancelled and the tick fires."},
                         "suspend": {"type": "boolean", "default": false, "description": "True stops firing; ticks that pass while suspended never fire."},
@@ -266,7 +290,7 @@ mod tests {
 
     #[test]
     fn documents_exactly_the_served_routes() {
-        let doc = document();
+        let doc = document(&["secrets".to_owned()]);
         let mut served = route_set(ROUTES);
         // Ingest has the topics' AsyncAPI document.
         served.insert(("get".to_owned(), "/asyncapi.json".to_owned()));

@@ -76,12 +76,37 @@ pub struct ScheduleRequest {
     pub concurrency_policy: Option<String>,
     #[serde(default)]
     pub suspend: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub successful_jobs_history_limit: Option<i32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub failed_jobs_history_limit: Option<i32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub starting_deadline_seconds: Option<i64>,
+}
+
+/// An optional whole number, also written as a float with no fraction (`3.0`): JSON has one
+/// number type, and `3.0` is the integer 3 to JSON Schema and to many clients' encoders.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_i64(), number.as_f64()) {
+        (Some(n), _) => n,
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => f as i64,
+        _ => {
+            return Err(D::Error::custom(format!(
+                "expected a whole number, got {number}"
+            )));
+        }
+    };
+    T::try_from(whole)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{whole} is out of range")))
 }
 
 /// A schedule as the API shows it.
@@ -500,4 +525,31 @@ async fn remove(
         "name": name.as_str(),
         "status": "deleted",
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats_without_a_fraction() {
+        let request: ScheduleRequest = serde_json::from_str(
+            r#"{"successfulJobsHistoryLimit": 3.0, "startingDeadlineSeconds": 82686.0}"#,
+        )
+        .unwrap();
+        assert_eq!(request.successful_jobs_history_limit, Some(3));
+        assert_eq!(request.starting_deadline_seconds, Some(82686));
+        for bad in [
+            r#"{"failedJobsHistoryLimit": 1.5}"#,
+            r#"{"failedJobsHistoryLimit": 4294967296}"#,
+            r#"{"failedJobsHistoryLimit": "1"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ScheduleRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        let empty: ScheduleRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty.failed_jobs_history_limit, None);
+    }
 }

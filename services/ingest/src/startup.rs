@@ -185,7 +185,7 @@ impl Role for Ingest {
     }
 
     fn openapi(&self) -> Option<serde_json::Value> {
-        Some(crate::openapi::document())
+        Some(crate::openapi::document(&self.state.settings.engines))
     }
 
     fn asyncapi(&self) -> Option<serde_json::Value> {

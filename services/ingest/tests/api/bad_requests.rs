@@ -347,6 +347,18 @@ async fn other_routes_refuse_bad_input_and_write_nothing() {
         options.headers().get("allow").and_then(|v| v.to_str().ok()),
         Some("GET, POST")
     );
+    // DELETE /jobs/{uuid} does not take a sibling's literal path as a job id.
+    let delete = app
+        .http
+        .delete(format!("{}/jobs/schedule", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status().as_u16(), 405);
+    assert_eq!(
+        delete.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, POST")
+    );
     assert_nothing_written(&app, before);
     app.shutdown().await;
 }
