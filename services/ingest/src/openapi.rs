@@ -17,7 +17,7 @@ const NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// The document, with `engines` (ingest.engines) as the engine ids requests may name.
 pub fn document(engines: &[String]) -> Value {
     let engine_id = json!({"type": "string", "enum": engines});
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "scanstream ingest API",
@@ -224,24 +224,6 @@ pub fn document(engines: &[String]) -> Value {
                         "startingDeadlineSeconds": {"type": "integer", "minimum": 0, "description": "A tick that could not fire on time (no scheduler leader) still fires within this many seconds; older ones are recorded as missed. Default: scheduler.starting_deadline_seconds."}
                     }
                 },
-                "ScheduleChange": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "description": "PUT (omitted fields take the defaults) or PATCH (omitted fields stay as they are). The name is the path's: a body may repeat it, but not change it.",
-                    "properties": {
-                        "schedule": {"type": "string", "default": "*/1 * * * *", "description": "Standard 5-field cron expression (minute hour day-of-month month day-of-week) or a macro: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly. Read in UTC."},
-                        "timeZone": {"type": "string", "enum": ["UTC", "Etc/UTC"], "description": "Only UTC is supported."},
-                        "repo": {"type": "string", "minLength": 1, "description": "As for POST /jobs; derived from the name with ingest.repo_template when omitted."},
-                        "ref": {"type": "string", "minLength": 1},
-                        "engines": {"type": "array", "items": engine_id, "minItems": 1, "maxItems": 16, "uniqueItems": true},
-                        "mode": {"type": "string", "enum": ["tree", "history", "incremental"]},
-                        "concurrencyPolicy": {"type": "string", "enum": ["Allow", "Forbid", "Replace"], "default": "Allow", "description": "Allow: runs may overlap; Forbid: a tick is skipped while a run is active; Replace: the active run is cancelled and the tick fires."},
-                        "suspend": {"type": "boolean", "default": false, "description": "True stops firing; ticks that pass while suspended never fire."},
-                        "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100, "default": 3, "description": "Succeeded runs GET /jobs/stats keeps listing."},
-                        "failedJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100, "default": 1, "description": "Failed runs GET /jobs/stats keeps listing."},
-                        "startingDeadlineSeconds": {"type": "integer", "minimum": 0, "description": "A tick that could not fire on time (no scheduler leader) still fires within this many seconds; older ones are recorded as missed. Default: scheduler.starting_deadline_seconds."}
-                    }
-                },
                 "Schedule": {
                     "type": "object",
                     "required": ["name", "schedule", "timeZone", "repo", "engines", "mode", "concurrencyPolicy", "suspend", "successfulJobsHistoryLimit", "failedJobsHistoryLimit", "createdAt", "updatedAt", "nextRuns"],
@@ -278,7 +260,22 @@ pub fn document(engines: &[String]) -> Value {
                 }
             }
         }
-    })
+    });
+    // PUT and PATCH take the same fields as POST but the name, which is the path's.
+    let create = &document["components"]["schemas"]["ScheduleCreate"];
+    let mut change = create.clone();
+    if let Some(fields) = change["properties"].as_object_mut() {
+        fields.remove("name");
+    }
+    if let Some(schema) = change.as_object_mut() {
+        schema.remove("required");
+        schema.insert(
+            "description".into(),
+            json!("PUT (omitted fields take the defaults) or PATCH (omitted fields stay as they are). The name is the path's: a body may repeat it, but not change it."),
+        );
+    }
+    document["components"]["schemas"]["ScheduleChange"] = change;
+    document
 }
 
 #[cfg(test)]
@@ -295,6 +292,27 @@ mod tests {
         // Ingest has the topics' AsyncAPI document.
         served.insert(("get".to_owned(), "/asyncapi.json".to_owned()));
         assert_eq!(documented_routes(&doc), served);
+        // Every referenced schema exists; a change of a schedule has every field but the name.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let text = doc.to_string();
+        for reference in text.split("#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referenced but missing"
+            );
+        }
+        let fields = |schema: &str| -> Vec<String> {
+            schemas[schema]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let mut create = fields("ScheduleCreate");
+        create.retain(|f| f != "name");
+        assert_eq!(fields("ScheduleChange"), create);
         // Every operation that takes a JSON body says what a body of another type gets.
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
