@@ -475,7 +475,7 @@ async fn serve_until_stopped(
     );
     say!("  HTTP API:         {url}");
     say!(
-        "                    POST /jobs · GET /jobs/stats · /jobs/{{uuid}} · /readyz · /metrics · /openapi.json"
+        "                    POST /jobs · GET /jobs/stats · /jobs/{{uuid}} · /readyz · /metrics · /openapi.json · /asyncapi.json"
     );
     match &token {
         Some((_, file)) => say!(
