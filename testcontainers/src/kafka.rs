@@ -159,7 +159,7 @@ impl TopicReader {
 
     /// The sum of the high watermarks of `topic`: unchanged means nothing was written.
     pub fn watermark(&self, topic: Topic) -> i64 {
-        let consumer = self.consumer();
+        let consumer = self.watermark_consumer();
         let name = self.name(topic);
         partitions(&consumer, &name)
             .into_iter()
@@ -171,13 +171,16 @@ impl TopicReader {
     /// when it was called (for at most 15 s).
     pub fn read_all(&self, topic: Topic) -> Vec<OwnedMessage> {
         let consumer = self.consumer();
+        let watermarks = self.watermark_consumer();
         let name = self.name(topic);
         let mut list = TopicPartitionList::new();
         let mut ends = BTreeMap::new();
         for p in partitions(&consumer, &name) {
             list.add_partition_offset(&name, p, Offset::Beginning)
                 .unwrap();
-            let (_, high) = consumer.fetch_watermarks(&name, p, TIMEOUT).unwrap();
+            // The high watermark, not the last stable offset: a transaction committed just
+            // before (its markers not written yet) is waited for, not read as nothing.
+            let (_, high) = watermarks.fetch_watermarks(&name, p, TIMEOUT).unwrap();
             ends.insert(p, high);
         }
         consumer.assign(&list).unwrap();
@@ -232,6 +235,18 @@ impl TopicReader {
             }
         }
         out
+    }
+
+    /// For high watermarks: a read_committed consumer's offset queries answer the last stable
+    /// offset, which lags a commit until its markers are written.
+    fn watermark_consumer(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("group.id", "unused")
+            .set("isolation.level", "read_uncommitted")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
     }
 
     fn consumer(&self) -> BaseConsumer {

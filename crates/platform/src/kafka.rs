@@ -263,6 +263,24 @@ impl KafkaFactory {
         config
     }
 
+    /// A consumer that only asks partitions' offsets and reads nothing: its watermark queries
+    /// answer high watermarks, where a read_committed consumer's answer the last stable offset,
+    /// which lags a committed transaction until its markers are written.
+    pub fn offset_probe(
+        &self,
+        role: ClientRole,
+        group_id: &str,
+    ) -> Result<StreamConsumer<StatsContext>, KafkaError> {
+        let mut config = self.consumer_config(role, group_id, false);
+        config.set("isolation.level", "read_uncommitted");
+        config
+            .create_with_context(StatsContext::new(role))
+            .map_err(|source| KafkaError::Create {
+                kind: "consumer",
+                source,
+            })
+    }
+
     /// [`Self::consumer_with_context`] with a plain [`StatsContext`].
     pub fn consumer(
         &self,

@@ -234,8 +234,10 @@ where
     let (consumer, probe) = (Arc::new(consumer.0), Arc::new(consumer.1));
     *crate::sync::lock(&shared.probe) = Some(probe.clone());
     // Reaching the end it had at the start is what `caught_up` reports.
+    // Caught up means the last stable offsets at the start: an open (or hanging) transaction
+    // must not keep the follower from being ready.
     let start_ends = loop {
-        let c = probe.clone();
+        let c = consumer.clone();
         let t = topic.clone();
         let timeout = source.factory.request_timeout();
         match tokio::task::spawn_blocking(move || end_offsets(&c, &t, timeout)).await {
@@ -345,7 +347,11 @@ fn open(
 ) -> Result<(StreamConsumer<StatsContext>, StreamConsumer<StatsContext>), String> {
     let group = format!("{topic}.tail");
     let consumer = factory.consumer(role, &group).map_err(|e| e.to_string())?;
-    let probe = factory.consumer(role, &group).map_err(|e| e.to_string())?;
+    // High watermarks for `sync`: a write committed just before must be waited for, though its
+    // transaction markers may not be written yet.
+    let probe = factory
+        .offset_probe(role, &group)
+        .map_err(|e| e.to_string())?;
     let mut list = TopicPartitionList::new();
     for p in partitions(&consumer, topic, factory.request_timeout())? {
         list.add_partition_offset(topic, p, Offset::Beginning)
