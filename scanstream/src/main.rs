@@ -120,10 +120,9 @@ async fn run_command(
     base: &scanstream_platform::Settings,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<ExitCode> {
-    let base = base.clone();
     match command {
         Command::Topics(TopicsCommand::Ensure(args)) => {
-            let report = topics::ensure(&base, args.skip_schemas).await?;
+            let report = topics::ensure(base, args.skip_schemas).await?;
             if report.has_drift() && !args.allow_drift {
                 eprintln!(
                     "scanstream topics ensure: {} difference(s) between the cluster and scanstream's \
@@ -136,33 +135,28 @@ async fn run_command(
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest(_) => {
-            serve(
-                scanstream_ingest::Ingest::start(&base).await?,
-                &base,
-                metrics,
-            )
-            .await
+            serve(scanstream_ingest::Ingest::start(base).await?, base, metrics).await
         }
         Command::Aggregator(_) => {
             serve(
-                scanstream_aggregator::Aggregator::start(&base).await?,
-                &base,
+                scanstream_aggregator::Aggregator::start(base).await?,
+                base,
                 metrics,
             )
             .await
         }
         Command::Scheduler(_) => {
             serve(
-                scanstream_scheduler::Scheduler::start(&base).await?,
-                &base,
+                scanstream_scheduler::Scheduler::start(base).await?,
+                base,
                 metrics,
             )
             .await
         }
         Command::Scanner(_) => {
             serve(
-                scanstream_scanner::Scanner::start(&base).await?,
-                &base,
+                scanstream_scanner::Scanner::start(base).await?,
+                base,
                 metrics,
             )
             .await
