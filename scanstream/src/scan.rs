@@ -95,6 +95,7 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             .read_to_end(&mut content)
             .context("cannot read standard input")?;
         let source = MemorySource::new(vec![(args.stdin_name.clone(), content)]);
+        let source = move || Ok(source);
         (
             run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?,
             None,
@@ -113,6 +114,7 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
                 .map(|file| (file.path, file.content))
                 .collect(),
         );
+        let source = move || Ok(source);
         let mut runs =
             run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
         // Only what the commit adds: a secret already in the file is not this commit's.
@@ -130,12 +132,12 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             bail!("{} does not exist", path.display());
         }
         if path.is_file() && !args.history && args.git_ref.is_none() {
-            let source = DirSource::file(&path)?;
-            let runs =
-                run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
-            return finish(args, &scanning, runs, None, bar, &place_ignores);
-        }
-        if args.history || args.git_ref.is_some() || args.since.is_some() {
+            let file = move || DirSource::file(&path);
+            (
+                run_blocking(&scanning, file, &engines, &ignored, &progress, &cancel).await?,
+                None,
+            )
+        } else if args.history || args.git_ref.is_some() || args.since.is_some() {
             scan_repository(
                 &scanning, &path, args, mode, &engines, &progress, &cancel, &ignored,
             )
@@ -149,22 +151,21 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             }
             // The configured ignore file and the folder's own, as for repositories.
             ignored.extend(scanning.ignored_with(std::fs::read(path.join(IGNORE_FILE)).ok()));
-            let (scanning, progress, cancel) = (scanning.clone(), progress.clone(), cancel.clone());
-            let runs = tokio::task::spawn_blocking(move || {
-                let source = DirSource::walk(&path)?;
-                scanning.run_engines(&source, &engines, &ignored, &progress, &cancel)
-            })
-            .await??;
-            (runs, None)
+            let walk = move || DirSource::walk(&path);
+            (
+                run_blocking(&scanning, walk, &engines, &ignored, &progress, &cancel).await?,
+                None,
+            )
         }
     };
     finish(args, &scanning, runs, commit, bar, &place_ignores)
 }
 
-/// Scans `source` with the engines on a blocking thread.
-async fn run_blocking<S: Source + Send + 'static>(
+/// Builds the source (`source`: a folder walk reads the disk) and scans it with the engines, on
+/// a blocking thread.
+async fn run_blocking<S: Source>(
     scanning: &Arc<Scanning>,
-    source: S,
+    source: impl FnOnce() -> Result<S, scanstream_scanner::Error> + Send + 'static,
     engines: &[String],
     ignored: &HashSet<String>,
     progress: &Arc<Progress>,
@@ -178,7 +179,7 @@ async fn run_blocking<S: Source + Send + 'static>(
         cancel.clone(),
     );
     Ok(tokio::task::spawn_blocking(move || {
-        scanning.run_engines(&source, &engines, &ignored, &progress, &cancel)
+        scanning.run_engines(&source()?, &engines, &ignored, &progress, &cancel)
     })
     .await??)
 }
