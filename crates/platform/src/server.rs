@@ -309,7 +309,6 @@ impl ServedRoutes {
 struct Shared {
     roles: Vec<Arc<dyn Role>>,
     metrics: PrometheusHandle,
-    routes: Vec<(&'static str, &'static str)>,
     openapi: Option<Value>,
     asyncapi: Option<Value>,
 }
@@ -322,18 +321,16 @@ pub fn serve(
     options: ServeOptions,
 ) -> Result<Served, ServeError> {
     check_order(&roles)?;
-    let routes = served_routes(&roles);
+    let served = web::Data::new(ServedRoutes(served_routes(&roles)));
     let openapi = merged_openapi(roles.iter().filter_map(|r| r.openapi()).collect());
     let asyncapi = roles.iter().find_map(|r| r.asyncapi());
     let shared = web::Data::new(Shared {
         roles,
         metrics,
-        routes,
         openapi,
         asyncapi,
     });
     let label = web::Data::new(RoleLabel(options.label));
-    let served = web::Data::new(ServedRoutes(shared.routes.clone()));
     let listener = TcpListener::bind(listen).map_err(|source| ServeError::Bind {
         address: listen.to_owned(),
         source,
@@ -439,8 +436,11 @@ async fn openapi_document(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(shared.openapi.as_ref().unwrap_or(&Value::Null))
 }
 
-async fn not_found(shared: web::Data<Shared>, req: HttpRequest) -> Result<HttpResponse, Problem> {
-    Err(unmatched(&shared.routes, &req))
+async fn not_found(
+    served: web::Data<ServedRoutes>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
+    Err(unmatched(&served.0, &req))
 }
 
 /// The (method, path) pairs an OpenAPI document describes, to check it against a role's
