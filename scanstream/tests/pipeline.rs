@@ -6,10 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use scanstream::demo::{Planted, plant_repository};
@@ -19,80 +17,15 @@ use scanstream_scanner::secrets::SecretsEngine;
 use scanstream_testcontainers::TestScope;
 use serde_json::{Value, json};
 
+mod support;
+
+use support::{Up, log};
+
 const FINGERPRINT_KEY: &str = "pipeline-test-fingerprint-key";
 const REPOSITORIES: usize = 6;
 /// Tree scans and history scans submitted per repository: 6 × (3 + 2) = 30 scans.
 const TREE_RUNS: usize = 3;
 const HISTORY_RUNS: usize = 2;
-
-/// A running `scanstream up` and the URL it printed.
-struct Up {
-    child: Child,
-    url: String,
-    data_dir: PathBuf,
-}
-
-impl Up {
-    fn start(scope: &TestScope, config: &Path, data_dir: &Path) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
-            .args(["--config"])
-            .arg(config)
-            .args(["--bootstrap", &scope.endpoints.bootstrap_servers])
-            .args(["--registry", &scope.endpoints.registry_url])
-            .args(["--topic-prefix", &scope.topic_prefix])
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
-            .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start scanstream up");
-        let stdout = child.stdout.take().expect("no stdout");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.trim().strip_prefix("HTTP API:") {
-                    let _ = sender.send(url.trim().to_owned());
-                }
-            }
-        });
-        let url = receiver
-            .recv_timeout(Duration::from_secs(180))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!(
-                    "scanstream up never printed its URL; log:\n{}",
-                    log(data_dir)
-                )
-            });
-        Up {
-            child,
-            url,
-            data_dir: data_dir.to_owned(),
-        }
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("api-token"))
-            .expect("up wrote no token")
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log(data_dir: &Path) -> String {
-    let text = std::fs::read_to_string(data_dir.join("logs/scanstream.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

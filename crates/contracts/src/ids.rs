@@ -11,8 +11,21 @@ use uuid::Uuid;
 const NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_2c3e_8d4b_4f6a_9b1e_5c7d_2e3f_4a5b);
 
 /// A job's uuid: derived from its name, so posting the same name again is the same job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
 pub struct JobId(#[serde(with = "uuid_string")] pub Uuid);
 
 impl JobId {
@@ -43,8 +56,21 @@ impl fmt::Display for JobId {
 }
 
 /// One submission of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
 pub struct RunId(#[serde(with = "uuid_string")] pub Uuid);
 
 impl RunId {

@@ -37,22 +37,30 @@ impl std::ops::DerefMut for Problem {
     }
 }
 
-/// The fields of a [`Problem`] (RFC 9457).
-#[derive(Debug, Clone, Serialize)]
+/// The fields of a [`Problem`] (RFC 9457), documented as the `Problem` schema.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
 pub struct ProblemBody {
     /// A URI reference naming the problem kind (`/problems/validation`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// A short summary of the problem kind.
     pub title: String,
+    /// The HTTP status code.
     pub status: u16,
+    /// What went wrong in this request.
     pub detail: String,
     /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     pub field: Option<String>,
     /// The rule it broke, a stable identifier clients may match on.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     pub rule: Option<String>,
+    /// The request's correlation id (`X-Correlation-Id`), to find it in the logs.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     pub correlation_id: Option<String>,
     /// Seconds for `Retry-After` (503).
     #[serde(skip)]
@@ -161,7 +169,8 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads a JSON request body: `Content-Type: application/json` required (415), at most
 /// `limit` bytes (413), all of it within the [`BodyReadTimeout`] (408: a client that trickles
 /// its body must not hold a worker's connection forever), and a problem body naming the field
-/// serde rejected (400). Returns the value and the raw bytes (for idempotency hashing).
+/// serde rejected (400); the body must be a JSON object. Returns the value and the raw bytes
+/// (for idempotency hashing).
 pub async fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -230,6 +239,14 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
+    }
+    // A struct also deserializes from a JSON array of its fields in order; every body here is
+    // an object with named fields, so an array (or any other JSON type) is refused.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        let mut p = Problem::invalid("body", "type", "the body must be a JSON object");
+        p.field = None;
+        return Err(p);
     }
     let value = serde_json::from_slice(&body).map_err(|e| json_problem(&e))?;
     Ok((value, body))
@@ -452,14 +469,48 @@ pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
     a.len() == b.len() && a.iter().zip(&b).all(|(p, s)| p.starts_with('{') || p == s)
 }
 
-/// `GET /health_check`, the job manager's health route: up while the process runs.
-pub async fn health_check() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+/// Adds the `bearer` security scheme to a role's OpenAPI document (`#[openapi(modifiers(&BearerAuth),
+/// security(("bearer" = [])))]`): operations need a token unless they say otherwise.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A token from api.tokens; each operation's 403 names the scope it needs (scans:write, scans:read).",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
 }
 
-/// `GET /livez`: the liveness probe.
+/// The body of `/health_check` and `/livez`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProcessStatus {
+    /// `ok` (`/health_check`) or `alive` (`/livez`).
+    #[schema(pattern = "^(ok|alive)$")]
+    pub status: &'static str,
+}
+
+/// The job manager's health route: up while the process runs.
+#[utoipa::path(get, path = "/health_check", security(()), responses(
+    (status = 200, description = "The process is up.", body = ProcessStatus),
+))]
+pub async fn health_check() -> HttpResponse {
+    HttpResponse::Ok().json(ProcessStatus { status: "ok" })
+}
+
+/// Liveness probe.
+#[utoipa::path(get, path = "/livez", security(()), responses(
+    (status = 200, description = "The process is alive.", body = ProcessStatus),
+))]
 pub async fn livez() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
+    HttpResponse::Ok().json(ProcessStatus { status: "alive" })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures::future::BoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -82,8 +82,9 @@ pub trait Role: Send + Sync + 'static {
     /// Registers the role's own routes and their app data.
     fn configure(&self, _cfg: &mut web::ServiceConfig) {}
     fn readiness(&self) -> Readiness;
-    /// The role's OpenAPI document, if it has a public API.
-    fn openapi(&self) -> Option<Value> {
+    /// The role's OpenAPI document of its own routes, if it has a public API (generated from
+    /// its types with utoipa; [`serve`] adds the shared routes).
+    fn openapi(&self) -> Option<utoipa::openapi::OpenApi> {
         None
     }
     /// The AsyncAPI document of the topics, served at `/asyncapi.json` (ingest's: it knows the
@@ -309,6 +310,7 @@ impl ServedRoutes {
 struct Shared {
     roles: Vec<Arc<dyn Role>>,
     metrics: PrometheusHandle,
+    /// The served OpenAPI document, rendered once.
     openapi: Option<Value>,
     asyncapi: Option<Value>,
 }
@@ -322,8 +324,13 @@ pub fn serve(
 ) -> Result<Served, ServeError> {
     check_order(&roles)?;
     let served = web::Data::new(ServedRoutes(served_routes(&roles)));
-    let openapi = merged_openapi(roles.iter().filter_map(|r| r.openapi()).collect());
     let asyncapi = roles.iter().find_map(|r| r.asyncapi());
+    let openapi = served_openapi(&roles, asyncapi.is_some()).map(|document| {
+        serde_json::to_value(document).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the OpenAPI document cannot be rendered");
+            Value::Null
+        })
+    });
     let shared = web::Data::new(Shared {
         roles,
         metrics,
@@ -398,19 +405,43 @@ impl Served {
     }
 }
 
-/// `{"ready": all, "<role>": {"ready": …, …}}`; `503` until every role is ready.
+/// The body of `/readyz`: `ready` and one entry per role.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReadyBody {
+    /// Whether every role is ready.
+    pub ready: bool,
+    /// Each role's entry, under its name.
+    #[serde(flatten)]
+    pub roles: std::collections::BTreeMap<String, RoleReadiness>,
+}
+
+/// One role's `/readyz` entry.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RoleReadiness {
+    pub ready: bool,
+    /// Role-specific fields (`restored`, `folding`, `consuming`, `reason`…).
+    #[serde(flatten)]
+    pub detail: Map<String, Value>,
+}
+
+/// Readiness probe: ready only when every role is; each role's entry says why not.
+#[utoipa::path(get, path = "/readyz", security(()), responses(
+    (status = 200, description = "Every role is ready.", body = ReadyBody),
+    (status = 503, description = "A role is not ready; its entry says why.", body = ReadyBody),
+))]
 async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
-    let mut body = Map::new();
+    let mut roles = std::collections::BTreeMap::new();
     let mut all = true;
     for role in &shared.roles {
         let readiness = role.readiness();
         all &= readiness.ready;
-        let mut entry = Map::new();
-        entry.insert("ready".to_owned(), Value::Bool(readiness.ready));
-        entry.extend(readiness.detail);
-        body.insert(role.name().to_owned(), Value::Object(entry));
+        let entry = RoleReadiness {
+            ready: readiness.ready,
+            detail: readiness.detail,
+        };
+        roles.insert(role.name().to_owned(), entry);
     }
-    body.insert("ready".to_owned(), Value::Bool(all));
+    let body = ReadyBody { ready: all, roles };
     if all {
         HttpResponse::Ok().json(body)
     } else {
@@ -418,6 +449,10 @@ async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", security(()), responses(
+    (status = 200, description = "Prometheus text format 0.0.4.", body = String, content_type = "text/plain"),
+))]
 async fn render_metrics(shared: web::Data<Shared>) -> HttpResponse {
     for role in &shared.roles {
         role.refresh_metrics();
@@ -428,10 +463,18 @@ async fn render_metrics(shared: web::Data<Shared>) -> HttpResponse {
         .body(shared.metrics.render())
 }
 
+/// The AsyncAPI 3.0 document of the topics.
+#[utoipa::path(get, path = "/asyncapi.json", security(()), responses(
+    (status = 200, description = "Every topic's address, Kafka bindings, key, headers and Avro schema.", body = Object),
+))]
 async fn asyncapi_document(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(shared.asyncapi.as_ref().unwrap_or(&Value::Null))
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", security(()), responses(
+    (status = 200, description = "The OpenAPI 3.1 document of every route this server answers.", body = Object),
+))]
 async fn openapi_document(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(shared.openapi.as_ref().unwrap_or(&Value::Null))
 }
@@ -461,58 +504,60 @@ pub fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {
     documented
 }
 
-/// What a role with `own` routes and an OpenAPI document serves, as a set comparable with
-/// [`documented_routes`].
-pub fn route_set(own: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    own.iter()
-        .chain(SHARED_ROUTES)
-        .chain([&OPENAPI_ROUTE])
+/// `routes` as a set comparable with [`documented_routes`].
+pub fn route_set(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    routes
+        .iter()
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect()
 }
 
-/// One document from several: the first one's scalars win, objects (paths, methods,
-/// components) are united. Several documents get a combined title.
-fn merged_openapi(documents: Vec<Value>) -> Option<Value> {
+/// The routes every server answers, as an OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    crate::http::health_check,
+    crate::http::livez,
+    readyz,
+    render_metrics,
+    openapi_document,
+    asyncapi_document
+))]
+struct SharedApi;
+
+/// What a server of `roles` documents: the roles' own documents (the first one's info wins;
+/// several get a combined title), their operations united per path, and the shared routes
+/// (`/asyncapi.json` only `with_asyncapi`). `None` when no role has a document.
+pub fn served_openapi(
+    roles: &[Arc<dyn Role>],
+    with_asyncapi: bool,
+) -> Option<utoipa::openapi::OpenApi> {
+    let documents: Vec<utoipa::openapi::OpenApi> =
+        roles.iter().filter_map(|r| r.openapi()).collect();
     let count = documents.len();
     let mut documents = documents.into_iter();
-    let mut merged = documents.next()?;
+    let mut served = documents.next()?;
     for document in documents {
-        merge(&mut merged, document);
+        served.merge(document);
     }
     if count > 1 {
-        merged["info"]["title"] = json!("scanstream");
-        merged["info"]["description"] =
-            json!("Every role of scanstream on one server: ingest and the aggregator's read API.");
+        served.info.title = "scanstream".to_owned();
+        served.info.description = Some(
+            "Every role of scanstream on one server: ingest and the aggregator's read API."
+                .to_owned(),
+        );
     }
-    Some(merged)
-}
-
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(into), Value::Object(from)) => {
-            for (key, value) in from {
-                match into.get_mut(&key) {
-                    Some(existing) => merge(existing, value),
-                    None => {
-                        into.insert(key, value);
-                    }
-                }
-            }
-        }
-        (Value::Array(into), Value::Array(from)) => {
-            for value in from {
-                if !into.contains(&value) {
-                    into.push(value);
-                }
-            }
-        }
-        _ => {}
+    let mut shared = <SharedApi as utoipa::OpenApi>::openapi();
+    if !with_asyncapi {
+        shared.paths.paths.shift_remove(ASYNCAPI_ROUTE.1);
     }
+    served.merge(shared);
+    Some(served)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     struct Routes(&'static str, &'static [(&'static str, &'static str)]);
@@ -568,27 +613,69 @@ mod tests {
         assert_eq!(options.shutdown_timeout, Duration::from_secs(5));
     }
 
+    /// A role with a document, read from JSON as a role's generated one would be.
+    struct Documented(&'static str, &'static [(&'static str, &'static str)], Value);
+
+    impl Role for Documented {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn routes(&self) -> &'static [(&'static str, &'static str)] {
+            self.1
+        }
+        fn readiness(&self) -> Readiness {
+            Readiness::new(true, Value::Null)
+        }
+        fn openapi(&self) -> Option<utoipa::openapi::OpenApi> {
+            serde_json::from_value(self.2.clone()).ok()
+        }
+        fn stop(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
     #[test]
-    fn merging_unites_paths_and_methods_and_keeps_the_first_scalars() {
-        let a = json!({"openapi": "3.1.0", "info": {"title": "a"}, "paths": {
-            "/jobs": {"post": {"summary": "submit"}},
-            "/livez": {"get": {"summary": "live"}}
-        }, "components": {"schemas": {"Problem": {"type": "object"}}}});
-        let b = json!({"openapi": "3.0.0", "info": {"title": "b"}, "paths": {
-            "/jobs": {"get": {"summary": "list"}},
-            "/jobs/stats": {"get": {"summary": "stats"}},
-            "/livez": {"get": {"summary": "other"}}
-        }, "components": {"schemas": {"JobState": {"type": "object"}}}});
-        let merged = merged_openapi(vec![a.clone(), b]).unwrap_or_default();
-        assert_eq!(merged["openapi"], "3.1.0");
-        assert_eq!(merged["info"]["title"], "scanstream");
-        assert_eq!(merged["paths"]["/jobs"]["post"]["summary"], "submit");
-        assert_eq!(merged["paths"]["/jobs"]["get"]["summary"], "list");
-        assert_eq!(merged["paths"]["/jobs/stats"]["get"]["summary"], "stats");
-        assert_eq!(merged["paths"]["/livez"]["get"]["summary"], "live");
-        assert!(merged["components"]["schemas"]["Problem"].is_object());
-        assert!(merged["components"]["schemas"]["JobState"].is_object());
-        assert_eq!(merged_openapi(vec![a.clone()]), Some(a));
-        assert_eq!(merged_openapi(Vec::new()), None);
+    fn the_served_document_unites_the_roles_and_the_shared_routes() {
+        let a: Arc<dyn Role> = Arc::new(Documented(
+            "a",
+            &[("post", "/jobs")],
+            json!({
+                "openapi": "3.1.0", "info": {"title": "a", "version": "1"},
+                "paths": {"/jobs": {"post": {"summary": "submit", "responses": {}}}},
+                "components": {"schemas": {"Problem": {"type": "object"}}}
+            }),
+        ));
+        let b: Arc<dyn Role> = Arc::new(Documented(
+            "b",
+            &[("get", "/jobs"), ("get", "/jobs/stats")],
+            json!({
+                "openapi": "3.1.0", "info": {"title": "b", "version": "1"},
+                "paths": {
+                    "/jobs": {"get": {"summary": "list", "responses": {}}},
+                    "/jobs/stats": {"get": {"summary": "stats", "responses": {}}}
+                },
+                "components": {"schemas": {"JobState": {"type": "object"}}}
+            }),
+        ));
+        let roles = [a.clone(), b];
+        let served =
+            served_openapi(&roles, false).map(|d| serde_json::to_value(d).unwrap_or_default());
+        let served = served.unwrap_or_default();
+        assert_eq!(served["openapi"], "3.1.0");
+        assert_eq!(served["info"]["title"], "scanstream");
+        assert_eq!(served["paths"]["/jobs"]["post"]["summary"], "submit");
+        assert_eq!(served["paths"]["/jobs"]["get"]["summary"], "list");
+        assert!(served["components"]["schemas"]["Problem"].is_object());
+        assert!(served["components"]["schemas"]["JobState"].is_object());
+        assert_eq!(
+            documented_routes(&served),
+            route_set(&served_routes(&roles))
+        );
+        // One role keeps its title; `/asyncapi.json` is documented where it is served.
+        let one = served_openapi(&[a], true).map(|d| serde_json::to_value(d).unwrap_or_default());
+        let one = one.unwrap_or_default();
+        assert_eq!(one["info"]["title"], "a");
+        assert!(one["paths"]["/asyncapi.json"]["get"].is_object());
+        assert!(served_openapi(&[], true).is_none());
     }
 }

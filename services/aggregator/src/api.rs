@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use scanstream_contracts::Codec;
 use scanstream_contracts::finding::SeverityCounts;
 use scanstream_contracts::state::{JobState, JobStatus};
+use scanstream_contracts::{Codec, JobId};
 use scanstream_platform::auth::{Authenticator, Scope};
-use scanstream_platform::http::Problem;
-use serde::Deserialize;
-use serde_json::json;
+use scanstream_platform::http::{Problem, ProblemBody};
+use serde::{Deserialize, Serialize};
 
-use crate::stats::{HistoryLimits, job_stats, render};
+use crate::freshness::Freshness;
+use crate::stats::{HistoryLimits, JobStats, job_stats, render};
 use crate::store::Store;
 use scanstream_contracts::schedule::Schedule;
 use scanstream_platform::tail::Table;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The schedules, for their history limits in `/jobs/stats`.
     pub schedules: Table<Schedule>,
+    /// Read-your-writes for `GET /jobs/{uuid}`: waits for the fold before answering `404`.
+    pub freshness: Arc<Freshness>,
 }
 
 /// Registers the aggregator's own routes; the shared server adds the probes, `/metrics` and
@@ -87,8 +89,21 @@ async fn all_jobs(state: &AppState) -> Result<Vec<JobState>, Problem> {
     Ok(out)
 }
 
-/// `GET /jobs/stats`: the job manager's body.
-async fn stats(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
+/// Every job in the job manager's format.
+///
+/// Normal jobs as `"name": {failed, jobtype: normal, succeeded, uuid}`; each schedule as
+/// `"schedule": [{failed, jobtype: schedule, name: <schedule>-<minutes since epoch>, succeeded,
+/// uuid}, …]`. succeeded/failed count attempts over all runs; a schedule lists its active runs and
+/// its newest finished ones within its history limits. Keys sorted, four-space indentation.
+#[utoipa::path(get, path = "/jobs/stats", responses(
+    (status = 200, description = "The stats body.", body = JobStats),
+    (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn stats(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
     authorize(&state, &req)?;
     let jobs = all_jobs(&state).await?;
     Ok(HttpResponse::Ok()
@@ -105,7 +120,20 @@ async fn stats(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespo
         }))))
 }
 
-async fn job(
+/// One job's full state: the folded JobState (schemas/JobState.avsc) as JSON.
+///
+/// A job submitted a moment ago is found: while the fold is behind the end of scans.events, the
+/// read waits for it (up to 2 s) before answering `404`.
+#[utoipa::path(get, path = "/jobs/{uuid}",
+    params(("uuid" = uuid::Uuid, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job.", body = JobState),
+        (status = 400, description = "The id is not a uuid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such job.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn job(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -113,14 +141,14 @@ async fn job(
     authorize(&state, &req)?;
     let id = uuid::Uuid::parse_str(&path)
         .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
-    let stored = state
-        .store
-        .blocking(move |s| s.get(id.as_u128()))
+    let freshness = state.freshness.clone();
+    let stored = tokio::task::spawn_blocking(move || freshness.stored(JobId(id)))
         .await
+        .map_err(internal)?
         .map_err(internal)?;
     match stored {
-        Some(stored) => {
-            let job: JobState = state.codec.decode(&stored.value).await.map_err(internal)?;
+        Some(value) => {
+            let job: JobState = state.codec.decode(&value).await.map_err(internal)?;
             Ok(HttpResponse::Ok().json(job))
         }
         None => Err(Problem::new(
@@ -132,13 +160,42 @@ async fn job(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The filters and page of `GET /jobs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only jobs whose latest run has this status.
+    #[param(value_type = Option<StatusFilter>, inline)]
     status: Option<String>,
+    /// Only jobs of this normalized repository URL.
     repo: Option<String>,
+    /// Jobs per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     cursor: Option<String>,
+}
+
+/// A job status, as a `GET /jobs` filter.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documents the accepted values; parse_status reads them.
+pub(crate) enum StatusFilter {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A page of `GET /jobs`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobsPage {
+    pub jobs: Vec<JobState>,
+    /// Pass as `cursor` for the next page; `null` after the last page.
+    pub next_cursor: Option<uuid::Uuid>,
 }
 
 const MAX_LIMIT: usize = 1000;
@@ -154,8 +211,17 @@ fn parse_status(text: &str) -> Option<JobStatus> {
     }
 }
 
-/// `GET /jobs?status=&repo=&limit=&cursor=`: jobs in id order; `next_cursor` continues the walk.
-async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
+/// Jobs, filtered and paginated, in stable (job id) order.
+#[utoipa::path(get, path = "/jobs", params(ListQuery), responses(
+    (status = 200, description = "A page; pass next_cursor as cursor for the next one.", body = JobsPage),
+    (status = 400, description = "A bad filter, limit or cursor.", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
     authorize(&state, &req)?;
     let query = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| Problem::invalid("query", "query", e.to_string()))?
@@ -217,12 +283,12 @@ async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
             }
         }
     }
-    let next = if exhausted {
+    let next_cursor = if exhausted {
         None
     } else {
-        after.map(|a| uuid::Uuid::from_u128(a).to_string())
+        after.map(uuid::Uuid::from_u128)
     };
-    Ok(HttpResponse::Ok().json(json!({"jobs": jobs, "next_cursor": next})))
+    Ok(HttpResponse::Ok().json(JobsPage { jobs, next_cursor }))
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
@@ -233,22 +299,60 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(rank).copied()
 }
 
-/// `GET /stats/summary`: counts by status, run durations, findings by severity.
-async fn summary(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
+/// The `GET /stats/summary` body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    /// Jobs in the store.
+    pub jobs: usize,
+    /// Jobs by the status of their latest run.
+    pub by_status: StatusCounts,
+    pub run_duration_ms: RunDurations,
+    /// Findings of every job's latest run, by severity.
+    pub findings: SeverityCounts,
+}
+
+/// Jobs by status.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct StatusCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+/// Durations (finished_at - started_at, milliseconds) of the finished runs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunDurations {
+    pub count: usize,
+    /// `null` without finished runs.
+    pub p50: Option<i64>,
+    pub p95: Option<i64>,
+}
+
+/// Counts by status, run durations, findings by severity.
+#[utoipa::path(get, path = "/stats/summary", responses(
+    (status = 200, description = "The summary.", body = Summary),
+    (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn summary(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
     authorize(&state, &req)?;
     let jobs = all_jobs(&state).await?;
-    let mut by_status = std::collections::BTreeMap::<&str, u64>::new();
+    let mut by_status = StatusCounts::default();
     let mut findings = SeverityCounts::default();
     let mut durations = Vec::new();
     for job in &jobs {
-        let name = match job.status {
-            JobStatus::Queued => "queued",
-            JobStatus::Running => "running",
-            JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed => "failed",
-            JobStatus::Cancelled => "cancelled",
-        };
-        *by_status.entry(name).or_default() += 1;
+        *match job.status {
+            JobStatus::Queued => &mut by_status.queued,
+            JobStatus::Running => &mut by_status.running,
+            JobStatus::Succeeded => &mut by_status.succeeded,
+            JobStatus::Failed => &mut by_status.failed,
+            JobStatus::Cancelled => &mut by_status.cancelled,
+        } += 1;
         findings.critical += job.findings.critical;
         findings.high += job.findings.high;
         findings.medium += job.findings.medium;
@@ -261,10 +365,14 @@ async fn summary(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         }
     }
     durations.sort_unstable();
-    Ok(HttpResponse::Ok().json(json!({
-        "jobs": jobs.len(),
-        "by_status": by_status,
-        "run_duration_ms": {"count": durations.len(), "p50": percentile(&durations, 50.0), "p95": percentile(&durations, 95.0)},
-        "findings": findings,
-    })))
+    Ok(HttpResponse::Ok().json(Summary {
+        jobs: jobs.len(),
+        by_status,
+        run_duration_ms: RunDurations {
+            count: durations.len(),
+            p50: percentile(&durations, 50.0),
+            p95: percentile(&durations, 95.0),
+        },
+        findings,
+    }))
 }

@@ -8,7 +8,8 @@
 //! - [`processor`]: the exactly-once consume → fold → changelog + offsets transaction loop,
 //!   a batch in named steps (decode, load, fold, commit, write the store).
 //! - [`stats`]: `GET /jobs/stats` in the job manager's format.
-//! - [`api`], [`openapi`]: the read API and its OpenAPI document.
+//! - [`api`], [`openapi`]: the read API and its OpenAPI document generated from its types.
+//! - [`freshness`]: read-your-writes for `GET /jobs/{uuid}` (waits for the fold, bounded).
 //! - [`startup`]: starting the role (served and stopped by `scanstream_platform::server`).
 //! - [`metrics`]: the names and HELP texts of what it records.
 //!
@@ -17,6 +18,7 @@
 mod api;
 pub mod changelog;
 pub mod fold;
+mod freshness;
 pub mod metrics;
 mod openapi;
 pub mod processor;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::changelog::{Progress, follow};
+use crate::freshness::Freshness;
 use crate::processor::{Processor, ProcessorConfig};
 use crate::store::Store;
 use scanstream_contracts::Topic;
@@ -35,6 +36,8 @@ pub enum AggregatorError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
+    #[error(transparent)]
+    Kafka(#[from] scanstream_platform::kafka::KafkaError),
 }
 
 /// The aggregator role: store open, changelog follower and processor started, routes ready
@@ -95,6 +98,13 @@ impl Aggregator {
                 .await;
             }
         });
+        let freshness = Arc::new(Freshness::new(
+            &factory,
+            &names,
+            &group_id,
+            progress.clone(),
+            store.clone(),
+        )?);
         let processor = Processor::new(
             factory.clone(),
             names,
@@ -147,6 +157,7 @@ impl Aggregator {
             codec,
             auth,
             schedules,
+            freshness,
         });
         Ok(Arc::new(Aggregator {
             state,
@@ -181,7 +192,7 @@ impl Role for Aggregator {
         )
     }
 
-    fn openapi(&self) -> Option<serde_json::Value> {
+    fn openapi(&self) -> Option<utoipa::openapi::OpenApi> {
         Some(crate::openapi::document())
     }
 

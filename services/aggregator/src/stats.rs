@@ -11,9 +11,11 @@
 //! `successfulJobsHistoryLimit` succeeded runs and its last `failedJobsHistoryLimit` failed
 //! (or cancelled) runs; older finished runs stay in the store and in `GET /jobs`.
 
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
+use serde::Serialize;
+
+use scanstream_contracts::JobId;
 use scanstream_contracts::state::{JobState, JobStatus};
 
 /// A schedule's history limits (succeeded, failed); CronJob's defaults are 3 and 1.
@@ -57,24 +59,71 @@ fn keep_history<T>(runs: Vec<(i64, JobStatus, T)>, limits: HistoryLimits) -> Vec
     kept
 }
 
+/// The `GET /jobs/stats` body: every job and schedule under its name, keys sorted.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct JobStats(pub BTreeMap<String, JobStatsEntry>);
+
+/// A normal job's counts, or a schedule's runs.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum JobStatsEntry {
+    Normal(NormalJobStats),
+    Schedule(Vec<ScheduledRunStats>),
+}
+
+/// `jobtype` of a job submitted by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NormalJobType {
+    Normal,
+}
+
+/// `jobtype` of a schedule's run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleJobType {
+    Schedule,
+}
+
+/// A job submitted by name (fields in the job manager's sorted order).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct NormalJobStats {
+    /// Failed attempts over all runs.
+    pub failed: i64,
+    pub jobtype: NormalJobType,
+    /// Succeeded attempts over all runs.
+    pub succeeded: i64,
+    pub uuid: JobId,
+}
+
+/// One run of a schedule, named `<schedule>-<minutes since the Unix epoch>`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ScheduledRunStats {
+    pub failed: i64,
+    pub jobtype: ScheduleJobType,
+    pub name: String,
+    pub succeeded: i64,
+    pub uuid: JobId,
+}
+
 /// The stats body for every job, each schedule's runs cut to its history limits.
 pub fn job_stats<'a>(
     states: impl IntoIterator<Item = &'a JobState>,
     limits: impl Fn(&str) -> HistoryLimits,
-) -> Value {
-    let mut body = Map::new();
-    let mut schedules: std::collections::BTreeMap<String, Vec<(i64, String, JobStatus, Value)>> =
-        Default::default();
+) -> JobStats {
+    let mut body = BTreeMap::new();
+    let mut schedules: BTreeMap<String, Vec<(i64, JobStatus, ScheduledRunStats)>> = BTreeMap::new();
     for state in states {
         match &state.schedule {
             None => {
                 body.insert(
                     state.job_name.clone(),
-                    json!({
-                        "failed": state.failed,
-                        "jobtype": "normal",
-                        "succeeded": state.succeeded,
-                        "uuid": state.job_id.to_string(),
+                    JobStatsEntry::Normal(NormalJobStats {
+                        failed: state.failed,
+                        jobtype: NormalJobType::Normal,
+                        succeeded: state.succeeded,
+                        uuid: state.job_id,
                     }),
                 );
             }
@@ -87,33 +136,28 @@ pub fn job_stats<'a>(
                     .unwrap_or(i64::MAX);
                 schedules.entry(schedule.clone()).or_default().push((
                     tick,
-                    state.job_name.clone(),
                     state.status,
-                    json!({
-                        "failed": state.failed,
-                        "jobtype": "schedule",
-                        "name": state.job_name,
-                        "succeeded": state.succeeded,
-                        "uuid": state.job_id.to_string(),
-                    }),
+                    ScheduledRunStats {
+                        failed: state.failed,
+                        jobtype: ScheduleJobType::Schedule,
+                        name: state.job_name.clone(),
+                        succeeded: state.succeeded,
+                        uuid: state.job_id,
+                    },
                 ));
             }
         }
     }
     for (schedule, mut runs) in schedules {
-        runs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let runs = runs
-            .into_iter()
-            .map(|(tick, _, status, v)| (tick, status, v))
-            .collect();
+        runs.sort_by(|a, b| (a.0, &a.2.name).cmp(&(b.0, &b.2.name)));
         let kept = keep_history(runs, limits(&schedule));
-        body.insert(schedule, Value::Array(kept));
+        body.insert(schedule, JobStatsEntry::Schedule(kept));
     }
-    Value::Object(body)
+    JobStats(body)
 }
 
 /// Renders a body the way the job manager did: sorted keys, four-space indentation.
-pub fn render(value: &Value) -> String {
+pub fn render(value: &impl Serialize) -> String {
     let mut out = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
@@ -125,11 +169,14 @@ pub fn render(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use scanstream_contracts::JobId;
     use scanstream_contracts::finding::SeverityCounts;
-    use scanstream_contracts::state::JobStatus;
+    use serde_json::{Value, json};
 
     use super::*;
+
+    fn value(stats: JobStats) -> Value {
+        serde_json::to_value(stats).unwrap_or_default()
+    }
 
     fn state(
         name: &str,
@@ -201,10 +248,13 @@ mod tests {
                 1,
             ),
         ];
-        let body = job_stats(&states, |_| HistoryLimits::default());
+        let body = value(job_stats(&states, |_| HistoryLimits::default()));
         assert_eq!(body["s"][0]["name"], "s-99");
         assert_eq!(body["s"][1]["name"], "s-100");
-        assert_eq!(job_stats(&[], |_| HistoryLimits::default()), json!({}));
+        assert_eq!(
+            value(job_stats(&[], |_| HistoryLimits::default())),
+            json!({})
+        );
     }
 
     #[test]
@@ -237,16 +287,16 @@ mod tests {
                 })
                 .unwrap_or_default()
         };
-        let body = job_stats(&states, |_| HistoryLimits::default());
+        let body = value(job_stats(&states, |_| HistoryLimits::default()));
         // Succeeded: the last three (102, 104, 105); failed: the last one (107); active: 106, 108.
         assert_eq!(
             names(&body),
             ["s-102", "s-104", "s-105", "s-106", "s-107", "s-108"]
         );
-        let body = job_stats(&states, |_| HistoryLimits {
+        let body = value(job_stats(&states, |_| HistoryLimits {
             succeeded: 0,
             failed: 2,
-        });
+        }));
         assert_eq!(names(&body), ["s-103", "s-106", "s-107", "s-108"]);
     }
 }

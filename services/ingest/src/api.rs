@@ -10,7 +10,7 @@ use scanstream_contracts::submission::Submission;
 use scanstream_contracts::{AvroRecord, Codec, CodecError, JobId, RunId, Topic};
 use scanstream_platform::auth::{Authenticator, Principal, Scope};
 use scanstream_platform::config::IngestSettings;
-use scanstream_platform::http::{Problem, RequestContext, json_body, unmatched};
+use scanstream_platform::http::{Problem, ProblemBody, RequestContext, json_body, unmatched};
 use scanstream_platform::server::ServedRoutes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -35,6 +35,29 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
+/// An `Idempotency-Key`: a value the client generates once per distinct request (a UUID is a
+/// good choice) and sends again only with retries of that request. The same key with another
+/// body is refused (`422`).
+pub struct IdempotencyKey;
+
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("idempotency-key".to_owned())))
+            .pattern(Some("^[!-~]+$"))
+            .max_length(Some(MAX_IDEMPOTENCY_KEY_LEN))
+            .description(Some("1 to 255 visible ASCII characters."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKey {}
+
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
 /// What the handlers share.
 pub struct AppState {
     pub settings: IngestSettings,
@@ -55,28 +78,105 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/jobs/{uuid}", web::delete().to(cancel));
 }
 
-/// `POST /jobs` body, the job-manager seed's `{"name": …}` plus optional scan parameters.
-#[derive(Debug, Serialize, Deserialize)]
+/// A scan request: the job manager's `{"name": …}` plus optional scan parameters.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    /// Job name (Kubernetes name rules).
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::repo_schema)]
     pub repo: Option<String>,
     #[serde(default, rename = "ref")]
+    #[schema(schema_with = crate::openapi::ref_schema)]
     pub git_ref: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<EngineIds>)]
     pub engines: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<ModeName>)]
     pub mode: Option<String>,
 }
 
-/// `202` body of `POST /jobs`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// Engine ids (the deployment's ingest.engines); ingest.default_engines when omitted.
+pub struct EngineIds;
+
+impl utoipa::PartialSchema for EngineIds {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::ArrayBuilder;
+        ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name(ENGINE_ID))
+            .min_items(Some(1))
+            .max_items(Some(EngineSet::MAX_PER_REQUEST))
+            .unique_items(true)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EngineIds {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        // The ids a deployment configures; the document lists them as this schema's enum.
+        let id = utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("An engine id of this deployment (ingest.engines)."));
+        schemas.push((ENGINE_ID.to_owned(), id.into()));
+    }
+}
+
+/// The schema name of one engine id.
+pub const ENGINE_ID: &str = "EngineId";
+
+/// How much of a repository a scan reads.
+///
+/// tree (the default): the tree at the ref; history: every unique blob reachable; incremental:
+/// only blobs new since the last scanned commit. [`parse_mode`] reads these names.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // The names the document lists; requests carry them as text.
+pub enum ModeName {
+    Tree,
+    History,
+    Incremental,
+}
+
+/// `status` of an accepted request.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QueuedStatus {
+    Queued,
+}
+
+/// Queued: the command and event are committed to Kafka.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Accepted {
+    /// The job's id, derived from its name.
+    #[schema(format = Uuid)]
     pub uuid: String,
     pub name: String,
-    pub status: String,
+    pub status: QueuedStatus,
+    /// This run of the job.
+    #[schema(format = Uuid)]
     pub run_id: String,
+}
+
+/// `status` of a cancellation.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CancellingStatus {
+    Cancelling,
+}
+
+/// The cancellation is committed to Kafka.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Cancelling {
+    pub uuid: JobId,
+    pub status: CancellingStatus,
 }
 
 pub(crate) fn authorize(
@@ -145,7 +245,9 @@ fn idempotency_key(req: &HttpRequest, principal: &Principal) -> Result<Option<St
         return Ok(None);
     };
     let key = value.to_str().ok().filter(|k| {
-        !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..0x7f).contains(&b))
+        !k.is_empty()
+            && k.len() <= MAX_IDEMPOTENCY_KEY_LEN
+            && k.bytes().all(|b| (0x21..0x7f).contains(&b))
     });
     match key {
         Some(key) => Ok(Some(scoped_key(principal.name.as_deref(), key))),
@@ -171,7 +273,30 @@ fn replay(stored: StoredResponse) -> HttpResponse {
     response.body(stored.body)
 }
 
-async fn submit(
+/// Queue a run of a job (scan one repository).
+///
+/// The job's uuid is derived from its name: posting the same name again queues another run of the
+/// same job. The RequestScan command and the JobSubmitted event are written in one Kafka
+/// transaction before the answer.
+#[utoipa::path(post, path = "/jobs",
+    params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, nullable = false,
+        description = "Replays the original answer for a retried request with the same key and body (kept 24 h by default) and writes nothing new.")),
+    request_body = JobRequest,
+    responses(
+        (status = 202, description = "Queued: the command and event are committed to Kafka.", body = Accepted,
+            headers(("Location" = String, description = "/jobs/{uuid}"))),
+        (status = 400, description = "A field breaks a rule; `field` and `rule` say which.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within ingest.body_read_timeout_ms.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is still being processed.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used with a different body.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka or the schema registry is unavailable; nothing was accepted. Retry after `Retry-After` seconds.", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ))]
+pub(crate) async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
     context: RequestContext,
@@ -323,7 +448,7 @@ async fn accept(
     let body = Accepted {
         uuid: job.to_string(),
         name: name.as_str().to_owned(),
-        status: "queued".to_owned(),
+        status: QueuedStatus::Queued,
         run_id: run.to_string(),
     };
     let body = serde_json::to_string(&body)
@@ -343,7 +468,17 @@ async fn accept(
     ))
 }
 
-async fn cancel(
+/// Cancel a job's queued and running scans.
+#[utoipa::path(delete, path = "/jobs/{uuid}",
+    params(("uuid" = uuid::Uuid, Path, description = "The job's id.")),
+    responses(
+        (status = 202, description = "The cancellation is committed to Kafka.", body = Cancelling),
+        (status = 400, description = "The id is not a uuid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka is unavailable; retry later.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn cancel(
     state: web::Data<AppState>,
     req: HttpRequest,
     context: RequestContext,
@@ -385,8 +520,10 @@ async fn cancel(
         .await
         .map_err(|e| unavailable(&state, &e))?;
     tracing::info!(job = %job, "cancellation queued");
-    Ok(HttpResponse::Accepted()
-        .json(serde_json::json!({"uuid": job.to_string(), "status": "cancelling"})))
+    Ok(HttpResponse::Accepted().json(Cancelling {
+        uuid: job,
+        status: CancellingStatus::Cancelling,
+    }))
 }
 
 #[cfg(test)]

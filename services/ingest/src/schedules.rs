@@ -13,14 +13,15 @@ use scanstream_contracts::Topic;
 use scanstream_contracts::command::ScanMode;
 use scanstream_contracts::schedule::{ConcurrencyPolicy, Schedule};
 use scanstream_platform::auth::Scope;
-use scanstream_platform::http::{Problem, RequestContext, json_body};
+use scanstream_platform::http::{Problem, ProblemBody, RequestContext, json_body};
 use scanstream_platform::tail::Table;
 use scanstream_platform::writer::{Record, Target};
 use scanstream_scheduler::{Clock, DEFAULT_CRON, Timetable, minute_of};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    AppState, authorize, encode, field, now_millis, parse_mode, resolve_repo, unavailable,
+    AppState, EngineIds, ModeName, authorize, encode, field, now_millis, parse_mode, resolve_repo,
+    unavailable,
 };
 use crate::domain::{GitRef, JobName};
 
@@ -54,34 +55,144 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The body of `POST /jobs/schedule` and `PUT /jobs/schedule/{name}`; every field but `name`
-/// optional, with the CronJob defaults. `PATCH` takes any subset.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// optional, with the CronJob defaults. `PATCH` takes any subset. The document shows it as
+/// [`ScheduleCreate`] and [`ScheduleChange`].
+#[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScheduleRequest {
+    /// Schedule name (Kubernetes name rules; at most 52 characters, as for a CronJob).
     #[serde(default)]
+    #[schema(
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length = 52,
+        nullable = false
+    )]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::cron_schema)]
     pub schedule: Option<String>,
+    /// Only UTC is supported.
     #[serde(default)]
+    #[schema(value_type = Option<TimeZoneName>)]
     pub time_zone: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::repo_schema)]
     pub repo: Option<String>,
     #[serde(default, rename = "ref")]
+    #[schema(schema_with = crate::openapi::ref_schema)]
     pub git_ref: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<EngineIds>)]
     pub engines: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<ModeName>)]
     pub mode: Option<String>,
+    /// Allow (default): runs may overlap; Forbid: a tick is skipped while a run is active;
+    /// Replace: the active run is cancelled and the tick fires.
     #[serde(default)]
+    #[schema(value_type = Option<PolicyName>)]
     pub concurrency_policy: Option<String>,
+    /// True stops firing; ticks that pass while suspended never fire.
     #[serde(default)]
+    #[schema(default = false)]
     pub suspend: Option<bool>,
+    /// Succeeded runs GET /jobs/stats keeps listing.
     #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 100, default = 3)]
     pub successful_jobs_history_limit: Option<i32>,
+    /// Failed runs GET /jobs/stats keeps listing.
     #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 100, default = 1)]
     pub failed_jobs_history_limit: Option<i32>,
+    /// A tick that could not fire on time (no scheduler leader) still fires within this many
+    /// seconds; older ones are recorded as missed. Default: scheduler.starting_deadline_seconds.
     #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 31536000)]
     pub starting_deadline_seconds: Option<i64>,
+}
+
+/// [`ScheduleRequest`] as `POST /jobs/schedule` takes it: `name` required.
+pub struct ScheduleCreate;
+
+/// [`ScheduleRequest`] as `PUT` and `PATCH /jobs/schedule/{name}` take it: the name is the
+/// path's, so the body has none.
+pub struct ScheduleChange;
+
+/// The request schema with `name` required (`true`) or left out (`false`).
+fn request_schema(
+    with_name: bool,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let mut schema = ScheduleRequest::schema();
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        if with_name {
+            object.required = vec!["name".to_owned()];
+        } else {
+            object.properties.shift_remove("name");
+            object.required.clear();
+        }
+        object.description = Some(description.to_owned());
+    }
+    schema
+}
+
+impl utoipa::PartialSchema for ScheduleCreate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        request_schema(true, "A new schedule. Omitted fields take the defaults.")
+    }
+}
+
+impl utoipa::ToSchema for ScheduleCreate {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <ScheduleRequest as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+impl utoipa::PartialSchema for ScheduleChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        request_schema(
+            false,
+            "PUT (omitted fields take the defaults) or PATCH (omitted fields stay as they are). The name is the path's.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for ScheduleChange {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <ScheduleRequest as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+/// The time zones a schedule may name.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The names the document lists; requests carry them as text.
+pub enum TimeZoneName {
+    #[schema(rename = "UTC")]
+    Utc,
+    #[schema(rename = "Etc/UTC")]
+    EtcUtc,
+}
+
+/// What a tick does while a run of the schedule is active.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The names the document lists; requests carry them as text.
+pub enum PolicyName {
+    Allow,
+    Forbid,
+    Replace,
 }
 
 /// An optional whole number, also written as a float with no fraction (`3.0`): JSON has one
@@ -110,26 +221,62 @@ where
 }
 
 /// A schedule as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Schedule)]
 pub struct ScheduleView {
     pub name: String,
     pub schedule: String,
+    #[schema(pattern = "^UTC$")]
     pub time_zone: String,
+    /// The normalized repository URL.
     pub repo: String,
     #[serde(rename = "ref")]
+    #[schema(required = true)]
     pub git_ref: Option<String>,
     pub engines: Vec<String>,
+    #[schema(value_type = ModeName)]
     pub mode: String,
+    #[schema(value_type = PolicyName)]
     pub concurrency_policy: String,
     pub suspend: bool,
     pub successful_jobs_history_limit: i32,
     pub failed_jobs_history_limit: i32,
+    #[schema(required = true)]
     pub starting_deadline_seconds: Option<i64>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
-    /// The next run times (RFC 3339, UTC); empty while suspended.
+    /// The next five run times (RFC 3339, UTC); empty while suspended.
+    #[schema(value_type = Vec<DateTimeText>)]
     pub next_runs: Vec<String>,
+}
+
+/// An RFC 3339 time in UTC.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = DateTime)]
+#[allow(dead_code)] // Documents the items of nextRuns.
+pub struct DateTimeText(String);
+
+/// `GET /jobs/schedule`: every schedule, by name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleView>,
+}
+
+/// `status` of a deletion.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletedStatus {
+    Deleted,
+}
+
+/// A schedule deleted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub name: String,
+    pub status: DeletedStatus,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -392,7 +539,23 @@ fn not_found(name: &str) -> Problem {
     )
 }
 
-async fn create(
+/// Create a schedule (Kubernetes CronJob semantics).
+///
+/// Stores the schedule as a record of the compacted scans.schedules topic. The leading scheduler
+/// fires each tick once, as a run named <name>-<minutes since the Unix epoch> submitted exactly
+/// like POST /jobs.
+#[utoipa::path(post, path = "/jobs/schedule", request_body = ScheduleCreate, responses(
+        (status = 201, description = "Created; the body shows the schedule with its next run times.", body = ScheduleView,
+            headers(("Location" = String, description = "/jobs/schedule/{name}"))),
+        (status = 400, description = "A field breaks a rule (invalid cron expression, unknown concurrencyPolicy, bad name, ...); nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A schedule with this name exists; use PUT or PATCH.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka or the schema registry is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn create(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
@@ -420,7 +583,14 @@ async fn create(
     Ok(answer(201, &schedule, now))
 }
 
-async fn list(
+/// List the schedules.
+#[utoipa::path(get, path = "/jobs/schedule", responses(
+        (status = 200, description = "Every schedule, by name.", body = ScheduleList),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:read scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The schedules topic cannot be read now.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn list(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
@@ -431,10 +601,21 @@ async fn list(
     let all: Vec<ScheduleView> = schedules
         .table
         .read(|t| t.values().map(|s| view(s, now)).collect());
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "schedules": all })))
+    Ok(HttpResponse::Ok().json(ScheduleList { schedules: all }))
 }
 
-async fn show(
+/// Show a schedule and its next run times.
+#[utoipa::path(get, path = "/jobs/schedule/{name}",
+    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    responses(
+        (status = 200, description = "The schedule and its next run times.", body = ScheduleView),
+        (status = 400, description = "The name breaks the naming rules.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:read scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The schedules topic cannot be read now.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn show(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
@@ -466,7 +647,24 @@ async fn named_request(
     }
 }
 
-async fn replace(
+/// Create or replace a schedule.
+///
+/// Fields left out take their defaults. Replacing keeps the schedule's creation time, so ticks
+/// already handled are not fired again.
+#[utoipa::path(put, path = "/jobs/schedule/{name}",
+    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    request_body = ScheduleChange,
+    responses(
+        (status = 200, description = "Replaced.", body = ScheduleView),
+        (status = 201, description = "Created.", body = ScheduleView),
+        (status = 400, description = "A field breaks a rule, or the body's name differs from the path's; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka or the schema registry is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn replace(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
@@ -491,7 +689,24 @@ async fn replace(
     ))
 }
 
-async fn update(
+/// Change some fields of a schedule (suspend: true / false to suspend and resume).
+///
+/// A resumed schedule fires from its next tick on; ticks that passed while it was suspended
+/// never fire.
+#[utoipa::path(patch, path = "/jobs/schedule/{name}",
+    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    request_body = ScheduleChange,
+    responses(
+        (status = 200, description = "Changed.", body = ScheduleView),
+        (status = 400, description = "A field breaks a rule; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka or the schema registry is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn update(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
@@ -511,7 +726,21 @@ async fn update(
     Ok(answer(200, &schedule, now))
 }
 
-async fn remove(
+/// Delete a schedule.
+///
+/// Writes a tombstone to scans.schedules. No tick after the deletion fires; runs already
+/// submitted are not cancelled.
+#[utoipa::path(delete, path = "/jobs/schedule/{name}",
+    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 400, description = "The name breaks the naming rules.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn remove(
     state: web::Data<AppState>,
     schedules: web::Data<Schedules>,
     req: HttpRequest,
@@ -521,10 +750,10 @@ async fn remove(
     let (name, _) = existing(&state, &schedules, &req, &path, Scope::ScansWrite).await?;
     write(&state, &context, name.as_str(), None).await?;
     tracing::info!(schedule = %name.as_str(), at_ms = now_millis(), "schedule deleted");
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "name": name.as_str(),
-        "status": "deleted",
-    })))
+    Ok(HttpResponse::Ok().json(Deleted {
+        name: name.as_str().to_owned(),
+        status: DeletedStatus::Deleted,
+    }))
 }
 
 #[cfg(test)]

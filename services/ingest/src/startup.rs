@@ -184,7 +184,7 @@ impl Role for Ingest {
         }
     }
 
-    fn openapi(&self) -> Option<serde_json::Value> {
+    fn openapi(&self) -> Option<utoipa::openapi::OpenApi> {
         Some(crate::openapi::document(&self.state.settings.engines))
     }
 

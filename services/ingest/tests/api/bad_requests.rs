@@ -50,6 +50,9 @@ fn cases() -> Vec<Case> {
         bad("{", None, "json-syntax"),
         bad("", None, "json-syntax"),
         bad("[]", None, "type"),
+        // A struct also reads from an array of its fields; a body must be an object.
+        bad(r#"["a", null]"#, None, "type"),
+        bad(r#""a""#, None, "type"),
         // The name.
         bad(format!(r#"{{"repo": "{repo}"}}"#), name, "required"),
         bad(

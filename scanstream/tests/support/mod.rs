@@ -1,0 +1,81 @@
+//! What the tests of the built binary share: `scanstream up` started on the test's broker and
+//! registry, and its log.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use scanstream_testcontainers::TestScope;
+
+/// A running `scanstream up` and the URL it printed.
+pub struct Up {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Up {
+    pub fn start(scope: &TestScope, config: &Path, data_dir: &Path) -> Up {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+            .args(["--config"])
+            .arg(config)
+            .args(["--bootstrap", &scope.endpoints.bootstrap_servers])
+            .args(["--registry", &scope.endpoints.registry_url])
+            .args(["--topic-prefix", &scope.topic_prefix])
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
+            .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start scanstream up");
+        let stdout = child.stdout.take().expect("no stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("HTTP API:") {
+                    let _ = sender.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = receiver
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "scanstream up never printed its URL; log:\n{}",
+                    log(data_dir)
+                )
+            });
+        Up {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("api-token"))
+            .expect("up wrote no token")
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn log(data_dir: &Path) -> String {
+    let text = std::fs::read_to_string(data_dir.join("logs/scanstream.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
