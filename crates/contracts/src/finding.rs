@@ -47,6 +47,7 @@ impl AvroRecord for Finding {
     utoipa::ToSchema,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(description = "A finding's severity (the Avro enum's symbols, upper case).")]
 pub enum Severity {
     Critical,
     High,

@@ -50,6 +50,7 @@ pub struct RunState {
 
 /// Symbol order is the Avro enum's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(description = "A job's or run's status (the Avro enum's symbols, upper case).")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     Queued,

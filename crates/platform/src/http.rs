@@ -39,7 +39,10 @@ impl std::ops::DerefMut for Problem {
 
 /// The fields of a [`Problem`] (RFC 9457), documented as the `Problem` schema.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[schema(as = Problem)]
+#[schema(
+    as = Problem,
+    description = "An error answer (RFC 9457 problem details, application/problem+json)."
+)]
 pub struct ProblemBody {
     /// A URI reference naming the problem kind (`/problems/validation`).
     #[serde(rename = "type")]
@@ -498,7 +501,7 @@ pub struct ProcessStatus {
 }
 
 /// The job manager's health route: up while the process runs.
-#[utoipa::path(get, path = "/health_check", security(()), responses(
+#[utoipa::path(get, path = "/health_check", tag = "probes", security(()), responses(
     (status = 200, description = "The process is up.", body = ProcessStatus),
 ))]
 pub async fn health_check() -> HttpResponse {
@@ -506,7 +509,7 @@ pub async fn health_check() -> HttpResponse {
 }
 
 /// Liveness probe.
-#[utoipa::path(get, path = "/livez", security(()), responses(
+#[utoipa::path(get, path = "/livez", tag = "probes", security(()), responses(
     (status = 200, description = "The process is alive.", body = ProcessStatus),
 ))]
 pub async fn livez() -> HttpResponse {

@@ -425,7 +425,7 @@ pub struct RoleReadiness {
 }
 
 /// Readiness probe: ready only when every role is; each role's entry says why not.
-#[utoipa::path(get, path = "/readyz", security(()), responses(
+#[utoipa::path(get, path = "/readyz", tag = "probes", security(()), responses(
     (status = 200, description = "Every role is ready.", body = ReadyBody),
     (status = 503, description = "A role is not ready; its entry says why.", body = ReadyBody),
 ))]
@@ -450,7 +450,7 @@ async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", security(()), responses(
+#[utoipa::path(get, path = "/metrics", tag = "probes", security(()), responses(
     (status = 200, description = "Prometheus text format 0.0.4.", body = String, content_type = "text/plain"),
 ))]
 async fn render_metrics(shared: web::Data<Shared>) -> HttpResponse {
@@ -464,7 +464,7 @@ async fn render_metrics(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 /// The AsyncAPI 3.0 document of the topics.
-#[utoipa::path(get, path = "/asyncapi.json", security(()), responses(
+#[utoipa::path(get, path = "/asyncapi.json", tag = "documents", security(()), responses(
     (status = 200, description = "Every topic's address, Kafka bindings, key, headers and Avro schema.", body = Object),
 ))]
 async fn asyncapi_document(shared: web::Data<Shared>) -> HttpResponse {
@@ -472,7 +472,7 @@ async fn asyncapi_document(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", security(()), responses(
+#[utoipa::path(get, path = "/openapi.json", tag = "documents", security(()), responses(
     (status = 200, description = "The OpenAPI 3.1 document of every route this server answers.", body = Object),
 ))]
 async fn openapi_document(shared: web::Data<Shared>) -> HttpResponse {

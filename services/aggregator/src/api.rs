@@ -95,7 +95,7 @@ async fn all_jobs(state: &AppState) -> Result<Vec<JobState>, Problem> {
 /// `"schedule": [{failed, jobtype: schedule, name: <schedule>-<minutes since epoch>, succeeded,
 /// uuid}, …]`. succeeded/failed count attempts over all runs; a schedule lists its active runs and
 /// its newest finished ones within its history limits. Keys sorted, four-space indentation.
-#[utoipa::path(get, path = "/jobs/stats", responses(
+#[utoipa::path(get, path = "/jobs/stats", tag = "job state", responses(
     (status = 200, description = "The stats body.", body = JobStats),
     (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
     (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
@@ -124,7 +124,7 @@ pub(crate) async fn stats(
 ///
 /// A job submitted a moment ago is found: while the fold is behind the end of scans.events, the
 /// read waits for it (up to 2 s) before answering `404`.
-#[utoipa::path(get, path = "/jobs/{uuid}",
+#[utoipa::path(get, path = "/jobs/{uuid}", tag = "job state",
     params(("uuid" = uuid::Uuid, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job.", body = JobState),
@@ -212,7 +212,7 @@ fn parse_status(text: &str) -> Option<JobStatus> {
 }
 
 /// Jobs, filtered and paginated, in stable (job id) order.
-#[utoipa::path(get, path = "/jobs", params(ListQuery), responses(
+#[utoipa::path(get, path = "/jobs", tag = "job state", params(ListQuery), responses(
     (status = 200, description = "A page; pass next_cursor as cursor for the next one.", body = JobsPage),
     (status = 400, description = "A bad filter, limit or cursor.", body = ProblemBody, content_type = "application/problem+json"),
     (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
@@ -331,7 +331,7 @@ pub struct RunDurations {
 }
 
 /// Counts by status, run durations, findings by severity.
-#[utoipa::path(get, path = "/stats/summary", responses(
+#[utoipa::path(get, path = "/stats/summary", tag = "job state", responses(
     (status = 200, description = "The summary.", body = Summary),
     (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
     (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),

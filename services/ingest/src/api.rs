@@ -135,7 +135,7 @@ pub const ENGINE_ID: &str = "EngineId";
 /// How much of a repository a scan reads.
 ///
 /// tree (the default): the tree at the ref; history: every unique blob reachable; incremental:
-/// only blobs new since the last scanned commit. [`parse_mode`] reads these names.
+/// only blobs new since the last scanned commit.
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)] // The names the document lists; requests carry them as text.
@@ -278,7 +278,7 @@ fn replay(stored: StoredResponse) -> HttpResponse {
 /// The job's uuid is derived from its name: posting the same name again queues another run of the
 /// same job. The RequestScan command and the JobSubmitted event are written in one Kafka
 /// transaction before the answer.
-#[utoipa::path(post, path = "/jobs",
+#[utoipa::path(post, path = "/jobs", tag = "jobs",
     params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, nullable = false,
         description = "Replays the original answer for a retried request with the same key and body (kept 24 h by default) and writes nothing new.")),
     request_body = JobRequest,
@@ -469,7 +469,7 @@ async fn accept(
 }
 
 /// Cancel a job's queued and running scans.
-#[utoipa::path(delete, path = "/jobs/{uuid}",
+#[utoipa::path(delete, path = "/jobs/{uuid}", tag = "jobs",
     params(("uuid" = uuid::Uuid, Path, description = "The job's id.")),
     responses(
         (status = 202, description = "The cancellation is committed to Kafka.", body = Cancelling),

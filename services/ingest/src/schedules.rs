@@ -544,7 +544,7 @@ fn not_found(name: &str) -> Problem {
 /// Stores the schedule as a record of the compacted scans.schedules topic. The leading scheduler
 /// fires each tick once, as a run named <name>-<minutes since the Unix epoch> submitted exactly
 /// like POST /jobs.
-#[utoipa::path(post, path = "/jobs/schedule", request_body = ScheduleCreate, responses(
+#[utoipa::path(post, path = "/jobs/schedule", tag = "schedules", request_body = ScheduleCreate, responses(
         (status = 201, description = "Created; the body shows the schedule with its next run times.", body = ScheduleView,
             headers(("Location" = String, description = "/jobs/schedule/{name}"))),
         (status = 400, description = "A field breaks a rule (invalid cron expression, unknown concurrencyPolicy, bad name, ...); nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
@@ -584,7 +584,7 @@ pub(crate) async fn create(
 }
 
 /// List the schedules.
-#[utoipa::path(get, path = "/jobs/schedule", responses(
+#[utoipa::path(get, path = "/jobs/schedule", tag = "schedules", responses(
         (status = 200, description = "Every schedule, by name.", body = ScheduleList),
         (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks the scans:read scope.", body = ProblemBody, content_type = "application/problem+json"),
@@ -605,7 +605,7 @@ pub(crate) async fn list(
 }
 
 /// Show a schedule and its next run times.
-#[utoipa::path(get, path = "/jobs/schedule/{name}",
+#[utoipa::path(get, path = "/jobs/schedule/{name}", tag = "schedules",
     params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
     responses(
         (status = 200, description = "The schedule and its next run times.", body = ScheduleView),
@@ -651,7 +651,7 @@ async fn named_request(
 ///
 /// Fields left out take their defaults. Replacing keeps the schedule's creation time, so ticks
 /// already handled are not fired again.
-#[utoipa::path(put, path = "/jobs/schedule/{name}",
+#[utoipa::path(put, path = "/jobs/schedule/{name}", tag = "schedules",
     params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
     request_body = ScheduleChange,
     responses(
@@ -693,7 +693,7 @@ pub(crate) async fn replace(
 ///
 /// A resumed schedule fires from its next tick on; ticks that passed while it was suspended
 /// never fire.
-#[utoipa::path(patch, path = "/jobs/schedule/{name}",
+#[utoipa::path(patch, path = "/jobs/schedule/{name}", tag = "schedules",
     params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
     request_body = ScheduleChange,
     responses(
@@ -730,7 +730,7 @@ pub(crate) async fn update(
 ///
 /// Writes a tombstone to scans.schedules. No tick after the deletion fires; runs already
 /// submitted are not cancelled.
-#[utoipa::path(delete, path = "/jobs/schedule/{name}",
+#[utoipa::path(delete, path = "/jobs/schedule/{name}", tag = "schedules",
     params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
     responses(
         (status = 200, description = "Deleted.", body = Deleted),
