@@ -145,7 +145,7 @@ fn bound_text(bound: &Option<Bound>) -> Option<String> {
 
 /// The aggregators' committed offsets on the events topic.
 async fn committed(settings: &Settings, events: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let group = format!("{}{}", settings.topics.prefix, settings.aggregator.group_id);
+    let group = scanstream_platform::access::group_id(settings, &settings.aggregator.group_id);
     let factory = KafkaFactory::new(settings.kafka.clone());
     let events = events.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<i32, i64>> {

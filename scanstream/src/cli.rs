@@ -60,6 +60,9 @@ pub enum Command {
     /// Manage scanstream's Kafka topics and their registry subjects.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// The Kafka access (ACLs) each role needs: topics, consumer groups, transactional ids.
+    #[command(subcommand)]
+    Acls(AclsCommand),
     /// Run everything on one machine: a local Kafka and schema registry unless a cluster is
     /// configured (--bootstrap-servers/--registry-url, SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS or
     /// --config), topics and schemas ensured, and ingest, scanner, aggregator and scheduler in
@@ -376,6 +379,28 @@ pub struct CacheGcArgs {
     /// The cache folder (scanner.cache_dir).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclsCommand {
+    /// Print one user per role with exactly the ACLs its code needs, from the access each role
+    /// declares (topic names, groups and transactional ids follow topics.prefix,
+    /// kafka.client_id and the roles' group_id settings).
+    Render(AclsRenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AclsRenderArgs {
+    /// Strimzi KafkaUser resources (kafka.strimzi.io/v1, SCRAM-SHA-512, simple
+    /// authorization); the only format so far.
+    #[arg(long, required = true)]
+    pub strimzi: bool,
+    /// The Strimzi Kafka cluster the users belong to (label strimzi.io/cluster).
+    #[arg(long, value_name = "NAME", default_value = "scanstream")]
+    pub cluster: String,
+    /// Write to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scanstream::cli::{CacheCommand, Cli, Command, TokenCommand, TopicsCommand};
+use scanstream::cli::{AclsCommand, CacheCommand, Cli, Command, TokenCommand, TopicsCommand};
 use scanstream::{client, scan, settings, topics, up};
 use scanstream_platform::server::Application;
 
@@ -75,6 +75,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .collect();
     let base = settings::load(&cli.global, &overrides)?;
     match &cli.command {
+        Command::Acls(AclsCommand::Render(args)) => {
+            let yaml = scanstream_platform::access::strimzi_users(&base, &args.cluster);
+            match &args.out {
+                Some(path) => std::fs::write(path, yaml)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                None => print!("{yaml}"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Topics(TopicsCommand::Render(args)) => {
             let names = scanstream_contracts::TopicNames::new(base.topics.prefix.clone());
             let yaml = scanstream_platform::topics::strimzi(&names, &base.topics, &args.cluster);

@@ -55,6 +55,24 @@ mod tests {
     use scanstream_platform::Settings;
     use scanstream_platform::config::Sources;
 
+    /// The committed Strimzi users are exactly what the roles' declared access renders with the
+    /// built-in settings.
+    #[test]
+    fn committed_strimzi_users_are_the_declared_access() {
+        let settings = Settings::load(Sources {
+            env: Some(BTreeMap::new()),
+            ..Sources::default()
+        })
+        .unwrap();
+        let rendered = scanstream_platform::access::strimzi_users(&settings, "scanstream");
+        let committed = include_str!("../../strimzi/users.yaml");
+        assert!(
+            rendered == committed,
+            "strimzi/users.yaml differs from the access the roles declare; regenerate it with \
+             `cargo run -p scanstream -- acls render --strimzi --out strimzi/users.yaml`"
+        );
+    }
+
     /// The committed Strimzi topics are exactly what the topic definitions render with the
     /// built-in settings (12 partitions, 3 replicas, no prefix).
     #[test]

@@ -2,6 +2,8 @@
 //! telemetry and shutdown.
 //!
 //! # Layout
+//! - [`access`]: what each role may do on Kafka (topics, groups, transactional ids), declared
+//!   once: the roles build their ids with it and `strimzi/users.yaml` is rendered from it.
 //! - [`config`]: typed settings, layered: embedded defaults → optional `--config` file →
 //!   `SCANSTREAM__…` environment variables → command-line overrides. Secrets never print.
 //! - [`fault`]: crash points the fault tests stop a process at (`SCANSTREAM_CRASH_AT`).
@@ -25,6 +27,7 @@
 //! - [`writer`]: batched Kafka transactions for submissions (ingest's API, the scheduler's ticks).
 //! - [`tail`]: an in-memory table that follows a compacted topic (schedules, tick records).
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod fault;

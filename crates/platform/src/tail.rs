@@ -345,7 +345,7 @@ fn open(
     role: ClientRole,
     topic: &str,
 ) -> Result<(StreamConsumer<StatsContext>, StreamConsumer<StatsContext>), String> {
-    let group = format!("{topic}.tail");
+    let group = crate::access::tail_group(topic);
     let consumer = factory.consumer(role, &group).map_err(|e| e.to_string())?;
     // High watermarks for `sync`: a write committed just before must be waited for, though its
     // transaction markers may not be written yet.

@@ -88,8 +88,13 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> anyhow::Resu
         (Some(target), _) => {
             let keep = {
                 // Count partitions of the source to create the target alike.
-                let consumer = KafkaFactory::new(settings.kafka.clone())
-                    .base_consumer(ClientRole::Cli, "scanstream-replay-metadata")?;
+                let consumer = KafkaFactory::new(settings.kafka.clone()).base_consumer(
+                    ClientRole::Cli,
+                    &format!(
+                        "{}replay-metadata",
+                        scanstream_platform::access::operator_group_prefix(settings)
+                    ),
+                )?;
                 let name = options.source.name.clone();
                 let partitions = tokio::task::spawn_blocking(move || {
                     kafka::partitions(consumer.client(), &name, REQUEST_TIMEOUT).map(|p| p.len())

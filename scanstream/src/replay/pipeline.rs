@@ -54,8 +54,8 @@ pub async fn run(
     let codec = scanstream_platform::registry::codec(settings)?;
     let factory = KafkaFactory::new(settings.kafka.clone());
     let group = format!(
-        "{}scanstream-replay-{}",
-        settings.topics.prefix,
+        "{}replay-{}",
+        scanstream_platform::access::operator_group_prefix(settings),
         uuid::Uuid::new_v4().simple()
     );
     let consumer = factory

@@ -117,8 +117,10 @@ fn read(
     batches: tokio::sync::mpsc::Sender<Work>,
 ) -> Result<(), FollowError> {
     let topic = names.name(Topic::JobState);
-    let consumer: BaseConsumer<StatsContext> =
-        factory.base_consumer(ClientRole::Aggregator, &format!("{group_id}-changelog"))?;
+    let consumer: BaseConsumer<StatsContext> = factory.base_consumer(
+        ClientRole::Aggregator,
+        &scanstream_platform::access::changelog_group(&group_id),
+    )?;
     let timeout = factory.request_timeout();
     let partitions = scanstream_platform::kafka::partitions(consumer.client(), &topic, timeout)?;
     if partitions.is_empty() {

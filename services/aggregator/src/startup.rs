@@ -62,7 +62,7 @@ impl Aggregator {
         let progress = Arc::new(Progress::default());
         let folding = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
-        let group_id = format!("{}{}", settings.topics.prefix, config.group_id);
+        let group_id = scanstream_platform::access::group_id(settings, &config.group_id);
 
         let follower = tokio::spawn({
             let (factory, names, store, progress, stop, group_id) = (
@@ -114,9 +114,8 @@ impl Aggregator {
             ProcessorConfig {
                 group_id,
                 transactional_id: format!(
-                    "{}{}-aggregator-{}",
-                    settings.topics.prefix,
-                    settings.kafka.client_id,
+                    "{}{}",
+                    scanstream_platform::access::aggregator_transactional_prefix(settings),
                     config.instance()
                 ),
                 batch_max_events: config.batch_max_events,

@@ -52,9 +52,8 @@ fn transactional_id(settings: &Settings) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
     let unique = uuid::Uuid::new_v4().simple().to_string();
     format!(
-        "{}{}-ingest-{host}-{}",
-        settings.topics.prefix,
-        settings.kafka.client_id,
+        "{}{host}-{}",
+        scanstream_platform::access::ingest_transactional_prefix(settings),
         &unique[..8]
     )
 }
@@ -125,8 +124,8 @@ impl Ingest {
                 )),
                 names: TopicNames::new(settings.topics.prefix.clone()),
                 transactional_prefix: format!(
-                    "{}{}-ingest-schedule-",
-                    settings.topics.prefix, settings.kafka.client_id
+                    "{}schedule-",
+                    scanstream_platform::access::ingest_transactional_prefix(settings)
                 ),
                 write_timeout: ingest.write_timeout,
                 turn: tokio::sync::Mutex::new(()),

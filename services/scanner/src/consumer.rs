@@ -235,7 +235,7 @@ impl CommandConsumer {
     /// Consumes until `stop`, restarting from the committed offsets after a failure.
     pub async fn run(&self, ready: Arc<std::sync::atomic::AtomicBool>, stop: CancellationToken) {
         let watcher = {
-            let group = format!("{}-cancel-watch", self.config.group_id);
+            let group = scanstream_platform::access::cancel_watch_group(&self.config.group_id);
             let (factory, names, codec, shared, stop) = (
                 self.factory.clone(),
                 self.names.clone(),

@@ -147,7 +147,7 @@ impl Scanner {
             codec.clone(),
             jobs,
             ConsumerConfig {
-                group_id: format!("{}{}", settings.topics.prefix, config.group_id),
+                group_id: scanstream_platform::access::group_id(settings, &config.group_id),
                 concurrency: config.concurrency,
                 queue_max: config.queue_max.max(1),
                 drain_timeout: config.drain_timeout,

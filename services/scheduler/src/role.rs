@@ -111,7 +111,7 @@ impl Scheduler {
         );
         let (leader_tx, leader) = watch::channel(false);
         let member = Arc::new(AtomicBool::new(false));
-        let group_id = format!("{}{}", settings.topics.prefix, config.group_id);
+        let group_id = scanstream_platform::access::group_id(settings, &config.group_id);
         let membership = {
             let (factory, topic, stop, member) = (
                 factory.clone(),
@@ -135,10 +135,7 @@ impl Scheduler {
             clock: clock::from_settings(&config),
             schedules: schedules.clone(),
             active,
-            transactional_id: format!(
-                "{}{}-scheduler",
-                settings.topics.prefix, settings.kafka.client_id
-            ),
+            transactional_id: scanstream_platform::access::scheduler_transactional_id(settings),
             config: PassConfig {
                 starting_deadline_seconds: config.starting_deadline_seconds,
                 leader: config.instance(),
