@@ -6,7 +6,9 @@ use std::sync::{Mutex, PoisonError};
 use crate::Error;
 use crate::source::{Item, Place, Reader, Source};
 
-/// Every regular file under a root, `.git` folders and symlinks excluded.
+/// Every regular file under a root, `.git` folders and symlinks excluded. Files are opened
+/// beneath the root without following any symbolic link ([`open_beneath`]): a file replaced by
+/// a link between the listing and the read is refused, not followed out of the root.
 #[derive(Debug)]
 pub struct DirSource {
     root: PathBuf,
@@ -31,8 +33,17 @@ impl DirSource {
         })
     }
 
-    /// One file, named by its file name (its folder is the root).
+    /// One file, named by its file name (its folder is the root). A symbolic link named on the
+    /// command line is followed here, once: the file read is its target.
     pub fn file(path: &Path) -> Result<Self, Error> {
+        let resolved;
+        let path = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                resolved = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+                resolved.as_path()
+            }
+            _ => path,
+        };
         let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let name = path
             .file_name()
@@ -123,43 +134,87 @@ fn visit<'s>(
 
 pub struct FileReader {
     root: PathBuf,
+    /// The root folder, opened once: files are opened relative to it.
+    dir: std::fs::File,
 }
 
 impl FileReader {
-    /// The file of `item` on disk; `None` for an item without a place.
-    fn path(&self, item: &Item) -> Option<PathBuf> {
-        item.places.first().map(|place| self.root.join(&place.path))
+    /// The file of `item` on disk and its path under the root; `None` for an item without a
+    /// place.
+    fn path<'i>(&self, item: &'i Item) -> Option<(PathBuf, &'i str)> {
+        item.places
+            .first()
+            .map(|place| (self.root.join(&place.path), place.path.as_str()))
     }
+
+    /// Opens the file of `item` ([`open_beneath`]); `None` for an item without a place.
+    fn open_file(&self, item: &Item) -> Result<Option<(std::fs::File, PathBuf)>, Error> {
+        let Some((path, relative)) = self.path(item) else {
+            return Ok(None);
+        };
+        match open_beneath(&self.dir, relative) {
+            Ok(file) => Ok(Some((file, path))),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                Err(Error::Source(format!(
+                    "{}: a symbolic link appeared in its path after the folder was listed; not followed",
+                    path.display()
+                )))
+            }
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+/// Opens `relative` (a path under `dir`, `/`-separated) for reading without following a
+/// symbolic link anywhere in it and without leaving `dir` (Linux `openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`); where `openat2` does not exist, only the last
+/// component is protected (`O_NOFOLLOW`).
+fn open_beneath(dir: &std::fs::File, relative: &str) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::ResolveFlags;
+        match rustix::fs::openat2(
+            dir,
+            relative,
+            flags,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        ) {
+            Err(rustix::io::Errno::NOSYS) => {}
+            opened => return opened.map(std::fs::File::from).map_err(Into::into),
+        }
+    }
+    rustix::fs::openat(dir, relative, flags, Mode::empty())
+        .map(std::fs::File::from)
+        .map_err(Into::into)
 }
 
 impl Reader for FileReader {
     fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
         use std::io::Read;
         buf.clear();
-        let Some(path) = self.path(item) else {
+        let Some((mut file, path)) = self.open_file(item)? else {
             return Ok(());
         };
-        std::fs::File::open(&path)
-            .and_then(|mut f| f.read_to_end(buf))
-            .map_err(|e| Error::io(&path, e))?;
+        file.read_to_end(buf).map_err(|e| Error::io(&path, e))?;
         Ok(())
     }
 
     /// Streams the file from the disk: a file scanned in windows is never held whole.
     fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
-        let Some(path) = self.path(item) else {
+        let Some((file, _)) = self.open_file(item)? else {
             return Ok(Box::new(std::io::empty()));
         };
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Box::new(file))
     }
 
     /// Hashes the file as it streams from the disk.
     fn blob_id(&mut self, item: &Item) -> Result<Vec<u8>, Error> {
-        let Some(path) = self.path(item) else {
+        let Some((mut file, path)) = self.open_file(item)? else {
             return crate::source::blob_id(&[]);
         };
-        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         crate::source::blob_id_of_stream(&mut file, len, &path)
     }
@@ -173,8 +228,61 @@ impl Source for DirSource {
     }
 
     fn reader(&self) -> Result<FileReader, Error> {
+        let dir = std::fs::File::open(&self.root).map_err(|e| Error::io(&self.root, e))?;
         Ok(FileReader {
             root: self.root.clone(),
+            dir,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(source: &DirSource, path: &str) -> Result<Vec<u8>, Error> {
+        let item = source
+            .items()
+            .iter()
+            .find(|i| i.places[0].path == path)
+            .unwrap_or_else(|| panic!("{path} not listed"));
+        let mut buf = Vec::new();
+        source.reader()?.read(item, &mut buf).map(|()| buf)
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_after_the_listing_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("a.txt"), "inside a").unwrap();
+        std::fs::write(root.join("sub/b.txt"), "inside b").unwrap();
+        std::fs::write(root.join("c.txt"), "inside c").unwrap();
+        std::fs::write(outside.join("b.txt"), "outside").unwrap();
+        std::fs::write(outside.join("secret"), "outside").unwrap();
+        let source = DirSource::walk(&root).unwrap();
+        assert_eq!(read(&source, "c.txt").unwrap(), b"inside c");
+        // The file itself becomes a link, and a folder on its path becomes one.
+        std::fs::remove_file(root.join("a.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("a.txt")).unwrap();
+        std::fs::rename(root.join("sub"), dir.path().join("old-sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        for path in ["a.txt", "sub/b.txt"] {
+            let refused = read(&source, path).map(String::from_utf8);
+            assert!(
+                matches!(&refused, Err(e) if e.to_string().contains("symbolic link")),
+                "{path}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_link_named_on_the_command_line_is_read_as_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("target.env"), "value").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target.env"), dir.path().join("link")).unwrap();
+        let source = DirSource::file(&dir.path().join("link")).unwrap();
+        assert_eq!(read(&source, "target.env").unwrap(), b"value");
     }
 }
