@@ -262,6 +262,12 @@ async fn thirty_scans_go_through_and_survive_a_kill_and_restart() {
     let (status, body) = post(json!({"name": "service-0"})).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["uuid"], JobId::from_name("service-0").to_string());
+    // Reads follow writes: the job is there at once, though the fold runs behind the 202.
+    let (status, job) = client
+        .get(&format!("/jobs/{}", JobId::from_name("service-0")))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["job_name"], "service-0");
     let (status, body) = post(json!({"name": "no-such-repository"})).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("file-not-found"), "{body}");

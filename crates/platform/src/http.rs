@@ -472,6 +472,52 @@ pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
     a.len() == b.len() && a.iter().zip(&b).all(|(p, s)| p.starts_with('{') || p == s)
 }
 
+/// The problem answers every role documents alike, once each (`components.responses` of the
+/// OpenAPI documents; a role's `#[openapi(components(responses(…)))]` lists the ones it uses).
+pub mod responses {
+    use super::ProblemBody;
+
+    /// `401`.
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "Missing or unknown bearer token.",
+        content_type = "application/problem+json"
+    )]
+    pub struct Unauthorized(pub ProblemBody);
+
+    /// `403` of a route that needs `scans:read`.
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The token lacks the scans:read scope.",
+        content_type = "application/problem+json"
+    )]
+    pub struct ForbiddenRead(pub ProblemBody);
+
+    /// `403` of a route that needs `scans:write`.
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The token lacks the scans:write scope.",
+        content_type = "application/problem+json"
+    )]
+    pub struct ForbiddenWrite(pub ProblemBody);
+
+    /// `413`.
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The body is too large.",
+        content_type = "application/problem+json"
+    )]
+    pub struct TooLarge(pub ProblemBody);
+
+    /// `415`.
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The body is not application/json.",
+        content_type = "application/problem+json"
+    )]
+    pub struct UnsupportedMediaType(pub ProblemBody);
+}
+
 /// Adds the `bearer` security scheme to a role's OpenAPI document (`#[openapi(modifiers(&BearerAuth),
 /// security(("bearer" = [])))]`): operations need a token unless they say otherwise.
 pub struct BearerAuth;

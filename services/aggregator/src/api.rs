@@ -8,6 +8,7 @@ use scanstream_contracts::finding::SeverityCounts;
 use scanstream_contracts::state::{JobState, JobStatus};
 use scanstream_contracts::{Codec, JobId};
 use scanstream_platform::auth::{Authenticator, Scope};
+use scanstream_platform::http::responses::{ForbiddenRead, Unauthorized};
 use scanstream_platform::http::{Problem, ProblemBody};
 use serde::{Deserialize, Serialize};
 
@@ -97,8 +98,8 @@ async fn all_jobs(state: &AppState) -> Result<Vec<JobState>, Problem> {
 /// its newest finished ones within its history limits. Keys sorted, four-space indentation.
 #[utoipa::path(get, path = "/jobs/stats", tag = "job state", responses(
     (status = 200, description = "The stats body.", body = JobStats),
-    (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-    (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 401, response = Unauthorized),
+    (status = 403, response = ForbiddenRead),
 ))]
 pub(crate) async fn stats(
     state: web::Data<AppState>,
@@ -129,8 +130,8 @@ pub(crate) async fn stats(
     responses(
         (status = 200, description = "The job.", body = JobState),
         (status = 400, description = "The id is not a uuid.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenRead),
         (status = 404, description = "No such job.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn job(
@@ -215,8 +216,8 @@ fn parse_status(text: &str) -> Option<JobStatus> {
 #[utoipa::path(get, path = "/jobs", tag = "job state", params(ListQuery), responses(
     (status = 200, description = "A page; pass next_cursor as cursor for the next one.", body = JobsPage),
     (status = 400, description = "A bad filter, limit or cursor.", body = ProblemBody, content_type = "application/problem+json"),
-    (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-    (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 401, response = Unauthorized),
+    (status = 403, response = ForbiddenRead),
 ))]
 pub(crate) async fn list(
     state: web::Data<AppState>,
@@ -333,8 +334,8 @@ pub struct RunDurations {
 /// Counts by status, run durations, findings by severity.
 #[utoipa::path(get, path = "/stats/summary", tag = "job state", responses(
     (status = 200, description = "The summary.", body = Summary),
-    (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-    (status = 403, description = "The token lacks scans:read.", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 401, response = Unauthorized),
+    (status = 403, response = ForbiddenRead),
 ))]
 pub(crate) async fn summary(
     state: web::Data<AppState>,

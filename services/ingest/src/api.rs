@@ -10,6 +10,9 @@ use scanstream_contracts::submission::Submission;
 use scanstream_contracts::{AvroRecord, Codec, CodecError, JobId, RunId, Topic};
 use scanstream_platform::auth::{Authenticator, Principal, Scope};
 use scanstream_platform::config::IngestSettings;
+use scanstream_platform::http::responses::{
+    ForbiddenWrite, TooLarge, Unauthorized, UnsupportedMediaType,
+};
 use scanstream_platform::http::{Problem, ProblemBody, RequestContext, json_body, unmatched};
 use scanstream_platform::server::ServedRoutes;
 use serde::{Deserialize, Serialize};
@@ -286,12 +289,12 @@ fn replay(stored: StoredResponse) -> HttpResponse {
         (status = 202, description = "Queued: the command and event are committed to Kafka.", body = Accepted,
             headers(("Location" = String, description = "/jobs/{uuid}"))),
         (status = 400, description = "A field breaks a rule; `field` and `rule` say which.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenWrite),
         (status = 408, description = "The body did not arrive within ingest.body_read_timeout_ms.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "A request with this Idempotency-Key is still being processed.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "The Idempotency-Key was used with a different body.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Kafka or the schema registry is unavailable; nothing was accepted. Retry after `Retry-After` seconds.", body = ProblemBody, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
@@ -474,8 +477,8 @@ async fn accept(
     responses(
         (status = 202, description = "The cancellation is committed to Kafka.", body = Cancelling),
         (status = 400, description = "The id is not a uuid.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenWrite),
         (status = 503, description = "Kafka is unavailable; retry later.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn cancel(

@@ -4,6 +4,9 @@
 //! routes (`scanstream_platform::server::served_openapi`).
 
 use scanstream_platform::http::BearerAuth;
+use scanstream_platform::http::responses::{
+    ForbiddenRead, ForbiddenWrite, TooLarge, Unauthorized, UnsupportedMediaType,
+};
 use utoipa::OpenApi;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
 
@@ -25,6 +28,13 @@ use crate::api::ENGINE_ID;
         crate::schedules::update,
         crate::schedules::remove
     ),
+    components(responses(
+        Unauthorized,
+        ForbiddenRead,
+        ForbiddenWrite,
+        TooLarge,
+        UnsupportedMediaType
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -105,15 +115,17 @@ mod tests {
         let doc = json();
         assert_eq!(documented_routes(&doc), route_set(ROUTES));
         assert_eq!(doc["openapi"], "3.1.0");
-        // Every referenced schema exists.
-        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        // Every referenced schema and response exists.
         let text = doc.to_string();
-        for reference in text.split("#/components/schemas/").skip(1) {
-            let name = reference.split('"').next().unwrap();
-            assert!(
-                schemas.contains_key(name),
-                "{name} is referenced but missing"
-            );
+        for kind in ["schemas", "responses"] {
+            let defined = doc["components"][kind].as_object().unwrap();
+            for reference in text.split(&format!("#/components/{kind}/")).skip(1) {
+                let name = reference.split('"').next().unwrap();
+                assert!(
+                    defined.contains_key(name),
+                    "{kind}/{name} is referenced but missing"
+                );
+            }
         }
         // Every operation that takes a JSON body says what a body of another type gets.
         for (path, item) in doc["paths"].as_object().unwrap() {

@@ -13,6 +13,9 @@ use scanstream_contracts::Topic;
 use scanstream_contracts::command::ScanMode;
 use scanstream_contracts::schedule::{ConcurrencyPolicy, Schedule};
 use scanstream_platform::auth::Scope;
+use scanstream_platform::http::responses::{
+    ForbiddenRead, ForbiddenWrite, TooLarge, Unauthorized, UnsupportedMediaType,
+};
 use scanstream_platform::http::{Problem, ProblemBody, RequestContext, json_body};
 use scanstream_platform::tail::Table;
 use scanstream_platform::writer::{Record, Target};
@@ -109,6 +112,16 @@ pub struct ScheduleRequest {
     #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 0, maximum = 31536000)]
     pub starting_deadline_seconds: Option<i64>,
+}
+
+/// The path of one schedule's routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Documents the path; the handlers read it as text and check it.
+pub struct SchedulePath {
+    /// The schedule's name.
+    #[param(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52)]
+    name: String,
 }
 
 /// [`ScheduleRequest`] as `POST /jobs/schedule` takes it: `name` required.
@@ -548,11 +561,11 @@ fn not_found(name: &str) -> Problem {
         (status = 201, description = "Created; the body shows the schedule with its next run times.", body = ScheduleView,
             headers(("Location" = String, description = "/jobs/schedule/{name}"))),
         (status = 400, description = "A field breaks a rule (invalid cron expression, unknown concurrencyPolicy, bad name, ...); nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenWrite),
         (status = 409, description = "A schedule with this name exists; use PUT or PATCH.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 503, description = "Kafka or the schema registry is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn create(
@@ -586,8 +599,8 @@ pub(crate) async fn create(
 /// List the schedules.
 #[utoipa::path(get, path = "/jobs/schedule", tag = "schedules", responses(
         (status = 200, description = "Every schedule, by name.", body = ScheduleList),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:read scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenRead),
         (status = 503, description = "The schedules topic cannot be read now.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn list(
@@ -606,12 +619,12 @@ pub(crate) async fn list(
 
 /// Show a schedule and its next run times.
 #[utoipa::path(get, path = "/jobs/schedule/{name}", tag = "schedules",
-    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    params(SchedulePath),
     responses(
         (status = 200, description = "The schedule and its next run times.", body = ScheduleView),
         (status = 400, description = "The name breaks the naming rules.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:read scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenRead),
         (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The schedules topic cannot be read now.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
@@ -652,16 +665,16 @@ async fn named_request(
 /// Fields left out take their defaults. Replacing keeps the schedule's creation time, so ticks
 /// already handled are not fired again.
 #[utoipa::path(put, path = "/jobs/schedule/{name}", tag = "schedules",
-    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    params(SchedulePath),
     request_body = ScheduleChange,
     responses(
         (status = 200, description = "Replaced.", body = ScheduleView),
         (status = 201, description = "Created.", body = ScheduleView),
         (status = 400, description = "A field breaks a rule, or the body's name differs from the path's; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenWrite),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 503, description = "Kafka or the schema registry is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn replace(
@@ -694,16 +707,16 @@ pub(crate) async fn replace(
 /// A resumed schedule fires from its next tick on; ticks that passed while it was suspended
 /// never fire.
 #[utoipa::path(patch, path = "/jobs/schedule/{name}", tag = "schedules",
-    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    params(SchedulePath),
     request_body = ScheduleChange,
     responses(
         (status = 200, description = "Changed.", body = ScheduleView),
         (status = 400, description = "A field breaks a rule; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenWrite),
         (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 503, description = "Kafka or the schema registry is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn update(
@@ -731,12 +744,12 @@ pub(crate) async fn update(
 /// Writes a tombstone to scans.schedules. No tick after the deletion fires; runs already
 /// submitted are not cancelled.
 #[utoipa::path(delete, path = "/jobs/schedule/{name}", tag = "schedules",
-    params(("name" = String, Path, pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 52, description = "The schedule's name.")),
+    params(SchedulePath),
     responses(
         (status = 200, description = "Deleted.", body = Deleted),
         (status = 400, description = "The name breaks the naming rules.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scans:write scope.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForbiddenWrite),
         (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Kafka is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
