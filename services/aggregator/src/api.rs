@@ -142,11 +142,7 @@ pub(crate) async fn job(
     authorize(&state, &req)?;
     let id = uuid::Uuid::parse_str(&path)
         .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
-    let freshness = state.freshness.clone();
-    let stored = tokio::task::spawn_blocking(move || freshness.stored(JobId(id)))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    let stored = state.freshness.read(JobId(id)).await.map_err(internal)?;
     match stored {
         Some(value) => {
             let job: JobState = state.codec.decode(&value).await.map_err(internal)?;

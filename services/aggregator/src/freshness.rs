@@ -28,9 +28,14 @@ pub const WAIT: Duration = Duration::from_secs(2);
 const CONFIRM: Duration = Duration::from_millis(100);
 /// Pause between observations while the fold is behind.
 const POLL: Duration = Duration::from_millis(20);
+/// Reads that may wait at once; more answer from the store as it is. Each waiting read holds a
+/// blocking thread and asks the broker for offsets, so unknown ids sent in bulk must not
+/// multiply that.
+const WAITERS: usize = 8;
 
 /// What a missing job's read consults: the ends of the topics and the fold's offsets.
 pub struct Freshness {
+    waiters: Arc<tokio::sync::Semaphore>,
     probe: StreamConsumer<StatsContext>,
     events: String,
     changelog: String,
@@ -49,6 +54,7 @@ impl Freshness {
         store: Arc<Store>,
     ) -> Result<Freshness, KafkaError> {
         Ok(Freshness {
+            waiters: Arc::new(tokio::sync::Semaphore::new(WAITERS)),
             probe: factory.offset_probe(ClientRole::Aggregator, group_id)?,
             events: names.name(Topic::Events),
             changelog: names.name(Topic::JobState),
@@ -59,8 +65,21 @@ impl Freshness {
     }
 
     /// The stored value of `job`, waiting up to [`WAIT`] for the fold when the store lacks it
-    /// and the fold is behind. Blocking: call it on a blocking thread.
-    pub fn stored(&self, job: JobId) -> Result<Option<Vec<u8>>, FreshnessError> {
+    /// and the fold is behind (unless [`WAITERS`] reads wait already).
+    pub async fn read(self: &Arc<Self>, job: JobId) -> Result<Option<Vec<u8>>, FreshnessError> {
+        let this = self.clone();
+        let permit = self.waiters.clone().try_acquire_owned().ok();
+        // The permit is held while the read waits, and released with its thread's work.
+        tokio::task::spawn_blocking(move || match permit {
+            Some(_permit) => this.stored(job),
+            None => Ok(this.store.get(job.0.as_u128())?.map(|s| s.value)),
+        })
+        .await
+        .map_err(|_| FreshnessError::Stopped)?
+    }
+
+    /// [`Freshness::read`] on a blocking thread, with its permit.
+    fn stored(&self, job: JobId) -> Result<Option<Vec<u8>>, FreshnessError> {
         let deadline = Instant::now() + WAIT;
         let mut confirmed = false;
         loop {
@@ -125,4 +144,6 @@ pub enum FreshnessError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("the read was stopped")]
+    Stopped,
 }
