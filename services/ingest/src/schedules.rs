@@ -261,9 +261,16 @@ pub struct ScheduleView {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
-    /// The next five run times (RFC 3339, UTC); empty while suspended.
+    /// The next five run times (RFC 3339, UTC); empty while suspended or when the schedule
+    /// cannot fire.
     #[schema(value_type = Vec<DateTimeText>)]
     pub next_runs: Vec<String>,
+    /// Why the schedule never fires, when its stored expression does not parse (a record this
+    /// API did not write: an older version's, or one copied in with `replay --into`). The
+    /// scheduler skips it and lists it under `invalid_schedules` in `/readyz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub problem: Option<String>,
 }
 
 /// An RFC 3339 time in UTC.
@@ -315,7 +322,8 @@ fn mode_name(mode: ScanMode) -> &'static str {
 }
 
 fn view(schedule: &Schedule, now_ms: i64) -> ScheduleView {
-    let next_runs = match Timetable::parse(&schedule.cron) {
+    let timetable = Timetable::parse(&schedule.cron);
+    let next_runs = match &timetable {
         Ok(t) if !schedule.suspend => t
             .upcoming(minute_of(now_ms), NEXT_RUNS)
             .into_iter()
@@ -339,6 +347,9 @@ fn view(schedule: &Schedule, now_ms: i64) -> ScheduleView {
         created_at: rfc3339(schedule.created_at),
         updated_at: rfc3339(schedule.updated_at),
         next_runs,
+        problem: timetable
+            .err()
+            .map(|e| format!("{e}: the scheduler skips this schedule until it is replaced")),
     }
 }
 
@@ -793,5 +804,20 @@ mod tests {
         }
         let empty: ScheduleRequest = serde_json::from_str("{}").unwrap();
         assert_eq!(empty.failed_jobs_history_limit, None);
+    }
+
+    #[test]
+    fn a_stored_schedule_that_cannot_fire_says_why() {
+        let name = JobName::parse("nightly").unwrap();
+        let mut schedule = defaults(&name, 0);
+        let fine = serde_json::to_value(view(&schedule, 0)).unwrap();
+        assert!(fine.get("problem").is_none(), "{fine}");
+        assert_eq!(fine["nextRuns"].as_array().map(Vec::len), Some(NEXT_RUNS));
+        schedule.cron = "61 * * * *".to_owned();
+        let shown = view(&schedule, 0);
+        assert!(shown.next_runs.is_empty());
+        let problem = shown.problem.unwrap_or_default();
+        assert!(problem.contains("61 * * * *"), "{problem}");
+        assert!(problem.contains("skips"), "{problem}");
     }
 }
