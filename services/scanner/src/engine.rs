@@ -24,6 +24,9 @@ pub struct Hit {
     /// fingerprint does not reveal the secret.
     pub fingerprint: String,
     pub preview: String,
+    /// Rules that only apply at some paths and whose overlapping match wins over this one where
+    /// they apply: at such a path this hit stands back; at any other it stands.
+    pub shadowed_by: Vec<String>,
 }
 
 /// Where one window of a blob lies in the blob, for a scan read in windows.

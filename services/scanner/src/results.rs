@@ -24,7 +24,8 @@ use crate::Error;
 use crate::engine::Hit;
 use scanstream_platform::sync::lock;
 
-const MAGIC: &[u8] = b"SSRC\x01";
+/// Version 2: each hit also lists the rules it stands back for ([`Hit::shadowed_by`]).
+const MAGIC: &[u8] = b"SSRC\x02";
 const SEGMENT_SUFFIX: &str = ".seg";
 /// More segments than this are merged into one.
 const MERGE_ABOVE: usize = 64;
@@ -205,6 +206,13 @@ fn write_segment<'a>(
                 }
                 write(&[severity_code(hit.severity)])?;
                 write(&hit.line.to_le_bytes())?;
+                let shadows = &hit.shadowed_by[..hit.shadowed_by.len().min(usize::from(u16::MAX))];
+                write(&u16::try_from(shadows.len()).unwrap_or(0).to_le_bytes())?;
+                for id in shadows {
+                    let bytes = &id.as_bytes()[..id.len().min(usize::from(u16::MAX))];
+                    write(&u16::try_from(bytes.len()).unwrap_or(0).to_le_bytes())?;
+                    write(bytes)?;
+                }
             }
         }
         Ok(())
@@ -252,6 +260,12 @@ fn parse_segment(bytes: &[u8]) -> Option<Records> {
             }
             let severity = severity_of(take(1)?[0])?;
             let line = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            let shadows = u16::from_le_bytes(take(2)?.try_into().ok()?);
+            let mut shadowed_by = Vec::with_capacity(usize::from(shadows));
+            for _ in 0..shadows {
+                let len = u16::from_le_bytes(take(2)?.try_into().ok()?);
+                shadowed_by.push(String::from_utf8(take(usize::from(len))?.to_vec()).ok()?);
+            }
             let preview = texts.pop()?;
             let fingerprint = texts.pop()?;
             let rule = texts.pop()?;
@@ -261,6 +275,7 @@ fn parse_segment(bytes: &[u8]) -> Option<Records> {
                 line,
                 fingerprint,
                 preview,
+                shadowed_by,
             });
         }
         records.push((oid, hits.into_boxed_slice()));
@@ -279,6 +294,7 @@ mod tests {
             line,
             fingerprint: "00ff".into(),
             preview: "ghp_****** (40 chars)".into(),
+            shadowed_by: Vec::new(),
         }
     }
 

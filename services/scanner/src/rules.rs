@@ -61,7 +61,7 @@ pub const GENERIC_PREFIX: &str = "generic-";
 
 /// Bumped whenever matching changes in a way that changes results for the same rules, so result
 /// caches written by an older scanner are not reused.
-const MATCHING_VERSION: &str = "secrets/3";
+const MATCHING_VERSION: &str = "secrets/4";
 
 /// Regexes may compile to at most this much memory each; a rule file cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 16 << 20;
@@ -190,6 +190,11 @@ impl Allowlist {
             .is_some_and(|set| set.is_match(path.as_bytes()))
     }
 
+    /// Whether any path is allowlisted.
+    pub fn has_paths(&self) -> bool {
+        self.paths.is_some()
+    }
+
     /// True when the secret value is allowlisted (a value regex or a stopword matches).
     pub fn allows_value(&self, secret: &[u8]) -> bool {
         if self.values.as_ref().is_some_and(|set| set.is_match(secret)) {
@@ -223,6 +228,23 @@ pub struct Rule {
     pub entropy: Option<f64>,
     pub severity: Severity,
     pub allowlist: Allowlist,
+}
+
+impl Rule {
+    /// Whether the rule reports at some paths only (a `path` or allowlisted paths of its own):
+    /// its matches are settled against other rules' per path ([`crate::engine::Hit::shadowed_by`]).
+    pub fn depends_on_path(&self) -> bool {
+        self.path.is_some() || self.allowlist.has_paths()
+    }
+
+    /// Whether the rule reports a match found in a blob at `path` (the pack's allowlist aside).
+    pub fn applies_at(&self, path: &str) -> bool {
+        !self.allowlist.allows_path(path)
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| p.is_match(path.as_bytes()))
+    }
 }
 
 /// Every rule, the keyword prefilter and the global allowlist.

@@ -201,6 +201,7 @@ fn binary_record() -> Hit {
         line: 0,
         fingerprint: BINARY_RECORD.to_owned(),
         preview: String::new(),
+        shadowed_by: Vec::new(),
     }
 }
 

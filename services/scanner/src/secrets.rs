@@ -332,6 +332,7 @@ impl<'a> Windows<'a> {
                         line: u32::try_from(line).unwrap_or(u32::MAX),
                         fingerprint: engine.fingerprint(&rule.id, value),
                         preview: redact(value),
+                        shadowed_by: Vec::new(),
                     },
                 });
             }
@@ -339,21 +340,35 @@ impl<'a> Windows<'a> {
     }
 
     /// Every candidate that no earlier rule's (or earlier match's) secret overlaps, by line.
+    /// A rule that reports at some paths only wins an overlap only where it applies: the
+    /// candidate it overlaps stays, [`Hit::shadowed_by`] it, for the paths where it does not.
     fn hits(self) -> Vec<Hit> {
+        let rules = &self.engine.pack.rules;
         let mut candidates = self.candidates;
         // Matches in the text as it is come first: one in decoded text only fills a place
         // nothing else was found at.
         candidates.sort_by_key(|c| (c.decoded, c.rule, c.start));
-        let mut taken: Vec<(u64, u64)> = Vec::new();
+        // Kept so far: (start, end, rule index).
+        let mut taken: Vec<(u64, u64, usize)> = Vec::new();
         let mut hits = Vec::new();
-        for candidate in candidates {
-            if taken
-                .iter()
-                .any(|(start, end)| candidate.start < *end && *start < candidate.end)
-            {
+        for mut candidate in candidates {
+            let mut beaten = false;
+            for &(start, end, rule) in &taken {
+                if candidate.start < end && start < candidate.end {
+                    if rules[rule].depends_on_path() {
+                        if !candidate.hit.shadowed_by.contains(&rules[rule].id) {
+                            candidate.hit.shadowed_by.push(rules[rule].id.clone());
+                        }
+                    } else {
+                        beaten = true;
+                        break;
+                    }
+                }
+            }
+            if beaten {
                 continue;
             }
-            taken.push((candidate.start, candidate.end));
+            taken.push((candidate.start, candidate.end, candidate.rule));
             hits.push(candidate.hit);
         }
         hits.sort_by_key(|hit| hit.line);
@@ -492,17 +507,15 @@ impl Engine for SecretsEngine {
         if self.pack.allowlist.allows_path(path) {
             return false;
         }
-        self.pack
-            .rules
-            .iter()
-            .find(|r| r.id == hit.rule)
-            .is_none_or(|rule| {
-                !rule.allowlist.allows_path(path)
-                    && rule
-                        .path
-                        .as_ref()
-                        .is_none_or(|p| p.is_match(path.as_bytes()))
-            })
+        let applies = |id: &str| {
+            self.pack
+                .rules
+                .iter()
+                .find(|r| r.id == id)
+                .is_none_or(|rule| rule.applies_at(path))
+        };
+        // A rule that won the overlap where it applies reports there instead.
+        applies(&hit.rule) && !hit.shadowed_by.iter().any(|id| applies(id))
     }
 
     fn reports_file(&self, path: &str) -> bool {
@@ -517,6 +530,7 @@ impl Engine for SecretsEngine {
                 line: 1,
                 fingerprint: keyed(&self.key, &[rule.id.as_bytes(), &[0], blob_id]),
                 preview: format!("whole file ({size} bytes)"),
+                shadowed_by: Vec::new(),
             })
             .collect()
     }
@@ -649,6 +663,40 @@ mod tests {
             extended.rules.len(),
             RulePack::builtin().unwrap().rules.len()
         );
+    }
+
+    #[test]
+    fn a_rule_for_some_paths_wins_an_overlap_only_where_it_applies() {
+        let rules = r#"
+[[rules]]
+id = "team-config-token"
+description = "Team token in a .cfg file"
+regex = '''(?m)^token[ \t]*=[ \t]*([a-z0-9]{24})$'''
+secret_group = 1
+keywords = ["token"]
+path = '''\.cfg$'''
+severity = "high"
+
+[[rules]]
+id = "team-token"
+description = "Team token anywhere"
+regex = '''token[ \t]*=[ \t]*([a-z0-9]{24})'''
+secret_group = 1
+keywords = ["token"]
+severity = "medium"
+"#;
+        let pack = RulePack::from_sources(&[("team", rules)]).unwrap();
+        let engine = SecretsEngine::new(pack, DEFAULT_FINGERPRINT_KEY.as_bytes());
+        let hits = engine.scan(b"token = q8z2m4x7c1v9b3n6k0j5h2g8\n");
+        let reported = |path: &str| -> Vec<&str> {
+            hits.iter()
+                .filter(|hit| engine.accepts(hit, path))
+                .map(|hit| hit.rule.as_str())
+                .collect()
+        };
+        // Where the earlier rule applies it wins; elsewhere the overlapped rule reports.
+        assert_eq!(reported("app.cfg"), ["team-config-token"]);
+        assert_eq!(reported("src/app.py"), ["team-token"]);
     }
 
     #[test]
