@@ -501,6 +501,14 @@ pub mod responses {
     )]
     pub struct ForbiddenWrite(pub ProblemBody);
 
+    /// `400` of a route whose path names a job by a text that is not a uuid.
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The id is not a uuid.",
+        content_type = "application/problem+json"
+    )]
+    pub struct InvalidJobId(pub ProblemBody);
+
     /// `413`.
     #[derive(utoipa::ToResponse)]
     #[response(
@@ -536,6 +544,22 @@ impl utoipa::Modify for BearerAuth {
             .get_or_insert_with(Default::default)
             .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
+}
+
+/// The path of a route on one job (`/jobs/{uuid}`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Documents the path; handlers read it as text with [`job_id`].
+pub struct JobPath {
+    /// The job's id.
+    uuid: uuid::Uuid,
+}
+
+/// The job a `/jobs/{uuid}` path names; a `400` (`uuid`) when it is not a uuid.
+pub fn job_id(text: &str) -> Result<scanstream_contracts::JobId, Problem> {
+    uuid::Uuid::parse_str(text)
+        .map(scanstream_contracts::JobId)
+        .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))
 }
 
 /// The body of `/health_check` and `/livez`.

@@ -560,7 +560,9 @@ mod tests {
 
     use super::*;
 
-    struct Routes(&'static str, &'static [(&'static str, &'static str)]);
+    /// A role with routes and, unless `Value::Null`, a document read from JSON as a role's
+    /// generated one would be.
+    struct Routes(&'static str, &'static [(&'static str, &'static str)], Value);
 
     impl Role for Routes {
         fn name(&self) -> &'static str {
@@ -572,6 +574,9 @@ mod tests {
         fn readiness(&self) -> Readiness {
             Readiness::new(true, Value::Null)
         }
+        fn openapi(&self) -> Option<utoipa::openapi::OpenApi> {
+            serde_json::from_value(self.2.clone()).ok()
+        }
         fn stop(&self) -> BoxFuture<'_, ()> {
             Box::pin(async {})
         }
@@ -582,10 +587,12 @@ mod tests {
         let ingest: Arc<dyn Role> = Arc::new(Routes(
             "ingest",
             &[("delete", "/jobs/{uuid}"), ("get", "/jobs/schedule")],
+            Value::Null,
         ));
         let aggregator: Arc<dyn Role> = Arc::new(Routes(
             "aggregator",
             &[("get", "/jobs/{uuid}"), ("get", "/jobs/stats")],
+            Value::Null,
         ));
         assert!(check_order(&[ingest.clone(), aggregator.clone()]).is_ok());
         let refused = check_order(&[aggregator.clone(), ingest.clone()]);
@@ -607,36 +614,15 @@ mod tests {
 
     #[test]
     fn serve_options_follow_the_roles() {
-        let one: Vec<Arc<dyn Role>> = vec![Arc::new(Routes("scanner", &[]))];
+        let one: Vec<Arc<dyn Role>> = vec![Arc::new(Routes("scanner", &[], Value::Null))];
         let options = ServeOptions::for_roles(&one);
         assert_eq!((options.label, options.workers), ("scanner", None));
         assert_eq!(options.shutdown_timeout, Duration::from_secs(5));
     }
 
-    /// A role with a document, read from JSON as a role's generated one would be.
-    struct Documented(&'static str, &'static [(&'static str, &'static str)], Value);
-
-    impl Role for Documented {
-        fn name(&self) -> &'static str {
-            self.0
-        }
-        fn routes(&self) -> &'static [(&'static str, &'static str)] {
-            self.1
-        }
-        fn readiness(&self) -> Readiness {
-            Readiness::new(true, Value::Null)
-        }
-        fn openapi(&self) -> Option<utoipa::openapi::OpenApi> {
-            serde_json::from_value(self.2.clone()).ok()
-        }
-        fn stop(&self) -> BoxFuture<'_, ()> {
-            Box::pin(async {})
-        }
-    }
-
     #[test]
     fn the_served_document_unites_the_roles_and_the_shared_routes() {
-        let a: Arc<dyn Role> = Arc::new(Documented(
+        let a: Arc<dyn Role> = Arc::new(Routes(
             "a",
             &[("post", "/jobs")],
             json!({
@@ -645,7 +631,7 @@ mod tests {
                 "components": {"schemas": {"Problem": {"type": "object"}}}
             }),
         ));
-        let b: Arc<dyn Role> = Arc::new(Documented(
+        let b: Arc<dyn Role> = Arc::new(Routes(
             "b",
             &[("get", "/jobs"), ("get", "/jobs/stats")],
             json!({

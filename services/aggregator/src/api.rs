@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use scanstream_contracts::Codec;
 use scanstream_contracts::finding::SeverityCounts;
 use scanstream_contracts::state::{JobState, JobStatus};
-use scanstream_contracts::{Codec, JobId};
 use scanstream_platform::auth::{Authenticator, Scope};
-use scanstream_platform::http::responses::{ForbiddenRead, Unauthorized};
-use scanstream_platform::http::{Problem, ProblemBody};
+use scanstream_platform::http::responses::{ForbiddenRead, InvalidJobId, Unauthorized};
+use scanstream_platform::http::{JobPath, Problem, ProblemBody, job_id};
 use serde::{Deserialize, Serialize};
 
 use crate::freshness::Freshness;
@@ -126,10 +126,10 @@ pub(crate) async fn stats(
 /// A job submitted a moment ago is found: while the fold is behind the end of scans.events, the
 /// read waits for it (up to 2 s) before answering `404`.
 #[utoipa::path(get, path = "/jobs/{uuid}", tag = "job state",
-    params(("uuid" = uuid::Uuid, Path, description = "The job's id.")),
+    params(JobPath),
     responses(
         (status = 200, description = "The job.", body = JobState),
-        (status = 400, description = "The id is not a uuid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, response = InvalidJobId),
         (status = 401, response = Unauthorized),
         (status = 403, response = ForbiddenRead),
         (status = 404, description = "No such job.", body = ProblemBody, content_type = "application/problem+json"),
@@ -140,9 +140,8 @@ pub(crate) async fn job(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     authorize(&state, &req)?;
-    let id = uuid::Uuid::parse_str(&path)
-        .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
-    let stored = state.freshness.read(JobId(id)).await.map_err(internal)?;
+    let id = job_id(&path)?;
+    let stored = state.freshness.read(id).await.map_err(internal)?;
     match stored {
         Some(value) => {
             let job: JobState = state.codec.decode(&value).await.map_err(internal)?;

@@ -3,7 +3,7 @@
 //! shared routes (`scanstream_platform::server::served_openapi`).
 
 use scanstream_platform::http::BearerAuth;
-use scanstream_platform::http::responses::{ForbiddenRead, Unauthorized};
+use scanstream_platform::http::responses::{ForbiddenRead, InvalidJobId, Unauthorized};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -13,7 +13,7 @@ use utoipa::OpenApi;
         description = "Job state folded from scans.events; every instance answers for every job."
     ),
     paths(crate::api::stats, crate::api::job, crate::api::list, crate::api::summary),
-    components(responses(Unauthorized, ForbiddenRead)),
+    components(responses(Unauthorized, ForbiddenRead, InvalidJobId)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

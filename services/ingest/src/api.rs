@@ -11,9 +11,11 @@ use scanstream_contracts::{AvroRecord, Codec, CodecError, JobId, RunId, Topic};
 use scanstream_platform::auth::{Authenticator, Principal, Scope};
 use scanstream_platform::config::IngestSettings;
 use scanstream_platform::http::responses::{
-    ForbiddenWrite, TooLarge, Unauthorized, UnsupportedMediaType,
+    ForbiddenWrite, InvalidJobId, TooLarge, Unauthorized, UnsupportedMediaType,
 };
-use scanstream_platform::http::{Problem, ProblemBody, RequestContext, json_body, unmatched};
+use scanstream_platform::http::{
+    JobPath, Problem, ProblemBody, RequestContext, job_id, json_body, unmatched,
+};
 use scanstream_platform::server::ServedRoutes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -473,10 +475,10 @@ async fn accept(
 
 /// Cancel a job's queued and running scans.
 #[utoipa::path(delete, path = "/jobs/{uuid}", tag = "jobs",
-    params(("uuid" = uuid::Uuid, Path, description = "The job's id.")),
+    params(JobPath),
     responses(
         (status = 202, description = "The cancellation is committed to Kafka.", body = Cancelling),
-        (status = 400, description = "The id is not a uuid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, response = InvalidJobId),
         (status = 401, response = Unauthorized),
         (status = 403, response = ForbiddenWrite),
         (status = 503, description = "Kafka is unavailable; retry later.", body = ProblemBody, content_type = "application/problem+json"),
@@ -494,9 +496,7 @@ pub(crate) async fn cancel(
         return Err(unmatched(&routes.0, &req));
     }
     let principal = authorize(&state, &req, Scope::ScansWrite)?;
-    let job = Uuid::parse_str(&path)
-        .map(JobId)
-        .map_err(|_| Problem::invalid("uuid", "uuid", "the job id must be a uuid"))?;
+    let job = job_id(&path)?;
     let command = ScanCommand {
         command_id: Uuid::new_v4(),
         issued_at: now_millis(),

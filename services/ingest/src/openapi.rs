@@ -5,7 +5,7 @@
 
 use scanstream_platform::http::BearerAuth;
 use scanstream_platform::http::responses::{
-    ForbiddenRead, ForbiddenWrite, TooLarge, Unauthorized, UnsupportedMediaType,
+    ForbiddenRead, ForbiddenWrite, InvalidJobId, TooLarge, Unauthorized, UnsupportedMediaType,
 };
 use utoipa::OpenApi;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
@@ -32,8 +32,11 @@ use crate::api::ENGINE_ID;
         Unauthorized,
         ForbiddenRead,
         ForbiddenWrite,
+        InvalidJobId,
         TooLarge,
-        UnsupportedMediaType
+        UnsupportedMediaType,
+        crate::schedules::BadScheduleName,
+        crate::schedules::NoSuchSchedule
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -124,6 +124,24 @@ pub struct SchedulePath {
     name: String,
 }
 
+/// `400` of a schedule route whose path breaks the naming rules.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "The name breaks the naming rules.",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // Documents the answer; handlers build it as a Problem.
+pub struct BadScheduleName(pub ProblemBody);
+
+/// `404` of a schedule route whose path names no schedule.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "No schedule has this name.",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // Documents the answer; handlers build it as a Problem.
+pub struct NoSuchSchedule(pub ProblemBody);
+
 /// [`ScheduleRequest`] as `POST /jobs/schedule` takes it: `name` required.
 pub struct ScheduleCreate;
 
@@ -633,10 +651,10 @@ pub(crate) async fn list(
     params(SchedulePath),
     responses(
         (status = 200, description = "The schedule and its next run times.", body = ScheduleView),
-        (status = 400, description = "The name breaks the naming rules.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, response = BadScheduleName),
         (status = 401, response = Unauthorized),
         (status = 403, response = ForbiddenRead),
-        (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, response = NoSuchSchedule),
         (status = 503, description = "The schedules topic cannot be read now.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn show(
@@ -725,7 +743,7 @@ pub(crate) async fn replace(
         (status = 400, description = "A field breaks a rule; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, response = Unauthorized),
         (status = 403, response = ForbiddenWrite),
-        (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, response = NoSuchSchedule),
         (status = 413, response = TooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 503, description = "Kafka or the schema registry is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
@@ -758,10 +776,10 @@ pub(crate) async fn update(
     params(SchedulePath),
     responses(
         (status = 200, description = "Deleted.", body = Deleted),
-        (status = 400, description = "The name breaks the naming rules.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, response = BadScheduleName),
         (status = 401, response = Unauthorized),
         (status = 403, response = ForbiddenWrite),
-        (status = 404, description = "No schedule has this name.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, response = NoSuchSchedule),
         (status = 503, description = "Kafka is unavailable; nothing was written.", body = ProblemBody, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn remove(
