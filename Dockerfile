@@ -10,7 +10,11 @@ ARG DEBIAN_RELEASE=bookworm
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 WORKDIR /src
 # librdkafka is compiled from source (SSL for SASL/SCRAM); the rust image has the C toolchain,
-# OpenSSL headers and zlib. cmake is not needed.
+# OpenSSL headers and zlib. Vectorscan (the scanner's keyword prefilter) is compiled from source
+# too and linked statically: it needs cmake and the Boost headers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake libboost-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     let (mut keyword_time, mut bytes) = (Duration::ZERO, 0usize);
     let mut rule_time = vec![Duration::ZERO; pack.rules.len()];
     let mut rule_files = vec![0usize; pack.rules.len()];
+    let mut searcher = pack.keywords.searcher();
     for path in &paths {
         let Ok(content) = std::fs::read(path) else {
             continue;
@@ -60,10 +61,14 @@ fn main() -> ExitCode {
         bytes += content.len();
         let started = Instant::now();
         let mut triggered = vec![false; pack.rules.len()];
-        for m in pack.keywords.find_overlapping_iter(&content) {
-            for &rule in &pack.keyword_rules[m.pattern().as_usize()] {
+        let searched = searcher.find(&content, |keyword, _, _| {
+            for &rule in &pack.keyword_rules[keyword] {
                 triggered[rule] = true;
             }
+        });
+        if let Err(e) = searched {
+            eprintln!("rule_costs: keyword prefilter: {e}");
+            return ExitCode::FAILURE;
         }
         keyword_time += started.elapsed();
         for (index, rule) in pack.rules.iter().enumerate() {

@@ -1,5 +1,5 @@
 //! The rule pack of the `secrets` engine: TOML rule files (the built-in `rules/default.toml` plus
-//! any user files), compiled once into regexes, an Aho-Corasick keyword prefilter and allowlists.
+//! any user files), compiled once into regexes, a keyword prefilter ([`keywords`]) and allowlists.
 //!
 //! User files are merged onto the built-in pack in order: a rule whose id already exists replaces
 //! it, `disable = ["rule-id", …]` drops rules, and allowlists add up. The pack's hash covers every
@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use regex_automata::meta;
 use scanstream_contracts::finding::Severity;
@@ -67,6 +66,7 @@ const MATCHING_VERSION: &str = "secrets/4";
 const REGEX_SIZE_LIMIT: usize = 16 << 20;
 
 mod gitleaks;
+pub mod keywords;
 pub mod reach;
 
 pub use reach::Reach;
@@ -253,7 +253,7 @@ pub struct RulePack {
     pub rules: Vec<Rule>,
     pub allowlist: Allowlist,
     /// Finds every rule keyword, ASCII case-insensitively.
-    pub keywords: AhoCorasick,
+    pub keywords: keywords::Keywords,
     /// For keyword pattern `i`, the indexes of the rules it triggers.
     pub keyword_rules: Vec<Vec<usize>>,
     /// Content rules without keywords (from gitleaks files): they run on every content.
@@ -367,14 +367,7 @@ impl RulePack {
                 }
             }
         }
-        // A DFA: hundreds of keywords are searched overlapping over every byte scanned, where
-        // the default (a contiguous NFA) is markedly slower.
-        let keywords = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&keywords)
-            .map_err(|e| Error::Rules(format!("keyword prefilter: {e}")))?;
+        let keywords = keywords::Keywords::new(&keywords)?;
         Ok(Self {
             rules,
             allowlist: Allowlist::compile(&allow, "allowlist")?,

@@ -1,10 +1,10 @@
 //! The built-in `secrets` engine: keyword prefilter, rule regexes, entropy and allowlists.
 //!
-//! For each blob, one Aho-Corasick pass finds which rules' keywords occur; only those rules'
-//! regexes run. A candidate secret is dropped when its entropy is below the rule's minimum, when
-//! an allowlist matches it, or when its line carries the inline marker [`ALLOW_MARKER`]. When two
-//! rules match overlapping text, the earlier rule in the pack wins (specific rules come before
-//! the generic one), so a secret is reported once.
+//! For each blob, one Vectorscan pass ([`crate::rules::keywords`]) finds which rules' keywords
+//! occur; only those rules' regexes run. A candidate secret is dropped when its entropy is below
+//! the rule's minimum, when an allowlist matches it, or when its line carries the inline marker
+//! [`ALLOW_MARKER`]. When two rules match overlapping text, the earlier rule in the pack wins
+//! (specific rules come before the generic one), so a secret is reported once.
 //!
 //! A blob larger than the runner's window is scanned one window after another (`Windows`):
 //! each rule's regex resumes in the next window where its last match ended, each window reports
@@ -177,6 +177,7 @@ struct Windows<'a> {
     /// Per rule with a known reach ([`crate::rules::Rule::reach`]): where its keywords occur
     /// in the current window.
     near: Vec<Vec<(usize, usize)>>,
+    keywords: crate::rules::keywords::Searcher<'a>,
 }
 
 impl<'a> Windows<'a> {
@@ -188,6 +189,7 @@ impl<'a> Windows<'a> {
             decode: true,
             triggered: vec![false; engine.pack.rules.len()],
             near: vec![Vec::new(); engine.pack.rules.len()],
+            keywords: engine.pack.keywords.searcher(),
         }
     }
 
@@ -434,14 +436,25 @@ impl WindowScan for Windows<'_> {
         for near in &mut self.near {
             near.clear();
         }
-        for m in pack.keywords.find_overlapping_iter(content) {
-            for &rule in &pack.keyword_rules[m.pattern().as_usize()] {
-                self.triggered[rule] = true;
+        let (triggered, near) = (&mut self.triggered, &mut self.near);
+        let searched = self.keywords.find(content, |keyword, start, end| {
+            for &rule in &pack.keyword_rules[keyword] {
+                triggered[rule] = true;
                 any = true;
                 if pack.rules[rule].reach.is_some() {
-                    self.near[rule].push((m.start(), m.end()));
+                    near[rule].push((start, end));
                 }
             }
+        });
+        if let Err(e) = searched {
+            // Never seen; should it happen, every rule searches the whole content: slower,
+            // but nothing is missed.
+            tracing::warn!(error = %e, "keyword prefilter failed: every rule runs on the content");
+            for (index, rule) in pack.rules.iter().enumerate() {
+                self.triggered[index] = rule.regex.is_some();
+                self.near[index].clear();
+            }
+            any = true;
         }
         if !any {
             return;
