@@ -43,22 +43,6 @@ const MAX_REGION: usize = 64 * 1024;
 /// Shortest decoded text kept.
 const MIN_TEXT: usize = 16;
 
-/// Bytes of the standard and URL-safe base64 alphabets.
-const BASE64: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
-        b += 1;
-    }
-    table
-};
-
-fn is_base64(b: u8) -> bool {
-    BASE64[usize::from(b)]
-}
-
 /// Text-like: printable ASCII or common whitespace, at least 95 % of it, and no NUL.
 fn is_text(bytes: &[u8]) -> bool {
     if bytes.len() < MIN_TEXT || bytes.contains(&0) {
@@ -90,38 +74,107 @@ pub fn regions(content: &[u8]) -> Vec<Decoded> {
     out
 }
 
-fn base64_regions(content: &[u8], out: &mut Vec<Decoded>) {
-    // `at` follows a byte outside the alphabet (or is 0), so no run extends before it. A run of
-    // MIN_BASE64 bytes from `at` or later covers the byte MIN_BASE64 - 1 ahead: when that byte
-    // is outside the alphabet, all of those starts are skipped at once.
-    let mut at = 0;
-    while at + MIN_BASE64 <= content.len() {
-        let probe = at + MIN_BASE64 - 1;
-        if !is_base64(content[probe]) {
-            at = probe + 1;
+/// Bit `i` set when `block[i]` is in a base64 alphabet. Classifying into bytes first and then
+/// packing eight flags at a time with one multiplication keeps it branch-free vector code.
+fn alphabet_mask(block: &[u8; 64]) -> u64 {
+    let mut flags = [0u8; 64];
+    for (flag, &c) in flags.iter_mut().zip(block) {
+        let letter = (c | 0x20).wrapping_sub(b'a') < 26;
+        let digit = c.wrapping_sub(b'0') < 10;
+        let sign = (c == b'+') | (c == b'/') | (c == b'-') | (c == b'_');
+        *flag = u8::from(letter | digit | sign);
+    }
+    let mut mask = 0u64;
+    for (i, eight) in flags.chunks_exact(8).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(eight);
+        // Flag k (0 or 1) of the eight lands in bit 56 + k; nothing carries into those bits.
+        let packed = u64::from_le_bytes(word).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        mask |= packed << (i * 8);
+    }
+    mask
+}
+
+/// Whether `bits` has `min` (at most 64) consecutive set bits.
+fn has_run(bits: u64, min: usize) -> bool {
+    let (mut run, mut have) = (bits, 1);
+    while have < min && run != 0 {
+        let shift = (min - have).min(have);
+        run &= run >> shift;
+        have += shift;
+    }
+    run != 0
+}
+
+/// Calls `found(start, stop)` for every maximal run of base64 alphabet bytes at least `min`
+/// (at most 64) long, in order. Works 64 bytes at a time: a block with no such run and none
+/// crossing its edges costs a few word operations.
+fn long_runs(content: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
+    // The start of a run that reached the end of the previous block.
+    let mut open: Option<usize> = None;
+    for (index, chunk) in content.chunks(64).enumerate() {
+        let base = index * 64;
+        let mask = match <&[u8; 64]>::try_from(chunk) {
+            Ok(block) => alphabet_mask(block),
+            Err(_) => {
+                // The last, short block: zeros past the end are outside the alphabet.
+                let mut block = [0u8; 64];
+                block[..chunk.len()].copy_from_slice(chunk);
+                alphabet_mask(&block)
+            }
+        };
+        let mut rest = mask;
+        if let Some(start) = open {
+            let ones = mask.trailing_ones() as usize;
+            if ones == 64 {
+                continue;
+            }
+            if base + ones - start >= min {
+                found(start, base + ones);
+            }
+            open = None;
+            // Bit `ones` is clear: the run ended before it.
+            rest = mask & (!0u64 << ones);
+        }
+        // A run reaching the block's end may go on: it is settled in the next block.
+        let top = rest.leading_ones() as usize;
+        if top > 0 {
+            open = Some(base + 64 - top);
+            rest &= u64::MAX.checked_shr(top as u32).unwrap_or(0);
+        }
+        if !has_run(rest, min) {
             continue;
         }
-        let mut start = probe;
-        while start > at && is_base64(content[start - 1]) {
-            start -= 1;
+        while rest != 0 {
+            let from = rest.trailing_zeros() as usize;
+            let len = (rest >> from).trailing_ones() as usize;
+            if len >= min {
+                found(base + from, base + from + len);
+            }
+            // Below the top run, so from + len < 64.
+            rest &= !0u64 << (from + len);
         }
-        let mut stop = probe + 1;
-        while stop < content.len() && is_base64(content[stop]) {
-            stop += 1;
-        }
+    }
+    if let Some(start) = open
+        && content.len() - start >= min
+    {
+        found(start, content.len());
+    }
+}
+
+fn base64_regions(content: &[u8], out: &mut Vec<Decoded>) {
+    long_runs(content, MIN_BASE64, |start, stop| {
         let mut end = stop;
         while end < content.len() && content[end] == b'=' && end - stop < 2 {
             end += 1;
         }
-        // Past the run and its padding; without padding, past the byte that ended it.
-        at = if end > stop { end } else { stop + 1 };
         let run = &content[start..stop];
-        if run.len() < MIN_BASE64 || run.len() > MAX_REGION {
-            continue;
+        if run.len() > MAX_REGION || !may_be_text(run) {
+            return;
         }
         // Words and identifiers are letters only; base64 of text mixes cases and digits.
         if !run.iter().any(u8::is_ascii_digit) && !run.contains(&b'+') && !run.contains(&b'/') {
-            continue;
+            return;
         }
         let url_safe = run.contains(&b'-') || run.contains(&b'_');
         let engine = &BASE64_ENGINES[usize::from(url_safe)];
@@ -135,7 +188,28 @@ fn base64_regions(content: &[u8], out: &mut Vec<Decoded>) {
                 text,
             });
         }
+    });
+}
+
+/// False only when the decoding of `run` (base64 from its first byte) cannot pass [`is_text`],
+/// read off every fourth character without decoding: the first character of each group of four
+/// carries the top six bits of a decoded byte, so one outside `A-Z`/`a-f` (values 32 and up)
+/// decodes to a byte of 0x80 or more, which `is_text` counts against its 5 %. Most runs that are
+/// not base64 of text (paths, identifiers, hashes, binary data) fail here, before any decoding.
+fn may_be_text(run: &[u8]) -> bool {
+    let decoded = run.len() / 4 * 3 + (run.len() % 4).saturating_sub(1);
+    // `is_text` wants at most 5 % of the decoded bytes outside printable ASCII.
+    let allowed = decoded * 5 / 100;
+    let mut high = 0;
+    for &c in run.iter().step_by(4) {
+        if !(c.is_ascii_uppercase() || (b'a'..=b'f').contains(&c)) {
+            high += 1;
+            if high > allowed {
+                return false;
+            }
+        }
     }
+    true
 }
 
 fn is_url_char(b: u8) -> bool {
@@ -254,6 +328,95 @@ mod tests {
             8, 9, 10,
         ]);
         assert!(regions(binary.as_bytes()).is_empty());
+    }
+
+    /// Maximal runs of alphabet bytes at least `min` long, byte by byte.
+    fn runs_one_by_one(content: &[u8], min: usize) -> Vec<(usize, usize)> {
+        let alphabet = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
+        let mut runs = Vec::new();
+        let mut at = 0;
+        while at < content.len() {
+            let start = at;
+            while at < content.len() && alphabet(content[at]) {
+                at += 1;
+            }
+            if at - start >= min {
+                runs.push((start, at));
+            }
+            at += 1;
+        }
+        runs
+    }
+
+    #[test]
+    fn long_runs_span_whole_blocks() {
+        for lead in [0, 1, 23, 63, 64, 65] {
+            for len in [23, 24, 63, 64, 65, 127, 128, 129, 200] {
+                for tail in ["", "!", "!AAAA"] {
+                    let content = format!("{}{}{tail}", "!".repeat(lead), "Q".repeat(len));
+                    let mut runs = Vec::new();
+                    long_runs(content.as_bytes(), 24, |start, stop| {
+                        runs.push((start, stop))
+                    });
+                    assert_eq!(
+                        runs,
+                        runs_one_by_one(content.as_bytes(), 24),
+                        "lead {lead}, len {len}, tail {tail:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Block by block finds the runs byte by byte finds, across block edges and at the end.
+        #[test]
+        fn long_runs_are_the_runs_found_byte_by_byte(
+            content in proptest::collection::vec(
+                proptest::prop_oneof![8 => proptest::sample::select(b"aZ09+/-_".to_vec()),
+                    1 => proptest::num::u8::ANY],
+                0..700,
+            ),
+            min in 1usize..=64,
+        ) {
+            let mut runs = Vec::new();
+            long_runs(&content, min, |start, stop| runs.push((start, stop)));
+            proptest::prop_assert_eq!(runs, runs_one_by_one(&content, min));
+        }
+
+        /// The shortcut never drops a run whose decoding is text: runs of base64 of text with a
+        /// few bytes of any value, of random bytes, and of random base64 characters.
+        #[test]
+        fn may_be_text_never_rejects_text(
+            text in proptest::collection::vec(
+                proptest::prop_oneof![9 => 0x20u8..0x7f, 1 => proptest::num::u8::ANY],
+                16..400,
+            ),
+            noise in proptest::collection::vec(proptest::sample::select(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_".to_vec(),
+            ), 24..200),
+        ) {
+            for run in [base64_of(&text).trim_end_matches('=').as_bytes().to_vec(), noise] {
+                let url_safe = run.contains(&b'-') || run.contains(&b'_');
+                let decodes_to_text = BASE64_ENGINES[usize::from(url_safe)]
+                    .decode(&run)
+                    .is_ok_and(|t| is_text(&t));
+                proptest::prop_assert!(!decodes_to_text || may_be_text(&run), "{:?}", run);
+            }
+        }
+    }
+
+    #[test]
+    fn may_be_text_rejects_paths_and_identifiers() {
+        assert!(may_be_text(
+            base64_of(b"user=admin password=Zq8rT2mVx9Lk").as_bytes()
+        ));
+        assert!(!may_be_text(
+            b"src/runtime/scheduler/multi_thread/worker.rs"
+        ));
+        assert!(!may_be_text(
+            b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        ));
     }
 
     #[test]
