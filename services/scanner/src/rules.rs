@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use rayon::prelude::*;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use regex_automata::meta;
 use scanstream_contracts::finding::Severity;
@@ -340,10 +341,12 @@ impl RulePack {
         }
         let mut ordered: Vec<(usize, RuleDef, String)> = defs.into_values().collect();
         ordered.sort_by_key(|(position, def, _)| (def.id.starts_with(GENERIC_PREFIX), *position));
-        let mut rules = Vec::with_capacity(ordered.len());
-        for (_, def, source) in &ordered {
-            rules.push(compile_rule(def, source)?);
-        }
+        // Compiling hundreds of regexes is most of a scan's start-up: it is spread over the
+        // threads.
+        let rules = ordered
+            .par_iter()
+            .map(|(_, def, source)| compile_rule(def, source))
+            .collect::<Result<Vec<_>, _>>()?;
         if rules.is_empty() {
             return Err(Error::Rules("the rule pack has no rules".into()));
         }
