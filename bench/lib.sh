@@ -14,6 +14,19 @@ timed() {
   elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 }
 
+# timed, N times: `elapsed` is the median, `status` the first failing run's (else 0); a failed
+# run stops the repetitions.
+timed_runs() { # n command...
+  local n=$1 i times=()
+  shift
+  for ((i = 0; i < n; i++)); do
+    timed "$@"
+    times+=("$elapsed")
+    [ "$status" -eq 0 ] || [ "$status" -eq 1 ] || [ "$status" -eq 200 ] || return 0
+  done
+  elapsed=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }')
+}
+
 # Sets `gitleaks` to a runnable gitleaks: $cache/bin/gitleaks (the pinned version), else one on
 # the PATH, else $gitleaks_version installed into $cache/bin with `go install`; "" (and says
 # why) when none can be had.

@@ -22,6 +22,8 @@
 #   SKIP_GITLEAKS=1      no gitleaks (neither installed nor run)
 #   SKIP_KINGFISHER=1    no kingfisher (neither installed nor run)
 #   SKIP_HISTORY=1       tree benchmark only
+#   RUNS=N               runs of scanstream and kingfisher per figure, median printed (default 5)
+#   GITLEAKS_RUNS=N      runs of gitleaks per figure (default 1: it takes minutes on the tree)
 #
 # gitleaks: the one on the PATH, else ~/.cache/scanstream/bin/gitleaks, else installed there
 # with `go install` (v8.30.1, from $GOPROXY, default https://proxy.golang.org) when go is
@@ -49,6 +51,8 @@ kingfisher_version=2.14.0
 history_releases=${HISTORY_RELEASES:-80}
 history_crate=${HISTORY_CRATE:-tokio}
 history_repo=$bench_cache/history-$history_crate.git
+runs=${RUNS:-5}
+gitleaks_runs=${GITLEAKS_RUNS:-1}
 
 # timed, find_gitleaks
 # shellcheck source=bench/lib.sh
@@ -193,7 +197,7 @@ kingfisher_unless_skipped
 run_scanstream() { # name args...
   local name=$1
   shift
-  timed "$scanstream" scan "$@" --format json --out "$out/$name-scanstream.json" --no-progress 2>"$out/$name-scanstream.log"
+  timed_runs "$runs" "$scanstream" scan "$@" --format json --out "$out/$name-scanstream.json" --no-progress 2>"$out/$name-scanstream.log"
   if [ "$status" -gt 1 ]; then
     echo "scanstream scan failed (exit $status):" >&2
     cat "$out/$name-scanstream.log" >&2
@@ -203,7 +207,7 @@ run_scanstream() { # name args...
   ss_findings=$(json_count "$out/$name-scanstream.json" 'd["summary"]["findings"]')
 }
 run_gitleaks() { # name subcommand target
-  timed "$gitleaks" "$2" "$3" --no-banner --exit-code 0 --log-level error -f json -r "$out/$1-gitleaks.json" 2>"$out/$1-gitleaks.log"
+  timed_runs "$gitleaks_runs" "$gitleaks" "$2" "$3" --no-banner --exit-code 0 --log-level error -f json -r "$out/$1-gitleaks.json" 2>"$out/$1-gitleaks.log"
   if [ "$status" -ne 0 ]; then
     echo "gitleaks $2 failed (exit $status):" >&2
     cat "$out/$1-gitleaks.log" >&2
@@ -216,7 +220,7 @@ run_gitleaks() { # name subcommand target
 # kingfisher finds a local repository's history by itself; the counted findings are after its
 # own deduplication, at its default confidence.
 run_kingfisher() { # name target
-  timed "$kingfisher" scan "$2" --no-validate --no-update-check --format json \
+  timed_runs "$runs" "$kingfisher" scan "$2" --no-validate --no-update-check --format json \
     --output "$out/$1-kingfisher.json" >"$out/$1-kingfisher.log" 2>&1
   # 200: findings.
   if [ "$status" -ne 0 ] && [ "$status" -ne 200 ]; then
