@@ -257,6 +257,9 @@ pub struct RulePack {
     pub keywords: keywords::Keywords,
     /// For keyword pattern `i`, the indexes of the rules it triggers.
     pub keyword_rules: Vec<Vec<usize>>,
+    /// Per rule: whether its regex runs only near its keywords' occurrences (it has a
+    /// [`Rule::reach`]); kept apart from the rules so the keyword pass reads one small table.
+    pub searched_near: Vec<bool>,
     /// Content rules without keywords (from gitleaks files): they run on every content.
     pub always: Vec<usize>,
     hash: String,
@@ -371,11 +374,13 @@ impl RulePack {
             }
         }
         let keywords = keywords::Keywords::new(&keywords)?;
+        let searched_near = rules.iter().map(|rule| rule.reach.is_some()).collect();
         Ok(Self {
             rules,
             allowlist: Allowlist::compile(&allow, "allowlist")?,
             keywords,
             keyword_rules,
+            searched_near,
             always,
             hash: hex::encode(hasher.finalize()),
         })

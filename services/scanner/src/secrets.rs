@@ -441,7 +441,7 @@ impl WindowScan for Windows<'_> {
             for &rule in &pack.keyword_rules[keyword] {
                 triggered[rule] = true;
                 any = true;
-                if pack.rules[rule].reach.is_some() {
+                if pack.searched_near[rule] {
                     near[rule].push((start, end));
                 }
             }
