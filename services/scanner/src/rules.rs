@@ -135,6 +135,11 @@ struct RuleDef {
     secret_group: usize,
     #[serde(default)]
     keywords: Vec<String>,
+    /// The keywords are searched in the case they are written in, not in any case: for a regex
+    /// that only matches that case, where the keyword in other cases is common (`AC` of a
+    /// Twilio SID against every `ac` of ordinary text).
+    #[serde(default)]
+    keywords_exact_case: bool,
     #[serde(default)]
     entropy: Option<f64>,
     severity: String,
@@ -353,7 +358,7 @@ impl RulePack {
         if rules.is_empty() {
             return Err(Error::Rules("the rule pack has no rules".into()));
         }
-        let mut keywords: Vec<String> = Vec::new();
+        let mut keywords: Vec<keywords::Keyword> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
         let always: Vec<usize> = ordered
             .iter()
@@ -363,7 +368,11 @@ impl RulePack {
             .collect();
         for (index, (_, def, _)) in ordered.iter().enumerate() {
             for keyword in &def.keywords {
-                let keyword = keyword.to_ascii_lowercase();
+                let keyword = if def.keywords_exact_case {
+                    keywords::Keyword::exact(keyword)
+                } else {
+                    keywords::Keyword::any_case(keyword)
+                };
                 match keywords.iter().position(|k| *k == keyword) {
                     Some(at) => keyword_rules[at].push(index),
                     None => {

@@ -251,6 +251,8 @@ pub(super) fn convert(name: &str, table: &Table, dir: Option<&Path>) -> Result<C
             secret_group: secret_group.unwrap_or(0),
             first_group: secret_group.unwrap_or(0) == 0,
             keywords,
+            // gitleaks matches keywords in any case.
+            keywords_exact_case: false,
             entropy,
             severity: SEVERITY.to_owned(),
             allowlist,

@@ -25,6 +25,31 @@ self_cell::self_cell!(
 /// this many bytes, each extended by the longest keyword less one byte.
 const CHUNK: usize = 1 << 30;
 
+/// A keyword as searched: its bytes, in any ASCII case or in exactly this case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyword {
+    text: String,
+    exact_case: bool,
+}
+
+impl Keyword {
+    /// Found in any ASCII case (kept lowercase, so equal keywords of two rules are one).
+    pub fn any_case(text: &str) -> Self {
+        Self {
+            text: text.to_ascii_lowercase(),
+            exact_case: false,
+        }
+    }
+
+    /// Found only as written.
+    pub fn exact(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            exact_case: true,
+        }
+    }
+}
+
 /// The pack's keywords, compiled.
 #[derive(Debug)]
 pub struct Keywords {
@@ -36,7 +61,7 @@ pub struct Keywords {
 
 impl Keywords {
     /// Compiles `keywords` (each non-empty); a match reports its index in this slice.
-    pub fn new(keywords: &[String]) -> Result<Self, Error> {
+    pub fn new(keywords: &[Keyword]) -> Result<Self, Error> {
         if keywords.is_empty() {
             return Ok(Self {
                 compiled: None,
@@ -48,14 +73,19 @@ impl Keywords {
             .enumerate()
             .map(|(index, keyword)| {
                 // Every byte escaped: the keyword is a literal, whatever it holds.
-                let expression: String = keyword.bytes().map(|b| format!("\\x{b:02x}")).collect();
+                let expression: String = keyword
+                    .text
+                    .bytes()
+                    .map(|b| format!("\\x{b:02x}"))
+                    .collect();
                 let id = u32::try_from(index)
                     .map_err(|_| Error::Rules("more keywords than a u32 counts".into()))?;
-                Ok(Pattern::new(
-                    expression.into_bytes(),
-                    Flag::CASELESS,
-                    Some(id),
-                ))
+                let flags = if keyword.exact_case {
+                    Flag::default()
+                } else {
+                    Flag::CASELESS
+                };
+                Ok(Pattern::new(expression.into_bytes(), flags, Some(id)))
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let database = BlockDatabase::new(patterns)
@@ -64,7 +94,7 @@ impl Keywords {
             .map_err(|e| Error::Rules(format!("keyword prefilter scratch: {e}")))?;
         Ok(Self {
             compiled: Some(compiled),
-            lengths: keywords.iter().map(String::len).collect(),
+            lengths: keywords.iter().map(|k| k.text.len()).collect(),
         })
     }
 
@@ -136,7 +166,7 @@ mod tests {
     use super::*;
 
     fn all(keywords: &[&str], content: &[u8]) -> Vec<(usize, usize, usize)> {
-        let keywords: Vec<String> = keywords.iter().map(|k| (*k).to_owned()).collect();
+        let keywords: Vec<Keyword> = keywords.iter().map(|k| Keyword::any_case(k)).collect();
         let compiled = Keywords::new(&keywords).unwrap();
         let mut found = Vec::new();
         compiled
@@ -163,6 +193,19 @@ mod tests {
     }
 
     #[test]
+    fn an_exact_case_keyword_is_found_only_as_written() {
+        let keywords = vec![Keyword::exact("AC"), Keyword::any_case("Key")];
+        let compiled = Keywords::new(&keywords).unwrap();
+        let mut found = Vec::new();
+        compiled
+            .searcher()
+            .find(b"ac Ac AC aC KEY key", |k, s, e| found.push((k, s, e)))
+            .unwrap();
+        found.sort_unstable();
+        assert_eq!(found, vec![(0, 6, 8), (1, 12, 15), (1, 16, 19)]);
+    }
+
+    #[test]
     fn keywords_are_literals_whatever_bytes_they_hold() {
         assert_eq!(
             all(&["a.b", "$5$", "(x"], b"axb a.b $5$ (x"),
@@ -174,7 +217,7 @@ mod tests {
 
     #[test]
     fn searchers_are_independent() {
-        let keywords = vec!["key".to_owned()];
+        let keywords = vec![Keyword::any_case("key")];
         let compiled = Keywords::new(&keywords).unwrap();
         let (mut one, mut two) = (compiled.searcher(), compiled.searcher());
         let (mut outer, mut inner) = (0, 0);
@@ -188,7 +231,7 @@ mod tests {
 
     #[test]
     fn content_in_chunks_reports_each_occurrence_once() {
-        let keywords = vec!["key".to_owned(), "ey".to_owned()];
+        let keywords = vec![Keyword::any_case("key"), Keyword::any_case("ey")];
         let compiled = Keywords::new(&keywords).unwrap();
         let content = b"key.key..keykey";
         let mut whole = Vec::new();
