@@ -78,3 +78,22 @@ find_kingfisher() {
     echo "kingfisher: not available (pip could not install kingfisher-bin==$kingfisher_version)"
   fi
 }
+
+# Sets `rg` to ripgrep on the PATH, installed from Debian's packages (with sudo when not root)
+# when missing; "" (and says why) when it cannot be had.
+find_rg() {
+  rg=""
+  if ! command -v rg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ripgrep (Debian package)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ripgrep \
+      >/dev/null 2>&1 || true
+  fi
+  if command -v rg >/dev/null 2>&1; then
+    rg=$(command -v rg)
+    echo "rg: $rg ($("$rg" --version | head -n 1))"
+  else
+    echo "rg: not available (not on the PATH, and apt-get could not install ripgrep)"
+  fi
+}

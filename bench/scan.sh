@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # `scanstream scan` throughput against kingfisher and gitleaks on the same machine, in the same
-# run:
+# run, and against the keyword floor: ripgrep searching the built-in pack's keywords:
 #   - tree: a large real source tree (default: the cargo registry sources), MB/s of
-#     `scanstream scan TREE`, `kingfisher scan TREE` and `gitleaks dir TREE`, page cache warmed
-#     first;
+#     `scanstream scan TREE`, `kingfisher scan TREE`, `gitleaks dir TREE` and
+#     `rg -uu -c -i -F -f KEYWORDS TREE`, page cache warmed first;
 #   - history: wall time of `scanstream scan REPO --history` (cold: no --cache-dir, so no
 #     result cache), `kingfisher scan REPO` (its full history) and `gitleaks git REPO` on a
-#     repository of successive releases of a
-#     real crate (default: the last 80 stable tokio 1.x releases from crates.io, one commit
-#     each, in version order), built once and kept under ~/.cache/scanstream/bench.
+#     repository of successive releases of a real crate (default: the last 80 stable tokio 1.x
+#     releases from crates.io, one commit each, in version order), built once and kept under
+#     ~/.cache/scanstream/bench; and `git cat-file --batch-all-objects --batch | rg …` on it,
+#     every object inflated and searched once.
 # Prints each figure and scanstream's ratio to each peer, then a summary block.
 #
 #   bench/scan.sh [TREE]           (default TREE: ~/.cargo/registry/src)
@@ -21,6 +22,7 @@
 #                        releases of the newest major version are used
 #   SKIP_GITLEAKS=1      no gitleaks (neither installed nor run)
 #   SKIP_KINGFISHER=1    no kingfisher (neither installed nor run)
+#   SKIP_RG=1            no ripgrep keyword pass (neither installed nor run)
 #   SKIP_HISTORY=1       tree benchmark only
 #   RUNS=N               runs of scanstream and kingfisher per figure, median printed (default 5)
 #   GITLEAKS_RUNS=N      runs of gitleaks per figure (default 1: it takes minutes on the tree)
@@ -74,6 +76,14 @@ kingfisher_unless_skipped() {
     echo "kingfisher: skipped (SKIP_KINGFISHER=1)"
   else
     find_kingfisher
+  fi
+}
+rg_unless_skipped() {
+  rg=""
+  if [ "${SKIP_RG:-0}" = 1 ]; then
+    echo "rg: skipped (SKIP_RG=1)"
+  else
+    find_rg
   fi
 }
 mbs() { # megabytes seconds
@@ -192,6 +202,33 @@ cargo build --locked --release -q -p scanstream
 scanstream=$CARGO_TARGET_DIR/release/scanstream
 gitleaks_unless_skipped
 kingfisher_unless_skipped
+rg_unless_skipped
+
+# The keyword floor: ripgrep searching every keyword of the built-in rule pack (fixed strings,
+# any case) is what a keyword prefilter costs at least; scanstream also runs the rules' regexes,
+# decodes encoded regions and writes a report.
+keywords=$out/keywords.txt
+python3 - "$keywords" services/scanner/rules/*.toml services/scanner/rules/families/*.toml <<'PY'
+import sys, tomllib
+words = set()
+for path in sys.argv[2:]:
+    with open(path, "rb") as f:
+        for rule in tomllib.load(f).get("rules", []):
+            words.update(k.lower() for k in rule.get("keywords", []))
+with open(sys.argv[1], "w") as out:
+    out.write("".join(w + "\n" for w in sorted(words)))
+PY
+echo "keywords: $(wc -l <"$keywords") of the built-in pack in $keywords"
+run_rg() { # name command... (rg's counts go to $out/NAME-rg.txt)
+  local name=$1
+  shift
+  timed_runs "$runs" "$@" >"$out/$name-rg.txt"
+  if [ "$status" -gt 1 ]; then
+    echo "rg failed (exit $status)" >&2
+    exit 1
+  fi
+  rg_secs=$elapsed
+}
 
 # Runs scanstream scan with the arguments given; exit 1 only means findings.
 run_scanstream() { # name args...
@@ -257,6 +294,15 @@ if [ -n "$kingfisher" ]; then
 else
   summary+=("kingfisher: not available")
 fi
+if [ -n "$rg" ]; then
+  echo "== rg: the pack's keywords over $tree"
+  run_rg tree "$rg" -uu -c -i -F -f "$keywords" "$tree"
+  line=$(printf 'rg keywords: %s s  %s MB/s' "$rg_secs" "$(mbs "$tree_mb" "$rg_secs")")
+  echo "$line"
+  summary+=("$line" "ratio     : scanstream takes $(awk -v a="$ss_secs" -v b="$rg_secs" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 0.01) }')x the keyword floor")
+else
+  summary+=("rg        : not available")
+fi
 if [ -n "$gitleaks" ]; then
   echo "== gitleaks dir $tree"
   run_gitleaks tree dir "$tree"
@@ -286,6 +332,16 @@ if [ "${SKIP_HISTORY:-0}" != 1 ]; then
     line="kingfisher scan     : $kf_secs s, $kf_findings findings"
     echo "$line"
     summary+=("$line" "ratio     : $(ratio "$ss_secs" "$kf_secs") than kingfisher")
+  fi
+  if [ -n "$rg" ]; then
+    # Every object of the repository, inflated by git, through rg: the floor of a history pass.
+    echo "== git cat-file --batch-all-objects | rg (the pack's keywords)"
+    # shellcheck disable=SC2016 # the inner shell expands its own arguments
+    run_rg history bash -c 'git -C "$1" cat-file --batch-all-objects --batch | "$2" -c -a -i -F -f "$3"' \
+      _ "$history_repo" "$rg" "$keywords"
+    line="cat-file | rg       : $rg_secs s"
+    echo "$line"
+    summary+=("$line" "ratio     : scanstream takes $(awk -v a="$ss_secs" -v b="$rg_secs" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 0.01) }')x the keyword floor")
   fi
   if [ -n "$gitleaks" ]; then
     echo "== gitleaks git $history_repo"
