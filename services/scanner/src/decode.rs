@@ -1,7 +1,9 @@
 //! One level of decoding for the `secrets` engine: regions of a blob that are base64, percent
 //! (URL) encoded or JSON-string escaped are decoded, and the decoded text is scanned too, so a
 //! token hidden in `Authorization: Basic …`, a Kubernetes Secret's `data:`, a `%2F`-encoded URL
-//! or a JSON-escaped PEM is found. Only text-like results are kept: decoding random base64 (an
+//! or a JSON-escaped PEM is found. An XML element whose value stands on a line of its own
+//! (`<apiToken>` / value / `</apiToken>`) is rewritten as `apiToken = value`, the shape rules
+//! that need a name next to the value read. Only text-like results are kept: decoding random base64 (an
 //! image, a hash) gives binary, which is dropped before any rule runs.
 
 use base64::Engine as _;
@@ -14,6 +16,8 @@ pub enum Encoding {
     Base64,
     Percent,
     JsonEscape,
+    /// Not an encoding but a layout: an XML element's value on a line of its own.
+    XmlElement,
 }
 
 impl Encoding {
@@ -22,7 +26,14 @@ impl Encoding {
             Encoding::Base64 => "base64",
             Encoding::Percent => "url",
             Encoding::JsonEscape => "json",
+            Encoding::XmlElement => "xml",
         }
+    }
+
+    /// Whether the text is the value as written (a layout, not an encoding), so rules that
+    /// expect plain text (the generic ones) apply to it too.
+    pub fn is_layout(self) -> bool {
+        self == Encoding::XmlElement
     }
 }
 
@@ -70,6 +81,7 @@ pub fn regions(content: &[u8]) -> Vec<Decoded> {
     base64_regions(content, &mut out);
     percent_regions(content, &mut out);
     json_regions(content, &mut out);
+    xml_element_regions(content, &mut out);
     out.sort_by_key(|d| (d.start, d.end));
     out
 }
@@ -305,6 +317,72 @@ fn json_regions(content: &[u8], out: &mut Vec<Decoded>) {
     }
 }
 
+/// Characters of an XML element name (no namespace prefix handling needed: `:` is allowed).
+fn is_xml_name(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
+}
+
+/// The line of `content` starting at `start`, without its line feed (and carriage return), and
+/// where the next line starts.
+fn line_at(content: &[u8], start: usize) -> (&[u8], usize) {
+    let end = memchr::memchr(b'\n', &content[start..]).map_or(content.len(), |p| start + p);
+    let line = &content[start..end];
+    (
+        line.strip_suffix(b"\r").unwrap_or(line),
+        (end + 1).min(content.len()),
+    )
+}
+
+/// Longest XML element name read.
+const MAX_XML_NAME: usize = 128;
+
+fn xml_element_regions(content: &[u8], out: &mut Vec<Decoded>) {
+    // `<name>` ending a line, one value alone on the next line, `</name>` starting the one after.
+    // Lines end with a line feed, or a carriage return and a line feed.
+    let ends = memchr::memmem::find_iter(content, b">\n").map(|close| (close, close + 2));
+    let crlf_ends = memchr::memmem::find_iter(content, b">\r\n").map(|close| (close, close + 3));
+    let crlf = memchr::memchr(b'\r', content).is_some();
+    for (close, value_start) in ends.chain(crlf_ends.filter(|_| crlf)) {
+        // A name is at most MAX_XML_NAME bytes: the tag's `<` is searched for that far back only.
+        let floor = close.saturating_sub(MAX_XML_NAME + 1);
+        let Some(open) = memchr::memrchr(b'<', &content[floor..close]).map(|p| floor + p) else {
+            continue;
+        };
+        let name = &content[open + 1..close];
+        if name.is_empty() || !name.iter().all(|&b| is_xml_name(b)) {
+            continue;
+        }
+        let (value_line, next) = line_at(content, value_start);
+        let value = value_line.trim_ascii();
+        if value.len() < 8
+            || value.len() > 1024
+            || value.iter().any(|&b| b == b'<' || b.is_ascii_whitespace())
+        {
+            continue;
+        }
+        let (closing_line, _) = line_at(content, next);
+        let closing = closing_line.trim_ascii_start();
+        let Some(after) = closing.strip_prefix(b"</") else {
+            continue;
+        };
+        if !after.starts_with(name) || after.get(name.len()) != Some(&b'>') {
+            continue;
+        }
+        let end = next + (closing_line.len() - closing.len()) + 2 + name.len() + 1;
+        let mut text = Vec::with_capacity(name.len() + value.len() + 4);
+        text.extend_from_slice(name);
+        text.extend_from_slice(b" = ");
+        text.extend_from_slice(value);
+        text.push(b'\n');
+        out.push(Decoded {
+            start: open,
+            end,
+            encoding: Encoding::XmlElement,
+            text,
+        });
+    }
+}
+
 /// Encodes `text` as standard base64 (for tests and samples).
 pub fn base64_of(text: &[u8]) -> String {
     general_purpose::STANDARD.encode(text)
@@ -467,6 +545,29 @@ mod tests {
                 "lead {lead}"
             );
         }
+    }
+
+    #[test]
+    fn an_xml_value_on_a_line_of_its_own_reads_as_an_assignment() {
+        let xml = "<config>\n  <apiToken>\n    Zq8rT2mVx9Lk3Np7\n  </apiToken>\r\n  <name>\n    two words\n  </name>\n  <a>\n    Zq8rT2mVx9Lk3Np7\n  </b>\n  <dbPassword>\r\n    Wq7ZfR2mXk9LpV4s\r\n  </dbPassword>\r\n</config>\n";
+        let found = regions(xml.as_bytes());
+        let texts: Vec<&[u8]> = found.iter().map(|d| d.text.as_slice()).collect();
+        assert_eq!(
+            texts,
+            [
+                &b"apiToken = Zq8rT2mVx9Lk3Np7\n"[..],
+                b"dbPassword = Wq7ZfR2mXk9LpV4s\n"
+            ]
+        );
+        assert!(found.iter().all(|d| d.encoding == Encoding::XmlElement));
+        assert_eq!(
+            &xml[found[0].start..found[0].end],
+            "<apiToken>\n    Zq8rT2mVx9Lk3Np7\n  </apiToken>"
+        );
+        assert_eq!(
+            &xml[found[1].start..found[1].end],
+            "<dbPassword>\r\n    Wq7ZfR2mXk9LpV4s\r\n  </dbPassword>"
+        );
     }
 
     #[test]

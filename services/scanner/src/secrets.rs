@@ -196,8 +196,9 @@ impl<'a> Windows<'a> {
     /// Scans the decoded text of every encoded region that starts in the window's owned part
     /// (see [`crate::decode`]). A secret found there is placed at the region's first line, in
     /// the part of the region its decoded position corresponds to, and its preview names the
-    /// decoding. Generic rules are not run on decoded text: a high-entropy value is expected
-    /// there and is not evidence of a secret.
+    /// decoding. Generic rules are not run on decoded text (a high-entropy value is expected
+    /// there and is not evidence of a secret), only on a layout rewritten as it is written
+    /// ([`decode::Encoding::is_layout`]).
     fn decoded(&mut self, content: &[u8], window: &Window) {
         let engine = self.engine;
         let (mut counted, mut line) = (0, window.line);
@@ -210,10 +211,12 @@ impl<'a> Windows<'a> {
                 continue;
             }
             // An encoded value that is itself a placeholder (`…EXAMPLE`) holds example secrets.
-            if engine
-                .pack
-                .allowlist
-                .allows_value(&content[region.start..region.end])
+            // (A layout's region is markup around its value, which the rules' allowlists see.)
+            if !region.encoding.is_layout()
+                && engine
+                    .pack
+                    .allowlist
+                    .allows_value(&content[region.start..region.end])
             {
                 continue;
             }
@@ -232,7 +235,8 @@ impl<'a> Windows<'a> {
             let decoded_len = region.text.len().max(1) as u64;
             for candidate in inner.candidates.drain(..) {
                 let rule = &engine.pack.rules[candidate.rule];
-                if rule.id.starts_with(crate::rules::GENERIC_PREFIX) {
+                if rule.id.starts_with(crate::rules::GENERIC_PREFIX) && !region.encoding.is_layout()
+                {
                     continue;
                 }
                 let mut hit = candidate.hit;
@@ -720,6 +724,33 @@ severity = "medium"
         let hits = engine.scan(allowed.as_bytes());
         assert_eq!(hits.len(), 1, "{hits:?}");
         assert_eq!(hits[0].line, 2);
+    }
+
+    #[test]
+    fn an_xml_value_on_its_own_line_is_read_with_its_element_name() {
+        let engine = engine();
+        // Split so the repository holds no whole value.
+        let (key, password) = (
+            ["9c4d1f07", "b2e85a63f0c9d7e21ab8e564"].concat(),
+            ["Wq7ZfR2", "mXk9LpV4sTn8"].concat(),
+        );
+        let xml = format!(
+            "<settings>\n  <openWeatherApiKey>\n    {key}\n  </openWeatherApiKey>\n  \
+             <dbPassword>\n    {password}\n  </dbPassword>\n</settings>\n"
+        );
+        let mut hits: Vec<(String, u32, bool)> = engine
+            .scan(xml.as_bytes())
+            .into_iter()
+            .map(|h| (h.rule, h.line, h.preview.ends_with("(xml-decoded)")))
+            .collect();
+        hits.sort();
+        assert_eq!(
+            hits,
+            [
+                ("generic-secret-assignment".to_owned(), 5, true),
+                ("openweather-api-key".to_owned(), 2, true),
+            ]
+        );
     }
 
     #[test]
