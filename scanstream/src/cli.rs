@@ -385,22 +385,9 @@ pub struct CacheGcArgs {
 pub enum AclsCommand {
     /// Print one user per role with exactly the ACLs its code needs, from the access each role
     /// declares (topic names, groups and transactional ids follow topics.prefix,
-    /// kafka.client_id and the roles' group_id settings).
-    Render(AclsRenderArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct AclsRenderArgs {
-    /// Strimzi KafkaUser resources (kafka.strimzi.io/v1, SCRAM-SHA-512, simple
-    /// authorization); the only format so far.
-    #[arg(long, required = true)]
-    pub strimzi: bool,
-    /// The Strimzi Kafka cluster the users belong to (label strimzi.io/cluster).
-    #[arg(long, value_name = "NAME", default_value = "scanstream")]
-    pub cluster: String,
-    /// Write to FILE instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    /// kafka.client_id and the roles' group_id settings): Strimzi KafkaUser resources with
+    /// SCRAM-SHA-512 and simple authorization.
+    Render(StrimziRenderArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -417,16 +404,17 @@ pub enum TopicsCommand {
     Ensure(EnsureArgs),
     /// Print the topics as Kubernetes resources, from the same definitions `ensure` uses
     /// (partitions, replication and configs from the settings: topics.partitions,
-    /// topics.replication_factor, topics.prefix).
-    Render(RenderArgs),
+    /// topics.replication_factor, topics.prefix): Strimzi KafkaTopic resources.
+    Render(StrimziRenderArgs),
 }
 
+/// Where `topics render` and `acls render` write their Strimzi resources.
 #[derive(Debug, Args)]
-pub struct RenderArgs {
-    /// Strimzi KafkaTopic resources (kafka.strimzi.io/v1); the only format so far.
+pub struct StrimziRenderArgs {
+    /// Strimzi resources (kafka.strimzi.io/v1); the only format so far.
     #[arg(long, required = true)]
     pub strimzi: bool,
-    /// The Strimzi Kafka cluster the topics belong to (label strimzi.io/cluster).
+    /// The Strimzi Kafka cluster the resources belong to (label strimzi.io/cluster).
     #[arg(long, value_name = "NAME", default_value = "scanstream")]
     pub cluster: String,
     /// Write to FILE instead of standard output.

@@ -81,22 +81,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Acls(AclsCommand::Render(args)) => {
             let yaml = scanstream_platform::access::strimzi_users(&base, &args.cluster);
-            match &args.out {
-                Some(path) => std::fs::write(path, yaml)
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
-                None => print!("{yaml}"),
-            }
-            return Ok(ExitCode::SUCCESS);
+            return write_rendered(args, &yaml);
         }
         Command::Topics(TopicsCommand::Render(args)) => {
             let names = scanstream_contracts::TopicNames::new(base.topics.prefix.clone());
             let yaml = scanstream_platform::topics::strimzi(&names, &base.topics, &args.cluster);
-            match &args.out {
-                Some(path) => std::fs::write(path, yaml)
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
-                None => print!("{yaml}"),
-            }
-            return Ok(ExitCode::SUCCESS);
+            return write_rendered(args, &yaml);
         }
         Command::Submit(args) => return client::submit(&base, args).await,
         Command::Stats(args) => return client::stats(&base, args).await,
@@ -124,6 +114,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Spans still batched are exported before the process ends.
     scanstream_platform::telemetry::shutdown();
     result
+}
+
+/// Writes rendered resources to `--out`, or to standard output.
+fn write_rendered(
+    args: &scanstream::cli::StrimziRenderArgs,
+    yaml: &str,
+) -> anyhow::Result<ExitCode> {
+    match &args.out {
+        Some(path) => std::fs::write(path, yaml)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+        None => print!("{yaml}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a command that logs and serves (the telemetry is installed).
