@@ -57,6 +57,8 @@ pub struct Keywords {
     compiled: Option<Compiled>,
     /// Length in bytes of keyword `i`.
     lengths: Vec<usize>,
+    /// The longest keyword's length (1 without keywords).
+    longest: usize,
 }
 
 impl Keywords {
@@ -66,6 +68,7 @@ impl Keywords {
             return Ok(Self {
                 compiled: None,
                 lengths: Vec::new(),
+                longest: 1,
             });
         }
         let patterns = keywords
@@ -92,9 +95,12 @@ impl Keywords {
             .map_err(|e| Error::Rules(format!("keyword prefilter: {e}")))?;
         let compiled = Compiled::try_new(database, |database| database.create_scanner())
             .map_err(|e| Error::Rules(format!("keyword prefilter scratch: {e}")))?;
+        let lengths: Vec<usize> = keywords.iter().map(|k| k.text.len()).collect();
+        let longest = lengths.iter().copied().max().unwrap_or(1);
         Ok(Self {
             compiled: Some(compiled),
-            lengths: keywords.iter().map(|k| k.text.len()).collect(),
+            lengths,
+            longest,
         })
     }
 
@@ -103,7 +109,7 @@ impl Keywords {
         Searcher {
             scanner: self.compiled.as_ref().map(|c| c.borrow_dependent().clone()),
             lengths: &self.lengths,
-            longest: self.lengths.iter().copied().max().unwrap_or(1),
+            longest: self.longest,
         }
     }
 }
