@@ -363,7 +363,11 @@ async fn run_roles(
         settings.api.tokens.push(TokenSettings {
             name: "up".to_owned(),
             sha256: scanstream_platform::auth::hash_token(&token),
-            scopes: vec!["scans:write".to_owned(), "scans:read".to_owned()],
+            scopes: vec![
+                "scans:write".to_owned(),
+                "scans:read".to_owned(),
+                "findings:triage".to_owned(),
+            ],
         });
         Some((token, file))
     } else {

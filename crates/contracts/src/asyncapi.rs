@@ -58,6 +58,27 @@ fn about(topic: Topic) -> (&'static str, &'static str, &'static str) {
             "Commands no scanner could process: the original bytes, unchanged, with the error \
              headers.",
         ),
+        Topic::Sightings => (
+            "The normalized repository URL; the partition is the repository's hash modulo the \
+             partition count (the same as its items' on scans.triage and scans.inventory).",
+            "Per repository: an attempt's SecretSeen records precede its TipScanned.",
+            "What each scan attempt saw (SecretSeen per finding, TipScanned after a complete \
+             scan of the default ref's tip), at least once; the inventory's input, kept forever.",
+        ),
+        Topic::Triage => (
+            "The inventory item id (lowercase hyphenated uuid); the partition is its \
+             repository's.",
+            "Per item: decisions in the order they were made.",
+            "People's triage decisions (who, when, from and to status, reason, comment): the \
+             audit trail, kept forever; nothing is edited in place.",
+        ),
+        Topic::Inventory => (
+            "The inventory item id; a null value (tombstone) purges the item.",
+            "Per item: the latest record per key is the item's current state.",
+            "The aggregator's compacted changelog of the inventory (one secret in one \
+             repository across scans), written exactly once with its consumer offsets \
+             (read_committed).",
+        ),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`ids`]: key and id newtypes; job ids derived from names, deterministic event ids.
 //! - [`command`], [`event`], [`finding`], [`state`], [`schedule`]: the Rust types of the Avro
 //!   records in `schemas/*.avsc`, one module per value schema.
+//! - [`inventory`]: sightings, triage decisions and inventory items, and the item id.
 //! - [`submission`]: the command + event pair of one run's submission (API and scheduler).
 //! - [`headers`]: Kafka header names (trace context, correlation id, dead-letter reasons).
 //! - [`schema`]: the embedded `.avsc` files and the [`AvroRecord`] trait tying a type to its schema.
@@ -24,6 +25,7 @@ pub mod event;
 pub mod finding;
 pub mod headers;
 pub mod ids;
+pub mod inventory;
 pub mod resolve;
 pub mod schedule;
 pub mod schema;

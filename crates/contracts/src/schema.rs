@@ -17,16 +17,22 @@ pub enum SchemaFile {
     JobState,
     Schedule,
     ScheduleTicks,
+    Sighting,
+    TriageDecision,
+    InventoryItem,
 }
 
 impl SchemaFile {
-    pub const ALL: [SchemaFile; 6] = [
+    pub const ALL: [SchemaFile; 9] = [
         SchemaFile::ScanCommand,
         SchemaFile::ScanEvent,
         SchemaFile::Finding,
         SchemaFile::JobState,
         SchemaFile::Schedule,
         SchemaFile::ScheduleTicks,
+        SchemaFile::Sighting,
+        SchemaFile::TriageDecision,
+        SchemaFile::InventoryItem,
     ];
 
     /// File name under `schemas/`.
@@ -38,6 +44,9 @@ impl SchemaFile {
             SchemaFile::JobState => "JobState.avsc",
             SchemaFile::Schedule => "Schedule.avsc",
             SchemaFile::ScheduleTicks => "ScheduleTicks.avsc",
+            SchemaFile::Sighting => "Sighting.avsc",
+            SchemaFile::TriageDecision => "TriageDecision.avsc",
+            SchemaFile::InventoryItem => "InventoryItem.avsc",
         }
     }
 
@@ -50,12 +59,15 @@ impl SchemaFile {
             SchemaFile::JobState => include_str!("../../../schemas/JobState.avsc"),
             SchemaFile::Schedule => include_str!("../../../schemas/Schedule.avsc"),
             SchemaFile::ScheduleTicks => include_str!("../../../schemas/ScheduleTicks.avsc"),
+            SchemaFile::Sighting => include_str!("../../../schemas/Sighting.avsc"),
+            SchemaFile::TriageDecision => include_str!("../../../schemas/TriageDecision.avsc"),
+            SchemaFile::InventoryItem => include_str!("../../../schemas/InventoryItem.avsc"),
         }
     }
 
     /// The parsed schema, parsed once per process.
     pub fn parsed(self) -> Result<&'static Schema, apache_avro::Error> {
-        static CELLS: [OnceLock<Schema>; 6] = [const { OnceLock::new() }; 6];
+        static CELLS: [OnceLock<Schema>; 9] = [const { OnceLock::new() }; 9];
         let cell = &CELLS[self as usize];
         if let Some(schema) = cell.get() {
             return Ok(schema);

@@ -25,6 +25,12 @@ pub enum Topic {
     ScheduleTicks,
     /// `scans.commands.dlq`: commands no scanner could process, original bytes plus error headers.
     CommandsDlq,
+    /// `scans.sightings`: what each scan saw, keyed by repository; the inventory's input.
+    Sightings,
+    /// `scans.triage`: people's triage decisions, keyed by inventory item id; the audit trail.
+    Triage,
+    /// `scans.inventory`: the aggregator's compacted inventory changelog, keyed by item id.
+    Inventory,
 }
 
 /// How long `scans.commands` keeps a command: long enough to survive a weekend outage.
@@ -34,7 +40,7 @@ const FINDINGS_RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
 const DLQ_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 impl Topic {
-    pub const ALL: [Topic; 7] = [
+    pub const ALL: [Topic; 10] = [
         Topic::Commands,
         Topic::Events,
         Topic::Findings,
@@ -42,6 +48,9 @@ impl Topic {
         Topic::Schedules,
         Topic::ScheduleTicks,
         Topic::CommandsDlq,
+        Topic::Sightings,
+        Topic::Triage,
+        Topic::Inventory,
     ];
 
     /// The name without any deployment prefix.
@@ -54,6 +63,9 @@ impl Topic {
             Topic::Schedules => "scans.schedules",
             Topic::ScheduleTicks => "scans.schedule-ticks",
             Topic::CommandsDlq => "scans.commands.dlq",
+            Topic::Sightings => "scans.sightings",
+            Topic::Triage => "scans.triage",
+            Topic::Inventory => "scans.inventory",
         }
     }
 
@@ -72,6 +84,9 @@ impl Topic {
             Topic::Schedules => Some(SchemaFile::Schedule),
             Topic::ScheduleTicks => Some(SchemaFile::ScheduleTicks),
             Topic::CommandsDlq => None,
+            Topic::Sightings => Some(SchemaFile::Sighting),
+            Topic::Triage => Some(SchemaFile::TriageDecision),
+            Topic::Inventory => Some(SchemaFile::InventoryItem),
         }
     }
 
@@ -80,11 +95,13 @@ impl Topic {
     pub fn spec(self, partitions: i32, replication_factor: i32) -> TopicSpec {
         let (cleanup, retention_ms) = match self {
             Topic::Commands => ("delete", Some(COMMANDS_RETENTION_MS)),
-            // The audit source of truth: kept until an operator decides otherwise.
-            Topic::Events => ("delete", Some(-1)),
+            // The audit sources of truth: kept until an operator decides otherwise.
+            Topic::Events | Topic::Sightings | Topic::Triage => ("delete", Some(-1)),
             Topic::Findings => ("delete", Some(FINDINGS_RETENTION_MS)),
             Topic::CommandsDlq => ("delete", Some(DLQ_RETENTION_MS)),
-            Topic::JobState | Topic::Schedules | Topic::ScheduleTicks => ("compact", None),
+            Topic::JobState | Topic::Schedules | Topic::ScheduleTicks | Topic::Inventory => {
+                ("compact", None)
+            }
         };
         // One partition makes the schedules a total order that a single scheduler reads, and
         // makes partition 0 of scans.schedules the scheduler's leadership (docs/topics.md).
@@ -181,7 +198,7 @@ mod tests {
             let spec = topic.spec(6, 3);
             let compacted = matches!(
                 topic,
-                Topic::JobState | Topic::Schedules | Topic::ScheduleTicks
+                Topic::JobState | Topic::Schedules | Topic::ScheduleTicks | Topic::Inventory
             );
             let policy = spec.configs.get("cleanup.policy").map(String::as_str);
             assert_eq!(policy, Some(if compacted { "compact" } else { "delete" }));

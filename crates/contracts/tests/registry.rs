@@ -48,13 +48,16 @@ async fn round_trip<T: AvroRecord + PartialEq + std::fmt::Debug>(
 async fn every_type_and_variant_round_trips_through_the_registry() {
     let (codec, _scope) = codec("round-trip");
     let registered = codec.register_all().await.unwrap();
-    assert_eq!(registered.len(), 6);
+    assert_eq!(registered.len(), 9);
     round_trip(&codec, Topic::Commands, common::commands()).await;
     round_trip(&codec, Topic::Events, common::events()).await;
     round_trip(&codec, Topic::Findings, common::findings()).await;
     round_trip(&codec, Topic::JobState, common::states()).await;
     round_trip(&codec, Topic::Schedules, common::schedules()).await;
     round_trip(&codec, Topic::ScheduleTicks, common::schedule_ticks()).await;
+    round_trip(&codec, Topic::Sightings, common::sightings()).await;
+    round_trip(&codec, Topic::Triage, common::triage_decisions()).await;
+    round_trip(&codec, Topic::Inventory, common::inventory_items()).await;
 }
 
 #[tokio::test]

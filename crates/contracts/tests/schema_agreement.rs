@@ -287,6 +287,21 @@ fn schedule_ticks_agree_with_their_schema() {
 }
 
 #[test]
+fn sighting_agrees_with_its_schema() {
+    agree(SchemaFile::Sighting, &common::sightings());
+}
+
+#[test]
+fn triage_decision_agrees_with_its_schema() {
+    agree(SchemaFile::TriageDecision, &common::triage_decisions());
+}
+
+#[test]
+fn inventory_item_agrees_with_its_schema() {
+    agree(SchemaFile::InventoryItem, &common::inventory_items());
+}
+
+#[test]
 fn every_schema_file_is_known_to_the_code() {
     let on_disk: BTreeSet<String> = std::fs::read_dir(schemas_dir())
         .unwrap()

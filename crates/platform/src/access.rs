@@ -87,6 +87,12 @@ pub fn changelog_group(aggregator_group: &str) -> String {
     format!("{aggregator_group}-changelog")
 }
 
+/// The group id of the aggregator's inventory fold (`scans.sightings` and `scans.triage`),
+/// beside its group `aggregator_group`.
+pub fn inventory_group(aggregator_group: &str) -> String {
+    format!("{aggregator_group}-inventory")
+}
+
 /// The group id of a follower of a compacted topic ([`crate::tail`]), by the topic's full name.
 pub fn tail_group(topic: &str) -> String {
     format!("{topic}.tail")
@@ -168,11 +174,12 @@ pub fn principals(settings: &Settings) -> Vec<Principal> {
         },
         Principal {
             name: "scanner",
-            about: "consumes commands in its group, writes events, findings and dead letters (not transactional).",
+            about: "consumes commands in its group, writes events, findings, sightings and dead letters (not transactional).",
             grants: vec![
                 topic(&names, Topic::Commands, CONSUME),
                 topic(&names, Topic::Events, PRODUCE),
                 topic(&names, Topic::Findings, PRODUCE),
+                topic(&names, Topic::Sightings, PRODUCE),
                 topic(&names, Topic::CommandsDlq, PRODUCE),
                 literal(Resource::Group(scanner_group.clone()), GROUP),
                 literal(Resource::Group(cancel_watch_group(&scanner_group)), GROUP),
@@ -180,13 +187,17 @@ pub fn principals(settings: &Settings) -> Vec<Principal> {
         },
         Principal {
             name: "aggregator",
-            about: "folds events into the changelog, committing its offsets in the same transaction.",
+            about: "folds events into job state and sightings and triage decisions into the inventory, each changelog written with its consumed offsets in one transaction; writes the triage decisions its API accepts.",
             grants: vec![
                 topic(&names, Topic::Events, CONSUME),
                 topic(&names, Topic::JobState, BOTH),
                 topic(&names, Topic::Schedules, CONSUME),
+                topic(&names, Topic::Sightings, CONSUME),
+                topic(&names, Topic::Triage, BOTH),
+                topic(&names, Topic::Inventory, BOTH),
                 literal(Resource::Group(aggregator_group.clone()), GROUP),
                 literal(Resource::Group(changelog_group(&aggregator_group)), GROUP),
+                literal(Resource::Group(inventory_group(&aggregator_group)), GROUP),
                 tail(Topic::Schedules),
                 prefix(
                     Resource::TransactionalId(aggregator_transactional_prefix(settings)),

@@ -501,6 +501,14 @@ pub mod responses {
     )]
     pub struct ForbiddenWrite(pub ProblemBody);
 
+    /// `403` of a route that needs `findings:triage`.
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The token lacks the findings:triage scope.",
+        content_type = "application/problem+json"
+    )]
+    pub struct ForbiddenTriage(pub ProblemBody);
+
     /// `400` of a route whose path names a job by a text that is not a uuid.
     #[derive(utoipa::ToResponse)]
     #[response(
@@ -536,7 +544,7 @@ impl utoipa::Modify for BearerAuth {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
-                "A token from api.tokens; each operation's 403 names the scope it needs (scans:write, scans:read).",
+                "A token from api.tokens; each operation's 403 names the scope it needs (scans:write, scans:read, findings:triage).",
             ))
             .build();
         openapi

@@ -198,6 +198,26 @@ impl KafkaFactory {
             })
     }
 
+    /// [`Self::bulk_consumer_with_context`] with the range assignor, for a group that reads
+    /// several co-partitioned topics (same partition count, same key → same partition number):
+    /// the range assignor gives partition N of every subscribed topic to the same member, which
+    /// the cooperative-sticky assignor does not promise.
+    pub fn co_partitioned_consumer_with_context<C: ConsumerContext + 'static>(
+        &self,
+        role: ClientRole,
+        group_id: &str,
+        context: C,
+    ) -> Result<StreamConsumer<C>, KafkaError> {
+        let mut config = self.consumer_config(role, group_id, true);
+        config.set("partition.assignment.strategy", "range");
+        config
+            .create_with_context(context)
+            .map_err(|source| KafkaError::Create {
+                kind: "consumer",
+                source,
+            })
+    }
+
     /// A bulk consumer (as [`Self::bulk_consumer_with_context`]) that is polled: for a blocking
     /// thread that reads many records as fast as it can (restoring a store).
     pub fn base_consumer(

@@ -48,4 +48,11 @@ pub mod topics;
 pub mod writer;
 
 pub use config::{ConfigError, Settings};
+
+/// Milliseconds since the Unix epoch (0 before it), the unit of every time in the topics.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 pub use kafka::{KafkaError, KafkaFactory};

@@ -5,6 +5,7 @@ use apache_avro::types::Value as AvroValue;
 use scanstream_contracts::command::{Command, ScanCommand};
 use scanstream_contracts::event::{EventPayload, ScanEvent};
 use scanstream_contracts::finding::Finding;
+use scanstream_contracts::inventory::{InventoryItem, Sighting, SightingPayload, TriageDecision};
 use scanstream_contracts::schedule::{Schedule, ScheduleTicks};
 use scanstream_contracts::schema::SchemaFile;
 use scanstream_contracts::state::JobState;
@@ -23,6 +24,9 @@ pub enum Decoded {
     State(JobState),
     Schedule(Schedule),
     Ticks(ScheduleTicks),
+    Sighting(Sighting),
+    Triage(TriageDecision),
+    Item(InventoryItem),
     /// Values without a schema (the dead-letter topic), hex-encoded.
     Bytes {
         hex: String,
@@ -40,7 +44,9 @@ impl Decoded {
             Decoded::Finding(f) => Some(f.job_id),
             Decoded::State(s) => Some(s.job_id),
             Decoded::Ticks(t) => t.last_fired_job,
-            Decoded::Schedule(_) | Decoded::Bytes { .. } => None,
+            Decoded::Sighting(s) => Some(s.job_id),
+            Decoded::Item(i) => Some(i.last_job),
+            Decoded::Schedule(_) | Decoded::Triage(_) | Decoded::Bytes { .. } => None,
         }
     }
 
@@ -57,6 +63,9 @@ impl Decoded {
             Decoded::Finding(f) => Some(&f.repo_url),
             Decoded::State(s) => Some(&s.repo_url),
             Decoded::Schedule(s) => Some(&s.repo_url),
+            Decoded::Sighting(s) => Some(&s.repo_url),
+            Decoded::Triage(t) => Some(&t.repo_url),
+            Decoded::Item(i) => Some(&i.repo_url),
             _ => None,
         }
     }
@@ -77,6 +86,11 @@ impl Decoded {
                 EventPayload::ScanFailed(_) => "ScanFailed",
                 EventPayload::ScanCancelled(_) => "ScanCancelled",
             }),
+            Decoded::Sighting(s) => Some(match s.payload {
+                SightingPayload::SecretSeen(_) => "SecretSeen",
+                SightingPayload::TipScanned(_) => "TipScanned",
+            }),
+            Decoded::Triage(_) => Some("TriageDecision"),
             _ => None,
         }
     }
@@ -123,6 +137,9 @@ pub async fn decode(codec: &Codec, kind: Topic, raw: Raw) -> anyhow::Result<Repl
         SchemaFile::JobState => Decoded::State(apache_avro::from_value(&avro)?),
         SchemaFile::Schedule => Decoded::Schedule(apache_avro::from_value(&avro)?),
         SchemaFile::ScheduleTicks => Decoded::Ticks(apache_avro::from_value(&avro)?),
+        SchemaFile::Sighting => Decoded::Sighting(apache_avro::from_value(&avro)?),
+        SchemaFile::TriageDecision => Decoded::Triage(apache_avro::from_value(&avro)?),
+        SchemaFile::InventoryItem => Decoded::Item(apache_avro::from_value(&avro)?),
     };
     Ok(Replayed {
         raw,

@@ -132,6 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = CancellationToken::new();
     let group = format!("{prefix}aggregator");
     let follower = tokio::spawn(follow(
+        scanstream_aggregator::changelog::JOB_STATE,
         factory.clone(),
         names.clone(),
         group.clone(),
@@ -165,7 +166,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             async move { processor.run(ready, stop).await },
         ));
     }
-    while (store.len()? as usize) < jobs {
+    while (store.len(scanstream_aggregator::store::Table::Jobs)? as usize) < jobs {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let fold_seconds = started.elapsed().as_secs_f64();
@@ -182,6 +183,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop2 = CancellationToken::new();
     let started = Instant::now();
     let restoring = tokio::spawn(follow(
+        scanstream_aggregator::changelog::JOB_STATE,
         factory,
         names,
         format!("{group}-restore"),
@@ -195,7 +197,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let restore_seconds = started.elapsed().as_secs_f64();
     stop2.cancel();
     let _ = restoring.await;
-    let restored = store2.len()?;
+    let restored = store2.len(scanstream_aggregator::store::Table::Jobs)?;
 
     let mut table = BTreeMap::new();
     table.insert(

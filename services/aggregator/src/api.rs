@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::freshness::Freshness;
 use crate::stats::{HistoryLimits, JobStats, job_stats, render};
-use crate::store::Store;
+use crate::store::{self, Store};
 use scanstream_contracts::schedule::Schedule;
 use scanstream_platform::tail::Table;
 
@@ -25,6 +25,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{uuid}"),
     ("get", "/jobs"),
     ("get", "/stats/summary"),
+    ("get", "/findings"),
+    ("get", "/findings/{id}"),
+    ("patch", "/findings/{id}"),
+    ("get", "/repos"),
 ];
 
 pub struct AppState {
@@ -35,6 +39,8 @@ pub struct AppState {
     pub schedules: Table<Schedule>,
     /// Read-your-writes for `GET /jobs/{uuid}`: waits for the fold before answering `404`.
     pub freshness: Arc<Freshness>,
+    /// Writes the triage decisions of `PATCH /findings/{id}`.
+    pub triage: crate::inventory::api::TriageWriter,
 }
 
 /// Registers the aggregator's own routes; the shared server adds the probes, `/metrics` and
@@ -44,35 +50,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/jobs/{uuid}", web::get().to(job))
         .route("/jobs", web::get().to(list))
         .route("/stats/summary", web::get().to(summary));
+    crate::inventory::api::configure(cfg);
 }
 
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), Problem> {
+    authorize_scope(state, req, Scope::ScansRead).map(|_| ())
+}
+
+/// The request's principal, if its token has `scope`.
+pub(crate) fn authorize_scope(
+    state: &AppState,
+    req: &HttpRequest,
+    scope: Scope,
+) -> Result<scanstream_platform::auth::Principal, Problem> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state.auth.authenticate(header)?.require(Scope::ScansRead)?;
-    Ok(())
+    let principal = state.auth.authenticate(header)?;
+    principal.require(scope)?;
+    Ok(principal)
 }
 
-fn internal(e: impl std::fmt::Display) -> Problem {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Problem {
     tracing::error!(error = %e, "read failed");
     Problem::new(
         500,
         "internal",
         "Internal error",
-        "the job store could not be read",
+        "the local store could not be read",
     )
 }
 
 /// Every job, decoded, in id order (for the stats bodies).
-async fn all_jobs(state: &AppState) -> Result<Vec<JobState>, Problem> {
+pub(crate) async fn all_jobs(state: &AppState) -> Result<Vec<JobState>, Problem> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
         let page = state
             .store
-            .blocking(move |s| s.page(after, 10_000))
+            .blocking(move |s| s.page(store::Table::Jobs, after, 10_000))
             .await
             .map_err(internal)?;
         let Some(last) = page.last() else { break };
@@ -259,7 +276,7 @@ pub(crate) async fn list(
     while jobs.len() < limit {
         let page = state
             .store
-            .blocking(move |s| s.page(after, 1000))
+            .blocking(move |s| s.page(store::Table::Jobs, after, 1000))
             .await
             .map_err(internal)?;
         if page.is_empty() {

@@ -1,5 +1,6 @@
-//! Materializing `scans.job-state` into the local store: the restore on start, and following it
-//! afterwards, for **every** partition, so any aggregator instance answers reads for any job.
+//! Materializing a changelog (`scans.job-state`, `scans.inventory`: a [`Changelog`]) into the
+//! local store: the restore on start, and following it afterwards, for **every** partition, so
+//! any aggregator instance answers reads for any job or item.
 //!
 //! The store remembers, per changelog partition, the next offset it has applied; a restart
 //! resumes there (a kept store restores only what it missed, an empty one everything). Records
@@ -18,12 +19,37 @@ use scanstream_contracts::{Topic, TopicNames};
 use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Change, Store, Stored};
+use crate::store::{Change, Store, Stored, Table};
 use scanstream_platform::sync::lock;
 
 /// Header on changelog records: the state's `events_folded`, so followers order records without
 /// decoding them.
 pub const EVENTS_FOLDED_HEADER: &str = "events-folded";
+/// The header on `scans.inventory` records holding the item's `inputs_folded`.
+pub const INPUTS_FOLDED_HEADER: &str = "inputs-folded";
+
+/// One changelog the store materializes: its topic, its store table, and the header that holds
+/// each record's version.
+#[derive(Debug, Clone, Copy)]
+pub struct Changelog {
+    pub topic: Topic,
+    pub table: Table,
+    pub version_header: &'static str,
+}
+
+/// Job states.
+pub const JOB_STATE: Changelog = Changelog {
+    topic: Topic::JobState,
+    table: Table::Jobs,
+    version_header: EVENTS_FOLDED_HEADER,
+};
+
+/// Inventory items.
+pub const INVENTORY: Changelog = Changelog {
+    topic: Topic::Inventory,
+    table: Table::Items,
+    version_header: INPUTS_FOLDED_HEADER,
+};
 
 /// How far the follower has read each changelog partition (next offset), shared with the
 /// processor, which waits for it before folding a newly assigned partition.
@@ -86,6 +112,7 @@ const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// overlaps writing the last. Positions become visible in `progress` only once their batch is
 /// in the store.
 pub async fn follow(
+    changelog: Changelog,
     factory: KafkaFactory,
     names: TopicNames,
     group_id: String,
@@ -94,9 +121,16 @@ pub async fn follow(
     stop: CancellationToken,
 ) -> Result<(), FollowError> {
     let (batches, queue) = tokio::sync::mpsc::channel::<Work>(2);
-    let writer = tokio::spawn(write_batches(store.clone(), progress.clone(), queue));
+    let writer = tokio::spawn(write_batches(
+        changelog.table,
+        store.clone(),
+        progress.clone(),
+        queue,
+    ));
     let reader = tokio::task::spawn_blocking(move || {
-        read(factory, names, group_id, store, progress, stop, batches)
+        read(
+            changelog, factory, names, group_id, store, progress, stop, batches,
+        )
     });
     let read = reader.await.unwrap_or_else(|e| Err(FollowError::Reader(e)));
     // The writer ends once the queue is drained and closed; its error wins over a clean stop.
@@ -107,7 +141,9 @@ pub async fn follow(
 }
 
 /// The reading half of [`follow`], on a blocking thread.
+#[allow(clippy::too_many_arguments)]
 fn read(
+    changelog: Changelog,
     factory: KafkaFactory,
     names: TopicNames,
     group_id: String,
@@ -116,7 +152,8 @@ fn read(
     stop: CancellationToken,
     batches: tokio::sync::mpsc::Sender<Work>,
 ) -> Result<(), FollowError> {
-    let topic = names.name(Topic::JobState);
+    let topic = names.name(changelog.topic);
+    let table = changelog.table;
     let consumer: BaseConsumer<StatsContext> = factory.base_consumer(
         ClientRole::Aggregator,
         &scanstream_platform::access::changelog_group(&group_id),
@@ -129,7 +166,7 @@ fn read(
     let mut assignment = TopicPartitionList::new();
     let mut targets = BTreeMap::new();
     for &p in &partitions {
-        let start = match store.checkpoint(p)? {
+        let start = match store.checkpoint(table, p)? {
             Some(offset) => Offset::Offset(offset),
             None => Offset::Beginning,
         };
@@ -140,14 +177,14 @@ fn read(
     consumer.assign(&assignment)?;
 
     // Restoring into an empty store needs no newer-wins checks (see `Store::restore`).
-    let empty_at_start = store.is_empty()?;
+    let empty_at_start = store.is_empty(table)?;
     let started = Instant::now();
     let mut restored_records: u64 = 0;
     let mut restoring = true;
     // Partitions read up to their restore target; reading stops waiting once all are.
     let mut reached: BTreeSet<i32> = BTreeSet::new();
     for (&p, &high) in &targets {
-        if high == 0 || store.checkpoint(p)?.is_some_and(|c| c >= high) {
+        if high == 0 || store.checkpoint(table, p)?.is_some_and(|c| c >= high) {
             reached.insert(p);
         }
     }
@@ -182,7 +219,7 @@ fn read(
                 }
             };
             checkpoints.insert(message.partition(), message.offset() + 1);
-            if let Some(change) = change_of(&message) {
+            if let Some(change) = change_of(&message, changelog.version_header) {
                 changes.push(change);
             }
             if restoring
@@ -296,7 +333,12 @@ impl RestoreBuffer {
     /// Writes what is gathered in one transaction, in key order so each B-tree page is written
     /// once, keeping only each job's last change (as writing them one by one would leave), and
     /// publishes its positions.
-    async fn write(&mut self, store: &Arc<Store>, progress: &Progress) -> Result<(), FollowError> {
+    async fn write(
+        &mut self,
+        table: Table,
+        store: &Arc<Store>,
+        progress: &Progress,
+    ) -> Result<(), FollowError> {
         let mut buffer = std::mem::take(self);
         if buffer.changes.is_empty() && buffer.checkpoints.is_empty() {
             progress.set(buffer.positions);
@@ -319,7 +361,7 @@ impl RestoreBuffer {
                         last.push(change);
                     }
                 }
-                s.restore(&last, &checkpoints, false)
+                s.restore(table, &last, &checkpoints, false)
             })
             .await?;
         metrics::counter!(crate::metrics::CHANGELOG_RECORDS).increment(count);
@@ -329,15 +371,14 @@ impl RestoreBuffer {
 }
 
 fn job_of(change: &Change) -> u128 {
-    match change {
-        Change::Put { job, .. } | Change::Delete { job } => *job,
-    }
+    change.key()
 }
 
 /// Applies batches in order; publishes each batch's positions once it is in the store. While
 /// restoring into an empty store, batches are gathered (up to [`RESTORE_BUFFER_BYTES`]) and
 /// written in one go: far fewer, larger transactions.
 async fn write_batches(
+    table: Table,
     store: Arc<Store>,
     progress: Arc<Progress>,
     mut queue: tokio::sync::mpsc::Receiver<Work>,
@@ -351,11 +392,11 @@ async fn write_batches(
             Work::Batch(batch) if batch.restore => {
                 gathered.add(batch);
                 if gathered.bytes >= RESTORE_BUFFER_BYTES {
-                    gathered.write(&store, &progress).await?;
+                    gathered.write(table, &store, &progress).await?;
                 }
             }
             Work::Batch(mut batch) => {
-                gathered.write(&store, &progress).await?;
+                gathered.write(table, &store, &progress).await?;
                 let count = batch.changes.len() as u64;
                 // Key order keeps the B-tree inserts local; the sort is stable, so changes to
                 // one job keep their order.
@@ -372,15 +413,17 @@ async fn write_batches(
                 } = batch;
                 if !changes.is_empty() || !checkpoints.is_empty() {
                     store
-                        .blocking(move |s| s.apply(&changes, &checkpoints, durable))
+                        .blocking(move |s| s.apply(table, &changes, &checkpoints, durable))
                         .await?;
                     metrics::counter!(crate::metrics::CHANGELOG_RECORDS).increment(count);
                 }
                 progress.set(positions);
             }
             Work::Flush(done) => {
-                gathered.write(&store, &progress).await?;
-                store.blocking(|s| s.apply(&[], &[], true)).await?;
+                gathered.write(table, &store, &progress).await?;
+                store
+                    .blocking(move |s| s.apply(table, &[], &[], true))
+                    .await?;
                 last_durable = Instant::now();
                 store_time += writing.elapsed();
                 let _ = done.send(store_time.as_secs_f64());
@@ -389,12 +432,15 @@ async fn write_batches(
         }
         store_time += writing.elapsed();
     }
-    gathered.write(&store, &progress).await
+    gathered.write(table, &store, &progress).await
 }
 
 /// The store change a changelog record asks for; `None` (logged) for a record without a job id
 /// key.
-fn change_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Change> {
+fn change_of(
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    version_header: &str,
+) -> Option<Change> {
     let Some(job) = message
         .key()
         .and_then(|k| std::str::from_utf8(k).ok())
@@ -404,7 +450,7 @@ fn change_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Change> 
         tracing::warn!(
             partition = message.partition(),
             offset = message.offset(),
-            "changelog record without a job id key skipped"
+            "changelog record without a uuid key skipped"
         );
         return None;
     };
@@ -413,7 +459,7 @@ fn change_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Change> 
         Some(value) => {
             let events_folded = message
                 .headers()
-                .and_then(|h| h.iter().find(|h| h.key == EVENTS_FOLDED_HEADER))
+                .and_then(|h| h.iter().find(|h| h.key == version_header))
                 .and_then(|h| h.value)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.parse::<i64>().ok())

@@ -20,7 +20,7 @@ use scanstream_contracts::{JobId, Topic, TopicNames};
 use scanstream_platform::kafka::{ClientRole, KafkaError, KafkaFactory, StatsContext, partitions};
 
 use crate::changelog::Progress;
-use crate::store::Store;
+use crate::store::{Store, Table};
 
 /// How long a read of a job the store lacks waits for the fold at most.
 pub const WAIT: Duration = Duration::from_secs(2);
@@ -72,7 +72,10 @@ impl Freshness {
         // The permit is held while the read waits, and released with its thread's work.
         tokio::task::spawn_blocking(move || match permit {
             Some(_permit) => this.stored(job),
-            None => Ok(this.store.get(job.0.as_u128())?.map(|s| s.value)),
+            None => Ok(this
+                .store
+                .get(Table::Jobs, job.0.as_u128())?
+                .map(|s| s.value)),
         })
         .await
         .map_err(|_| FreshnessError::Stopped)?
@@ -83,7 +86,7 @@ impl Freshness {
         let deadline = Instant::now() + WAIT;
         let mut confirmed = false;
         loop {
-            if let Some(stored) = self.store.get(job.0.as_u128())? {
+            if let Some(stored) = self.store.get(Table::Jobs, job.0.as_u128())? {
                 return Ok(Some(stored.value));
             }
             if Instant::now() >= deadline {
@@ -130,7 +133,7 @@ impl Freshness {
                 .probe
                 .fetch_watermarks(&self.changelog, p, self.timeout)?;
             let read = self.progress.position(p).unwrap_or(0);
-            if read < high && self.store.checkpoint(p)?.unwrap_or(0) < high {
+            if read < high && self.store.checkpoint(Table::Jobs, p)?.unwrap_or(0) < high {
                 return Ok(false);
             }
         }

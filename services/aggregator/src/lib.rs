@@ -7,6 +7,7 @@
 //! - [`changelog`]: restoring the store from the changelog and following it (every partition).
 //! - [`processor`]: the exactly-once consume → fold → changelog + offsets transaction loop,
 //!   a batch in named steps (decode, load, fold, commit, write the store).
+//! - [`inventory`]: the inventory of secrets per repository, its fold and its processor.
 //! - [`stats`]: `GET /jobs/stats` in the job manager's format.
 //! - [`api`], [`openapi`]: the read API and its OpenAPI document generated from its types.
 //! - [`freshness`]: read-your-writes for `GET /jobs/{uuid}` (waits for the fold, bounded).
@@ -19,6 +20,7 @@ mod api;
 pub mod changelog;
 pub mod fold;
 mod freshness;
+pub mod inventory;
 pub mod metrics;
 mod openapi;
 pub mod processor;

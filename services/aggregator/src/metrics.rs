@@ -22,6 +22,12 @@ pub const STORE_KEYS: &str = "scanstream_aggregator_store_keys";
 /// Records on scans.events that could not be decoded and were skipped.
 pub const UNDECODABLE: &str = "scanstream_aggregator_undecodable_total";
 /// Processing sessions restarted from the committed offsets after a failure.
+/// Sightings and triage decisions folded into the inventory.
+pub const INVENTORY_INPUTS: &str = "scanstream_aggregator_inventory_inputs_total";
+/// Triage decisions recorded through the API, by the status decided.
+pub const TRIAGE_DECISIONS: &str = "scanstream_aggregator_triage_decisions_total";
+/// Inventory items in the local store, by status.
+pub const INVENTORY_ITEMS: &str = "scanstream_aggregator_inventory_items";
 pub const RESTARTS: &str = "scanstream_aggregator_restarts_total";
 
 /// Gives every metric above its HELP text (and unit); call once the recorder is installed.
@@ -56,6 +62,18 @@ pub fn describe() {
     );
     metrics::describe_gauge!(RESTORE_RECORDS, "Changelog records read while restoring.");
     metrics::describe_gauge!(STORE_KEYS, "Jobs in the local store.");
+    metrics::describe_counter!(
+        INVENTORY_INPUTS,
+        "Sightings and triage decisions folded into the inventory."
+    );
+    metrics::describe_counter!(
+        TRIAGE_DECISIONS,
+        "Triage decisions recorded through the API, by the status decided (to)."
+    );
+    metrics::describe_gauge!(
+        INVENTORY_ITEMS,
+        "Inventory items in the local store, by status (open, resolved, ignored)."
+    );
     metrics::describe_counter!(
         UNDECODABLE,
         "Records on scans.events that could not be decoded and were skipped."

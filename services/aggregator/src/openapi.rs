@@ -3,17 +3,35 @@
 //! shared routes (`scanstream_platform::server::served_openapi`).
 
 use scanstream_platform::http::BearerAuth;
-use scanstream_platform::http::responses::{ForbiddenRead, InvalidJobId, Unauthorized};
+use scanstream_platform::http::responses::{
+    ForbiddenRead, ForbiddenTriage, InvalidJobId, TooLarge, Unauthorized, UnsupportedMediaType,
+};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "scanstream aggregator API",
-        description = "Job state folded from scans.events; every instance answers for every job."
+        description = "Job state folded from scans.events, and the inventory of secrets folded from scans.sightings and scans.triage; every instance answers for every job and item."
     ),
-    paths(crate::api::stats, crate::api::job, crate::api::list, crate::api::summary),
-    components(responses(Unauthorized, ForbiddenRead, InvalidJobId)),
+    paths(
+        crate::api::stats,
+        crate::api::job,
+        crate::api::list,
+        crate::api::summary,
+        crate::inventory::api::list,
+        crate::inventory::api::item,
+        crate::inventory::api::triage,
+        crate::inventory::api::repos
+    ),
+    components(responses(
+        Unauthorized,
+        ForbiddenRead,
+        ForbiddenTriage,
+        InvalidJobId,
+        TooLarge,
+        UnsupportedMediaType
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::changelog::{EVENTS_FOLDED_HEADER, Progress};
 use crate::fold::fold;
-use crate::store::{Change, Store, Stored};
+use crate::store::{Change, Store, Stored, Table};
 use scanstream_platform::sync::lock;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,10 @@ pub enum ProcessError {
     SyncTimeout(i32),
     #[error("no consumer group metadata for the transaction")]
     NoGroupMetadata,
+    #[error(
+        "the inventory topics must have the same partition count (an item's records sit on its repository's partition); found {0}"
+    )]
+    NotCoPartitioned(String),
 }
 
 /// Tuning and identity of the processor.
@@ -53,9 +57,9 @@ pub struct ProcessorConfig {
 }
 
 /// Tracks assignment changes: revoked partitions must be synced again if they come back.
-struct RebalanceContext {
-    stats: StatsContext,
-    synced: Arc<Mutex<HashSet<i32>>>,
+pub(crate) struct RebalanceContext {
+    pub(crate) stats: StatsContext,
+    pub(crate) synced: Arc<Mutex<HashSet<i32>>>,
 }
 
 impl ClientContext for RebalanceContext {
@@ -80,10 +84,10 @@ impl ConsumerContext for RebalanceContext {
 const CACHE_MAX: usize = 200_000;
 
 /// A batch's store write, running in the background.
-type StoreWrite = tokio::task::JoinHandle<Result<(), crate::store::StoreError>>;
+pub(crate) type StoreWrite = tokio::task::JoinHandle<Result<(), crate::store::StoreError>>;
 
 /// Waits for `write` and passes on its failure.
-async fn finish(write: Option<StoreWrite>) -> Result<(), ProcessError> {
+pub(crate) async fn finish(write: Option<StoreWrite>) -> Result<(), ProcessError> {
     if let Some(write) = write {
         write
             .await
@@ -206,17 +210,7 @@ impl Processor {
         &self,
         consumer: &StreamConsumer<RebalanceContext>,
     ) -> Result<Vec<rdkafka::message::OwnedMessage>, ProcessError> {
-        let first = consumer.recv().await?.detach();
-        let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + self.config.linger;
-        while batch.len() < self.config.batch_max_events {
-            match tokio::time::timeout_at(until, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(m.detach()),
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => break,
-            }
-        }
-        Ok(batch)
+        gather(consumer, self.config.batch_max_events, self.config.linger).await
     }
 
     /// Waits until the changelog follower has read partition `p` of the changelog to its end.
@@ -225,27 +219,16 @@ impl Processor {
         consumer: &Arc<StreamConsumer<RebalanceContext>>,
         partition: i32,
     ) -> Result<(), ProcessError> {
-        let changelog = self.names.name(Topic::JobState);
-        let timeout = self.factory.request_timeout();
-        let high = {
-            let consumer = consumer.clone();
-            tokio::task::spawn_blocking(move || {
-                consumer.fetch_watermarks(&changelog, partition, timeout)
-            })
-            .await
-            .map_err(|_| rdkafka::error::KafkaError::Canceled)??
-            .1
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.progress.position(partition).unwrap_or(0) < high
-            && self.store.checkpoint(partition)?.unwrap_or(0) < high
-        {
-            if Instant::now() > deadline {
-                return Err(ProcessError::SyncTimeout(partition));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+        sync(
+            &self.factory,
+            &self.names,
+            crate::changelog::JOB_STATE,
+            &self.store,
+            &self.progress,
+            consumer,
+            partition,
+        )
+        .await
     }
 
     /// One batch, in named steps: decode, load the states it starts from, fold, commit the
@@ -345,7 +328,10 @@ impl Processor {
         let mut current: HashMap<JobId, Option<JobState>> = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {
             let ids: Vec<u128> = missing.iter().map(|j| j.0.as_u128()).collect();
-            let stored = self.store.blocking(move |s| s.get_many(&ids)).await?;
+            let stored = self
+                .store
+                .blocking(move |s| s.get_many(Table::Jobs, &ids))
+                .await?;
             for (job, stored) in missing.into_iter().zip(stored) {
                 let state = match stored {
                     Some(s) => Some(self.codec.decode::<JobState>(&s.value).await?),
@@ -398,17 +384,8 @@ impl Processor {
         for (partition, offset) in offsets {
             list.add_partition_offset(&events_topic, *partition, Offset::Offset(*offset))?;
         }
-        let metadata = consumer
-            .group_metadata()
-            .ok_or(ProcessError::NoGroupMetadata)?;
         let produced = started.elapsed();
-        let producer = producer.clone();
-        tokio::task::spawn_blocking(move || {
-            producer.send_offsets_to_transaction(&list, &metadata, Duration::from_secs(30))?;
-            producer.commit_transaction(Duration::from_secs(30))
-        })
-        .await
-        .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
+        commit_with_offsets(consumer, producer, list).await?;
         Ok((encoded, produced))
     }
 
@@ -429,11 +406,82 @@ impl Processor {
         let store = self.store.clone();
         tokio::spawn(async move {
             store
-                .blocking(move |s| s.apply(&changes, &[], false))
+                .blocking(move |s| s.apply(Table::Jobs, &changes, &[], false))
                 .await
                 .map(|_| ())
         })
     }
+}
+
+/// A batch: the first record, then whatever else arrives within `linger`, at most `max`.
+pub(crate) async fn gather<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    max: usize,
+    linger: Duration,
+) -> Result<Vec<rdkafka::message::OwnedMessage>, ProcessError> {
+    let first = consumer.recv().await?.detach();
+    let mut batch = vec![first];
+    let until = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match tokio::time::timeout_at(until, consumer.recv()).await {
+            Ok(Ok(m)) => batch.push(m.detach()),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// Waits until the follower of `changelog` has read its partition `partition` to its end (or the
+/// store has applied that far), so a newly assigned partition is folded from its last committed
+/// states, whoever folded it before.
+pub(crate) async fn sync<C: ConsumerContext + 'static>(
+    factory: &KafkaFactory,
+    names: &TopicNames,
+    changelog: crate::changelog::Changelog,
+    store: &Store,
+    progress: &Progress,
+    consumer: &Arc<StreamConsumer<C>>,
+    partition: i32,
+) -> Result<(), ProcessError> {
+    let topic = names.name(changelog.topic);
+    let timeout = factory.request_timeout();
+    let high = {
+        let consumer = consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, timeout))
+            .await
+            .map_err(|_| rdkafka::error::KafkaError::Canceled)??
+            .1
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while progress.position(partition).unwrap_or(0) < high
+        && store.checkpoint(changelog.table, partition)?.unwrap_or(0) < high
+    {
+        if Instant::now() > deadline {
+            return Err(ProcessError::SyncTimeout(partition));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Adds the consumed `offsets` to the open transaction and commits it.
+pub(crate) async fn commit_with_offsets<C: ConsumerContext + 'static>(
+    consumer: &Arc<StreamConsumer<C>>,
+    producer: &Arc<FutureProducer<StatsContext>>,
+    offsets: TopicPartitionList,
+) -> Result<(), ProcessError> {
+    let metadata = consumer
+        .group_metadata()
+        .ok_or(ProcessError::NoGroupMetadata)?;
+    let producer = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        producer.send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))?;
+        producer.commit_transaction(Duration::from_secs(30))
+    })
+    .await
+    .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
+    Ok(())
 }
 
 /// The states a batch changed, and how many of its events changed nothing (already folded).

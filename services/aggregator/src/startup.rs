@@ -19,8 +19,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
-use crate::changelog::{Progress, follow};
+use crate::changelog::{Changelog, INVENTORY, JOB_STATE, Progress, follow};
 use crate::freshness::Freshness;
+use crate::inventory::processor::InventoryProcessor;
 use crate::processor::{Processor, ProcessorConfig};
 use crate::store::Store;
 use scanstream_contracts::Topic;
@@ -45,7 +46,9 @@ pub enum AggregatorError {
 pub struct Aggregator {
     state: web::Data<AppState>,
     progress: Arc<Progress>,
+    inventory_progress: Arc<Progress>,
     folding: Arc<AtomicBool>,
+    inventory_folding: Arc<AtomicBool>,
     tasks: Tasks,
 }
 
@@ -64,16 +67,16 @@ impl Aggregator {
         let stop = CancellationToken::new();
         let group_id = scanstream_platform::access::group_id(settings, &config.group_id);
 
-        let follower = tokio::spawn({
-            let (factory, names, store, progress, stop, group_id) = (
+        let inventory_progress = Arc::new(Progress::default());
+        let follow_changelog = |changelog: Changelog, progress: Arc<Progress>| {
+            let (factory, names, store, stop, group_id) = (
                 factory.clone(),
                 names.clone(),
                 store.clone(),
-                progress.clone(),
                 stop.clone(),
                 group_id.clone(),
             );
-            async move {
+            tokio::spawn(async move {
                 let supervised = Supervised {
                     task: "changelog follower",
                     resumes: "from the store's checkpoints",
@@ -86,6 +89,7 @@ impl Aggregator {
                     || {},
                     || {
                         follow(
+                            changelog,
                             factory.clone(),
                             names.clone(),
                             group_id.clone(),
@@ -96,8 +100,10 @@ impl Aggregator {
                     },
                 )
                 .await;
-            }
-        });
+            })
+        };
+        let follower = follow_changelog(JOB_STATE, progress.clone());
+        let inventory_follower = follow_changelog(INVENTORY, inventory_progress.clone());
         let freshness = Arc::new(Freshness::new(
             &factory,
             &names,
@@ -107,12 +113,12 @@ impl Aggregator {
         )?);
         let processor = Processor::new(
             factory.clone(),
-            names,
+            names.clone(),
             codec.clone(),
             store.clone(),
             progress.clone(),
             ProcessorConfig {
-                group_id,
+                group_id: group_id.clone(),
                 transactional_id: format!(
                     "{}{}",
                     scanstream_platform::access::aggregator_transactional_prefix(settings),
@@ -122,8 +128,31 @@ impl Aggregator {
                 linger: config.batch_linger,
             },
         );
+        let inventory = InventoryProcessor::new(
+            factory.clone(),
+            names.clone(),
+            codec.clone(),
+            store.clone(),
+            inventory_progress.clone(),
+            ProcessorConfig {
+                group_id: scanstream_platform::access::inventory_group(&group_id),
+                transactional_id: format!(
+                    "{}inventory-{}",
+                    scanstream_platform::access::aggregator_transactional_prefix(settings),
+                    config.instance()
+                ),
+                batch_max_events: config.batch_max_events,
+                linger: config.batch_linger,
+            },
+        );
+        let inventory_folding = Arc::new(AtomicBool::new(false));
         let processing = tokio::spawn({
-            let (folding, stop, codec) = (folding.clone(), stop.clone(), codec.clone());
+            let (folding, inventory_folding, stop, codec) = (
+                folding.clone(),
+                inventory_folding.clone(),
+                stop.clone(),
+                codec.clone(),
+            );
             async move {
                 // Subjects get BACKWARD compatibility before the first changelog write.
                 let registered = || codec.register_all();
@@ -135,7 +164,10 @@ impl Aggregator {
                 )
                 .await
                 {
-                    processor.run(folding, stop).await;
+                    tokio::join!(
+                        processor.run(folding, stop.clone()),
+                        inventory.run(inventory_folding, stop)
+                    );
                 }
             }
         });
@@ -151,18 +183,30 @@ impl Aggregator {
             topic: Topic::Schedules,
             stop: stop.clone(),
         });
+        let triage = crate::inventory::api::TriageWriter {
+            producer: factory.producer(ClientRole::Aggregator)?,
+            names: TopicNames::new(settings.topics.prefix.clone()),
+            codec: codec.clone(),
+            partitions: tokio::sync::OnceCell::new(),
+        };
         let state = web::Data::new(AppState {
             store,
             codec,
             auth,
             schedules,
             freshness,
+            triage,
         });
         Ok(Arc::new(Aggregator {
             state,
             progress,
+            inventory_progress,
             folding,
-            tasks: Tasks::new(stop, vec![follower, processing, schedules_task]),
+            inventory_folding,
+            tasks: Tasks::new(
+                stop,
+                vec![follower, inventory_follower, processing, schedules_task],
+            ),
         }))
     }
 }
@@ -181,13 +225,20 @@ impl Role for Aggregator {
         api::configure(cfg);
     }
 
-    /// Ready when the store is restored from the changelog and the fold is running.
+    /// Ready when the store is restored from both changelogs and both folds are running.
     fn readiness(&self) -> Readiness {
         let restored = self.progress.restored();
         let folding = self.folding.load(Ordering::Acquire);
+        let inventory_restored = self.inventory_progress.restored();
+        let inventory_folding = self.inventory_folding.load(Ordering::Acquire);
         Readiness::new(
-            restored && folding,
-            json!({"restored": restored, "folding": folding}),
+            restored && folding && inventory_restored && inventory_folding,
+            json!({
+                "restored": restored,
+                "folding": folding,
+                "inventory_restored": inventory_restored,
+                "inventory_folding": inventory_folding,
+            }),
         )
     }
 
@@ -196,7 +247,7 @@ impl Role for Aggregator {
     }
 
     fn refresh_metrics(&self) {
-        if let Ok(jobs) = self.state.store.len() {
+        if let Ok(jobs) = self.state.store.len(crate::store::Table::Jobs) {
             metrics::gauge!(crate::metrics::STORE_KEYS).set(jobs as f64);
         }
     }

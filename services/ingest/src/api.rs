@@ -202,11 +202,7 @@ pub(crate) fn field(name: &str) -> impl FnOnce(Invalid) -> Problem + '_ {
     move |invalid| Problem::invalid(name, invalid.rule, invalid.message)
 }
 
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use scanstream_platform::now_ms as now_millis;
 
 pub(crate) fn unavailable(state: &AppState, error: &WriteError) -> Problem {
     Problem::unavailable(

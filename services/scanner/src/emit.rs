@@ -1,5 +1,6 @@
 //! Writing what the scanner reports: events to `scans.events`, findings to `scans.findings`
-//! (both keyed by job id) and bad commands to `scans.commands.dlq`. Every write waits for the
+//! (both keyed by job id), what a scan saw of its repository to `scans.sightings` (keyed and
+//! partitioned by repository) and bad commands to `scans.commands.dlq`. Every write waits for the
 //! broker's acknowledgement (idempotent producer, acks=all).
 
 use std::collections::HashMap;
@@ -8,11 +9,12 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use scanstream_contracts::command::RequestScan;
 use scanstream_contracts::event::{EventPayload, ScanEvent};
 use scanstream_contracts::finding::Finding;
 use scanstream_contracts::ids::RunId;
+use scanstream_contracts::inventory::{Sighting, SightingPayload, repo_partition};
 use scanstream_contracts::{Codec, Topic, TopicNames, headers};
 use scanstream_platform::http::child_traceparent;
 use scanstream_platform::kafka::StatsContext;
@@ -33,6 +35,8 @@ pub struct Emitter {
     /// The trace of each run being worked on: what is written for a run continues its
     /// command's trace.
     traces: Mutex<HashMap<RunId, Trace>>,
+    /// `scans.sightings`' partition count, read once.
+    sighting_partitions: tokio::sync::OnceCell<i32>,
 }
 
 /// A command's trace headers.
@@ -74,6 +78,7 @@ impl Emitter {
             names,
             scanner_id,
             traces: Mutex::new(HashMap::new()),
+            sighting_partitions: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -193,6 +198,60 @@ impl Emitter {
         });
         for result in futures::future::join_all(sends).await {
             result?;
+        }
+        Ok(())
+    }
+
+    /// Writes what an attempt saw of its repository, in order (every `SecretSeen` is
+    /// acknowledged before a `TipScanned` is sent), on the repository's partition.
+    pub async fn sightings(&self, sightings: &[Sighting]) -> Result<(), Error> {
+        let Some(first) = sightings.first() else {
+            return Ok(());
+        };
+        let topic = self.names.name(Topic::Sightings);
+        let partitions = *self
+            .sighting_partitions
+            .get_or_try_init(|| async {
+                let producer = self.producer.clone();
+                let topic = topic.clone();
+                tokio::task::spawn_blocking(move || {
+                    scanstream_platform::kafka::partitions(
+                        producer.client(),
+                        &topic,
+                        DELIVERY_TIMEOUT,
+                    )
+                    .map(|p| i32::try_from(p.len()).unwrap_or(i32::MAX))
+                })
+                .await
+                .map_err(|_| Error::Kafka(rdkafka::error::KafkaError::Canceled))?
+                .map_err(Error::from)
+            })
+            .await?;
+        let partition = repo_partition(&first.repo_url, partitions);
+        let trace = self.trace(&first.run_id);
+        let (seen, done): (Vec<&Sighting>, Vec<&Sighting>) = sightings
+            .iter()
+            .partition(|s| matches!(s.payload, SightingPayload::SecretSeen(_)));
+        for group in [seen, done] {
+            let mut encoded = Vec::with_capacity(group.len());
+            for sighting in group {
+                encoded.push((
+                    sighting.repo_url.as_str(),
+                    self.codec.encode(Topic::Sightings, sighting).await?,
+                ));
+            }
+            let sends = encoded.iter().map(|(key, bytes)| {
+                self.send(
+                    FutureRecord::to(&topic)
+                        .key(*key)
+                        .payload(bytes)
+                        .partition(partition)
+                        .headers(trace.headers()),
+                )
+            });
+            for result in futures::future::join_all(sends).await {
+                result?;
+            }
         }
         Ok(())
     }

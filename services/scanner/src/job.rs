@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use scanstream_contracts::command::RequestScan;
+use scanstream_contracts::command::{RequestScan, ScanMode};
 use scanstream_contracts::event::{
     EngineCompleted, EventPayload, RepoFetched, ScanCancelled, ScanEvent, ScanFailed, ScanStarted,
     ScanSucceeded, TERMINAL_SEQUENCE,
 };
 use scanstream_contracts::finding::{Finding, SeverityCounts};
 use scanstream_contracts::ids::derived_uuid;
+use scanstream_contracts::inventory::{SecretSeen, Sighting, SightingPayload, TipScanned};
 use scanstream_platform::fault;
 use scanstream_platform::net::HostPolicy;
 use tokio_util::sync::CancellationToken;
@@ -420,6 +421,7 @@ impl JobContext {
         flag: &Arc<AtomicBool>,
     ) -> Result<ScanSucceeded, Error> {
         let started = Instant::now();
+        let started_at = now_ms();
         let emitter = &self.emitter;
         let started_event = EventPayload::ScanStarted(ScanStarted {
             scanner_id: emitter.scanner_id().to_owned(),
@@ -488,6 +490,15 @@ impl JobContext {
             metrics::counter!(crate::metrics::FILES_SCANNED).increment(run.files);
         }
         emitter.findings(&findings).await?;
+        emitter
+            .sightings(&sightings(
+                command,
+                attempt,
+                started_at,
+                &findings,
+                commit.as_deref(),
+            ))
+            .await?;
         fault::point("scanner.attempt.after-findings");
         metrics::counter!(crate::metrics::FINDINGS).increment(findings.len() as u64);
         if let Some(commit) = &commit {
@@ -502,6 +513,53 @@ impl JobContext {
             duration_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         })
     }
+}
+
+/// What an attempt saw of its repository, for the inventory: a `SecretSeen` per finding and,
+/// when it read the whole tree at the tip of the default ref (a tree scan without a ref), a
+/// closing `TipScanned`. `started_at` orders it among the repository's other scans.
+fn sightings(
+    command: &RequestScan,
+    attempt: i32,
+    started_at: i64,
+    findings: &[Finding],
+    commit: Option<&str>,
+) -> Vec<Sighting> {
+    let tip = command.mode == ScanMode::Tree && command.git_ref.is_none();
+    let sighting = |payload| Sighting {
+        repo_url: command.repo_url.clone(),
+        job_id: command.job_id,
+        run_id: command.run_id,
+        attempt,
+        scan_started_at: started_at,
+        tip,
+        payload,
+    };
+    let mut out: Vec<Sighting> = findings
+        .iter()
+        .map(|f| {
+            sighting(SightingPayload::SecretSeen(SecretSeen {
+                fingerprint: f.fingerprint.clone(),
+                rule_id: f.rule_id.clone(),
+                severity: f.severity,
+                engine: f.engine.clone(),
+                path: f.path.clone(),
+                line: f.line,
+                // A tree scan's finding names the scanned commit, not where the secret came from.
+                commit: f.commit.clone().filter(|_| command.mode != ScanMode::Tree),
+                redacted_preview: f.redacted_preview.clone(),
+                detected_at: f.detected_at,
+            }))
+        })
+        .collect();
+    if tip {
+        out.push(sighting(SightingPayload::TipScanned(TipScanned {
+            commit: commit.map(str::to_owned),
+            findings: i64::try_from(findings.len()).unwrap_or(i64::MAX),
+            completed_at: now_ms(),
+        })));
+    }
+    out
 }
 
 /// The findings of an attempt's engine runs, with ids derived from the run and where and what

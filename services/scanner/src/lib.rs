@@ -40,10 +40,4 @@ pub mod startup;
 pub use error::Error;
 pub use startup::Scanner;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use scanstream_platform::now_ms;

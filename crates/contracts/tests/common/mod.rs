@@ -10,6 +10,10 @@ use scanstream_contracts::event::{
 };
 use scanstream_contracts::finding::{Finding, Severity, SeverityCounts};
 use scanstream_contracts::ids::derived_uuid;
+use scanstream_contracts::inventory::{
+    InventoryItem, ItemId, ItemLocation, ItemStatus, SecretSeen, Sighting, SightingPayload,
+    TipScanned, TriageDecision, TriageEntry, TriageReason,
+};
 use scanstream_contracts::schedule::{ConcurrencyPolicy, Schedule, ScheduleTicks};
 use scanstream_contracts::state::{JobState, JobStatus, RunState};
 use scanstream_contracts::{JobId, RunId};
@@ -201,7 +205,7 @@ pub fn events() -> Vec<ScanEvent> {
                 attempt,
                 i as i32,
                 T0 + i as i64,
-                (i % 2 == 0).then(|| "scanner-0".to_owned()),
+                i.is_multiple_of(2).then(|| "scanner-0".to_owned()),
                 payload,
             )
         })
@@ -229,7 +233,9 @@ pub fn findings() -> Vec<Finding> {
         severity,
         path: format!("src/config{i}.py"),
         line: 10 + i as i32,
-        commit: (i % 2 == 0).then(|| "0123456789abcdef0123456789abcdef01234567".to_owned()),
+        commit: i
+            .is_multiple_of(2)
+            .then(|| "0123456789abcdef0123456789abcdef01234567".to_owned()),
         fingerprint: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         redacted_preview: "aws_key = \"AKIA****************\"".into(),
         detected_at: T0,
@@ -332,4 +338,187 @@ pub fn schedule_ticks() -> Vec<ScheduleTicks> {
         ..first.clone()
     };
     vec![first, later]
+}
+
+const REPO: &str = "https://git.example.com/test10.git";
+const FINGERPRINT: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+fn exhaustive_sighting(p: &SightingPayload) {
+    match p {
+        SightingPayload::SecretSeen(_) | SightingPayload::TipScanned(_) => {}
+    }
+}
+
+fn exhaustive_triage(s: ItemStatus, r: TriageReason) {
+    match s {
+        ItemStatus::Open | ItemStatus::Resolved | ItemStatus::Ignored => {}
+    }
+    match r {
+        TriageReason::Revoked
+        | TriageReason::FalsePositive
+        | TriageReason::UsedInTests
+        | TriageReason::WontFix => {}
+    }
+}
+
+pub fn sightings() -> Vec<Sighting> {
+    let seen = |i: usize, severity| {
+        SightingPayload::SecretSeen(SecretSeen {
+            fingerprint: FINGERPRINT.into(),
+            rule_id: "aws-access-key-id".into(),
+            severity,
+            engine: "secrets".into(),
+            path: format!("src/config{i}.py"),
+            line: 3,
+            commit: i
+                .is_multiple_of(2)
+                .then(|| "0123456789abcdef0123456789abcdef01234567".to_owned()),
+            redacted_preview: "aws_key = \"AKIA****************\"".into(),
+            detected_at: T0 + 2,
+        })
+    };
+    let mut payloads: Vec<SightingPayload> = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, s)| seen(i, s))
+    .collect();
+    for commit in [
+        None,
+        Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
+    ] {
+        payloads.push(SightingPayload::TipScanned(TipScanned {
+            commit,
+            findings: 5,
+            completed_at: T0 + 9,
+        }));
+    }
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            exhaustive_sighting(&payload);
+            Sighting {
+                repo_url: REPO.into(),
+                job_id: job(),
+                run_id: run(),
+                attempt: 1,
+                scan_started_at: T0 + 1,
+                tip: i.is_multiple_of(2),
+                payload,
+            }
+        })
+        .collect()
+}
+
+pub fn triage_decisions() -> Vec<TriageDecision> {
+    let item = ItemId::of(REPO, FINGERPRINT);
+    [
+        (
+            ItemStatus::Open,
+            ItemStatus::Resolved,
+            Some(TriageReason::Revoked),
+        ),
+        (
+            ItemStatus::Open,
+            ItemStatus::Ignored,
+            Some(TriageReason::FalsePositive),
+        ),
+        (
+            ItemStatus::Ignored,
+            ItemStatus::Ignored,
+            Some(TriageReason::UsedInTests),
+        ),
+        (
+            ItemStatus::Ignored,
+            ItemStatus::Ignored,
+            Some(TriageReason::WontFix),
+        ),
+        (ItemStatus::Resolved, ItemStatus::Open, None),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (from, to, reason))| {
+        if let Some(r) = reason {
+            exhaustive_triage(from, r);
+        }
+        TriageDecision {
+            decision_id: derived_uuid("decision", &[&i.to_string()]),
+            item_id: item,
+            repo_url: REPO.into(),
+            fingerprint: FINGERPRINT.into(),
+            from_status: from,
+            to_status: to,
+            reason,
+            comment: i.is_multiple_of(2).then(|| "rotated in vault".to_owned()),
+            actor: "alice".into(),
+            decided_at: T0 + 100 + i as i64,
+        }
+    })
+    .collect()
+}
+
+pub fn inventory_items() -> Vec<InventoryItem> {
+    let decisions = triage_decisions();
+    decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| InventoryItem {
+            item_id: d.item_id,
+            repo_url: REPO.into(),
+            fingerprint: FINGERPRINT.into(),
+            rule_id: "aws-access-key-id".into(),
+            severity: [
+                Severity::Critical,
+                Severity::High,
+                Severity::Medium,
+                Severity::Low,
+                Severity::Info,
+            ][i],
+            engines: vec!["secrets".into()],
+            redacted_preview: "aws_key = \"AKIA****************\"".into(),
+            status: d.to_status,
+            reason: d.reason,
+            status_changed_at: d.decided_at,
+            reopened: i as i32 % 2,
+            locations: vec![ItemLocation {
+                path: "src/config.py".into(),
+                line: 3,
+                commit: i
+                    .is_multiple_of(2)
+                    .then(|| "0123456789abcdef0123456789abcdef01234567".to_owned()),
+                first_job: job(),
+                last_job: job(),
+                first_seen: T0,
+                last_seen: T0 + 1,
+            }],
+            locations_total: 1,
+            first_seen: T0,
+            last_seen: T0 + 1,
+            first_job: job(),
+            last_job: job(),
+            in_tip: i.is_multiple_of(2),
+            tip_seen_at: i.is_multiple_of(2).then_some(T0 + 1),
+            tip_checked_at: (i % 2 == 1).then_some(T0 + 1),
+            triage: decisions[..=i]
+                .iter()
+                .map(|d| TriageEntry {
+                    decision_id: d.decision_id,
+                    actor: d.actor.clone(),
+                    decided_at: d.decided_at,
+                    from_status: d.from_status,
+                    to_status: d.to_status,
+                    reason: d.reason,
+                    comment: d.comment.clone(),
+                })
+                .collect(),
+            inputs_folded: 3,
+            updated_at: T0 + 200,
+        })
+        .collect()
 }

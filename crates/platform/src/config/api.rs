@@ -114,6 +114,8 @@ impl IngestSettings {
 pub enum Scope {
     ScansWrite,
     ScansRead,
+    /// Triage inventory items (`PATCH /findings/{id}`).
+    FindingsTriage,
     Admin,
 }
 
@@ -122,6 +124,7 @@ impl Scope {
         match text {
             "scans:write" => Some(Scope::ScansWrite),
             "scans:read" => Some(Scope::ScansRead),
+            "findings:triage" => Some(Scope::FindingsTriage),
             "admin" => Some(Scope::Admin),
             _ => None,
         }
@@ -131,6 +134,7 @@ impl Scope {
         match self {
             Scope::ScansWrite => "scans:write",
             Scope::ScansRead => "scans:read",
+            Scope::FindingsTriage => "findings:triage",
             Scope::Admin => "admin",
         }
     }
@@ -154,7 +158,7 @@ fn validate_token(token: &TokenSettings) -> Result<(), String> {
     for scope in &token.scopes {
         if Scope::parse(scope).is_none() {
             return Err(format!(
-                "token {:?}: unknown scope {scope:?} (scans:write, scans:read, admin)",
+                "token {:?}: unknown scope {scope:?} (scans:write, scans:read, findings:triage, admin)",
                 token.name
             ));
         }
