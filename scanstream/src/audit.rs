@@ -14,6 +14,9 @@
 //! acknowledged by position (`--acknowledge PARTITION:OFFSET`, or a file of them), and on two
 //! different records under one event id (the fold keeps only the first).
 //!
+//! The inventory is audited the same way ([`inventory`]): `scans.inventory` against the fold of
+//! `scans.sightings` and `scans.triage`.
+//!
 //! The report's digest is the SHA-256 of the canonical JSON lines of the range's events (see
 //! [`crate::replay`]): two audits of the same range have the same digest.
 
@@ -32,6 +35,8 @@ use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use serde::Serialize;
 
 use crate::replay::{self, Bound, Decoded, Filters, Sink, Source, Window};
+
+pub mod inventory;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Differences, conflicts and unfoldable records listed in the report (all are counted).
@@ -111,6 +116,8 @@ pub struct Report {
     pub differences: Vec<Difference>,
     /// The canonical record stream of the range.
     pub digest: Digest,
+    /// The inventory against the fold of its inputs.
+    pub inventory: inventory::InventoryReport,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +133,7 @@ impl Report {
             && self.missing == 0
             && self.undecodable_events == self.acknowledged_events
             && self.conflicting_events == 0
+            && self.inventory.consistent()
     }
 }
 
@@ -143,9 +151,13 @@ fn bound_text(bound: &Option<Bound>) -> Option<String> {
     })
 }
 
-/// The aggregators' committed offsets on the events topic.
-async fn committed(settings: &Settings, events: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let group = scanstream_platform::access::group_id(settings, &settings.aggregator.group_id);
+/// A consumer group's committed offsets on `events` (a topic), 0 where it committed none.
+async fn committed(
+    settings: &Settings,
+    group: &str,
+    events: &str,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let group = group.to_owned();
     let factory = KafkaFactory::new(settings.kafka.clone());
     let events = events.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<i32, i64>> {
@@ -161,7 +173,7 @@ async fn committed(settings: &Settings, events: &str) -> anyhow::Result<BTreeMap
         }
         let offsets = consumer
             .committed_offsets(list, REQUEST_TIMEOUT)
-            .context("cannot read the aggregators' committed offsets")?;
+            .with_context(|| format!("cannot read the committed offsets of group {group}"))?;
         Ok(offsets
             .elements()
             .iter()
@@ -246,14 +258,15 @@ fn differences(
 pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Result<Report> {
     let names = TopicNames::new(settings.topics.prefix.clone());
     let events_topic = names.name(Topic::Events);
+    let group = scanstream_platform::access::group_id(settings, &settings.aggregator.group_id);
 
     // 1. A consistent snapshot of the folded offsets and the changelog.
     let mut attempt = 0;
     let (folded_through, shown) = loop {
         attempt += 1;
-        let before = committed(settings, &events_topic).await?;
+        let before = committed(settings, &group, &events_topic).await?;
         let shown = changelog(settings, &names).await?;
-        let after = committed(settings, &events_topic).await?;
+        let after = committed(settings, &group, &events_topic).await?;
         if before == after {
             break (before, shown);
         }
@@ -395,6 +408,7 @@ pub async fn audit(settings: &Settings, options: &AuditOptions) -> anyhow::Resul
             records: digest.selected,
             hex: digest.sha256,
         },
+        inventory: inventory::audit(settings, options.api.as_ref()).await?,
     };
     let note = |report: &mut Report, difference: Difference| {
         match difference.kind {
@@ -520,6 +534,33 @@ pub fn print(report: &Report, show: usize) {
     for d in report.differences.iter().take(show) {
         println!(
             "DIFFERENCE job {} ({}) in the {}: {}",
+            d.job, d.name, d.source, d.kind
+        );
+        for (field, (folded, shown)) in &d.fields {
+            println!("  {field}: folded {folded} ≠ shown {shown}");
+        }
+    }
+    let inventory = &report.inventory;
+    println!(
+        "audit of {}: {} sightings and decisions folded, {} items checked: {} equal, {} differing, {} missing{}",
+        inventory.changelog_topic,
+        inventory.inputs_folded,
+        inventory.items_checked,
+        inventory.equal,
+        inventory.differing,
+        inventory.missing,
+        if inventory.undecodable_inputs > 0 {
+            format!(
+                "; UNFOLDABLE {} input record(s) could not be decoded",
+                inventory.undecodable_inputs
+            )
+        } else {
+            String::new()
+        }
+    );
+    for d in inventory.differences.iter().take(show) {
+        println!(
+            "DIFFERENCE item {} ({}) in the {}: {}",
             d.job, d.name, d.source, d.kind
         );
         for (field, (folded, shown)) in &d.fields {

@@ -109,10 +109,12 @@ pub enum Command {
     /// into another topic or cluster with --into. Reads only committed records and changes no
     /// consumer group. A progress bar shows on a terminal.
     Replay(ReplayArgs),
-    /// Prove that job state equals history: fold scans.events from the beginning with the
-    /// aggregator's fold, compare every job with an event in the range against the changelog
-    /// (scans.job-state) and, with --api-url, the aggregator's API. Exit status: 0 consistent, 1
-    /// differences (the first are printed), 2 the audit could not run.
+    /// Prove that job state and the inventory equal history: fold scans.events from the
+    /// beginning with the aggregator's fold, compare every job with an event in the range against
+    /// the changelog (scans.job-state) and, with --api-url, the aggregator's API; fold
+    /// scans.sightings and scans.triage and compare every inventory item with scans.inventory
+    /// (and GET /findings/{id}). Exit status: 0 consistent, 1 differences (the first are
+    /// printed), 2 the audit could not run.
     Audit(AuditArgs),
 }
 
@@ -192,8 +194,8 @@ pub struct AuditArgs {
     /// next to the CI job that gates on the audit.
     #[arg(long, value_name = "FILE")]
     pub acknowledge_file: Option<PathBuf>,
-    /// Compare with a running aggregator's GET /jobs/{uuid} too (only when --api-url or
-    /// SCANSTREAM_API_URL is given).
+    /// Compare with a running aggregator's GET /jobs/{uuid} and GET /findings/{id} too (only
+    /// when --api-url or SCANSTREAM_API_URL is given).
     #[command(flatten)]
     pub api: ApiClientArgs,
 }

@@ -362,6 +362,114 @@ async fn items_follow_a_repository_through_scans_and_triage() {
     let (_, item_b) = client.get(&format!("/findings/{b}")).await;
     assert_eq!(item_b["status"], "IGNORED", "{item_b}");
     drop(up);
+
+    // 7. Crashes while folding (an abort, like kill -9): before the transaction commits, then
+    //    after it committed but before the store was written. Restarted each time on the same
+    //    data folder, the inventory ends equal to the fold of its inputs.
+    let third = github_token();
+    commit(
+        &repo_dir,
+        &[("ci.env", &format!("CI_TOKEN={third}\n"))],
+        "ci token",
+    );
+    let c = ItemId::of(
+        &repo_url,
+        &engine.fingerprint("github-pat", third.as_bytes()),
+    );
+    for point in [
+        "aggregator.inventory.before-commit",
+        "aggregator.inventory.after-commit",
+    ] {
+        let mut crashing = Up::start_with(
+            &scope,
+            &config,
+            &data_dir,
+            &[(scanstream_platform::fault::CRASH_AT, point)],
+        );
+        if point.ends_with("before-commit") {
+            let client = Client {
+                http: reqwest::Client::new(),
+                url: crashing.url.clone(),
+                token: crashing.token(),
+            };
+            // Only a new sighting makes the fold commit: scan; the process dies meanwhile.
+            let response = client
+                .http
+                .post(format!("{}/jobs", client.url))
+                .bearer_auth(&client.token)
+                .json(&json!({"name": name(6), "repo": repo, "mode": "tree"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+        }
+        let status = crashing.wait_exit(Duration::from_secs(120));
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{point}: no crash ({status:?})\n{}",
+            log(&data_dir)
+        );
+    }
+    let up = Up::start(&scope, &config, &data_dir);
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: up.url.clone(),
+        token: up.token(),
+    };
+    let item_c = client
+        .item_until(c, "third item after the crashes", |i| i["in_tip"] == true)
+        .await;
+    assert_eq!(item_c["status"], "OPEN", "{item_c}");
+    client
+        .list_until(
+            &format!("/findings?repo={}", urlencode(&repo_url)),
+            "three items",
+            |items| items.len() == 3,
+        )
+        .await;
+    // The job the crashes interrupted finishes (its scan is re-run: sightings written twice
+    // are folded once).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client
+        .get(&format!("/jobs/{}", JobId::from_name(&name(6))))
+        .await
+        .1["status"]
+        != "SUCCEEDED"
+    {
+        assert!(Instant::now() < deadline, "{}", log(&data_dir));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // scanstream audit: the inventory on scans.inventory and behind GET /findings/{id} equals
+    // the fold of scans.sightings and scans.triage.
+    let report_path = dir.path().join("audit.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .args(["--bootstrap", &scope.endpoints.bootstrap_servers])
+        .args(["--registry", &scope.endpoints.registry_url])
+        .args(["--topic-prefix", &scope.topic_prefix])
+        .args(["audit", "--api-url", &up.url, "--token-file"])
+        .arg(data_dir.join("api-token"))
+        .arg("--report")
+        .arg(&report_path)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap_or_default())
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}\n{report}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inventory = &report["inventory"];
+    assert_eq!(inventory["items_checked"], 3, "{inventory}");
+    assert_eq!(inventory["equal"], 3, "{inventory}");
+    assert!(
+        inventory["inputs_folded"].as_u64().unwrap_or(0) >= 8,
+        "{inventory}"
+    );
+    drop(up);
 }
 
 fn urlencode(text: &str) -> String {

@@ -20,6 +20,16 @@ pub struct Up {
 
 impl Up {
     pub fn start(scope: &TestScope, config: &Path, data_dir: &Path) -> Up {
+        Self::start_with(scope, config, data_dir, &[])
+    }
+
+    /// [`Up::start`] with extra environment variables (a crash point, say).
+    pub fn start_with(
+        scope: &TestScope,
+        config: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
             .args(["--config"])
             .arg(config)
@@ -30,6 +40,7 @@ impl Up {
             .arg(data_dir)
             .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
             .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -43,20 +54,36 @@ impl Up {
                 }
             }
         });
-        let url = receiver
-            .recv_timeout(Duration::from_secs(180))
-            .unwrap_or_else(|_| {
+        // The URL, or an empty one when a crash point ended the process before it printed it
+        // (stdout closes: the reader thread drops the sender).
+        let url = match receiver.recv_timeout(Duration::from_secs(180)) {
+            Ok(url) => url,
+            Err(mpsc::RecvTimeoutError::Disconnected) if !env.is_empty() => String::new(),
+            Err(_) => {
                 let _ = child.kill();
                 panic!(
                     "scanstream up never printed its URL; log:\n{}",
                     log(data_dir)
                 )
-            });
+            }
+        };
         Up {
             child,
             url,
             data_dir: data_dir.to_owned(),
         }
+    }
+
+    /// Waits up to `timeout` for the process to end by itself (a crash point); its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn token(&self) -> String {

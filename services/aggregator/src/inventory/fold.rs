@@ -14,9 +14,11 @@
 //!   (its `tip_seen_at` is not older than its `tip_checked_at`); an item no such scan saw yet
 //!   is not in the tip.
 
+use std::collections::{HashMap, HashSet};
+
 use scanstream_contracts::inventory::{
-    InventoryItem, ItemId, ItemLocation, ItemStatus, SecretSeen, Sighting, TriageDecision,
-    TriageEntry,
+    InventoryItem, ItemId, ItemLocation, ItemStatus, SecretSeen, Sighting, SightingPayload,
+    TriageDecision, TriageEntry,
 };
 
 /// Locations kept per item; further places are not recorded on the item.
@@ -216,6 +218,56 @@ pub fn decide(item: Option<&InventoryItem>, decision: &TriageDecision) -> Option
     }
     settle_status(&mut item);
     Some(changed(Some(before), item, decision.decided_at))
+}
+
+/// One input of the inventory, as read.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Sighting(Sighting),
+    Decision(TriageDecision),
+}
+
+/// Folds `inputs` in order into `items` (at least every item they touch, updated in place;
+/// for a `TipScanned`, every item of its repository); returns the ids of the items that
+/// changed. The processor folds a batch with it, `scanstream audit` a whole history.
+pub fn fold_batch(inputs: &[Input], items: &mut HashMap<ItemId, InventoryItem>) -> HashSet<ItemId> {
+    let mut dirty = HashSet::new();
+    let mut update = |items: &mut HashMap<ItemId, InventoryItem>, next: InventoryItem| {
+        let id = next.item_id;
+        if items.get(&id) != Some(&next) {
+            dirty.insert(id);
+            items.insert(id, next);
+        }
+    };
+    for input in inputs {
+        match input {
+            Input::Sighting(s) => match &s.payload {
+                SightingPayload::SecretSeen(seen) => {
+                    let id = ItemId::of(&s.repo_url, &seen.fingerprint);
+                    let next = see(items.get(&id), s, seen);
+                    update(items, next);
+                }
+                SightingPayload::TipScanned(done) => {
+                    let (low, high) = ItemId::range_of(&s.repo_url);
+                    let of_repo: Vec<InventoryItem> = items
+                        .values()
+                        .filter(|i| (low..=high).contains(&i.item_id.0.as_u128()))
+                        .map(|i| tip_scanned(i, s, done.completed_at))
+                        .collect();
+                    for next in of_repo {
+                        update(items, next);
+                    }
+                }
+            },
+            Input::Decision(d) => match decide(items.get(&d.item_id), d) {
+                Some(next) => update(items, next),
+                None => {
+                    tracing::warn!(item = %d.item_id, "triage decision about an unknown item skipped")
+                }
+            },
+        }
+    }
+    dirty
 }
 
 #[cfg(test)]

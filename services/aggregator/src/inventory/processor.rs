@@ -25,19 +25,12 @@ use scanstream_platform::supervise::{Supervised, supervise};
 use scanstream_platform::sync::lock;
 use tokio_util::sync::CancellationToken;
 
-use super::fold::{decide, see, tip_scanned};
+use super::fold::{Input, fold_batch};
 use crate::changelog::{INPUTS_FOLDED_HEADER, INVENTORY, Progress};
 use crate::processor::{
     ProcessError, ProcessorConfig, RebalanceContext, commit_with_offsets, gather, sync,
 };
 use crate::store::{Change, Store, Stored, Table};
-
-/// One decoded input, in the order read.
-#[derive(Debug)]
-enum Input {
-    Sighting(Sighting),
-    Decision(TriageDecision),
-}
 
 pub struct InventoryProcessor {
     factory: KafkaFactory,
@@ -353,50 +346,9 @@ impl InventoryProcessor {
         for ((topic, partition), offset) in offsets {
             list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
+        scanstream_platform::fault::point("aggregator.inventory.before-commit");
         commit_with_offsets(consumer, producer, list).await?;
+        scanstream_platform::fault::point("aggregator.inventory.after-commit");
         Ok(encoded)
     }
-}
-
-/// Folds `inputs` in order into `items` (the stored items they touch, updated in place);
-/// returns the ids of the items that changed.
-fn fold_batch(inputs: &[Input], items: &mut HashMap<ItemId, InventoryItem>) -> HashSet<ItemId> {
-    let mut dirty = HashSet::new();
-    let mut update = |items: &mut HashMap<ItemId, InventoryItem>, next: InventoryItem| {
-        let id = next.item_id;
-        if items.get(&id) != Some(&next) {
-            dirty.insert(id);
-            items.insert(id, next);
-        }
-    };
-    for input in inputs {
-        match input {
-            Input::Sighting(s) => match &s.payload {
-                SightingPayload::SecretSeen(seen) => {
-                    let id = ItemId::of(&s.repo_url, &seen.fingerprint);
-                    let next = see(items.get(&id), s, seen);
-                    update(items, next);
-                }
-                SightingPayload::TipScanned(done) => {
-                    let (low, high) = ItemId::range_of(&s.repo_url);
-                    let of_repo: Vec<InventoryItem> = items
-                        .values()
-                        .filter(|i| (low..=high).contains(&i.item_id.0.as_u128()))
-                        .map(|i| tip_scanned(i, s, done.completed_at))
-                        .collect();
-                    for next in of_repo {
-                        update(items, next);
-                    }
-                }
-            },
-            Input::Decision(d) => {
-                if let Some(next) = decide(items.get(&d.item_id), d) {
-                    update(items, next);
-                } else {
-                    tracing::warn!(item = %d.item_id, "triage decision about an unknown item skipped");
-                }
-            }
-        }
-    }
-    dirty
 }
