@@ -90,6 +90,13 @@ pub enum Command {
     /// stand by, and every tick fires exactly once. Serves /health_check, /livez, /readyz and
     /// /metrics.
     Scheduler(SchedulerArgs),
+    /// Run a notifier: reads inventory changes (scans.inventory) and tells the destinations of
+    /// notifier.destinations when a secret becomes open (new, or found again somewhere new after
+    /// it was resolved): JSON webhooks signed with HMAC-SHA256 over the body
+    /// (X-Scanstream-Signature), or Slack incoming webhooks; an Idempotency-Key per
+    /// notification, retries with backoff, dead letters on scans.notifications.dlq. Serves
+    /// /health_check, /livez, /readyz and /metrics.
+    Notifier(NotifierArgs),
     /// Submit a scan through the REST API (POST /jobs) and print the answer. Exit status: 0
     /// accepted, 1 refused (the problem is printed), 2 the API could not be reached.
     Submit(SubmitArgs),
@@ -226,6 +233,13 @@ pub struct SchedulerArgs {
     /// $HOSTNAME).
     #[arg(long, value_name = "NAME")]
     pub instance_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifierArgs {
+    /// Address of the probe and metrics endpoint (api.listen), e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -463,6 +477,11 @@ pub struct UpArgs {
     /// Log to the terminal (stderr) instead of DATA_DIR/logs/scanstream.log.
     #[arg(long)]
     pub log_to_terminal: bool,
+    /// Tell this URL (a JSON webhook) about every secret that becomes open (repeatable). The
+    /// bodies are signed with the key in DATA_DIR/webhook-secret (HMAC-SHA256, header
+    /// X-Scanstream-Signature: sha256=<hex>).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Vec<String>,
 }
 
 /// `PARTITION:OFFSET`, both non-negative.

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             overrides.push(("api.listen", args.listen.clone()));
             overrides.push(("scheduler.instance_id", args.instance_id.clone()));
         }
+        Command::Notifier(args) => overrides.push(("api.listen", args.listen.clone())),
         Command::Scanner(args) => {
             overrides.push(("api.listen", args.listen.clone()));
             overrides.push(("scanner.cache_dir", args.cache_dir.clone()));
@@ -164,6 +165,14 @@ async fn run_command(
         Command::Scheduler(_) => {
             serve(
                 scanstream_scheduler::Scheduler::start(base).await?,
+                base,
+                metrics,
+            )
+            .await
+        }
+        Command::Notifier(_) => {
+            serve(
+                scanstream_notifier::Notifier::start(base).await?,
                 base,
                 metrics,
             )

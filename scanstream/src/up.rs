@@ -58,6 +58,8 @@ pub enum UpError {
     #[error(transparent)]
     Scheduler(#[from] scanstream_scheduler::SchedulerError),
     #[error(transparent)]
+    Notifier(#[from] scanstream_notifier::NotifierError),
+    #[error(transparent)]
     Serve(#[from] scanstream_platform::server::ServeError),
     #[error("{0} did not become ready within {1:?}; see the log for why")]
     NotReady(String, Duration),
@@ -374,6 +376,24 @@ async fn run_roles(
         None
     };
 
+    if !args.webhook.is_empty() {
+        let secret = local_secret(&layout.root.join("webhook-secret"), "whs_")?;
+        for (n, url) in args.webhook.iter().enumerate() {
+            settings
+                .notifier
+                .destinations
+                .push(scanstream_platform::config::DestinationSettings {
+                    name: format!("webhook-{}", n + 1),
+                    kind: scanstream_platform::config::DestinationKind::Webhook,
+                    url: url.clone(),
+                    secret: Some(secret.clone().into()),
+                    min_severity: "info".to_owned(),
+                    repos: Vec::new(),
+                });
+        }
+        settings.notifier.validate()?;
+    }
+
     let report = crate::topics::ensure(&settings, false).await?;
     if report.has_drift() {
         return Err(UpError::Drift);
@@ -386,6 +406,7 @@ async fn run_roles(
         RoleKind::Aggregator,
         RoleKind::Scanner,
         RoleKind::Scheduler,
+        RoleKind::Notifier,
     ] {
         match kind.start(&settings).await {
             Ok(role) => roles.push(role),
@@ -420,6 +441,7 @@ enum RoleKind {
     Aggregator,
     Scanner,
     Scheduler,
+    Notifier,
 }
 
 impl RoleKind {
@@ -429,6 +451,7 @@ impl RoleKind {
             RoleKind::Aggregator => Aggregator::start(settings).await?,
             RoleKind::Scanner => Scanner::start(settings).await?,
             RoleKind::Scheduler => Scheduler::start(settings).await?,
+            RoleKind::Notifier => scanstream_notifier::Notifier::start(settings).await?,
         })
     }
 }
@@ -479,7 +502,7 @@ async fn serve_until_stopped(
     );
     say!("  HTTP API:         {url}");
     say!(
-        "                    POST /jobs · GET /jobs/stats · /jobs/{{uuid}} · /readyz · /metrics · /openapi.json · /asyncapi.json"
+        "                    POST /jobs · GET /jobs/stats · /jobs/{{uuid}} · /findings · /repos · /readyz · /metrics · /openapi.json · /asyncapi.json"
     );
     match &token {
         Some((_, file)) => say!(
@@ -490,6 +513,19 @@ async fn serve_until_stopped(
             say!("  API token:        one of the configured api.tokens")
         }
         None => say!("  API token:        none (api.auth_enabled = false)"),
+    }
+    for destination in &settings.notifier.destinations {
+        say!(
+            "  Notifies:         {} ({:?}) when a secret becomes open",
+            destination.name,
+            destination.kind
+        );
+    }
+    if !args.webhook.is_empty() {
+        say!(
+            "  Webhook key:      {} (HMAC-SHA256 of each body, header X-Scanstream-Signature)",
+            layout.root.join("webhook-secret").display()
+        );
     }
     say!("  Kafka bootstrap:  {}", settings.kafka.bootstrap_servers);
     say!("  Schema registry:  {}", settings.registry.url);
@@ -541,8 +577,13 @@ async fn serve_until_stopped(
 /// The data folder's API token, created (0600) on first use. Returns it and its file.
 fn local_token(root: &Path) -> Result<(String, PathBuf), UpError> {
     let file = token_file(root);
-    match std::fs::read_to_string(&file) {
-        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), file)),
+    Ok((local_secret(&file, "sst_")?, file))
+}
+
+/// The secret kept in `file` (mode 0600): `prefix` and 256 random bits, made the first time.
+fn local_secret(file: &Path, prefix: &str) -> Result<String, UpError> {
+    match std::fs::read_to_string(file) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
@@ -553,7 +594,7 @@ fn local_token(root: &Path) -> Result<(String, PathBuf), UpError> {
         }
     }
     let token = format!(
-        "sst_{}{}",
+        "{prefix}{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
@@ -563,11 +604,11 @@ fn local_token(root: &Path) -> Result<(String, PathBuf), UpError> {
             .truncate(true)
             .write(true)
             .mode(0o600)
-            .open(&file)?;
+            .open(file)?;
         out.write_all(token.as_bytes())?;
         out.write_all(b"\n")?;
         out.sync_all()
     };
     write().map_err(|e| UpError::DataDir(format!("cannot write {}: {e}", file.display())))?;
-    Ok((token, file))
+    Ok(token)
 }

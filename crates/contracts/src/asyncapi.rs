@@ -58,6 +58,12 @@ fn about(topic: Topic) -> (&'static str, &'static str, &'static str) {
             "Commands no scanner could process: the original bytes, unchanged, with the error \
              headers.",
         ),
+        Topic::NotificationsDlq => (
+            "The inventory item id.",
+            "Per item.",
+            "Notifications a destination did not accept after the configured attempts: the \
+             JSON body that was sent, with the error headers and the destination's name.",
+        ),
         Topic::Sightings => (
             "The normalized repository URL; the partition is the repository's hash modulo the \
              partition count (the same as its items' on scans.triage and scans.inventory).",

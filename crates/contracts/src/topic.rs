@@ -31,6 +31,8 @@ pub enum Topic {
     Triage,
     /// `scans.inventory`: the aggregator's compacted inventory changelog, keyed by item id.
     Inventory,
+    /// `scans.notifications.dlq`: notifications a destination never accepted, keyed by item id.
+    NotificationsDlq,
 }
 
 /// How long `scans.commands` keeps a command: long enough to survive a weekend outage.
@@ -40,7 +42,7 @@ const FINDINGS_RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
 const DLQ_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 impl Topic {
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 11] = [
         Topic::Commands,
         Topic::Events,
         Topic::Findings,
@@ -51,6 +53,7 @@ impl Topic {
         Topic::Sightings,
         Topic::Triage,
         Topic::Inventory,
+        Topic::NotificationsDlq,
     ];
 
     /// The name without any deployment prefix.
@@ -66,6 +69,7 @@ impl Topic {
             Topic::Sightings => "scans.sightings",
             Topic::Triage => "scans.triage",
             Topic::Inventory => "scans.inventory",
+            Topic::NotificationsDlq => "scans.notifications.dlq",
         }
     }
 
@@ -74,7 +78,7 @@ impl Topic {
         Topic::ALL.into_iter().find(|t| t.base_name() == name)
     }
 
-    /// The value schema, or `None` for the DLQ (which keeps the original bytes).
+    /// The value schema, or `None` for the DLQs (the original bytes; the notification's JSON).
     pub const fn value_schema(self) -> Option<SchemaFile> {
         match self {
             Topic::Commands => Some(SchemaFile::ScanCommand),
@@ -87,6 +91,7 @@ impl Topic {
             Topic::Sightings => Some(SchemaFile::Sighting),
             Topic::Triage => Some(SchemaFile::TriageDecision),
             Topic::Inventory => Some(SchemaFile::InventoryItem),
+            Topic::NotificationsDlq => None,
         }
     }
 
@@ -98,7 +103,7 @@ impl Topic {
             // The audit sources of truth: kept until an operator decides otherwise.
             Topic::Events | Topic::Sightings | Topic::Triage => ("delete", Some(-1)),
             Topic::Findings => ("delete", Some(FINDINGS_RETENTION_MS)),
-            Topic::CommandsDlq => ("delete", Some(DLQ_RETENTION_MS)),
+            Topic::CommandsDlq | Topic::NotificationsDlq => ("delete", Some(DLQ_RETENTION_MS)),
             Topic::JobState | Topic::Schedules | Topic::ScheduleTicks | Topic::Inventory => {
                 ("compact", None)
             }

@@ -228,6 +228,18 @@ pub fn principals(settings: &Settings) -> Vec<Principal> {
             ],
         },
         Principal {
+            name: "notifier",
+            about: "reads inventory changes in its group, tells the configured destinations, dead-letters what they never accept.",
+            grants: vec![
+                topic(&names, Topic::Inventory, CONSUME),
+                topic(&names, Topic::NotificationsDlq, PRODUCE),
+                literal(
+                    Resource::Group(group_id(settings, &settings.notifier.group_id)),
+                    GROUP,
+                ),
+            ],
+        },
+        Principal {
             name: "admin",
             about: "operators' commands: `topics ensure` (the schemas Job), `replay` and `audit`. Reads every topic, never writes one; --into needs a user of the target cluster.",
             grants: vec![
@@ -239,7 +251,12 @@ pub fn principals(settings: &Settings) -> Vec<Principal> {
                     Resource::Group(operator_group_prefix(settings)),
                     &[Read, Describe],
                 ),
-                // `audit` reads the aggregator's committed offsets, whatever the group is named.
+                // `audit` reads the aggregator's committed offsets (job state and inventory),
+                // whatever the group is named.
+                literal(
+                    Resource::Group(inventory_group(&aggregator_group)),
+                    &[Describe],
+                ),
                 literal(Resource::Group(aggregator_group), &[Describe]),
                 literal(Resource::Cluster, &[Describe]),
             ],
@@ -404,6 +421,13 @@ mod tests {
             &Resource::Group(tail_group("team-a.scans.schedules")),
             Read
         ));
+        // The notifier reads the inventory and writes its dead letters, nothing else.
+        let notifier = grants(&s, "notifier");
+        assert!(allows(&notifier, &t(Topic::Inventory), Read));
+        assert!(allows(&notifier, &t(Topic::NotificationsDlq), Write));
+        assert!(!allows(&notifier, &t(Topic::Inventory), Write));
+        assert!(!allows(&notifier, &t(Topic::Findings), Read));
+        assert!(!allows(&grants(&s, "scanner"), &t(Topic::Triage), Write));
         // Operators read every topic of the deployment and write none.
         let admin = grants(&s, "admin");
         for topic in Topic::ALL {

@@ -34,6 +34,7 @@ pub enum ClientRole {
     Scanner,
     Aggregator,
     Scheduler,
+    Notifier,
     Admin,
     Cli,
 }
@@ -45,6 +46,7 @@ impl ClientRole {
             ClientRole::Scanner => "scanner",
             ClientRole::Aggregator => "aggregator",
             ClientRole::Scheduler => "scheduler",
+            ClientRole::Notifier => "notifier",
             ClientRole::Admin => "admin",
             ClientRole::Cli => "cli",
         }
@@ -368,6 +370,59 @@ pub async fn settle(
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     Ok(())
+}
+
+/// A consumer context that forwards statistics to a [`StatsContext`] and forgets the partitions
+/// it loses: a processor that prepares a partition before its first record (reads a changelog
+/// to its end, rebuilds what it remembers) does so again when the partition comes back.
+pub struct SyncedContext {
+    stats: StatsContext,
+    synced: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i32>>>,
+}
+
+impl SyncedContext {
+    pub fn new(role: ClientRole) -> Self {
+        Self {
+            stats: StatsContext::new(role),
+            synced: Default::default(),
+        }
+    }
+
+    /// Whether `partition` was prepared since it was (last) assigned.
+    pub fn is_synced(&self, partition: i32) -> bool {
+        crate::sync::lock(&self.synced).contains(&partition)
+    }
+
+    pub fn mark_synced(&self, partition: i32) {
+        crate::sync::lock(&self.synced).insert(partition);
+    }
+
+    /// Whether no partition is prepared (after a rebalance took them all).
+    pub fn none_synced(&self) -> bool {
+        crate::sync::lock(&self.synced).is_empty()
+    }
+}
+
+impl ClientContext for SyncedContext {
+    fn stats(&self, statistics: Statistics) {
+        self.stats.record(&statistics);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for SyncedContext {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(list) = rebalance {
+            let mut synced = crate::sync::lock(&self.synced);
+            for e in list.elements() {
+                synced.remove(&e.partition());
+            }
+            tracing::info!(revoked = list.count(), "partitions revoked");
+        }
+    }
 }
 
 /// Client context that exports librdkafka's statistics as metrics and its log lines as

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use scanstream_testcontainers::TestScope;
 
+pub mod api;
+
 /// A running `scanstream up` and the URL it printed.
 pub struct Up {
     pub child: Child,

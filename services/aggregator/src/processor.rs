@@ -7,25 +7,24 @@
 //! partition's changelog up to its current end, so the fold always starts from the last committed
 //! state of every job, whoever folded it before.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use scanstream_contracts::event::ScanEvent;
 use scanstream_contracts::state::JobState;
 use scanstream_contracts::{Codec, JobId, Topic, TopicNames};
-use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext, settle};
+use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext, SyncedContext, settle};
 use scanstream_platform::supervise::{Supervised, supervise};
 use tokio_util::sync::CancellationToken;
 
 use crate::changelog::{EVENTS_FOLDED_HEADER, Progress};
 use crate::fold::fold;
 use crate::store::{Change, Store, Stored, Table};
-use scanstream_platform::sync::lock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -54,30 +53,6 @@ pub struct ProcessorConfig {
     pub transactional_id: String,
     pub batch_max_events: usize,
     pub linger: Duration,
-}
-
-/// Tracks assignment changes: revoked partitions must be synced again if they come back.
-pub(crate) struct RebalanceContext {
-    pub(crate) stats: StatsContext,
-    pub(crate) synced: Arc<Mutex<HashSet<i32>>>,
-}
-
-impl ClientContext for RebalanceContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.stats.record(&statistics);
-    }
-}
-
-impl ConsumerContext for RebalanceContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let mut synced = lock(&self.synced);
-            for e in list.elements() {
-                synced.remove(&e.partition());
-            }
-            tracing::info!(revoked = list.count(), "partitions revoked");
-        }
-    }
 }
 
 /// Decoded states kept between batches; bounded so a huge job count cannot exhaust memory.
@@ -152,15 +127,11 @@ impl Processor {
         ready: &std::sync::atomic::AtomicBool,
         stop: &CancellationToken,
     ) -> Result<(), ProcessError> {
-        let synced = Arc::new(Mutex::new(HashSet::new()));
-        let consumer: Arc<StreamConsumer<RebalanceContext>> =
+        let consumer: Arc<StreamConsumer<SyncedContext>> =
             Arc::new(self.factory.bulk_consumer_with_context(
                 ClientRole::Aggregator,
                 &self.config.group_id,
-                RebalanceContext {
-                    stats: StatsContext::new(ClientRole::Aggregator),
-                    synced: synced.clone(),
-                },
+                SyncedContext::new(ClientRole::Aggregator),
             )?);
         let events = self.names.name(Topic::Events);
         consumer.subscribe(&[&events])?;
@@ -191,13 +162,11 @@ impl Processor {
             if batch.is_empty() {
                 continue;
             }
-            if lock(&synced).is_empty() {
+            if consumer.context().none_synced() {
                 finish(writing.take()).await?;
                 cache.clear();
             }
-            let write = self
-                .batch(&consumer, &producer, &synced, &mut cache, batch)
-                .await?;
+            let write = self.batch(&consumer, &producer, &mut cache, batch).await?;
             finish(writing.replace(write)).await?;
             if cache.len() > CACHE_MAX {
                 finish(writing.take()).await?;
@@ -208,7 +177,7 @@ impl Processor {
 
     async fn gather(
         &self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &StreamConsumer<SyncedContext>,
     ) -> Result<Vec<rdkafka::message::OwnedMessage>, ProcessError> {
         gather(consumer, self.config.batch_max_events, self.config.linger).await
     }
@@ -216,7 +185,7 @@ impl Processor {
     /// Waits until the changelog follower has read partition `p` of the changelog to its end.
     async fn sync(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
         partition: i32,
     ) -> Result<(), ProcessError> {
         sync(
@@ -235,14 +204,13 @@ impl Processor {
     /// changelog and the offsets in one transaction, then write the store behind it.
     async fn batch(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
         producer: &Arc<FutureProducer<StatsContext>>,
-        synced: &Arc<Mutex<HashSet<i32>>>,
         cache: &mut HashMap<JobId, JobState>,
         batch: Vec<rdkafka::message::OwnedMessage>,
     ) -> Result<StoreWrite, ProcessError> {
         let started = Instant::now();
-        let (events, offsets) = self.decode(consumer, synced, &batch).await?;
+        let (events, offsets) = self.decode(consumer, &batch).await?;
         let decoded = started.elapsed();
         let current = self.load(cache, &events).await?;
         let Folded { dirty, duplicates } = fold_batch(&events, cache, &current);
@@ -278,8 +246,7 @@ impl Processor {
     /// skipped (never stops the fold), a transient registry error fails the batch.
     async fn decode(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
-        synced: &Arc<Mutex<HashSet<i32>>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
         batch: &[rdkafka::message::OwnedMessage],
     ) -> Result<(Vec<ScanEvent>, BTreeMap<i32, i64>), ProcessError> {
         let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
@@ -287,13 +254,9 @@ impl Processor {
         for message in batch {
             let partition = message.partition();
             offsets.insert(partition, message.offset() + 1);
-            let needs_sync = !lock(synced).contains(&partition);
-            if needs_sync {
+            if !consumer.context().is_synced(partition) {
                 self.sync(consumer, partition).await?;
-                {
-                    let mut s = lock(synced);
-                    s.insert(partition);
-                }
+                consumer.context().mark_synced(partition);
             }
             let Some(payload) = message.payload() else {
                 metrics::counter!(crate::metrics::UNDECODABLE).increment(1);
@@ -347,7 +310,7 @@ impl Processor {
     /// returns the encoded states and when producing ended (relative to `started`).
     async fn commit(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
         producer: &Arc<FutureProducer<StatsContext>>,
         dirty: &HashMap<JobId, JobState>,
         offsets: &BTreeMap<i32, i64>,

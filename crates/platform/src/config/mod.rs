@@ -11,7 +11,7 @@
 //! # Layout
 //! - [`kafka`]: Kafka, the schema registry and the topics' shape.
 //! - [`api`]: the HTTP roles (listening, tokens) and what ingest accepts.
-//! - [`roles`]: the aggregator's, scheduler's and scanner's settings.
+//! - [`roles`]: the aggregator's, scheduler's, scanner's and notifier's settings.
 
 mod api;
 mod kafka;
@@ -25,7 +25,10 @@ use serde::Deserialize;
 
 pub use api::{ApiSettings, IngestSettings, Scope, TokenSettings};
 pub use kafka::{KafkaSettings, RegistrySettings, SecurityProtocol, TopicSettings};
-pub use roles::{AggregatorSettings, CredentialSettings, ScannerSettings, SchedulerSettings};
+pub use roles::{
+    AggregatorSettings, CredentialSettings, DestinationKind, DestinationSettings, NotifierSettings,
+    SEVERITY_NAMES, ScannerSettings, SchedulerSettings,
+};
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
 pub const ENV_PREFIX: &str = "SCANSTREAM";
@@ -65,6 +68,7 @@ pub struct Settings {
     pub aggregator: AggregatorSettings,
     pub scanner: ScannerSettings,
     pub scheduler: SchedulerSettings,
+    pub notifier: NotifierSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -130,6 +134,7 @@ impl Settings {
         self.scanner.validate()?;
         self.scheduler.validate()?;
         self.aggregator.validate()?;
+        self.notifier.validate()?;
         let endpoint = &self.telemetry.otlp_endpoint;
         if !endpoint.is_empty()
             && url::Url::parse(endpoint).map_or(true, |u| {

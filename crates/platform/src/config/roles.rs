@@ -209,3 +209,123 @@ pub struct CredentialSettings {
 fn default_git_user() -> String {
     "x-access-token".to_owned()
 }
+
+/// What a destination receives: a generic JSON webhook signed with HMAC-SHA256, or a Slack
+/// incoming-webhook message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    Webhook,
+    Slack,
+}
+
+/// One place the notifier tells about newly open inventory items.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSettings {
+    /// Names the destination in logs, metrics and dead letters.
+    pub name: String,
+    pub kind: DestinationKind,
+    /// Where to POST: an http(s) URL.
+    pub url: String,
+    /// The HMAC-SHA256 key a webhook's body is signed with (at least 16 bytes); unused by Slack.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// Items below this severity are not sent (critical, high, medium, low, info).
+    #[serde(default = "default_min_severity")]
+    pub min_severity: String,
+    /// Only items of repositories matching one of these globs (`*` matches any text, `?` one
+    /// character); empty: every repository.
+    #[serde(default)]
+    pub repos: Vec<String>,
+}
+
+fn default_min_severity() -> String {
+    "info".to_owned()
+}
+
+#[serde_as]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierSettings {
+    /// Consumer group of the notifiers on scans.inventory.
+    pub group_id: String,
+    /// Tries per notification and destination before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Backoff between tries: exponential from the first to the longest, with full jitter.
+    #[serde(rename = "initial_backoff_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub initial_backoff: Duration,
+    #[serde(rename = "max_backoff_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub max_backoff: Duration,
+    /// Longest one HTTP request may take.
+    #[serde(rename = "request_timeout_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub request_timeout: Duration,
+    #[serde(default)]
+    pub destinations: Vec<DestinationSettings>,
+}
+
+/// The severities, most severe first, as destinations name them.
+pub const SEVERITY_NAMES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
+
+impl NotifierSettings {
+    /// Checks the settings (also those a caller adds after loading, like `up --webhook`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(invalid("notifier.max_attempts", "must be positive"));
+        }
+        if self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
+            return Err(invalid(
+                "notifier.initial_backoff_ms",
+                "must be positive and at most notifier.max_backoff_ms",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(invalid("notifier.request_timeout_ms", "must be positive"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for d in &self.destinations {
+            let problem = |p: String| ConfigError::Invalid {
+                key: "notifier.destinations",
+                problem: format!("destination {:?}: {p}", d.name),
+            };
+            if d.name.trim().is_empty() || !names.insert(d.name.as_str()) {
+                return Err(invalid(
+                    "notifier.destinations",
+                    "every destination needs a name of its own",
+                ));
+            }
+            let url_ok = url::Url::parse(&d.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !url_ok {
+                return Err(problem("url must be an http(s) URL".to_owned()));
+            }
+            if d.kind == DestinationKind::Webhook {
+                use secrecy::ExposeSecret;
+                if d.secret
+                    .as_ref()
+                    .is_none_or(|s| s.expose_secret().len() < 16)
+                {
+                    return Err(problem(
+                        "a webhook needs a secret of at least 16 bytes to sign its bodies with"
+                            .to_owned(),
+                    ));
+                }
+            }
+            if !SEVERITY_NAMES.contains(&d.min_severity.to_ascii_lowercase().as_str()) {
+                return Err(problem(format!(
+                    "min_severity must be one of {}",
+                    SEVERITY_NAMES.join(", ")
+                )));
+            }
+            for glob in &d.repos {
+                if glob::Pattern::new(glob).is_err() {
+                    return Err(problem(format!("repos: {glob:?} is not a glob")));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -8,8 +8,8 @@
 //! partition of `scans.inventory` to its end, as for job state.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -20,16 +20,13 @@ use scanstream_contracts::inventory::{
     InventoryItem, ItemId, Sighting, SightingPayload, TriageDecision,
 };
 use scanstream_contracts::{Codec, Topic, TopicNames};
-use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext, settle};
+use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext, SyncedContext, settle};
 use scanstream_platform::supervise::{Supervised, supervise};
-use scanstream_platform::sync::lock;
 use tokio_util::sync::CancellationToken;
 
 use super::fold::{Input, fold_batch};
 use crate::changelog::{INPUTS_FOLDED_HEADER, INVENTORY, Progress};
-use crate::processor::{
-    ProcessError, ProcessorConfig, RebalanceContext, commit_with_offsets, gather, sync,
-};
+use crate::processor::{ProcessError, ProcessorConfig, commit_with_offsets, gather, sync};
 use crate::store::{Change, Store, Stored, Table};
 
 pub struct InventoryProcessor {
@@ -86,15 +83,11 @@ impl InventoryProcessor {
         ready: &AtomicBool,
         stop: &CancellationToken,
     ) -> Result<(), ProcessError> {
-        let synced = Arc::new(Mutex::new(HashSet::new()));
-        let consumer: Arc<StreamConsumer<RebalanceContext>> =
+        let consumer: Arc<StreamConsumer<SyncedContext>> =
             Arc::new(self.factory.co_partitioned_consumer_with_context(
                 ClientRole::Aggregator,
                 &self.config.group_id,
-                RebalanceContext {
-                    stats: StatsContext::new(ClientRole::Aggregator),
-                    synced: synced.clone(),
-                },
+                SyncedContext::new(ClientRole::Aggregator),
             )?);
         let sightings = self.names.name(Topic::Sightings);
         let triage = self.names.name(Topic::Triage);
@@ -119,8 +112,7 @@ impl InventoryProcessor {
                 batch = gather(&consumer, self.config.batch_max_events, self.config.linger) => batch?,
                 _ = stop.cancelled() => return Ok(()),
             };
-            self.batch(&consumer, &producer, &synced, partitions, batch)
-                .await?;
+            self.batch(&consumer, &producer, partitions, batch).await?;
         }
     }
 
@@ -128,7 +120,7 @@ impl InventoryProcessor {
     /// (an item's records would not sit with its repository's).
     async fn partitions(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
     ) -> Result<i32, ProcessError> {
         let names: Vec<String> = [Topic::Sightings, Topic::Triage, Topic::Inventory]
             .iter()
@@ -162,14 +154,13 @@ impl InventoryProcessor {
 
     async fn batch(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
         producer: &Arc<FutureProducer<StatsContext>>,
-        synced: &Arc<Mutex<HashSet<i32>>>,
         partitions: i32,
         batch: Vec<OwnedMessage>,
     ) -> Result<(), ProcessError> {
         let started = Instant::now();
-        let (inputs, offsets) = self.decode(consumer, synced, &batch).await?;
+        let (inputs, offsets) = self.decode(consumer, &batch).await?;
         let mut items = self.load(&inputs).await?;
         let dirty = fold_batch(&inputs, &mut items);
         let encoded = self
@@ -203,8 +194,7 @@ impl InventoryProcessor {
     /// record is counted and skipped; a transient registry error fails the batch.
     async fn decode(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
-        synced: &Arc<Mutex<HashSet<i32>>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
         batch: &[OwnedMessage],
     ) -> Result<(Vec<Input>, BTreeMap<(String, i32), i64>), ProcessError> {
         let mut offsets = BTreeMap::new();
@@ -215,7 +205,7 @@ impl InventoryProcessor {
                 (message.topic().to_owned(), partition),
                 message.offset() + 1,
             );
-            if !lock(synced).contains(&partition) {
+            if !consumer.context().is_synced(partition) {
                 sync(
                     &self.factory,
                     &self.names,
@@ -226,7 +216,7 @@ impl InventoryProcessor {
                     partition,
                 )
                 .await?;
-                lock(synced).insert(partition);
+                consumer.context().mark_synced(partition);
             }
             let Some(payload) = message.payload() else {
                 metrics::counter!(crate::metrics::UNDECODABLE).increment(1);
@@ -306,7 +296,7 @@ impl InventoryProcessor {
     /// consumed offsets, in one transaction; returns the encoded items.
     async fn commit(
         &self,
-        consumer: &Arc<StreamConsumer<RebalanceContext>>,
+        consumer: &Arc<StreamConsumer<SyncedContext>>,
         producer: &Arc<FutureProducer<StatsContext>>,
         dirty: &HashSet<ItemId>,
         items: &HashMap<ItemId, InventoryItem>,
