@@ -176,6 +176,63 @@ pub fn plant_repository(dir: &Path) -> anyhow::Result<Vec<Planted>> {
     Ok(planted)
 }
 
+/// Prints the repository's inventory once the fold has an item for each of the `expected`
+/// planted secrets: two scans, one item per secret.
+async fn show_inventory(
+    api: &Api,
+    url: &str,
+    repo_url: &str,
+    expected: usize,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let path = format!(
+        "/findings?repo={}",
+        url::form_urlencoded::byte_serialize(repo_url.as_bytes()).collect::<String>()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let items = loop {
+        let page: Value = api
+            .request(reqwest::Method::GET, &path)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= expected || Instant::now() > deadline {
+            break items;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(150)) => {}
+        }
+    };
+    say!();
+    say!(
+        "The inventory, GET {url}/findings?repo=… ({} items: one per secret, however many scans saw it; triage with PATCH /findings/{{id}}):",
+        items.len()
+    );
+    for item in &items {
+        let place = match (item["path"].as_str(), item["line"].as_i64()) {
+            (Some(path), Some(line)) => format!("{path}:{line}"),
+            _ => String::new(),
+        };
+        say!(
+            "  {:<6} {:<8} {:<22} {:<24} {:<12} {}",
+            item["status"].as_str().unwrap_or_default().to_lowercase(),
+            item["severity"].as_str().unwrap_or_default().to_lowercase(),
+            item["rule_id"].as_str().unwrap_or_default(),
+            place,
+            if item["in_tip"] == true {
+                "in tip"
+            } else {
+                "history only"
+            },
+            item["item_id"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// One submitted scan being watched.
 struct Watched {
     name: String,
@@ -350,6 +407,9 @@ pub async fn run(
                 f.fingerprint
             );
         }
+    }
+    if let Some(repo_url) = findings.first().map(|f| f.repo_url.clone()) {
+        show_inventory(&api, url, &repo_url, planted.len(), shutdown).await?;
     }
     say!();
     say!(

@@ -639,6 +639,9 @@ fn the_demo_scans_its_planted_repository_and_shows_redacted_findings() {
         "github-pat",
         "slack-webhook-url",
         "stripe-live-key        scripts/release.sh:2",
+        "The inventory",
+        "(5 items: one per secret",
+        "history only",
     ] {
         assert!(
             stdout.contains(expected),
