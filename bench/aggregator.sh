@@ -4,6 +4,8 @@
 # events/s, then restores an empty store from the changelog and prints records/s.
 #
 #   bench/aggregator.sh [JOBS]    (default 1000000)
+#   bench/aggregator.sh N inventory   the inventory fold instead: N secrets (one SecretSeen each)
+#                                     in 1000 repositories, folded into N items
 #   BENCH_PROCESSORS=2 bench/aggregator.sh   folds with two processors in the group, as two
 #                                            aggregator instances would
 set -euo pipefail
@@ -13,4 +15,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scanstream/target}"
 echo "== building (release)"
 cargo build --locked --release -q -p scanstream -p scanstream-testcontainers -p scanstream-ingest -p scanstream-aggregator --bins --examples
 bin="$CARGO_TARGET_DIR/release"
-exec "$bin/scanstream-testenv" "$bin/examples/bench" "${1:-1000000}"
+exec "$bin/scanstream-testenv" "$bin/examples/bench" "${1:-1000000}" ${2:+"$2"}

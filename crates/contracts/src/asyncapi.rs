@@ -105,12 +105,17 @@ pub fn document(
         let name = names.name(topic);
         let message_name = match topic.value_schema() {
             Some(schema) => schema.file_name().trim_end_matches(".avsc").to_owned(),
+            None if topic == Topic::NotificationsDlq => "NotificationDeadLetter".to_owned(),
             None => "DeadLetter".to_owned(),
         };
         let payload = match topic.value_schema() {
             Some(schema) => json!({
                 "schemaFormat": AVRO_SCHEMA_FORMAT,
                 "schema": serde_json::from_str::<Value>(schema.source()).unwrap_or(Value::Null),
+            }),
+            None if topic == Topic::NotificationsDlq => json!({
+                "type": "object",
+                "description": "The notification's JSON body as a webhook receives it (docs/notifications.md): type, idempotency_key, reason, item.",
             }),
             None => json!({
                 "type": "string",
@@ -145,6 +150,20 @@ pub fn document(
                 header_properties[header] = json!({"type": "string", "description": text});
             }
         }
+        if topic == Topic::NotificationsDlq {
+            for (header, text) in [
+                (
+                    headers::DLQ_REASON,
+                    "The last error (an HTTP status or a transport error).",
+                ),
+                (headers::DLQ_ERROR_KIND, "http_status or request."),
+                ("notification-destination", "The destination's name."),
+                ("notification-attempts", "How many tries were made."),
+                ("idempotency-key", "The notification's idempotency key."),
+            ] {
+                header_properties[header] = json!({"type": "string", "description": text});
+            }
+        }
         let mut message = json!({
             "name": message_name,
             "title": message_name,
@@ -164,6 +183,8 @@ pub fn document(
             message["bindings"]["kafka"]["schemaIdLocation"] = json!("payload");
             message["bindings"]["kafka"]["schemaIdPayloadEncoding"] = json!("confluent");
             message["bindings"]["kafka"]["schemaLookupStrategy"] = json!("TopicNameStrategy");
+        } else if topic == Topic::NotificationsDlq {
+            message["contentType"] = json!("application/json");
         } else {
             message["contentType"] = json!("application/octet-stream");
         }
@@ -283,7 +304,10 @@ mod tests {
                         "confluent"
                     );
                 }
-                None => assert_eq!(topic, Topic::CommandsDlq),
+                None => assert!(matches!(
+                    topic,
+                    Topic::CommandsDlq | Topic::NotificationsDlq
+                )),
             }
             assert!(message["headers"]["properties"][headers::TRACEPARENT].is_object());
             assert!(

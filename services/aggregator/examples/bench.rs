@@ -1,7 +1,9 @@
 //! `bench/aggregator.sh` runs this inside scanstream-testenv: it produces one `JobSubmitted`
 //! for each of N jobs, folds them with the exactly-once processor (transactions on) into an empty
 //! store, then restores a second, empty store from the changelog, and prints both rates.
-//! Usage: bench [JOBS]
+//! With `inventory` it does the same for the inventory: one `SecretSeen` for each of N secrets
+//! over 1,000 repositories on `scans.sightings`, folded by the inventory processor.
+//! Usage: bench [N] [inventory]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +13,12 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scanstream_aggregator::changelog::{Progress, follow};
+use scanstream_aggregator::inventory::processor::InventoryProcessor;
 use scanstream_aggregator::processor::{Processor, ProcessorConfig};
-use scanstream_aggregator::store::Store;
+use scanstream_aggregator::store::{Store, Table};
 use scanstream_contracts::event::{EventPayload, JobSubmitted, ScanEvent};
+use scanstream_contracts::finding::Severity;
+use scanstream_contracts::inventory::{SecretSeen, Sighting, SightingPayload, repo_partition};
 use scanstream_contracts::{JobId, RunId, Topic, TopicNames};
 use scanstream_platform::Settings;
 use scanstream_platform::config::Sources;
@@ -26,6 +31,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let inventory = std::env::args().nth(2).as_deref() == Some("inventory");
+    let (changelog, table) = if inventory {
+        (scanstream_aggregator::changelog::INVENTORY, Table::Items)
+    } else {
+        (scanstream_aggregator::changelog::JOB_STATE, Table::Jobs)
+    };
     let prefix = format!("bench-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let settings = Settings::load(Sources {
         overrides: vec![
@@ -61,7 +72,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let codec = Arc::new(scanstream_platform::registry::codec(&settings)?);
     codec.register_all().await?;
 
-    println!("producing {jobs} JobSubmitted events for {jobs} jobs");
+    if inventory {
+        println!("producing {jobs} SecretSeen sightings of {jobs} secrets in 1000 repositories");
+    } else {
+        println!("producing {jobs} JobSubmitted events for {jobs} jobs");
+    }
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
         .set("enable.idempotence", "true")
@@ -70,7 +85,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
-    let topic = names.name(Topic::Events);
+    let topic = names.name(if inventory {
+        Topic::Sightings
+    } else {
+        Topic::Events
+    });
     let started = Instant::now();
     let mut pending = Vec::with_capacity(10_000);
     for n in 0..jobs {
@@ -93,10 +112,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 requested_by: None,
             }),
         );
-        let bytes = codec.encode(Topic::Events, &event).await?;
-        let key = job.key();
+        let (key, bytes, partition) = if inventory {
+            let repo = format!("https://git.example.com/r{}.git", n % 1000);
+            let sighting = Sighting {
+                repo_url: repo.clone(),
+                job_id: job,
+                run_id: RunId::derived(job, "r"),
+                attempt: 1,
+                scan_started_at: 1_763_700_000_000 + n as i64,
+                tip: true,
+                payload: SightingPayload::SecretSeen(SecretSeen {
+                    fingerprint: format!("{n:064x}"),
+                    rule_id: "github-pat".into(),
+                    severity: Severity::Critical,
+                    engine: "secrets".into(),
+                    path: format!("src/config{}.py", n % 50),
+                    line: 1 + (n % 400) as i32,
+                    commit: None,
+                    redacted_preview: "token = \"ghp_****************\"".into(),
+                    detected_at: 1_763_700_000_000 + n as i64,
+                }),
+            };
+            let partition = repo_partition(&repo, settings.topics.partitions);
+            (
+                repo,
+                codec.encode(Topic::Sightings, &sighting).await?,
+                Some(partition),
+            )
+        } else {
+            (job.key(), codec.encode(Topic::Events, &event).await?, None)
+        };
         loop {
-            match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&bytes)) {
+            let mut record = FutureRecord::to(&topic).key(&key).payload(&bytes);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            match producer.send_result(record) {
                 Ok(delivery) => {
                     pending.push(delivery);
                     break;
@@ -120,7 +171,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         d.await?.map_err(|(e, _)| e)?;
     }
     println!(
-        "produced in {:.1}s ({:.0} events/s)",
+        "produced in {:.1}s ({:.0} records/s)",
         started.elapsed().as_secs_f64(),
         jobs as f64 / started.elapsed().as_secs_f64()
     );
@@ -132,7 +183,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = CancellationToken::new();
     let group = format!("{prefix}aggregator");
     let follower = tokio::spawn(follow(
-        scanstream_aggregator::changelog::JOB_STATE,
+        changelog,
         factory.clone(),
         names.clone(),
         group.clone(),
@@ -147,26 +198,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut folding = Vec::new();
     for i in 0..processors {
-        let processor = Processor::new(
+        let config = ProcessorConfig {
+            group_id: if inventory {
+                scanstream_platform::access::inventory_group(&group)
+            } else {
+                group.clone()
+            },
+            transactional_id: format!("{prefix}bench-aggregator-{i}"),
+            batch_max_events: settings.aggregator.batch_max_events,
+            linger: settings.aggregator.batch_linger,
+        };
+        let ready = Arc::new(AtomicBool::new(false));
+        let stop = stop.clone();
+        let (factory, names, codec, store, progress) = (
             factory.clone(),
             names.clone(),
             codec.clone(),
             store.clone(),
             progress.clone(),
-            ProcessorConfig {
-                group_id: group.clone(),
-                transactional_id: format!("{prefix}bench-aggregator-{i}"),
-                batch_max_events: settings.aggregator.batch_max_events,
-                linger: settings.aggregator.batch_linger,
-            },
         );
-        let ready = Arc::new(AtomicBool::new(false));
-        let stop = stop.clone();
-        folding.push(tokio::spawn(
-            async move { processor.run(ready, stop).await },
-        ));
+        folding.push(tokio::spawn(async move {
+            if inventory {
+                InventoryProcessor::new(factory, names, codec, store, progress, config)
+                    .run(ready, stop)
+                    .await
+            } else {
+                Processor::new(factory, names, codec, store, progress, config)
+                    .run(ready, stop)
+                    .await
+            }
+        }));
     }
-    while (store.len(scanstream_aggregator::store::Table::Jobs)? as usize) < jobs {
+    while (store.len(table)? as usize) < jobs {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let fold_seconds = started.elapsed().as_secs_f64();
@@ -183,7 +246,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop2 = CancellationToken::new();
     let started = Instant::now();
     let restoring = tokio::spawn(follow(
-        scanstream_aggregator::changelog::JOB_STATE,
+        changelog,
         factory,
         names,
         format!("{group}-restore"),
@@ -197,12 +260,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let restore_seconds = started.elapsed().as_secs_f64();
     stop2.cancel();
     let _ = restoring.await;
-    let restored = store2.len(scanstream_aggregator::store::Table::Jobs)?;
+    let restored = store2.len(table)?;
 
     let mut table = BTreeMap::new();
     table.insert(
         "fold (transactions on)",
-        (jobs as f64 / fold_seconds, "events/s", fold_seconds),
+        (
+            jobs as f64 / fold_seconds,
+            if inventory { "items/s" } else { "events/s" },
+            fold_seconds,
+        ),
     );
     table.insert(
         "restore from changelog",
@@ -221,7 +288,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{phase:<26} {rate:>12.0} {unit:>10} {seconds:>9.1}");
     }
     println!(
-        "jobs: {jobs}; fold processors: {processors}; restored records: {restored}; machine: 2 cores shared with Kafka and the registry"
+        "{}: {jobs}; fold processors: {processors}; restored records: {restored}; machine: 2 cores shared with Kafka and the registry",
+        if inventory { "items" } else { "jobs" }
     );
     Ok(())
 }

@@ -72,7 +72,7 @@ pub fn describe() {
     );
     metrics::describe_gauge!(
         INVENTORY_ITEMS,
-        "Inventory items in the local store, by status (open, resolved, ignored)."
+        "Inventory items in the local store, by status (open, resolved, ignored); counted every 30 s."
     );
     metrics::describe_counter!(
         UNDECODABLE,

@@ -189,6 +189,7 @@ impl Aggregator {
             codec: codec.clone(),
             partitions: tokio::sync::OnceCell::new(),
         };
+        let (gauge_store, gauge_codec) = (store.clone(), codec.clone());
         let state = web::Data::new(AppState {
             store,
             codec,
@@ -204,8 +205,18 @@ impl Aggregator {
             folding,
             inventory_folding,
             tasks: Tasks::new(
-                stop,
-                vec![follower, inventory_follower, processing, schedules_task],
+                stop.clone(),
+                vec![
+                    follower,
+                    inventory_follower,
+                    processing,
+                    schedules_task,
+                    tokio::spawn(crate::inventory::gauge_items(
+                        gauge_store,
+                        gauge_codec,
+                        stop,
+                    )),
+                ],
             ),
         }))
     }

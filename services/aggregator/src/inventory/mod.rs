@@ -9,3 +9,57 @@
 pub(crate) mod api;
 pub mod fold;
 pub mod processor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scanstream_contracts::Codec;
+use scanstream_contracts::inventory::{InventoryItem, ItemStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, Table};
+
+/// How often the items-by-status gauge is counted (a pass decodes every item).
+const GAUGE_EVERY: Duration = Duration::from_secs(30);
+
+/// Counts the store's items by status into [`crate::metrics::INVENTORY_ITEMS`] every
+/// [`GAUGE_EVERY`] until `stop`.
+pub(crate) async fn gauge_items(store: Arc<Store>, codec: Arc<Codec>, stop: CancellationToken) {
+    loop {
+        let mut counts = [0u64; 3];
+        let mut after = None;
+        'pages: loop {
+            let page = match store
+                .blocking(move |s| s.page(Table::Items, after, 5_000))
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inventory items not counted");
+                    break 'pages;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = Some(last.0);
+            for (_, stored) in page {
+                if let Ok(item) = codec.decode::<InventoryItem>(&stored.value).await {
+                    counts[item.status as usize] += 1;
+                }
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+        }
+        for (status, count) in [ItemStatus::Open, ItemStatus::Resolved, ItemStatus::Ignored]
+            .into_iter()
+            .zip(counts)
+        {
+            metrics::gauge!(crate::metrics::INVENTORY_ITEMS, "status" => status.as_str().to_lowercase())
+                .set(count as f64);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(GAUGE_EVERY) => {}
+        }
+    }
+}

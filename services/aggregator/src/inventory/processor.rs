@@ -26,7 +26,61 @@ use tokio_util::sync::CancellationToken;
 
 use super::fold::{Input, fold_batch};
 use crate::changelog::{INPUTS_FOLDED_HEADER, INVENTORY, Progress};
-use crate::processor::{ProcessError, ProcessorConfig, commit_with_offsets, gather, sync};
+use crate::processor::{
+    ProcessError, ProcessorConfig, StoreWrite, commit_with_offsets, finish, gather, sync,
+};
+
+/// Runs `work` on each of `inputs` in a few tasks (one per thread of the machine, at most
+/// two per thousand inputs), keeping their order.
+async fn in_parallel<T, R, F, Fut>(
+    codec: &Arc<Codec>,
+    inputs: Vec<T>,
+    work: F,
+) -> Result<Vec<R>, ProcessError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Arc<Codec>, T) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = R> + Send,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tasks = threads.min(inputs.len() / 500).max(1);
+    let per_task = inputs.len().div_ceil(tasks).max(1);
+    let mut chunks = Vec::with_capacity(tasks);
+    let mut inputs = inputs.into_iter();
+    loop {
+        let chunk: Vec<T> = inputs.by_ref().take(per_task).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let (codec, work) = (codec.clone(), work.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(chunk.len());
+                for input in chunk {
+                    out.push(work(codec.clone(), input).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.extend(
+            handle
+                .await
+                .map_err(|_| rdkafka::error::KafkaError::Canceled)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Items kept between batches; bounded so a huge inventory cannot exhaust memory.
+const CACHE_MAX: usize = 200_000;
 use crate::store::{Change, Store, Stored, Table};
 
 pub struct InventoryProcessor {
@@ -107,12 +161,28 @@ impl InventoryProcessor {
         }
         ready.store(true, Ordering::Release);
         tracing::info!(transactional_id = %self.config.transactional_id, "inventory folding");
+        // The items of the last batches, committed: the store write of the last batch runs while
+        // the next batch is processed, and the next batch reads these rather than the store.
+        let mut cache: HashMap<ItemId, InventoryItem> = HashMap::new();
+        let mut writing: Option<StoreWrite> = None;
         loop {
             let batch = tokio::select! {
                 batch = gather(&consumer, self.config.batch_max_events, self.config.linger) => batch?,
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => return finish(writing.take()).await,
             };
-            self.batch(&consumer, &producer, partitions, batch).await?;
+            if consumer.context().none_synced() {
+                // A rebalance: another instance may have changed what the cache holds.
+                finish(writing.take()).await?;
+                cache.clear();
+            }
+            let write = self
+                .batch(&consumer, &producer, partitions, &mut cache, batch)
+                .await?;
+            finish(writing.replace(write)).await?;
+            if cache.len() > CACHE_MAX {
+                finish(writing.take()).await?;
+                cache.clear();
+            }
         }
     }
 
@@ -152,20 +222,27 @@ impl InventoryProcessor {
         Ok(first)
     }
 
+    /// One batch: decode, load the items it touches (cache, then store), fold, commit the
+    /// changelog and offsets in one transaction, then write the store in the background.
     async fn batch(
         &self,
         consumer: &Arc<StreamConsumer<SyncedContext>>,
         producer: &Arc<FutureProducer<StatsContext>>,
         partitions: i32,
+        cache: &mut HashMap<ItemId, InventoryItem>,
         batch: Vec<OwnedMessage>,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<StoreWrite, ProcessError> {
         let started = Instant::now();
         let (inputs, offsets) = self.decode(consumer, &batch).await?;
-        let mut items = self.load(&inputs).await?;
+        let decoded = started.elapsed();
+        let mut items = self.load(cache, &inputs).await?;
+        let loaded = started.elapsed();
         let dirty = fold_batch(&inputs, &mut items);
+        let folded = started.elapsed();
         let encoded = self
             .commit(consumer, producer, &dirty, &items, &offsets, partitions)
             .await?;
+        let committed = started.elapsed();
         let changes: Vec<Change> = encoded
             .into_iter()
             .map(|(id, folded, value)| Change::Put {
@@ -177,17 +254,31 @@ impl InventoryProcessor {
             })
             .collect();
         let written = changes.len();
-        self.store
-            .blocking(move |s| s.apply(Table::Items, &changes, &[], false))
-            .await?;
+        let store = self.store.clone();
+        let write = tokio::spawn(async move {
+            store
+                .blocking(move |s| s.apply(Table::Items, &changes, &[], false))
+                .await
+                .map(|_| ())
+        });
+        for id in &dirty {
+            if let Some(item) = items.remove(id) {
+                cache.insert(*id, item);
+            }
+        }
         metrics::counter!(crate::metrics::INVENTORY_INPUTS).increment(inputs.len() as u64);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(
             inputs = inputs.len(),
             items = written,
-            ms = started.elapsed().as_secs_f64() * 1000.0,
+            decode_ms = ms(decoded),
+            load_ms = ms(loaded - decoded),
+            fold_ms = ms(folded - loaded),
+            commit_ms = ms(committed - folded),
+            cache_ms = ms(started.elapsed() - committed),
             "inventory batch committed"
         );
-        Ok(())
+        Ok(write)
     }
 
     /// The batch's inputs, and the offset to commit per topic and partition. An undecodable
@@ -199,6 +290,7 @@ impl InventoryProcessor {
     ) -> Result<(Vec<Input>, BTreeMap<(String, i32), i64>), ProcessError> {
         let mut offsets = BTreeMap::new();
         let mut inputs = Vec::with_capacity(batch.len());
+        let mut raw = Vec::with_capacity(batch.len());
         for message in batch {
             let partition = message.partition();
             offsets.insert(
@@ -218,27 +310,42 @@ impl InventoryProcessor {
                 .await?;
                 consumer.context().mark_synced(partition);
             }
-            let Some(payload) = message.payload() else {
-                metrics::counter!(crate::metrics::UNDECODABLE).increment(1);
-                continue;
-            };
-            let decoded = match self.names.topic_of(message.topic()) {
-                Some(Topic::Sightings) => self
-                    .codec
-                    .decode::<Sighting>(payload)
-                    .await
-                    .map(Input::Sighting),
-                _ => self
-                    .codec
-                    .decode::<TriageDecision>(payload)
-                    .await
-                    .map(Input::Decision),
-            };
+            match message.payload() {
+                Some(payload) => raw.push((
+                    self.names.topic_of(message.topic()) == Some(Topic::Sightings),
+                    payload.to_vec(),
+                    partition,
+                    message.offset(),
+                )),
+                None => metrics::counter!(crate::metrics::UNDECODABLE).increment(1),
+            }
+        }
+        // Decoding is most of a batch's CPU: split it over the runtime's threads, in order.
+        let decoded = in_parallel(
+            &self.codec,
+            raw,
+            |codec, (sighting, payload, partition, offset)| async move {
+                let decoded = if sighting {
+                    codec
+                        .decode::<Sighting>(&payload)
+                        .await
+                        .map(Input::Sighting)
+                } else {
+                    codec
+                        .decode::<TriageDecision>(&payload)
+                        .await
+                        .map(Input::Decision)
+                };
+                (decoded, partition, offset)
+            },
+        )
+        .await?;
+        for (decoded, partition, offset) in decoded {
             match decoded {
                 Ok(input) => inputs.push(input),
                 Err(e) if e.is_transient() => return Err(e.into()),
                 Err(e) => {
-                    tracing::error!(topic = message.topic(), partition, offset = message.offset(), error = %e, "undecodable inventory input skipped");
+                    tracing::error!(partition, offset, error = %e, "undecodable inventory input skipped");
                     metrics::counter!(crate::metrics::UNDECODABLE).increment(1);
                 }
             }
@@ -248,7 +355,11 @@ impl InventoryProcessor {
 
     /// The stored items the inputs touch: each seen or decided item, and every item of a
     /// repository whose tip scan completed.
-    async fn load(&self, inputs: &[Input]) -> Result<HashMap<ItemId, InventoryItem>, ProcessError> {
+    async fn load(
+        &self,
+        cache: &HashMap<ItemId, InventoryItem>,
+        inputs: &[Input],
+    ) -> Result<HashMap<ItemId, InventoryItem>, ProcessError> {
         let mut ids: Vec<u128> = Vec::new();
         let mut repos: Vec<(u128, u128)> = Vec::new();
         for input in inputs {
@@ -266,6 +377,23 @@ impl InventoryProcessor {
         ids.dedup();
         repos.sort_unstable();
         repos.dedup();
+        let mut items: HashMap<ItemId, InventoryItem> = HashMap::with_capacity(ids.len());
+        // The cache holds the newest committed version of what it has; for a repository's range,
+        // the store may hold older versions of the same items and lacks the newest ones.
+        ids.retain(|id| match cache.get(&ItemId(uuid::Uuid::from_u128(*id))) {
+            Some(item) => {
+                items.insert(item.item_id, item.clone());
+                false
+            }
+            None => true,
+        });
+        for (low, high) in &repos {
+            for item in cache.values() {
+                if (*low..=*high).contains(&item.item_id.0.as_u128()) {
+                    items.insert(item.item_id, item.clone());
+                }
+            }
+        }
         let stored = self
             .store
             .blocking(move |s| {
@@ -281,7 +409,6 @@ impl InventoryProcessor {
                 Ok(out)
             })
             .await?;
-        let mut items = HashMap::with_capacity(stored.len());
         for (id, stored) in stored {
             let id = ItemId(uuid::Uuid::from_u128(id));
             if items.contains_key(&id) {
@@ -306,16 +433,19 @@ impl InventoryProcessor {
         let deadline = Instant::now() + Duration::from_secs(30);
         let changelog = self.names.name(Topic::Inventory);
         producer.begin_transaction()?;
-        let mut encoded = Vec::with_capacity(dirty.len());
-        for id in dirty {
-            if let Some(item) = items.get(id) {
-                encoded.push((
-                    *id,
-                    item.inputs_folded,
-                    self.codec.encode(Topic::Inventory, item).await?,
-                ));
-            }
-        }
+        let changed: Vec<InventoryItem> = dirty
+            .iter()
+            .filter_map(|id| items.get(id).cloned())
+            .collect();
+        let encoded = in_parallel(&self.codec, changed, |codec, item| async move {
+            codec
+                .encode(Topic::Inventory, &item)
+                .await
+                .map(|bytes| (item.item_id, item.inputs_folded, bytes))
+        })
+        .await?
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
         let mut deliveries = Vec::with_capacity(encoded.len());
         for (id, folded, bytes) in &encoded {
             let key = id.key();
