@@ -249,7 +249,30 @@ pub(crate) async fn list(
         })?),
         None => None,
     };
-    let limit = query.limit.unwrap_or(100);
+    let (limit, after) = page_params(query.limit, query.cursor.as_deref())?;
+    let (jobs, next_cursor) = filtered_page(
+        &state,
+        store::Table::Jobs,
+        after,
+        None,
+        limit,
+        |job: JobState| {
+            let matches = status.is_none_or(|s| job.status == s)
+                && query.repo.as_ref().is_none_or(|r| &job.repo_url == r);
+            matches.then_some(job)
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(JobsPage { jobs, next_cursor }))
+}
+
+/// A listing's `limit` (1 to [`MAX_LIMIT`], default 100) and the key after which it starts
+/// (its `cursor`, a `next_cursor` of an earlier page).
+pub(crate) fn page_params(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<(usize, Option<u128>), Problem> {
+    let limit = limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(Problem::invalid(
             "limit",
@@ -257,26 +280,36 @@ pub(crate) async fn list(
             format!("limit must be 1 to {MAX_LIMIT}"),
         ));
     }
-    let mut after = match &query.cursor {
-        Some(c) => Some(
-            uuid::Uuid::parse_str(c)
-                .map_err(|_| {
-                    Problem::invalid(
-                        "cursor",
-                        "cursor",
-                        "cursor must be a next_cursor from an earlier page",
-                    )
-                })?
-                .as_u128(),
-        ),
-        None => None,
-    };
-    let mut jobs = Vec::new();
+    let after = cursor
+        .map(|c| {
+            uuid::Uuid::parse_str(c).map(|u| u.as_u128()).map_err(|_| {
+                Problem::invalid(
+                    "cursor",
+                    "cursor",
+                    "cursor must be a next_cursor from an earlier page",
+                )
+            })
+        })
+        .transpose()?;
+    Ok((limit, after))
+}
+
+/// Up to `limit` values of `table` in key order after `after` (and up to `until`, inclusive)
+/// that `keep` keeps, and the `next_cursor` (`None` after the last page).
+pub(crate) async fn filtered_page<T: scanstream_contracts::AvroRecord, R>(
+    state: &AppState,
+    table: store::Table,
+    mut after: Option<u128>,
+    until: Option<u128>,
+    limit: usize,
+    keep: impl Fn(T) -> Option<R>,
+) -> Result<(Vec<R>, Option<uuid::Uuid>), Problem> {
+    let mut out = Vec::new();
     let mut exhausted = false;
-    while jobs.len() < limit {
+    'pages: while out.len() < limit {
         let page = state
             .store
-            .blocking(move |s| s.page(store::Table::Jobs, after, 1000))
+            .blocking(move |s| s.page(table, after, 1000))
             .await
             .map_err(internal)?;
         if page.is_empty() {
@@ -284,13 +317,15 @@ pub(crate) async fn list(
             break;
         }
         for (id, stored) in page {
+            if until.is_some_and(|u| id > u) {
+                exhausted = true;
+                break 'pages;
+            }
             after = Some(id);
-            let job: JobState = state.codec.decode(&stored.value).await.map_err(internal)?;
-            let matches = status.is_none_or(|s| job.status == s)
-                && query.repo.as_ref().is_none_or(|r| &job.repo_url == r);
-            if matches {
-                jobs.push(job);
-                if jobs.len() == limit {
+            let value: T = state.codec.decode(&stored.value).await.map_err(internal)?;
+            if let Some(kept) = keep(value) {
+                out.push(kept);
+                if out.len() == limit {
                     break;
                 }
             }
@@ -301,7 +336,7 @@ pub(crate) async fn list(
     } else {
         after.map(uuid::Uuid::from_u128)
     };
-    Ok(HttpResponse::Ok().json(JobsPage { jobs, next_cursor }))
+    Ok((out, next_cursor))
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {

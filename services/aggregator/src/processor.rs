@@ -102,23 +102,13 @@ impl Processor {
     /// Folds until `stop`; after a failure, starts over from the committed offsets with a fresh
     /// consumer and producer (the new producer fences the old one's open transaction).
     pub async fn run(&self, ready: Arc<std::sync::atomic::AtomicBool>, stop: CancellationToken) {
-        let supervised = Supervised {
-            task: "aggregator processing",
-            resumes: "from the committed offsets",
-            restarts: Some(crate::metrics::RESTARTS),
-            pause: Duration::from_secs(1),
-        };
-        let failed = || ready.store(false, std::sync::atomic::Ordering::Release);
-        supervise(supervised, &stop, failed, || async {
-            // Folding starts from the store, so it waits for the restore.
-            while !self.progress.restored() {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-            self.session(&ready, &stop).await
-        })
+        run_supervised(
+            "aggregator processing",
+            &self.progress,
+            &ready,
+            &stop,
+            || self.session(&ready, &stop),
+        )
         .await;
     }
 
@@ -135,18 +125,7 @@ impl Processor {
             )?);
         let events = self.names.name(Topic::Events);
         consumer.subscribe(&[&events])?;
-        let producer = Arc::new(
-            self.factory
-                .transactional_producer(ClientRole::Aggregator, &self.config.transactional_id)?,
-        );
-        {
-            let producer = producer.clone();
-            tokio::task::spawn_blocking(move || {
-                producer.init_transactions(Duration::from_secs(30))
-            })
-            .await
-            .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
-        }
+        let producer = transactional(&self.factory, &self.config.transactional_id).await?;
         ready.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(transactional_id = %self.config.transactional_id, "aggregator folding");
         let mut cache: HashMap<JobId, JobState> = HashMap::new();
@@ -374,6 +353,52 @@ impl Processor {
                 .map(|_| ())
         })
     }
+}
+
+/// Runs `session` once the store is restored from `progress`'s changelog (folding starts from
+/// the store), again from the committed offsets after a failure (a fresh consumer and producer;
+/// the new producer fences the old one's open transaction), until `stop`.
+pub(crate) async fn run_supervised<F, Fut>(
+    task: &'static str,
+    progress: &Progress,
+    ready: &std::sync::atomic::AtomicBool,
+    stop: &CancellationToken,
+    session: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ProcessError>>,
+{
+    let supervised = Supervised {
+        task,
+        resumes: "from the committed offsets",
+        restarts: Some(crate::metrics::RESTARTS),
+        pause: Duration::from_secs(1),
+    };
+    let failed = || ready.store(false, std::sync::atomic::Ordering::Release);
+    supervise(supervised, stop, failed, || async {
+        while !progress.restored() {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        session().await
+    })
+    .await;
+}
+
+/// The aggregator's transactional producer under `id`, its transactions initialized (which
+/// fences an earlier producer with the same id and settles its open transaction).
+pub(crate) async fn transactional(
+    factory: &KafkaFactory,
+    id: &str,
+) -> Result<Arc<FutureProducer<StatsContext>>, ProcessError> {
+    let producer = Arc::new(factory.transactional_producer(ClientRole::Aggregator, id)?);
+    let init = producer.clone();
+    tokio::task::spawn_blocking(move || init.init_transactions(Duration::from_secs(30)))
+        .await
+        .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
+    Ok(producer)
 }
 
 /// A batch: the first record, then whatever else arrives within `linger`, at most `max`.

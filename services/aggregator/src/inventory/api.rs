@@ -22,7 +22,7 @@ use scanstream_platform::http::{Problem, ProblemBody, json_body};
 use scanstream_platform::kafka::StatsContext;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{AppState, authorize_scope, internal};
+use crate::api::{AppState, authorize_scope, filtered_page, internal, page_params};
 use crate::store::Table;
 
 /// Longest wait for Kafka to acknowledge a triage decision before answering 503.
@@ -31,7 +31,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_LIMIT: usize = 8 * 1024;
 /// Longest comment, in characters.
 const MAX_COMMENT: usize = 2000;
-const MAX_LIMIT: usize = 1000;
 
 /// Writes triage decisions to `scans.triage`, each on its item's repository's partition.
 pub struct TriageWriter {
@@ -58,7 +57,12 @@ impl TriageWriter {
                 let topic = topic.clone();
                 tokio::task::spawn_blocking(move || {
                     scanstream_platform::kafka::partitions(producer.client(), &topic, WRITE_TIMEOUT)
-                        .map(|p| i32::try_from(p.len()).unwrap_or(i32::MAX))
+                        .and_then(|p| match p.len() {
+                            0 => Err(rdkafka::error::KafkaError::MetadataFetch(
+                                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                            )),
+                            n => Ok(i32::try_from(n).unwrap_or(i32::MAX)),
+                        })
                 })
                 .await
                 .map_err(|e| unavailable(&e))?
@@ -293,72 +297,30 @@ pub(crate) async fn list(
         .into_inner();
     let status = query.status.as_deref().map(parse_status).transpose()?;
     let severity = query.severity.as_deref().map(parse_severity).transpose()?;
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(Problem::invalid(
-            "limit",
-            "range",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
-    let mut after = match &query.cursor {
-        Some(c) => Some(
-            uuid::Uuid::parse_str(c)
-                .map_err(|_| {
-                    Problem::invalid(
-                        "cursor",
-                        "cursor",
-                        "cursor must be a next_cursor from an earlier page",
-                    )
-                })?
-                .as_u128(),
-        ),
-        None => None,
-    };
-    // A repository's items sort together: start at its range.
+    let (limit, mut after) = page_params(query.limit, query.cursor.as_deref())?;
+    // A repository's items sort together: start at its range, stop after it.
     let range = query.repo.as_deref().map(ItemId::range_of);
     if let Some((low, _)) = range
         && after.is_none_or(|a| a < low)
     {
         after = low.checked_sub(1);
     }
-    let mut items = Vec::new();
-    let mut exhausted = false;
-    'pages: while items.len() < limit {
-        let page = state
-            .store
-            .blocking(move |s| s.page(Table::Items, after, 1000))
-            .await
-            .map_err(internal)?;
-        if page.is_empty() {
-            exhausted = true;
-            break;
-        }
-        for (id, stored) in page {
-            if range.is_some_and(|(_, high)| id > high) {
-                exhausted = true;
-                break 'pages;
-            }
-            after = Some(id);
-            let item: InventoryItem = state.codec.decode(&stored.value).await.map_err(internal)?;
+    let (items, next_cursor) = filtered_page(
+        &state,
+        Table::Items,
+        after,
+        range.map(|(_, high)| high),
+        limit,
+        |item: InventoryItem| {
             let matches = query.repo.as_ref().is_none_or(|r| &item.repo_url == r)
                 && status.is_none_or(|s| item.status == s)
                 && severity.is_none_or(|s| item.severity == s)
                 && query.rule.as_ref().is_none_or(|r| &item.rule_id == r)
                 && query.in_tip.is_none_or(|t| item.in_tip == t);
-            if matches {
-                items.push(ItemSummary::from(&item));
-                if items.len() == limit {
-                    break;
-                }
-            }
-        }
-    }
-    let next_cursor = if exhausted {
-        None
-    } else {
-        after.map(uuid::Uuid::from_u128)
-    };
+            matches.then(|| ItemSummary::from(&item))
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(FindingsPage { items, next_cursor }))
 }
 

@@ -21,67 +21,18 @@ use scanstream_contracts::inventory::{
 };
 use scanstream_contracts::{Codec, Topic, TopicNames};
 use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext, SyncedContext, settle};
-use scanstream_platform::supervise::{Supervised, supervise};
 use tokio_util::sync::CancellationToken;
 
 use super::fold::{Input, fold_batch};
 use crate::changelog::{INPUTS_FOLDED_HEADER, INVENTORY, Progress};
 use crate::processor::{
-    ProcessError, ProcessorConfig, StoreWrite, commit_with_offsets, finish, gather, sync,
+    ProcessError, ProcessorConfig, StoreWrite, commit_with_offsets, finish, gather, run_supervised,
+    sync, transactional,
 };
-
-/// Runs `work` on each of `inputs` in a few tasks (one per thread of the machine, at most
-/// two per thousand inputs), keeping their order.
-async fn in_parallel<T, R, F, Fut>(
-    codec: &Arc<Codec>,
-    inputs: Vec<T>,
-    work: F,
-) -> Result<Vec<R>, ProcessError>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(Arc<Codec>, T) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = R> + Send,
-{
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let tasks = threads.min(inputs.len() / 500).max(1);
-    let per_task = inputs.len().div_ceil(tasks).max(1);
-    let mut chunks = Vec::with_capacity(tasks);
-    let mut inputs = inputs.into_iter();
-    loop {
-        let chunk: Vec<T> = inputs.by_ref().take(per_task).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    let handles: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| {
-            let (codec, work) = (codec.clone(), work.clone());
-            tokio::spawn(async move {
-                let mut out = Vec::with_capacity(chunk.len());
-                for input in chunk {
-                    out.push(work(codec.clone(), input).await);
-                }
-                out
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for handle in handles {
-        out.extend(
-            handle
-                .await
-                .map_err(|_| rdkafka::error::KafkaError::Canceled)?,
-        );
-    }
-    Ok(out)
-}
+use crate::store::{Change, Store, Stored, Table};
 
 /// Items kept between batches; bounded so a huge inventory cannot exhaust memory.
 const CACHE_MAX: usize = 200_000;
-use crate::store::{Change, Store, Stored, Table};
 
 pub struct InventoryProcessor {
     factory: KafkaFactory,
@@ -113,22 +64,13 @@ impl InventoryProcessor {
 
     /// Folds until `stop`; after a failure, starts over from the committed offsets.
     pub async fn run(&self, ready: Arc<AtomicBool>, stop: CancellationToken) {
-        let supervised = Supervised {
-            task: "inventory processing",
-            resumes: "from the committed offsets",
-            restarts: Some(crate::metrics::RESTARTS),
-            pause: Duration::from_secs(1),
-        };
-        let failed = || ready.store(false, Ordering::Release);
-        supervise(supervised, &stop, failed, || async {
-            while !self.progress.restored() {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-            self.session(&ready, &stop).await
-        })
+        run_supervised(
+            "inventory processing",
+            &self.progress,
+            &ready,
+            &stop,
+            || self.session(&ready, &stop),
+        )
         .await;
     }
 
@@ -147,18 +89,7 @@ impl InventoryProcessor {
         let triage = self.names.name(Topic::Triage);
         let partitions = self.partitions(&consumer).await?;
         consumer.subscribe(&[&sightings, &triage])?;
-        let producer = Arc::new(
-            self.factory
-                .transactional_producer(ClientRole::Aggregator, &self.config.transactional_id)?,
-        );
-        {
-            let producer = producer.clone();
-            tokio::task::spawn_blocking(move || {
-                producer.init_transactions(Duration::from_secs(30))
-            })
-            .await
-            .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
-        }
+        let producer = transactional(&self.factory, &self.config.transactional_id).await?;
         ready.store(true, Ordering::Release);
         tracing::info!(transactional_id = %self.config.transactional_id, "inventory folding");
         // The items of the last batches, committed: the store write of the last batch runs while
@@ -471,4 +402,53 @@ impl InventoryProcessor {
         scanstream_platform::fault::point("aggregator.inventory.after-commit");
         Ok(encoded)
     }
+}
+
+/// Runs `work` on each of `inputs` in a few tasks (one per thread of the machine, at most
+/// two per thousand inputs), keeping their order.
+async fn in_parallel<T, R, F, Fut>(
+    codec: &Arc<Codec>,
+    inputs: Vec<T>,
+    work: F,
+) -> Result<Vec<R>, ProcessError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Arc<Codec>, T) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = R> + Send,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tasks = threads.min(inputs.len() / 500).max(1);
+    let per_task = inputs.len().div_ceil(tasks).max(1);
+    let mut chunks = Vec::with_capacity(tasks);
+    let mut inputs = inputs.into_iter();
+    loop {
+        let chunk: Vec<T> = inputs.by_ref().take(per_task).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let (codec, work) = (codec.clone(), work.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(chunk.len());
+                for input in chunk {
+                    out.push(work(codec.clone(), input).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.extend(
+            handle
+                .await
+                .map_err(|_| rdkafka::error::KafkaError::Canceled)?,
+        );
+    }
+    Ok(out)
 }
