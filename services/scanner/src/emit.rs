@@ -220,7 +220,13 @@ impl Emitter {
                         &topic,
                         DELIVERY_TIMEOUT,
                     )
-                    .map(|p| i32::try_from(p.len()).unwrap_or(i32::MAX))
+                    .and_then(|p| match p.len() {
+                        // Not cached: the topic may be created later.
+                        0 => Err(rdkafka::error::KafkaError::MetadataFetch(
+                            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                        )),
+                        n => Ok(i32::try_from(n).unwrap_or(i32::MAX)),
+                    })
                 })
                 .await
                 .map_err(|_| Error::Kafka(rdkafka::error::KafkaError::Canceled))?
