@@ -23,9 +23,11 @@ use crate::store::{Store, Table};
 const GAUGE_EVERY: Duration = Duration::from_secs(30);
 
 /// Counts the store's items by status into [`crate::metrics::INVENTORY_ITEMS`] every
-/// [`GAUGE_EVERY`] until `stop`.
+/// [`GAUGE_EVERY`], or ten times as long as a pass took when that is longer (a pass decodes every
+/// item, so a big inventory is counted less often rather than costing more CPU), until `stop`.
 pub(crate) async fn gauge_items(store: Arc<Store>, codec: Arc<Codec>, stop: CancellationToken) {
     loop {
+        let started = std::time::Instant::now();
         let mut counts = [0u64; 3];
         let mut after = None;
         'pages: loop {
@@ -57,9 +59,10 @@ pub(crate) async fn gauge_items(store: Arc<Store>, codec: Arc<Codec>, stop: Canc
             metrics::gauge!(crate::metrics::INVENTORY_ITEMS, "status" => status.as_str().to_lowercase())
                 .set(count as f64);
         }
+        let pause = GAUGE_EVERY.max(started.elapsed() * 10);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(GAUGE_EVERY) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
