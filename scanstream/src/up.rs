@@ -154,6 +154,7 @@ pub async fn run(
             persistent_registry: true,
             cache_dir: scanstream_testcontainers::cache_dir(),
             ready_timeout: Duration::from_secs(180),
+            users: None,
         })
         .await?;
         let endpoints = cluster.endpoints().clone();

@@ -117,7 +117,7 @@ impl DockerCluster {
         };
         let never_exits = || Ok(());
         poll(ready_timeout, never_exits, || {
-            kafka_answers(&endpoints.bootstrap_servers)
+            kafka_answers(&endpoints.bootstrap_servers, &[])
         })
         .await
         .map_err(|e| Error::Docker(format!("Kafka container not ready: {e:?}")))?;

@@ -23,6 +23,7 @@ pub mod fixture;
 pub mod kafka;
 pub mod local;
 pub mod ready;
+pub mod secure;
 pub mod transactions;
 
 use std::path::PathBuf;

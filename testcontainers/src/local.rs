@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ready::{PollError, kafka_answers, poll, registry_answers};
+use crate::secure::{Acl, Security};
 use crate::transactions::TransactionTool;
 use crate::{Endpoints, Error, Result, artifacts};
 
@@ -34,6 +35,10 @@ pub struct LocalOptions {
     pub cache_dir: PathBuf,
     /// How long each service may take to become ready.
     pub ready_timeout: Duration,
+    /// `Some`: a secured cluster (SCRAM-SHA-512 over TLS, the standard authorizer, no access
+    /// without an ACL) with a `broker-admin` super user and these SCRAM users ([`crate::secure`]);
+    /// `None`: plaintext, no authorization.
+    pub users: Option<Vec<String>>,
 }
 
 impl LocalOptions {
@@ -46,6 +51,7 @@ impl LocalOptions {
             persistent_registry: false,
             cache_dir: crate::cache_dir(),
             ready_timeout: Duration::from_secs(120),
+            users: None,
         }
     }
 }
@@ -64,6 +70,9 @@ pub struct LocalCluster {
     registry_backoff: Backoff,
     data_dir: PathBuf,
     transactions: TransactionTool,
+    security: Option<Security>,
+    java: PathBuf,
+    classpath: String,
     /// How long each service took to become ready.
     pub kafka_ready_after: Duration,
     pub registry_ready_after: Duration,
@@ -200,17 +209,30 @@ fn encode_cluster_id(bytes: [u8; 16]) -> String {
     out
 }
 
-fn server_properties(node_dir: &Path, kafka_port: u16, controller_port: u16) -> String {
+fn server_properties(
+    node_dir: &Path,
+    kafka_port: u16,
+    controller_port: u16,
+    security: Option<&Security>,
+) -> String {
+    let listener = if security.is_some() {
+        "SASL_SSL"
+    } else {
+        "PLAINTEXT"
+    };
+    let secured = security
+        .map(Security::server_properties)
+        .unwrap_or_default();
     format!(
         "# Written by scanstream on every start; edits are overwritten.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{kafka_port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{kafka_port}
+listeners={listener}://127.0.0.1:{kafka_port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners={listener}://127.0.0.1:{kafka_port}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT
+inter.broker.listener.name={listener}
 log.dirs={data}
 auto.create.topics.enable=false
 num.partitions=1
@@ -223,7 +245,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.cleaner.backoff.ms=1000
-",
+{secured}",
         data = node_dir.join("data").display()
     )
 }
@@ -304,10 +326,14 @@ impl LocalCluster {
         let controller_port = free_port()?;
         let registry_port = port_or_free(options.registry_port)?;
 
+        let security = match &options.users {
+            Some(users) => Some(Security::prepare(&kafka_dir.join("secure"), users)?),
+            None => None,
+        };
         let properties = kafka_dir.join("server.properties");
         fs::write(
             &properties,
-            server_properties(&kafka_dir, kafka_port, controller_port),
+            server_properties(&kafka_dir, kafka_port, controller_port, security.as_ref()),
         )
         .map_err(Error::io(format!("writing {}", properties.display())))?;
         let log4j = kafka_dir.join("log4j2.properties");
@@ -331,6 +357,7 @@ impl LocalCluster {
                 .arg(kafka_cluster_id())
                 .arg("-c")
                 .arg(&properties)
+                .args(security.iter().flat_map(Security::scram_arguments))
                 .stdout(out)
                 .stderr(err)
                 .status()
@@ -399,15 +426,26 @@ impl LocalCluster {
                 classpath: classpath.clone(),
                 bootstrap_servers: bootstrap_servers.clone(),
                 broker_id: 1,
+                command_config: match &security {
+                    Some(s) => Some(s.admin_properties(&kafka_dir)?),
+                    None => None,
+                },
             },
+            security: security.clone(),
+            java: java.clone(),
+            classpath: classpath.clone(),
             kafka_ready_after: Duration::ZERO,
             registry_ready_after: Duration::ZERO,
         };
 
+        let admin_config = security
+            .as_ref()
+            .map(|s| s.client_config(crate::secure::ADMIN))
+            .unwrap_or_default();
         let waited = poll(
             options.ready_timeout,
             || exited(&mut cluster.kafka),
-            || kafka_answers(&bootstrap_servers),
+            || kafka_answers(&bootstrap_servers, &admin_config),
         )
         .await;
         cluster.kafka_ready_after = match waited {
@@ -519,6 +557,59 @@ impl LocalCluster {
     }
 
     /// Finds and aborts the broker's hanging transactions (see [`crate::transactions`]).
+    /// The users, passwords and CA of a secured cluster; `None` for a plaintext one.
+    pub fn security(&self) -> Option<&Security> {
+        self.security.as_ref()
+    }
+
+    /// Creates `acls` as the admin of a secured cluster, in one Admin API call (Kafka's own
+    /// client, run by `java`: the Rust client has no ACL API).
+    pub fn create_acls(&self, acls: &[Acl]) -> Result<()> {
+        let Some(security) = &self.security else {
+            return Err(Error::Config("ACLs need a secured cluster".to_owned()));
+        };
+        let dir = self.data_dir.join("kafka");
+        let tool = dir.join("CreateAcls.java");
+        let input = dir.join("acls.tsv");
+        fs::write(&tool, crate::secure::CREATE_ACLS_JAVA)
+            .map_err(Error::io(format!("writing {}", tool.display())))?;
+        fs::write(&input, crate::secure::acl_lines(acls))
+            .map_err(Error::io(format!("writing {}", input.display())))?;
+        let mut client = security.admin_properties(&dir)?;
+        let properties = fs::read_to_string(&client)
+            .map_err(Error::io(format!("reading {}", client.display())))?;
+        client = dir.join("acl-client.properties");
+        fs::write(
+            &client,
+            format!(
+                "{properties}bootstrap.servers={}\n",
+                self.endpoints.bootstrap_servers
+            ),
+        )
+        .map_err(Error::io(format!("writing {}", client.display())))?;
+        let output = Command::new(&self.java)
+            .args(["-Xmx256m", "-cp"])
+            .arg(&self.classpath)
+            .arg(&tool)
+            .arg(&client)
+            .arg(&input)
+            .output()
+            .map_err(Error::io("running the ACL tool"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "creating ACLs failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("at "))
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )))
+        }
+    }
+
     pub fn transactions(&self) -> TransactionTool {
         self.transactions.clone()
     }

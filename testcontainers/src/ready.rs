@@ -7,14 +7,18 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// Asks the broker for cluster metadata once.
-pub async fn kafka_answers(bootstrap: &str) -> Result<(), String> {
+pub async fn kafka_answers(bootstrap: &str, extra: &[(String, String)]) -> Result<(), String> {
     let bootstrap = bootstrap.to_owned();
+    let extra = extra.to_vec();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &bootstrap)
-            .set("log_level", "3")
-            .create()
-            .map_err(|e| e.to_string())?;
+            .set("log_level", "3");
+        for (key, value) in &extra {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(2))
             .map_err(|e| e.to_string())?;

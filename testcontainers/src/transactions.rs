@@ -35,6 +35,8 @@ pub struct TransactionTool {
     pub(crate) bootstrap_servers: String,
     /// The broker's node id (one combined node).
     pub(crate) broker_id: u32,
+    /// The admin's client settings on a secured cluster.
+    pub(crate) command_config: Option<PathBuf>,
 }
 
 impl TransactionTool {
@@ -74,6 +76,11 @@ impl TransactionTool {
             .arg(&self.classpath)
             .arg("org.apache.kafka.tools.TransactionsCommand")
             .args(["--bootstrap-server", &self.bootstrap_servers])
+            .args(
+                self.command_config
+                    .iter()
+                    .flat_map(|c| [std::ffi::OsStr::new("--command-config"), c.as_os_str()]),
+            )
             .args(args)
             .output()
             .map_err(Error::io("running Kafka's TransactionsCommand"))?;
