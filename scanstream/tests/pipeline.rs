@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +18,7 @@ use serde_json::{Value, json};
 
 mod support;
 
+use support::api::Client;
 use support::{Up, log};
 
 const FINGERPRINT_KEY: &str = "pipeline-test-fingerprint-key";
@@ -31,65 +31,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Client {
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn submit(&self, name: &str, repo: &str, mode: &str) -> String {
-        let response = self
-            .http
-            .post(format!("{}/jobs", self.url))
-            .bearer_auth(&self.token)
-            .json(&json!({"name": name, "repo": repo, "mode": mode}))
-            .send()
-            .await
-            .expect("POST /jobs");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 202, "{body}");
-        assert_eq!(body["uuid"], JobId::from_name(name).to_string());
-        body["run_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"))
-            .to_owned()
-    }
-
-    async fn wait_ready(&self, data_dir: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (status, body) = self.get("/readyz").await;
-            if status == 200 {
-                assert_eq!(body["ready"], true);
-                for role in ["ingest", "scanner", "aggregator"] {
-                    assert_eq!(body[role]["ready"], true, "{body}");
-                }
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never ready: {body}\n{}",
-                log(data_dir)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// One job of the test: its repository, mode and the runs submitted.

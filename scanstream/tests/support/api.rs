@@ -71,6 +71,47 @@ impl Client {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Submits a scan and returns its run id (the answer must be `202` for the job `name`).
+    pub async fn submit(&self, name: &str, repo: &str, mode: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/jobs", self.url))
+            .bearer_auth(&self.token)
+            .json(&json!({"name": name, "repo": repo, "mode": mode}))
+            .send()
+            .await
+            .expect("POST /jobs");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["uuid"], JobId::from_name(name).to_string());
+        body["run_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned()
+    }
+
+    /// Waits until `/readyz` says every role is ready.
+    pub async fn wait_ready(&self, data_dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, body) = self.get("/readyz").await;
+            if status == 200 {
+                assert_eq!(body["ready"], true);
+                for role in ["ingest", "scanner", "aggregator"] {
+                    assert_eq!(body[role]["ready"], true, "{body}");
+                }
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never ready: {body}\n{}",
+                log(data_dir)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn patch(&self, path: &str, body: Value, key: Option<&str>) -> (u16, Value) {
         let mut request = self
             .http
