@@ -14,7 +14,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scanstream_aggregator::changelog::{Progress, follow};
 use scanstream_aggregator::inventory::processor::InventoryProcessor;
-use scanstream_aggregator::processor::{Processor, ProcessorConfig};
+use scanstream_aggregator::processor::{Parts, Processor, ProcessorConfig};
 use scanstream_aggregator::store::{Store, Table};
 use scanstream_contracts::event::{EventPayload, JobSubmitted, ScanEvent};
 use scanstream_contracts::finding::Severity;
@@ -210,22 +210,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let ready = Arc::new(AtomicBool::new(false));
         let stop = stop.clone();
-        let (factory, names, codec, store, progress) = (
-            factory.clone(),
-            names.clone(),
-            codec.clone(),
-            store.clone(),
-            progress.clone(),
-        );
+        let parts = Parts {
+            factory: factory.clone(),
+            names: names.clone(),
+            codec: codec.clone(),
+            store: store.clone(),
+            progress: progress.clone(),
+            config,
+        };
         folding.push(tokio::spawn(async move {
             if inventory {
-                InventoryProcessor::new(factory, names, codec, store, progress, config)
-                    .run(ready, stop)
-                    .await
+                InventoryProcessor::new(parts).run(ready, stop).await
             } else {
-                Processor::new(factory, names, codec, store, progress, config)
-                    .run(ready, stop)
-                    .await
+                Processor::new(parts).run(ready, stop).await
             }
         }));
     }

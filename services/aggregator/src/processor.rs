@@ -71,32 +71,25 @@ pub(crate) async fn finish(write: Option<StoreWrite>) -> Result<(), ProcessError
     Ok(())
 }
 
+/// What a fold works with: the Kafka clients' factory, topic names, the codec, the store, the
+/// follower's progress on the fold's changelog, and the fold's group and transactional id. Both
+/// folds (job state, inventory) are built from one.
+pub struct Parts {
+    pub factory: KafkaFactory,
+    pub names: TopicNames,
+    pub codec: Arc<Codec>,
+    pub store: Arc<Store>,
+    pub progress: Arc<Progress>,
+    pub config: ProcessorConfig,
+}
+
 pub struct Processor {
-    factory: KafkaFactory,
-    names: TopicNames,
-    codec: Arc<Codec>,
-    store: Arc<Store>,
-    progress: Arc<Progress>,
-    config: ProcessorConfig,
+    parts: Parts,
 }
 
 impl Processor {
-    pub fn new(
-        factory: KafkaFactory,
-        names: TopicNames,
-        codec: Arc<Codec>,
-        store: Arc<Store>,
-        progress: Arc<Progress>,
-        config: ProcessorConfig,
-    ) -> Self {
-        Self {
-            factory,
-            names,
-            codec,
-            store,
-            progress,
-            config,
-        }
+    pub fn new(parts: Parts) -> Self {
+        Self { parts }
     }
 
     /// Folds until `stop`; after a failure, starts over from the committed offsets with a fresh
@@ -104,7 +97,7 @@ impl Processor {
     pub async fn run(&self, ready: Arc<std::sync::atomic::AtomicBool>, stop: CancellationToken) {
         run_supervised(
             "aggregator processing",
-            &self.progress,
+            &self.parts.progress,
             &ready,
             &stop,
             || self.session(&ready, &stop),
@@ -118,16 +111,17 @@ impl Processor {
         stop: &CancellationToken,
     ) -> Result<(), ProcessError> {
         let consumer: Arc<StreamConsumer<SyncedContext>> =
-            Arc::new(self.factory.bulk_consumer_with_context(
+            Arc::new(self.parts.factory.bulk_consumer_with_context(
                 ClientRole::Aggregator,
-                &self.config.group_id,
+                &self.parts.config.group_id,
                 SyncedContext::new(ClientRole::Aggregator),
             )?);
-        let events = self.names.name(Topic::Events);
+        let events = self.parts.names.name(Topic::Events);
         consumer.subscribe(&[&events])?;
-        let producer = transactional(&self.factory, &self.config.transactional_id).await?;
+        let producer =
+            transactional(&self.parts.factory, &self.parts.config.transactional_id).await?;
         ready.store(true, std::sync::atomic::Ordering::Release);
-        tracing::info!(transactional_id = %self.config.transactional_id, "aggregator folding");
+        tracing::info!(transactional_id = %self.parts.config.transactional_id, "aggregator folding");
         let mut cache: HashMap<JobId, JobState> = HashMap::new();
         // The store write of the last committed batch runs while the next batch is processed.
         // Its jobs are all in `cache`, so the next batch never reads them from the store; the
@@ -158,7 +152,12 @@ impl Processor {
         &self,
         consumer: &StreamConsumer<SyncedContext>,
     ) -> Result<Vec<rdkafka::message::OwnedMessage>, ProcessError> {
-        gather(consumer, self.config.batch_max_events, self.config.linger).await
+        gather(
+            consumer,
+            self.parts.config.batch_max_events,
+            self.parts.config.linger,
+        )
+        .await
     }
 
     /// Waits until the changelog follower has read partition `p` of the changelog to its end.
@@ -168,11 +167,11 @@ impl Processor {
         partition: i32,
     ) -> Result<(), ProcessError> {
         sync(
-            &self.factory,
-            &self.names,
+            &self.parts.factory,
+            &self.parts.names,
             crate::changelog::JOB_STATE,
-            &self.store,
-            &self.progress,
+            &self.parts.store,
+            &self.parts.progress,
             consumer,
             partition,
         )
@@ -241,7 +240,7 @@ impl Processor {
                 metrics::counter!(crate::metrics::UNDECODABLE).increment(1);
                 continue;
             };
-            match self.codec.decode::<ScanEvent>(payload).await {
+            match self.parts.codec.decode::<ScanEvent>(payload).await {
                 Ok(e) => events.push(e),
                 Err(e) if e.is_transient() => return Err(e.into()),
                 Err(e) => {
@@ -271,12 +270,13 @@ impl Processor {
         if !missing.is_empty() {
             let ids: Vec<u128> = missing.iter().map(|j| j.0.as_u128()).collect();
             let stored = self
+                .parts
                 .store
                 .blocking(move |s| s.get_many(Table::Jobs, &ids))
                 .await?;
             for (job, stored) in missing.into_iter().zip(stored) {
                 let state = match stored {
-                    Some(s) => Some(self.codec.decode::<JobState>(&s.value).await?),
+                    Some(s) => Some(self.parts.codec.decode::<JobState>(&s.value).await?),
                     None => None,
                 };
                 current.insert(job, state);
@@ -296,14 +296,14 @@ impl Processor {
         started: Instant,
     ) -> Result<(Vec<(JobId, i64, Vec<u8>)>, Duration), ProcessError> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let changelog = self.names.name(Topic::JobState);
+        let changelog = self.parts.names.name(Topic::JobState);
         producer.begin_transaction()?;
         let mut encoded = Vec::with_capacity(dirty.len());
         for (job, state) in dirty {
             encoded.push((
                 *job,
                 state.events_folded,
-                self.codec.encode(Topic::JobState, state).await?,
+                self.parts.codec.encode(Topic::JobState, state).await?,
             ));
         }
         let mut deliveries = Vec::with_capacity(encoded.len());
@@ -321,7 +321,7 @@ impl Processor {
             deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
         }
         settle(producer, deliveries, deadline).await?;
-        let events_topic = self.names.name(Topic::Events);
+        let events_topic = self.parts.names.name(Topic::Events);
         let mut list = TopicPartitionList::new();
         for (partition, offset) in offsets {
             list.add_partition_offset(&events_topic, *partition, Offset::Offset(*offset))?;
@@ -345,7 +345,7 @@ impl Processor {
                 },
             })
             .collect();
-        let store = self.store.clone();
+        let store = self.parts.store.clone();
         tokio::spawn(async move {
             store
                 .blocking(move |s| s.apply(Table::Jobs, &changes, &[], false))

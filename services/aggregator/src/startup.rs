@@ -22,7 +22,7 @@ use crate::api::{self, AppState};
 use crate::changelog::{Changelog, INVENTORY, JOB_STATE, Progress, follow};
 use crate::freshness::Freshness;
 use crate::inventory::processor::InventoryProcessor;
-use crate::processor::{Processor, ProcessorConfig};
+use crate::processor::{Parts, Processor, ProcessorConfig};
 use crate::store::Store;
 use scanstream_contracts::Topic;
 use scanstream_contracts::schedule::Schedule;
@@ -111,13 +111,13 @@ impl Aggregator {
             progress.clone(),
             store.clone(),
         )?);
-        let processor = Processor::new(
-            factory.clone(),
-            names.clone(),
-            codec.clone(),
-            store.clone(),
-            progress.clone(),
-            ProcessorConfig {
+        let processor = Processor::new(Parts {
+            factory: factory.clone(),
+            names: names.clone(),
+            codec: codec.clone(),
+            store: store.clone(),
+            progress: progress.clone(),
+            config: ProcessorConfig {
                 group_id: group_id.clone(),
                 transactional_id: format!(
                     "{}{}",
@@ -127,14 +127,14 @@ impl Aggregator {
                 batch_max_events: config.batch_max_events,
                 linger: config.batch_linger,
             },
-        );
-        let inventory = InventoryProcessor::new(
-            factory.clone(),
-            names.clone(),
-            codec.clone(),
-            store.clone(),
-            inventory_progress.clone(),
-            ProcessorConfig {
+        });
+        let inventory = InventoryProcessor::new(Parts {
+            factory: factory.clone(),
+            names: names.clone(),
+            codec: codec.clone(),
+            store: store.clone(),
+            progress: inventory_progress.clone(),
+            config: ProcessorConfig {
                 group_id: scanstream_platform::access::inventory_group(&group_id),
                 transactional_id: format!(
                     "{}inventory-{}",
@@ -144,7 +144,7 @@ impl Aggregator {
                 batch_max_events: config.batch_max_events,
                 linger: config.batch_linger,
             },
-        );
+        });
         let inventory_folding = Arc::new(AtomicBool::new(false));
         let processing = tokio::spawn({
             let (folding, inventory_folding, stop, codec) = (

@@ -19,54 +19,35 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use scanstream_contracts::inventory::{
     InventoryItem, ItemId, Sighting, SightingPayload, TriageDecision,
 };
-use scanstream_contracts::{Codec, Topic, TopicNames};
-use scanstream_platform::kafka::{ClientRole, KafkaFactory, StatsContext, SyncedContext, settle};
+use scanstream_contracts::{Codec, Topic};
+use scanstream_platform::kafka::{ClientRole, StatsContext, SyncedContext, settle};
 use tokio_util::sync::CancellationToken;
 
 use super::fold::{Input, fold_batch};
-use crate::changelog::{INPUTS_FOLDED_HEADER, INVENTORY, Progress};
+use crate::changelog::{INPUTS_FOLDED_HEADER, INVENTORY};
 use crate::processor::{
-    ProcessError, ProcessorConfig, StoreWrite, commit_with_offsets, finish, gather, run_supervised,
-    sync, transactional,
+    Parts, ProcessError, StoreWrite, commit_with_offsets, finish, gather, run_supervised, sync,
+    transactional,
 };
-use crate::store::{Change, Store, Stored, Table};
+use crate::store::{Change, Stored, Table};
 
 /// Items kept between batches; bounded so a huge inventory cannot exhaust memory.
 const CACHE_MAX: usize = 200_000;
 
 pub struct InventoryProcessor {
-    factory: KafkaFactory,
-    names: TopicNames,
-    codec: Arc<Codec>,
-    store: Arc<Store>,
-    progress: Arc<Progress>,
-    config: ProcessorConfig,
+    parts: Parts,
 }
 
 impl InventoryProcessor {
-    pub fn new(
-        factory: KafkaFactory,
-        names: TopicNames,
-        codec: Arc<Codec>,
-        store: Arc<Store>,
-        progress: Arc<Progress>,
-        config: ProcessorConfig,
-    ) -> Self {
-        Self {
-            factory,
-            names,
-            codec,
-            store,
-            progress,
-            config,
-        }
+    pub fn new(parts: Parts) -> Self {
+        Self { parts }
     }
 
     /// Folds until `stop`; after a failure, starts over from the committed offsets.
     pub async fn run(&self, ready: Arc<AtomicBool>, stop: CancellationToken) {
         run_supervised(
             "inventory processing",
-            &self.progress,
+            &self.parts.progress,
             &ready,
             &stop,
             || self.session(&ready, &stop),
@@ -80,25 +61,26 @@ impl InventoryProcessor {
         stop: &CancellationToken,
     ) -> Result<(), ProcessError> {
         let consumer: Arc<StreamConsumer<SyncedContext>> =
-            Arc::new(self.factory.co_partitioned_consumer_with_context(
+            Arc::new(self.parts.factory.co_partitioned_consumer_with_context(
                 ClientRole::Aggregator,
-                &self.config.group_id,
+                &self.parts.config.group_id,
                 SyncedContext::new(ClientRole::Aggregator),
             )?);
-        let sightings = self.names.name(Topic::Sightings);
-        let triage = self.names.name(Topic::Triage);
+        let sightings = self.parts.names.name(Topic::Sightings);
+        let triage = self.parts.names.name(Topic::Triage);
         let partitions = self.partitions(&consumer).await?;
         consumer.subscribe(&[&sightings, &triage])?;
-        let producer = transactional(&self.factory, &self.config.transactional_id).await?;
+        let producer =
+            transactional(&self.parts.factory, &self.parts.config.transactional_id).await?;
         ready.store(true, Ordering::Release);
-        tracing::info!(transactional_id = %self.config.transactional_id, "inventory folding");
+        tracing::info!(transactional_id = %self.parts.config.transactional_id, "inventory folding");
         // The items of the last batches, committed: the store write of the last batch runs while
         // the next batch is processed, and the next batch reads these rather than the store.
         let mut cache: HashMap<ItemId, InventoryItem> = HashMap::new();
         let mut writing: Option<StoreWrite> = None;
         loop {
             let batch = tokio::select! {
-                batch = gather(&consumer, self.config.batch_max_events, self.config.linger) => batch?,
+                batch = gather(&consumer, self.parts.config.batch_max_events, self.parts.config.linger) => batch?,
                 _ = stop.cancelled() => return finish(writing.take()).await,
             };
             if consumer.context().none_synced() {
@@ -125,9 +107,9 @@ impl InventoryProcessor {
     ) -> Result<i32, ProcessError> {
         let names: Vec<String> = [Topic::Sightings, Topic::Triage, Topic::Inventory]
             .iter()
-            .map(|t| self.names.name(*t))
+            .map(|t| self.parts.names.name(*t))
             .collect();
-        let timeout = self.factory.request_timeout();
+        let timeout = self.parts.factory.request_timeout();
         let consumer = consumer.clone();
         let counts = tokio::task::spawn_blocking(move || {
             names
@@ -185,7 +167,7 @@ impl InventoryProcessor {
             })
             .collect();
         let written = changes.len();
-        let store = self.store.clone();
+        let store = self.parts.store.clone();
         let write = tokio::spawn(async move {
             store
                 .blocking(move |s| s.apply(Table::Items, &changes, &[], false))
@@ -230,11 +212,11 @@ impl InventoryProcessor {
             );
             if !consumer.context().is_synced(partition) {
                 sync(
-                    &self.factory,
-                    &self.names,
+                    &self.parts.factory,
+                    &self.parts.names,
                     INVENTORY,
-                    &self.store,
-                    &self.progress,
+                    &self.parts.store,
+                    &self.parts.progress,
                     consumer,
                     partition,
                 )
@@ -243,7 +225,7 @@ impl InventoryProcessor {
             }
             match message.payload() {
                 Some(payload) => raw.push((
-                    self.names.topic_of(message.topic()) == Some(Topic::Sightings),
+                    self.parts.names.topic_of(message.topic()) == Some(Topic::Sightings),
                     payload.to_vec(),
                     partition,
                     message.offset(),
@@ -253,7 +235,7 @@ impl InventoryProcessor {
         }
         // Decoding is most of a batch's CPU: split it over the runtime's threads, in order.
         let decoded = in_parallel(
-            &self.codec,
+            &self.parts.codec,
             raw,
             |codec, (sighting, payload, partition, offset)| async move {
                 let decoded = if sighting {
@@ -326,6 +308,7 @@ impl InventoryProcessor {
             }
         }
         let stored = self
+            .parts
             .store
             .blocking(move |s| {
                 let mut out: Vec<(u128, Stored)> = Vec::new();
@@ -345,7 +328,13 @@ impl InventoryProcessor {
             if items.contains_key(&id) {
                 continue;
             }
-            items.insert(id, self.codec.decode::<InventoryItem>(&stored.value).await?);
+            items.insert(
+                id,
+                self.parts
+                    .codec
+                    .decode::<InventoryItem>(&stored.value)
+                    .await?,
+            );
         }
         Ok(items)
     }
@@ -362,13 +351,13 @@ impl InventoryProcessor {
         partitions: i32,
     ) -> Result<Vec<(ItemId, i64, Vec<u8>)>, ProcessError> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let changelog = self.names.name(Topic::Inventory);
+        let changelog = self.parts.names.name(Topic::Inventory);
         producer.begin_transaction()?;
         let changed: Vec<InventoryItem> = dirty
             .iter()
             .filter_map(|id| items.get(id).cloned())
             .collect();
-        let encoded = in_parallel(&self.codec, changed, |codec, item| async move {
+        let encoded = in_parallel(&self.parts.codec, changed, |codec, item| async move {
             codec
                 .encode(Topic::Inventory, &item)
                 .await
