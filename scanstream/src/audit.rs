@@ -186,17 +186,20 @@ async fn committed(
     .await?
 }
 
-/// The latest changelog record of every job.
-async fn changelog(
+/// The latest record of every key of the compacted `topic`, read in order: `value` gives a
+/// record's key and value, `key` parses a tombstone's key (a tombstone removes its key).
+pub(crate) async fn latest<K: Eq + std::hash::Hash, V>(
     settings: &Settings,
     names: &TopicNames,
-) -> anyhow::Result<HashMap<JobId, JobState>> {
-    let mut states = HashMap::new();
+    topic: Topic,
+    value: impl Fn(&Decoded) -> Option<(K, V)>,
+    key: impl Fn(&str) -> Option<K>,
+) -> anyhow::Result<HashMap<K, V>> {
+    let mut latest = HashMap::new();
     let source = Source {
-        name: names.name(Topic::JobState),
-        kind: Topic::JobState,
+        name: names.name(topic),
+        kind: topic,
     };
-    let mut tombstones = Vec::new();
     replay::run(
         settings,
         &source,
@@ -205,28 +208,44 @@ async fn changelog(
         Sink::Digest,
         false,
         |record| match &record.value {
-            Some(Decoded::State(state)) => {
-                states.insert(state.job_id, state.clone());
+            Some(decoded) => {
+                if let Some((k, v)) = value(decoded) {
+                    latest.insert(k, v);
+                }
             }
             None => {
-                if let Some(job) = record
+                if let Some(k) = record
                     .raw
                     .key
                     .as_deref()
                     .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| uuid::Uuid::parse_str(k).ok())
+                    .and_then(&key)
                 {
-                    tombstones.push(JobId(job));
+                    latest.remove(&k);
                 }
             }
-            Some(_) => {}
         },
     )
     .await?;
-    for job in tombstones {
-        states.remove(&job);
-    }
-    Ok(states)
+    Ok(latest)
+}
+
+/// The latest changelog record of every job.
+async fn changelog(
+    settings: &Settings,
+    names: &TopicNames,
+) -> anyhow::Result<HashMap<JobId, JobState>> {
+    latest(
+        settings,
+        names,
+        Topic::JobState,
+        |decoded| match decoded {
+            Decoded::State(state) => Some((state.job_id, state.clone())),
+            _ => None,
+        },
+        |key| uuid::Uuid::parse_str(key).ok().map(JobId),
+    )
+    .await
 }
 
 /// The JSON fields of `a` and `b` that differ.

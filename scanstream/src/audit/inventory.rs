@@ -17,7 +17,7 @@ use scanstream_contracts::{Topic, TopicNames};
 use scanstream_platform::Settings;
 use serde::Serialize;
 
-use super::{Difference, REPORT_DIFFERENCES, committed};
+use super::{Difference, REPORT_DIFFERENCES, committed, latest};
 use crate::replay::{self, Bound, Decoded, Filters, Sink, Source, Window};
 
 /// Fields that record when and how often an item changed as it was folded, not what it is.
@@ -50,42 +50,17 @@ async fn changelog(
     settings: &Settings,
     names: &TopicNames,
 ) -> anyhow::Result<HashMap<ItemId, InventoryItem>> {
-    let mut items = HashMap::new();
-    let mut tombstones = Vec::new();
-    let source = Source {
-        name: names.name(Topic::Inventory),
-        kind: Topic::Inventory,
-    };
-    replay::run(
+    latest(
         settings,
-        &source,
-        &Window::default(),
-        &Filters::default(),
-        Sink::Digest,
-        false,
-        |record| match &record.value {
-            Some(Decoded::Item(item)) => {
-                items.insert(item.item_id, item.clone());
-            }
-            None => {
-                if let Some(id) = record
-                    .raw
-                    .key
-                    .as_deref()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(ItemId::parse)
-                {
-                    tombstones.push(id);
-                }
-            }
-            Some(_) => {}
+        names,
+        Topic::Inventory,
+        |decoded| match decoded {
+            Decoded::Item(item) => Some((item.item_id, item.clone())),
+            _ => None,
         },
+        ItemId::parse,
     )
-    .await?;
-    for id in tombstones {
-        items.remove(&id);
-    }
-    Ok(items)
+    .await
 }
 
 /// Every input of `topic` up to `through`.
