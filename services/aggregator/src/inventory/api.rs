@@ -27,8 +27,10 @@ use crate::store::Table;
 
 /// Longest wait for Kafka to acknowledge a triage decision before answering 503.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest triage body.
-const BODY_LIMIT: usize = 8 * 1024;
+/// Largest triage body, as large as ingest's default (`ingest.body_limit_bytes`): a comment at
+/// its limit written as JSON escapes (up to 12 bytes a character) is about 24 KB, so a body is
+/// judged by what it says (400 naming the field) rather than by its size.
+const BODY_LIMIT: usize = 64 * 1024;
 /// Longest comment, in characters.
 const MAX_COMMENT: usize = 2000;
 
