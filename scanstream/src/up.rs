@@ -377,6 +377,12 @@ async fn run_roles(
         None
     };
 
+    if settings.api.session_key.is_none() {
+        // The dashboard's session cookies are signed with this key; ingest and aggregator run
+        // in this process and share it, and a restart on the same folder keeps the sessions.
+        let key = local_secret(&layout.root.join("session-key"), "")?;
+        settings.api.session_key = Some(key.into());
+    }
     if !args.webhook.is_empty() {
         let secret = local_secret(&layout.root.join("webhook-secret"), "whs_")?;
         for (n, url) in args.webhook.iter().enumerate() {
@@ -501,6 +507,7 @@ async fn serve_until_stopped(
         "scanstream is up (ready in {:.1} s)",
         started.elapsed().as_secs_f64()
     );
+    say!("  Dashboard:        {url}/ui/");
     say!("  HTTP API:         {url}");
     say!(
         "                    POST /jobs · GET /jobs/stats · /jobs/{{uuid}} · /findings · /repos · /readyz · /metrics · /openapi.json · /asyncapi.json"

@@ -3,7 +3,11 @@
 //! Tokens are configured by the SHA-256 of their value, so the configuration never holds a
 //! usable token. A request's token is hashed and compared in constant time.
 
+use actix_web::HttpRequest;
+use actix_web::http::header;
 use sha2::{Digest, Sha256};
+
+use crate::session::{self, Session, SessionKeys};
 
 use crate::config::ApiSettings;
 pub use crate::config::Scope;
@@ -23,13 +27,17 @@ pub enum AuthError {
     Unknown,
     #[error("this token lacks the {0} scope")]
     Forbidden(&'static str),
+    #[error("the dashboard session expired or is not valid here; log in again")]
+    Session,
+    #[error("a request made with the dashboard's session must carry its X-CSRF-Token")]
+    Csrf,
 }
 
 impl AuthError {
     /// 401 for who-are-you failures, 403 for not-allowed.
     pub fn status(&self) -> u16 {
         match self {
-            AuthError::Forbidden(_) => 403,
+            AuthError::Forbidden(_) | AuthError::Csrf => 403,
             _ => 401,
         }
     }
@@ -40,6 +48,8 @@ impl AuthError {
             AuthError::Malformed => "auth_malformed",
             AuthError::Unknown => "auth_unknown",
             AuthError::Forbidden(_) => "auth_forbidden",
+            AuthError::Session => "auth_session",
+            AuthError::Csrf => "auth_csrf",
         }
     }
 }
@@ -51,9 +61,16 @@ pub struct Principal {
     pub name: Option<String>,
     scopes: Vec<Scope>,
     unrestricted: bool,
+    /// The dashboard session the request came with, when it came with one.
+    pub session: Option<Session>,
 }
 
 impl Principal {
+    /// Whether the principal may do what `scope` allows (what the dashboard shows).
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.require(scope).is_ok()
+    }
+
     pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
         if self.unrestricted || self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
         {
@@ -67,6 +84,8 @@ impl Principal {
 struct Token {
     name: String,
     digest: [u8; 32],
+    /// Lowercase hex of `digest`, for binding sessions.
+    hex: String,
     scopes: Vec<Scope>,
 }
 
@@ -74,6 +93,7 @@ struct Token {
 pub struct Authenticator {
     enabled: bool,
     tokens: Vec<Token>,
+    sessions: SessionKeys,
 }
 
 impl Authenticator {
@@ -88,6 +108,7 @@ impl Authenticator {
                 Some(Token {
                     name: t.name.clone(),
                     digest,
+                    hex: hex::encode(digest),
                     scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
                 })
             })
@@ -95,7 +116,80 @@ impl Authenticator {
         Self {
             enabled: api.auth_enabled,
             tokens,
+            sessions: SessionKeys::new(api.session_key.as_ref(), api.session_ttl),
         }
+    }
+
+    /// How long a dashboard session lasts.
+    pub fn session_ttl(&self) -> std::time::Duration {
+        self.sessions.ttl()
+    }
+
+    /// The principal of an HTTP request: its bearer token when it has an `Authorization`
+    /// header, else its dashboard session cookie. A session request that changes something
+    /// (any method but GET, HEAD and OPTIONS) must carry the session's CSRF value in
+    /// `X-CSRF-Token`.
+    pub fn from_request(&self, req: &HttpRequest) -> Result<Principal, AuthError> {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if authorization.is_some() || !self.enabled {
+            return self.authenticate(authorization);
+        }
+        let Some(cookie) = req.cookie(session::COOKIE) else {
+            return Err(AuthError::Missing);
+        };
+        let principal = self
+            .session(cookie.value(), crate::now_ms())
+            .ok_or(AuthError::Session)?;
+        if !req.method().is_safe() {
+            let offered = req
+                .headers()
+                .get(session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let expected = principal.session.as_ref().map_or("", |s| s.csrf.as_str());
+            if !session::same(offered, expected) {
+                return Err(AuthError::Csrf);
+            }
+        }
+        Ok(principal)
+    }
+
+    /// The principal of a session cookie's value, while its token is still configured.
+    pub fn session(&self, value: &str, now_ms: i64) -> Option<Principal> {
+        let session = self.sessions.verify(value, now_ms)?;
+        let token = self
+            .tokens
+            .iter()
+            .find(|t| t.name == session.token_name && t.hex.starts_with(&session.token_digest))?;
+        Some(Principal {
+            name: Some(token.name.clone()),
+            scopes: token.scopes.clone(),
+            unrestricted: false,
+            session: Some(session),
+        })
+    }
+
+    /// Logs a token in: its principal and the value of the session cookie to set.
+    pub fn login(&self, token: &str, now_ms: i64) -> Result<(Principal, String), AuthError> {
+        let principal = self.authenticate(Some(&format!("Bearer {}", token.trim())))?;
+        let name = principal.name.clone().unwrap_or_default();
+        let hex = self
+            .tokens
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.hex.clone())
+            .unwrap_or_default();
+        let (session, cookie) = self.sessions.issue(&name, &hex, now_ms);
+        Ok((
+            Principal {
+                session: Some(session),
+                ..principal
+            },
+            cookie,
+        ))
     }
 
     pub fn enabled(&self) -> bool {
@@ -109,6 +203,7 @@ impl Authenticator {
                 name: None,
                 scopes: Vec::new(),
                 unrestricted: true,
+                session: None,
             });
         }
         let header = authorization.ok_or(AuthError::Missing)?;
@@ -134,6 +229,7 @@ impl Authenticator {
             name: Some(token.name.clone()),
             scopes: token.scopes.clone(),
             unrestricted: false,
+            session: None,
         })
     }
 }
@@ -144,9 +240,15 @@ mod tests {
     use crate::config::TokenSettings;
 
     fn auth(enabled: bool) -> Authenticator {
-        Authenticator::new(&ApiSettings {
+        Authenticator::new(&api(enabled))
+    }
+
+    fn api(enabled: bool) -> ApiSettings {
+        ApiSettings {
             listen: "127.0.0.1:0".into(),
             auth_enabled: enabled,
+            session_key: None,
+            session_ttl: std::time::Duration::from_secs(60),
             tokens: vec![
                 TokenSettings {
                     name: "writer".into(),
@@ -159,7 +261,7 @@ mod tests {
                     scopes: vec!["admin".into()],
                 },
             ],
-        })
+        }
     }
 
     #[test]
@@ -186,6 +288,53 @@ mod tests {
         );
         assert_eq!(a.authenticate(Some("Bearer ")), Err(AuthError::Malformed));
         assert_eq!(a.authenticate(Some("Bearer nope")), Err(AuthError::Unknown));
+    }
+
+    #[test]
+    fn a_session_stands_for_its_token_and_writes_need_its_csrf_value() {
+        use actix_web::test::TestRequest;
+        let key = || Some(secrecy::SecretString::from("ab".repeat(32)));
+        let a = Authenticator::new(&ApiSettings {
+            session_key: key(),
+            ..api(true)
+        });
+        let (principal, cookie) = a.login("w-token", crate::now_ms()).unwrap();
+        let csrf = principal.session.clone().unwrap().csrf;
+        let session = actix_web::cookie::Cookie::new(session::COOKIE, cookie.clone());
+        let read = TestRequest::get().cookie(session.clone()).to_http_request();
+        assert_eq!(
+            a.from_request(&read).unwrap().name.as_deref(),
+            Some("writer")
+        );
+        let forged = TestRequest::post()
+            .cookie(session.clone())
+            .to_http_request();
+        assert_eq!(a.from_request(&forged), Err(AuthError::Csrf));
+        let wrong = TestRequest::post()
+            .cookie(session.clone())
+            .insert_header((session::CSRF_HEADER, "0".repeat(32)))
+            .to_http_request();
+        assert_eq!(a.from_request(&wrong), Err(AuthError::Csrf));
+        let write = TestRequest::post()
+            .cookie(session)
+            .insert_header((session::CSRF_HEADER, csrf))
+            .to_http_request();
+        let principal = a.from_request(&write).unwrap();
+        assert!(principal.allows(Scope::ScansWrite));
+        assert!(!principal.allows(Scope::ScansRead));
+        // Another process with another key, or without the token, does not accept the session.
+        let revoked = Authenticator::new(&ApiSettings {
+            tokens: Vec::new(),
+            session_key: key(),
+            ..api(true)
+        });
+        assert_eq!(revoked.session(&cookie, crate::now_ms()), None);
+        assert_eq!(
+            auth(true).session(&cookie, crate::now_ms()),
+            None,
+            "a random key"
+        );
+        assert_eq!(a.login("nope", 0).err(), Some(AuthError::Unknown));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! - [`telemetry`]: tracing (pretty or JSON) and the Prometheus recorder.
 //! - [`server`]: the role lifecycle and [`server::Application`]: started roles served on one
 //!   port with the shared probes, `/metrics` and `/openapi.json`, and stopped in order.
+//! - [`session`]: the dashboard's signed, expiring session cookie, checked by every HTTP role.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal as a cancellation token.
 //! - [`sync`]: taking a lock the one way (a poisoned lock is taken back).
 //! - [`supervise`]: sessions that start over after a failure, and retries until stopped.
@@ -39,6 +40,7 @@ pub mod reachability;
 pub mod registry;
 pub mod repo;
 pub mod server;
+pub mod session;
 pub mod shutdown;
 pub mod supervise;
 pub mod sync;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use scanstream_contracts::Codec;
 use scanstream_contracts::finding::SeverityCounts;
@@ -41,6 +40,8 @@ pub struct AppState {
     pub freshness: Arc<Freshness>,
     /// Writes the triage decisions of `PATCH /findings/{id}`.
     pub triage: crate::inventory::api::TriageWriter,
+    /// Summaries of every job and item, for the dashboard.
+    pub index: Arc<crate::index::Index>,
 }
 
 /// Registers the aggregator's own routes; the shared server adds the probes, `/metrics` and
@@ -63,11 +64,7 @@ pub(crate) fn authorize_scope(
     req: &HttpRequest,
     scope: Scope,
 ) -> Result<scanstream_platform::auth::Principal, Problem> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = state.auth.authenticate(header)?;
+    let principal = state.auth.from_request(req)?;
     principal.require(scope)?;
     Ok(principal)
 }

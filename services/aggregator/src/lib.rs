@@ -12,6 +12,8 @@
 //! - [`api`], [`openapi`]: the read API and its OpenAPI document generated from its types.
 //! - [`freshness`]: read-your-writes for `GET /jobs/{uuid}` (waits for the fold, bounded).
 //! - [`startup`]: starting the role (served and stopped by `scanstream_platform::server`).
+//! - [`index`]: in-memory summaries of every job and item, kept current from the store's writes.
+//! - [`ui`]: the dashboard under `/ui/` (server-rendered pages, assets embedded).
 //! - [`metrics`]: the names and HELP texts of what it records.
 //!
 //! Only the modules the benchmark and tests need are public; the role is [`Aggregator`].
@@ -20,6 +22,7 @@ mod api;
 pub mod changelog;
 pub mod fold;
 mod freshness;
+pub mod index;
 pub mod inventory;
 pub mod metrics;
 mod openapi;
@@ -27,5 +30,6 @@ pub mod processor;
 mod startup;
 pub mod stats;
 pub mod store;
+pub mod ui;
 
 pub use startup::{Aggregator, AggregatorError};

@@ -28,6 +28,10 @@ use scanstream_contracts::Topic;
 use scanstream_contracts::schedule::Schedule;
 use scanstream_platform::tail::{Table, TailSource};
 
+/// The API's routes and the dashboard's.
+static ROUTES: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
+    std::sync::LazyLock::new(|| [api::ROUTES, crate::ui::ROUTES].concat());
+
 /// How often a start retries registering the schemas while the registry does not answer.
 const REGISTER_PAUSE: Duration = Duration::from_secs(2);
 
@@ -190,6 +194,12 @@ impl Aggregator {
             partitions: tokio::sync::OnceCell::new(),
         };
         let (gauge_store, gauge_codec) = (store.clone(), codec.clone());
+        let index = Arc::new(crate::index::Index::default());
+        let indexing = tokio::spawn(index.clone().follow(
+            store.clone(),
+            codec.clone(),
+            stop.clone(),
+        ));
         let state = web::Data::new(AppState {
             store,
             codec,
@@ -197,6 +207,7 @@ impl Aggregator {
             schedules,
             freshness,
             triage,
+            index,
         });
         Ok(Arc::new(Aggregator {
             state,
@@ -211,6 +222,7 @@ impl Aggregator {
                     inventory_follower,
                     processing,
                     schedules_task,
+                    indexing,
                     tokio::spawn(crate::inventory::gauge_items(
                         gauge_store,
                         gauge_codec,
@@ -228,12 +240,13 @@ impl Role for Aggregator {
     }
 
     fn routes(&self) -> &'static [(&'static str, &'static str)] {
-        api::ROUTES
+        ROUTES.as_slice()
     }
 
     fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(self.state.clone());
         api::configure(cfg);
+        crate::ui::configure(cfg);
     }
 
     /// Ready when the store is restored from both changelogs and both folds are running.

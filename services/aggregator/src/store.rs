@@ -83,6 +83,16 @@ impl Change {
 
 pub struct Store {
     db: Database,
+    /// Keys written since [`Store::take_changed`] last ran, for the dashboard's index.
+    changed: std::sync::Mutex<Changed>,
+    wake: tokio::sync::Notify,
+}
+
+/// Keys written (put or removed) per table, recorded after their transaction committed.
+#[derive(Debug, Default)]
+pub struct Changed {
+    pub jobs: std::collections::HashSet<u128>,
+    pub items: std::collections::HashSet<u128>,
 }
 
 impl Store {
@@ -108,7 +118,24 @@ impl Store {
             write.open_table(table.checkpoints()).map_err(err)?;
         }
         write.commit().map_err(err)?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            changed: std::sync::Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The keys written since the last call, once some were; waits until there are.
+    pub async fn take_changed(&self) -> Changed {
+        loop {
+            {
+                let mut changed = scanstream_platform::sync::lock(&self.changed);
+                if !changed.jobs.is_empty() || !changed.items.is_empty() {
+                    return std::mem::take(&mut *changed);
+                }
+            }
+            self.wake.notified().await;
+        }
     }
 
     /// Applies `changes` (each only if newer than the stored value) and, when given, moves
@@ -183,6 +210,16 @@ impl Store {
             }
         }
         write.commit().map_err(err)?;
+        if !changes.is_empty() {
+            let mut changed = scanstream_platform::sync::lock(&self.changed);
+            let keys = match table {
+                Table::Jobs => &mut changed.jobs,
+                Table::Items => &mut changed.items,
+            };
+            keys.extend(changes.iter().map(Change::key));
+            drop(changed);
+            self.wake.notify_one();
+        }
         Ok(applied)
     }
 

@@ -189,11 +189,7 @@ pub(crate) fn authorize(
     req: &HttpRequest,
     scope: Scope,
 ) -> Result<Principal, Problem> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = state.auth.authenticate(header)?;
+    let principal = state.auth.from_request(req)?;
     principal.require(scope)?;
     Ok(principal)
 }
@@ -542,6 +538,8 @@ mod tests {
         let auth = Authenticator::new(&ApiSettings {
             listen: "127.0.0.1:0".to_owned(),
             auth_enabled: true,
+            session_key: None,
+            session_ttl: std::time::Duration::from_secs(60),
             tokens: vec![token("a:b", "first-token"), token("a", "second-token")],
         });
         let key = |bearer: &str, key: &str| {

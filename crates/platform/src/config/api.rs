@@ -8,12 +8,22 @@ use serde_with::{DurationMilliSeconds, DurationSeconds, serde_as};
 use super::{ConfigError, invalid};
 
 /// Settings of the HTTP roles.
+#[serde_as]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     pub listen: String,
     pub auth_enabled: bool,
     pub tokens: Vec<TokenSettings>,
+    /// Signs the dashboard's session cookies (64 hex characters, 32 bytes). Every process that
+    /// serves the dashboard or the API it calls (ingest, aggregator) needs the same key; unset,
+    /// each process makes its own, so a session works only where it was made.
+    #[serde(default)]
+    pub session_key: Option<secrecy::SecretString>,
+    /// How long a dashboard session lasts after its login.
+    #[serde(rename = "session_ttl_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub session_ttl: Duration,
 }
 
 /// One API token. Only its SHA-256 is configured, so a leaked configuration leaks no token.
@@ -72,6 +82,19 @@ impl ApiSettings {
                 "api.auth_enabled",
                 "auth may be turned off only when api.listen is a loopback address",
             ));
+        }
+        if let Some(key) = &self.session_key {
+            use secrecy::ExposeSecret;
+            let key = key.expose_secret();
+            if key.len() != 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "api.session_key",
+                    "must be 64 hex characters (32 random bytes, e.g. `openssl rand -hex 32`)",
+                ));
+            }
+        }
+        if self.session_ttl.is_zero() {
+            return Err(invalid("api.session_ttl_seconds", "must be positive"));
         }
         for token in &self.tokens {
             validate_token(token).map_err(|problem| ConfigError::Invalid {

@@ -1,0 +1,258 @@
+//! Who is looking: the login form, the session cookie it sets, logout, and [`Viewer`].
+//!
+//! The session cookie (`scanstream_platform::session`) is HttpOnly, SameSite=Strict, path `/`
+//! (the dashboard's writes go to `/jobs…` and `/findings…`), Secure when the request came over
+//! HTTPS, and expires with its session. The login form is protected from cross-site posts by a
+//! double-submit value (a cookie and a hidden field that must match); every later form by the
+//! session's own CSRF value.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::{HttpRequest, HttpResponse, web};
+use maud::html;
+use scanstream_platform::auth::{AuthError, Principal, Scope};
+use scanstream_platform::session::{COOKIE, same};
+use serde::Deserialize;
+
+use super::page;
+use crate::api::AppState;
+
+/// The login form's double-submit cookie.
+const LOGIN_COOKIE: &str = "scanstream_login";
+
+/// Who is looking at a page, and what the page may offer them.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// The token's name; `None` when auth is off.
+    pub name: Option<String>,
+    /// The session's CSRF value (empty when auth is off: there is no session to protect).
+    pub csrf: String,
+    pub can_write: bool,
+    pub can_triage: bool,
+}
+
+impl Viewer {
+    fn of(principal: &Principal) -> Self {
+        Viewer {
+            name: principal.name.clone(),
+            csrf: principal
+                .session
+                .as_ref()
+                .map(|s| s.csrf.clone())
+                .unwrap_or_default(),
+            can_write: principal.allows(Scope::ScansWrite),
+            can_triage: principal.allows(Scope::FindingsTriage),
+        }
+    }
+}
+
+/// The viewer of a page request, or the answer to give instead: the login page when there is
+/// no valid session (`401` for the live fragments, which the script turns into a visit to the
+/// login page), `403` when the token may not read scans.
+pub fn viewer(state: &AppState, req: &HttpRequest) -> Result<Viewer, Box<HttpResponse>> {
+    let principal = if state.auth.enabled() {
+        req.cookie(COOKIE)
+            .and_then(|c| state.auth.session(c.value(), scanstream_platform::now_ms()))
+    } else {
+        state.auth.authenticate(None).ok()
+    };
+    let Some(principal) = principal else {
+        if req.query_string().contains("fragment=") {
+            return Err(Box::new(HttpResponse::Unauthorized().finish()));
+        }
+        let next = req
+            .uri()
+            .path_and_query()
+            .map_or("/ui/", |p| p.as_str())
+            .to_owned();
+        return Err(Box::new(page::see_other(&format!(
+            "/ui/login?next={}",
+            url_encode(&next)
+        ))));
+    };
+    let viewer = Viewer::of(&principal);
+    if !principal.allows(Scope::ScansRead) {
+        let body = page::notice("This token may not read scans (it lacks the scans:read scope).");
+        let mut response = page::page(&viewer, "Not allowed", "", body);
+        *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
+        return Err(Box::new(response));
+    }
+    Ok(viewer)
+}
+
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Where to go after logging in: only a dashboard path (never another site).
+fn safe_next(next: Option<&str>) -> String {
+    next.filter(|n| n.starts_with("/ui/") && !n.starts_with("/ui//") && !n.contains('\\'))
+        .unwrap_or("/ui/")
+        .to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+pub async fn login_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+) -> HttpResponse {
+    if !state.auth.enabled() {
+        return page::see_other("/ui/");
+    }
+    login_page(&req, &safe_next(query.next.as_deref()), None)
+}
+
+fn login_page(req: &HttpRequest, next: &str, error: Option<&str>) -> HttpResponse {
+    let check = uuid::Uuid::new_v4().simple().to_string();
+    let viewer = Viewer {
+        name: None,
+        csrf: String::new(),
+        can_write: false,
+        can_triage: false,
+    };
+    let body = html! {
+        form.card.login method="post" action="/ui/login" {
+            @if let Some(error) = error {
+                p.error role="alert" { (error) }
+            }
+            input type="hidden" name="csrf" value=(check);
+            input type="hidden" name="next" value=(next);
+            label for="token" { "API token" }
+            input #token type="password" name="token" required autocomplete="current-password" autofocus;
+            p.hint { "The token is checked against this deployment's api.tokens; the session lasts until you log out or it expires." }
+            button type="submit" { "Log in" }
+        }
+    };
+    let mut response = page::page(&viewer, "Log in", "", body);
+    if error.is_some() {
+        *response.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
+    }
+    let cookie = Cookie::build(LOGIN_COOKIE, check)
+        .path("/ui/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(req.connection_info().scheme() == "https")
+        .max_age(CookieDuration::minutes(30))
+        .finish();
+    let _ = response.add_cookie(&cookie);
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
+    let next = safe_next(form.next.as_deref());
+    let expected = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_owned());
+    if !expected.is_some_and(|e| same(&form.csrf, &e)) {
+        return login_page(
+            &req,
+            &next,
+            Some("The form expired or came from another site; please log in again."),
+        );
+    }
+    match state.auth.login(&form.token, scanstream_platform::now_ms()) {
+        Ok((principal, value)) => {
+            tracing::info!(
+                token = principal.name.as_deref().unwrap_or(""),
+                "dashboard login"
+            );
+            let max_age = i64::try_from(state.auth.session_ttl().as_secs()).unwrap_or(i64::MAX);
+            let cookie = Cookie::build(COOKIE, value)
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .secure(req.connection_info().scheme() == "https")
+                .max_age(CookieDuration::seconds(max_age))
+                .finish();
+            let mut response = page::see_other(&next);
+            let _ = response.add_cookie(&cookie);
+            let _ = response
+                .add_removal_cookie(&Cookie::build(LOGIN_COOKIE, "").path("/ui/login").finish());
+            response
+        }
+        Err(e) => {
+            tracing::info!(reason = e.metric_label(), "dashboard login refused");
+            let text = match e {
+                AuthError::Unknown => "Unknown or revoked token.",
+                _ => "Enter an API token.",
+            };
+            login_page(&req, &next, Some(text))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogoutForm {
+    csrf: String,
+}
+
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<LogoutForm>,
+) -> HttpResponse {
+    let principal = req
+        .cookie(COOKIE)
+        .and_then(|c| state.auth.session(c.value(), scanstream_platform::now_ms()));
+    let Some(session) = principal.and_then(|p| p.session) else {
+        return page::see_other("/ui/login");
+    };
+    if !same(&form.csrf, &session.csrf) {
+        return HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body("the logout form lacks this session's CSRF value");
+    }
+    let mut response = page::see_other("/ui/login");
+    let _ = response.add_removal_cookie(&Cookie::build(COOKIE, "").path("/").finish());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dashboard_paths_are_followed_after_login() {
+        assert_eq!(
+            safe_next(Some("/ui/jobs?status=failed")),
+            "/ui/jobs?status=failed"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/ui//evil",
+            "/jobs",
+            "/ui/\\x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ui/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/ui/");
+    }
+
+    #[test]
+    fn the_next_path_is_encoded() {
+        assert_eq!(url_encode("/ui/jobs?a=b&c"), "/ui/jobs%3Fa%3Db%26c");
+    }
+}
