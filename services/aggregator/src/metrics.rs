@@ -28,6 +28,8 @@ pub const INVENTORY_INPUTS: &str = "scanstream_aggregator_inventory_inputs_total
 pub const TRIAGE_DECISIONS: &str = "scanstream_aggregator_triage_decisions_total";
 /// Inventory items in the local store, by status.
 pub const INVENTORY_ITEMS: &str = "scanstream_aggregator_inventory_items";
+/// Dashboard logins, by outcome (`ok`, `refused`: unknown token, `expired`: a stale form).
+pub const DASHBOARD_LOGINS: &str = "scanstream_dashboard_logins_total";
 pub const RESTARTS: &str = "scanstream_aggregator_restarts_total";
 
 /// Gives every metric above its HELP text (and unit); call once the recorder is installed.
@@ -36,6 +38,10 @@ pub fn describe() {
         BATCH_DURATION,
         metrics::Unit::Seconds,
         "Time to load, fold and commit one batch of events."
+    );
+    metrics::describe_counter!(
+        DASHBOARD_LOGINS,
+        "Dashboard logins by outcome: ok, refused (unknown or revoked token), expired (the form was stale or came from another site)."
     );
     metrics::describe_counter!(
         CHANGELOG_RECORDS,
@@ -72,7 +78,7 @@ pub fn describe() {
     );
     metrics::describe_gauge!(
         INVENTORY_ITEMS,
-        "Inventory items in the local store, by status (open, resolved, ignored); counted every 30 s, less often for a big inventory (a pass takes at most a tenth of the time)."
+        "Inventory items in the local store, by status (open, resolved, ignored), counted from the in-memory index when /metrics is read."
     );
     metrics::describe_counter!(
         UNDECODABLE,

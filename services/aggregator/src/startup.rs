@@ -193,7 +193,6 @@ impl Aggregator {
             codec: codec.clone(),
             partitions: tokio::sync::OnceCell::new(),
         };
-        let (gauge_store, gauge_codec) = (store.clone(), codec.clone());
         let index = Arc::new(crate::index::Index::default());
         let indexing = tokio::spawn(index.clone().follow(
             store.clone(),
@@ -223,11 +222,6 @@ impl Aggregator {
                     processing,
                     schedules_task,
                     indexing,
-                    tokio::spawn(crate::inventory::gauge_items(
-                        gauge_store,
-                        gauge_codec,
-                        stop,
-                    )),
                 ],
             ),
         }))
@@ -271,6 +265,7 @@ impl Role for Aggregator {
     }
 
     fn refresh_metrics(&self) {
+        crate::inventory::gauge_items(&self.state.index);
         if let Ok(jobs) = self.state.store.len(crate::store::Table::Jobs) {
             metrics::gauge!(crate::metrics::STORE_KEYS).set(jobs as f64);
         }

@@ -11,7 +11,7 @@ pub struct Bar {
 
 const WIDTH: f64 = 600.0;
 const HEIGHT: f64 = 160.0;
-const AXIS: f64 = 20.0;
+const AXIS: f64 = 30.0;
 
 /// Vertical bars over time (oldest first). `every` labels every n-th bar.
 pub fn columns(title: &str, unit: &str, bars: &[Bar], every: usize) -> Markup {
@@ -31,10 +31,10 @@ pub fn columns(title: &str, unit: &str, bars: &[Bar], every: usize) -> Markup {
                         title { (bar.label) ": " (bar.value) " " (unit) }
                     }
                     @if every > 0 && n % every == 0 {
-                        text x=(format!("{:.1}", x + slot / 2.0)) y=(HEIGHT - 5.0) class="tick" text-anchor="middle" { (bar.label) }
+                        text x=(format!("{:.1}", (x + slot / 2.0).clamp(30.0, WIDTH - 30.0))) y=(HEIGHT - 6.0) class="tick" text-anchor="middle" { (bar.label) }
                     }
                 }
-                text x="4" y="11" class="tick" { "max " (max) }
+                text x="4" y="18" class="tick" { "max " (max) }
             }
             figcaption { (title) " — " (total) " " (unit) }
         }
@@ -46,8 +46,7 @@ pub fn rows(title: &str, bars: &[(String, u64, &str)]) -> Markup {
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
     html! {
         figure.chart.rows {
-            figcaption { (title) }
-            dl {
+            dl aria-label=(title) {
                 @for (label, value, class) in bars {
                     dt { (label) }
                     dd {

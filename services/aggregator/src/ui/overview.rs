@@ -169,8 +169,8 @@ pub fn render(o: &Overview, index: &Index, now: i64) -> Markup {
             }
         }
         div.grid {
-            section.card { h2 { "Runs per hour" } (chart::columns("Runs queued in the last 24 hours", "runs", &runs, 4)) }
-            section.card { h2 { "New findings per day" } (chart::columns("Items first seen in the last 14 days", "items", &found, 2)) }
+            section.card { h2 { "Runs per hour" } (chart::columns("Runs queued in the last 24 hours", "runs", &runs, 6)) }
+            section.card { h2 { "New findings per day" } (chart::columns("Items first seen in the last 14 days", "items", &found, 3)) }
             section.card { h2 { "Open items by severity" } (chart::rows("Open items by severity", &severities)) }
             section.card {
                 h2 { "Most open items" }

@@ -166,6 +166,7 @@ pub async fn login(
     let next = safe_next(form.next.as_deref());
     let expected = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_owned());
     if !expected.is_some_and(|e| same(&form.csrf, &e)) {
+        metrics::counter!(crate::metrics::DASHBOARD_LOGINS, "outcome" => "expired").increment(1);
         return login_page(
             &req,
             &next,
@@ -178,6 +179,7 @@ pub async fn login(
                 token = principal.name.as_deref().unwrap_or(""),
                 "dashboard login"
             );
+            metrics::counter!(crate::metrics::DASHBOARD_LOGINS, "outcome" => "ok").increment(1);
             let max_age = i64::try_from(state.auth.session_ttl().as_secs()).unwrap_or(i64::MAX);
             let cookie = Cookie::build(COOKIE, value)
                 .path("/")
@@ -194,6 +196,8 @@ pub async fn login(
         }
         Err(e) => {
             tracing::info!(reason = e.metric_label(), "dashboard login refused");
+            metrics::counter!(crate::metrics::DASHBOARD_LOGINS, "outcome" => "refused")
+                .increment(1);
             let text = match e {
                 AuthError::Unknown => "Unknown or revoked token.",
                 _ => "Enter an API token.",
