@@ -544,7 +544,7 @@ impl utoipa::Modify for BearerAuth {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
-                "A token from api.tokens; each operation's 403 names the scope it needs (scans:write, scans:read, findings:triage).",
+                "A token from api.tokens; each operation's 403 names the scope it needs (scans:write, scans:read, findings:triage). Without an Authorization header, the dashboard's session cookie `scanstream_session` stands for the token that logged in; a session request that changes anything also carries the session's CSRF value in `X-CSRF-Token`.",
             ))
             .build();
         openapi

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -88,8 +88,10 @@ def login(driver, token):
 
 
 def status_of(driver):
-    found = driver.find_elements(By.ID, "job-status")
-    return found[0].get_attribute("data-status") if found else None
+    # Read in one script: the live update may replace the element between two WebDriver calls.
+    return driver.execute_script(
+        "const e = document.getElementById('job-status'); return e ? e.dataset.status : null;"
+    )
 
 
 def api(method, path, body=None):
@@ -169,10 +171,13 @@ def submit_and_watch(driver):
 
 def triage_first_finding(driver):
     step("open the job's finding and mark it a false positive")
-    links = wait(driver).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "a[href^='/ui/findings/']")
+    # The job page is live: take the link's address in one script, then go there.
+    href = wait(driver).until(
+        lambda d: d.execute_script(
+            "const a = document.querySelector(\"a[href^='/ui/findings/']\"); return a ? a.href : null;"
+        )
     )
-    links[0].click()
+    driver.get(href)
     wait(driver).until(EC.url_contains("/ui/findings/"))
     item = driver.current_url.rsplit("/", 1)[-1]
     no_secret(driver, "the finding page")
@@ -222,10 +227,14 @@ def schedule_create_and_suspend(driver):
 def jobs_page(driver, job):
     step("the jobs page lists the job by name, as text")
     driver.get(URL + "/ui/jobs")
-    cell = wait(driver).until(
-        EC.presence_of_element_located((By.CSS_SELECTOR, f"a[href='/ui/jobs/{job}']"))
+    # The rows are replaced by live updates: read the cell's text in one script.
+    text = wait(driver).until(
+        lambda d: d.execute_script(
+            "const a = document.querySelector(arguments[0]); return a ? a.textContent : null;",
+            f"a[href='/ui/jobs/{job}']",
+        )
     )
-    assert cell.text == "browser-scan", cell.text
+    assert text == "browser-scan", text
     shot(driver, "jobs.png")
 
 
@@ -282,7 +291,7 @@ def main():
         with open(os.path.join(OUT, "result.json"), "w") as out:
             json.dump({"job": job, "item": item, "statuses": seen}, out)
         step("done")
-    except (AssertionError, TimeoutException) as failure:
+    except (AssertionError, TimeoutException, WebDriverException) as failure:
         shot(driver, "failure.png")
         print(f"[browser] FAILED at {driver.current_url}: {failure!r}", flush=True)
         sys.exit(1)
