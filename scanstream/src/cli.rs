@@ -482,6 +482,14 @@ pub struct UpArgs {
     /// X-Scanstream-Signature: sha256=<hex>).
     #[arg(long, value_name = "URL")]
     pub webhook: Vec<String>,
+    /// Start the local Kafka as production runs it: SCRAM-SHA-512 over TLS (a CA made at first
+    /// start), the standard authorizer with no access without an ACL, and one user per role
+    /// with exactly the ACLs of `scanstream acls render`; every role connects as its own user.
+    /// Each user's client settings are written to DATA_DIR/cluster/users/<user>.properties and
+    /// the CA to DATA_DIR/cluster/ca.pem (mode 0600). Not with a configured cluster; a data
+    /// folder keeps the mode it was first started with.
+    #[arg(long)]
+    pub secure: bool,
 }
 
 /// `PARTITION:OFFSET`, both non-negative.

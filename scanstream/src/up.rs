@@ -32,6 +32,8 @@ use crate::cli::{GlobalArgs, UpArgs};
 use crate::datadir::{data_dir, token_file};
 use crate::settings;
 
+mod secure;
+
 /// How long the roles may take to become ready once Kafka answers.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -140,9 +142,25 @@ pub async fn run(
     if let Some(listen) = &args.listen {
         overrides.push(("api.listen", listen.clone()));
     }
+    if args.secure && settings::cluster_configured(global) {
+        return Err(UpError::DataDir(
+            "--secure starts a secured local cluster: it cannot be combined with a configured \
+             cluster (--bootstrap, --config or SCANSTREAM__KAFKA__BOOTSTRAP_SERVERS)"
+                .to_owned(),
+        ));
+    }
+    // The principals (and so the ACLs) depend on the topic prefix and group names only, known
+    // before the cluster runs.
+    let principals = if args.secure {
+        Some(secure::principals(&settings::load(global, &overrides)?))
+    } else {
+        None
+    };
+    let mut users = None;
     let cluster = if settings::cluster_configured(global) {
         None
     } else {
+        secure::check_mode(&layout.cluster, args.secure)?;
         say!(
             "Starting a local Kafka and schema registry in {} …",
             layout.cluster.display()
@@ -154,9 +172,14 @@ pub async fn run(
             persistent_registry: true,
             cache_dir: scanstream_testcontainers::cache_dir(),
             ready_timeout: Duration::from_secs(180),
-            users: None,
+            users: principals
+                .as_ref()
+                .map(|p| p.iter().map(|p| p.name.to_owned()).collect()),
         })
         .await?;
+        if let Some(principals) = &principals {
+            users = Some(secure::Users::grant(&cluster, principals, &layout.cluster)?);
+        }
         let endpoints = cluster.endpoints().clone();
         overrides.push(("kafka.bootstrap_servers", endpoints.bootstrap_servers));
         overrides.push(("registry.url", endpoints.registry_url));
@@ -164,7 +187,8 @@ pub async fn run(
         Some(cluster)
     };
     let cluster = cluster.map(|c| Arc::new(tokio::sync::Mutex::new(c)));
-    let settings = settings::load(global, &overrides);
+    let settings = settings::load(global, &overrides)
+        .map(|s| users.as_ref().map_or_else(|| s.clone(), |u| u.as_admin(&s)));
     let watching = CancellationToken::new();
     let watcher = cluster.clone().map(|cluster| {
         let kafka = settings
@@ -174,7 +198,7 @@ pub async fn run(
         tokio::spawn(watch_cluster(cluster, kafka, watching.clone()))
     });
     let result = match settings {
-        Ok(settings) => run_roles(settings, &layout, args, metrics, started).await,
+        Ok(settings) => run_roles(settings, users, &layout, args, metrics, started).await,
         Err(e) => Err(e.into()),
     };
     watching.cancel();
@@ -335,6 +359,7 @@ async fn first_key(kafka: KafkaFactory, hanging: HangingTransaction) -> Option<S
 
 async fn run_roles(
     mut settings: Settings,
+    users: Option<secure::Users>,
     layout: &Layout,
     args: &UpArgs,
     metrics: PrometheusHandle,
@@ -415,7 +440,12 @@ async fn run_roles(
         RoleKind::Scheduler,
         RoleKind::Notifier,
     ] {
-        match kind.start(&settings).await {
+        // Secured, each role connects as its own user (and so holds only its own ACLs).
+        let role_settings = match &users {
+            Some(users) => users.as_user(&settings, kind.user()),
+            None => settings.clone(),
+        };
+        match kind.start(&role_settings).await {
             Ok(role) => roles.push(role),
             Err(e) => {
                 stop_roles(&roles).await;
@@ -452,6 +482,17 @@ enum RoleKind {
 }
 
 impl RoleKind {
+    /// The SCRAM user the role connects as under `--secure` (its principal's name).
+    fn user(self) -> &'static str {
+        match self {
+            RoleKind::Ingest => "ingest",
+            RoleKind::Aggregator => "aggregator",
+            RoleKind::Scanner => "scanner",
+            RoleKind::Scheduler => "scheduler",
+            RoleKind::Notifier => "notifier",
+        }
+    }
+
     async fn start(self, settings: &Settings) -> Result<Arc<dyn Role>, UpError> {
         Ok(match self {
             RoleKind::Ingest => Ingest::start(settings).await?,
@@ -536,6 +577,16 @@ async fn serve_until_stopped(
         );
     }
     say!("  Kafka bootstrap:  {}", settings.kafka.bootstrap_servers);
+    if args.secure {
+        say!(
+            "  Kafka security:   SASL_SSL, SCRAM-SHA-512, an ACL per role; each role connects as its own user"
+        );
+        say!(
+            "  Kafka users:      {}/<user>.properties (admin, ingest, scanner, …; CA {})",
+            layout.cluster.join("users").display(),
+            layout.cluster.join("ca.pem").display()
+        );
+    }
     say!("  Schema registry:  {}", settings.registry.url);
     if !settings.topics.prefix.is_empty() {
         say!("  Topic prefix:     {}", settings.topics.prefix);

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,6 +20,8 @@ use scanstream_platform::Settings;
 use scanstream_platform::config::Sources;
 use scanstream_testcontainers::local::{LocalCluster, LocalOptions};
 use scanstream_testcontainers::secure::{ADMIN, Security, acls};
+
+mod support;
 
 const ROLES: [&str; 5] = ["ingest", "scanner", "aggregator", "scheduler", "notifier"];
 
@@ -286,4 +289,175 @@ async fn each_role_can_do_what_it_declares_and_nothing_across_a_boundary() {
         "a client without SASL and TLS was let in"
     );
     local.stop(Duration::from_secs(5)).await;
+}
+
+/// The client settings `up --secure` wrote for `user`, as the environment of a scanstream
+/// command (`SCANSTREAM__KAFKA__…`).
+fn user_env(data_dir: &Path, user: &str) -> Vec<(String, String)> {
+    let file = data_dir.join(format!("cluster/users/{user}.properties"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut env = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = match key {
+            "bootstrap.servers" => "BOOTSTRAP_SERVERS",
+            "security.protocol" => "SECURITY_PROTOCOL",
+            "sasl.mechanism" => "SASL_MECHANISM",
+            "sasl.username" => "SASL_USERNAME",
+            "sasl.password" => "SASL_PASSWORD",
+            "ssl.ca.location" => "SSL_CA_LOCATION",
+            other => panic!("unexpected setting {other} in {}", file.display()),
+        };
+        let value = if key == "SECURITY_PROTOCOL" {
+            value.to_lowercase()
+        } else {
+            value.to_owned()
+        };
+        env.push((format!("SCANSTREAM__KAFKA__{key}"), value));
+    }
+    env
+}
+
+/// Runs the scanstream binary as the operator user `admin` (read-only on every topic).
+fn as_admin(data_dir: &Path, registry: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .envs(user_env(data_dir, "admin"))
+        .args(["--registry", registry])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_pipeline_runs_with_each_role_as_its_own_user() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
+    use support::api::{Client, commit, git, github_token};
+    use support::{Up, log};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let repo = data_dir.join("repos").join("secured");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "--quiet"]);
+    commit(
+        &repo,
+        &[("app.env", &format!("GITHUB_TOKEN={}\n", github_token()))],
+        "first",
+    );
+    let origin = scanstream_platform::now_ms().to_string();
+    // Schedules run on a clock 60 times faster than real time: a minute's tick every second.
+    let up = Up::start_secure(
+        &data_dir,
+        &[
+            ("SCANSTREAM__SCHEDULER__CLOCK_SCALE", "60.0"),
+            ("SCANSTREAM__SCHEDULER__CLOCK_ORIGIN_MS", origin.as_str()),
+        ],
+    );
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: up.url.clone(),
+        token: up.token(),
+    };
+    client.wait_ready(&data_dir).await;
+
+    // What the operator gets: every user's settings and the CA, readable by the owner only.
+    for file in [
+        "ca.pem",
+        "users/admin.properties",
+        "users/ingest.properties",
+        "users/scanner.properties",
+    ] {
+        let mode = std::fs::metadata(data_dir.join("cluster").join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    // Submit → terminal, with ingest, scanner and aggregator each as its own user; the
+    // inventory (sightings folded by the aggregator) and the notifier run too.
+    let url = format!("file://{}", repo.display());
+    client.scan("secured-scan", &url, "tree", &data_dir).await;
+    client
+        .list_until("/findings?status=open", "the secret's item", |items| {
+            items.len() == 1
+        })
+        .await;
+
+    // A schedule fires as the scheduler's user.
+    let response = client
+        .http
+        .post(format!("{}/jobs/schedule", up.url))
+        .bearer_auth(&client.token)
+        .json(
+            &serde_json::json!({"name": "secured-nightly", "schedule": "*/1 * * * *", "repo": url}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, stats) = client.get("/jobs/stats").await;
+        let succeeded = stats["secured-nightly"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|r| r["succeeded"].as_i64() >= Some(1)));
+        if succeeded {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled run succeeded: {stats}\n{}",
+            log(&data_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The schedule is suspended (ingest's user again) so the audit sees a quiet moment: on the
+    // fast clock it would fire every second.
+    let (status, _) = client
+        .patch(
+            "/jobs/schedule/secured-nightly",
+            serde_json::json!({"suspend": true}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Replay and audit as the operator user `admin`, which may read and nothing else.
+    let registry = up
+        .printed("Schema registry")
+        .expect("up printed no registry URL");
+    let replay = as_admin(&data_dir, &registry, &["replay", "--topic", "scans.events"]);
+    let events = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success()
+            && events.contains("secured-scan")
+            && events.contains("secured-nightly-"),
+        "replay as admin: {}\n{events}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let token = data_dir.join("api-token");
+    let audit = as_admin(
+        &data_dir,
+        &registry,
+        &[
+            "audit",
+            "--api-url",
+            &up.url,
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        audit.status.success(),
+        "audit as admin: {}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    drop(up);
 }

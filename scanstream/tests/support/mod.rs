@@ -18,6 +18,8 @@ pub struct Up {
     pub child: Child,
     pub url: String,
     pub data_dir: PathBuf,
+    /// Every line it printed on stdout so far.
+    printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Up {
@@ -32,7 +34,8 @@ impl Up {
         data_dir: &Path,
         env: &[(&str, &str)],
     ) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scanstream"));
+        command
             .args(["--config"])
             .arg(config)
             .args(["--bootstrap", &scope.endpoints.bootstrap_servers])
@@ -40,8 +43,24 @@ impl Up {
             .args(["--topic-prefix", &scope.topic_prefix])
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1");
+        Self::spawn(command, data_dir, env)
+    }
+
+    /// `scanstream up --secure` with its own secured local cluster (free ports), configured by
+    /// `env` only (a `--config` file would count as a configured cluster).
+    pub fn start_secure(data_dir: &Path, env: &[(&str, &str)]) -> Up {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scanstream"));
+        command
+            .args(["up", "--secure", "--listen", "127.0.0.1:0"])
+            .args(["--kafka-port", "0", "--registry-port", "0", "--data-dir"])
+            .arg(data_dir);
+        Self::spawn(command, data_dir, env)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Up {
+        let mut child = command
             .env("SCANSTREAM__TOPICS__PARTITIONS", "2")
-            .env("SCANSTREAM__TOPICS__REPLICATION_FACTOR", "1")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -49,8 +68,11 @@ impl Up {
             .expect("cannot start scanstream up");
         let stdout = child.stdout.take().expect("no stdout");
         let (sender, receiver) = mpsc::channel();
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = printed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line.clone());
                 if let Some(url) = line.trim().strip_prefix("HTTP API:") {
                     let _ = sender.send(url.trim().to_owned());
                 }
@@ -60,7 +82,11 @@ impl Up {
         // (stdout closes: the reader thread drops the sender).
         let url = match receiver.recv_timeout(Duration::from_secs(180)) {
             Ok(url) => url,
-            Err(mpsc::RecvTimeoutError::Disconnected) if !env.is_empty() => String::new(),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+                if env.iter().any(|(k, _)| *k == "SCANSTREAM_CRASH_AT") =>
+            {
+                String::new()
+            }
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -73,6 +99,7 @@ impl Up {
             child,
             url,
             data_dir: data_dir.to_owned(),
+            printed,
         }
     }
 
@@ -86,6 +113,16 @@ impl Up {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// The value of the startup message's line `label:` (`Schema registry`, say).
+    pub fn printed(&self, label: &str) -> Option<String> {
+        let prefix = format!("{label}:");
+        self.printed
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(|v| v.trim().to_owned()))
     }
 
     pub fn token(&self) -> String {
