@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
-use scanstream_contracts::finding::Severity;
 use scanstream_contracts::inventory::{InventoryItem, ItemId, ItemStatus};
 use serde::Deserialize;
 
-use super::jobs::form_encode;
-use super::page::{self, ago, badge, empty_row, item_status, job_status, severity, time};
+use super::page::{
+    self, ago, badge, empty_row, item_status, job_status, severity, severity_rank, time,
+};
 use super::session::{Viewer, viewer};
 use crate::api::AppState;
 use crate::index::ItemSummary;
@@ -24,16 +24,6 @@ pub struct ListQuery {
     severity: Option<String>,
     repo: Option<String>,
     in_tip: Option<String>,
-}
-
-fn rank(s: Severity) -> u8 {
-    match s {
-        Severity::Critical => 0,
-        Severity::High => 1,
-        Severity::Medium => 2,
-        Severity::Low => 3,
-        Severity::Info => 4,
-    }
 }
 
 pub async fn list(
@@ -72,8 +62,8 @@ pub async fn list(
             .collect();
         let total = hits.len();
         hits.sort_unstable_by(|a, b| {
-            rank(a.1.severity)
-                .cmp(&rank(b.1.severity))
+            severity_rank(a.1.severity)
+                .cmp(&severity_rank(b.1.severity))
                 .then(b.1.first_seen.cmp(&a.1.first_seen))
                 .then(a.0.cmp(b.0))
         });
@@ -290,7 +280,7 @@ pub async fn repos(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             let row = rows.entry(item.repo).or_default();
             match item.status {
                 ItemStatus::Open => {
-                    row.open[rank(item.severity) as usize] += 1;
+                    row.open[severity_rank(item.severity)] += 1;
                     if item.in_tip {
                         row.open_in_tip += 1;
                     }
@@ -330,7 +320,7 @@ pub async fn repos(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
                     @if listed.is_empty() { (empty_row(9, "No repositories scanned yet.")) }
                     @for (url, row) in &listed {
                         tr {
-                            th scope="row" { a href={"/ui/findings?status=&repo=" (form_encode(url))} { (url) } }
+                            th scope="row" { a href={"/ui/findings?status=&repo=" (page::encode(url, false))} { (url) } }
                             td.num { (row.open.iter().sum::<u64>()) }
                             td.num { (row.open[0]) }
                             td.num { (row.open[1]) }

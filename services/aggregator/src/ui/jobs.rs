@@ -8,7 +8,7 @@ use scanstream_contracts::inventory::{InventoryItem, ItemId};
 use scanstream_contracts::state::{JobState, JobStatus};
 use serde::Deserialize;
 
-use super::page::{self, ago, badge, empty_row, job_status, severity, time};
+use super::page::{self, ago, badge, empty_row, job_status, severity, severity_rank, time};
 use super::session::viewer;
 use crate::api::AppState;
 use crate::index::JobSummary;
@@ -86,8 +86,8 @@ pub async fn list(
     let q = query.q.clone().unwrap_or_default();
     let live = format!(
         "/ui/jobs?status={}&q={}&fragment=rows",
-        form_encode(&status),
-        form_encode(&q)
+        page::encode(&status, false),
+        page::encode(&q, false)
     );
     let body = html! {
         form.filters method="get" action="/ui/jobs" role="search" {
@@ -111,21 +111,6 @@ pub async fn list(
         }
     };
     page::page(&viewer, "Jobs", "/ui/jobs", body)
-}
-
-/// Form-encodes a query value.
-pub fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,28 +216,11 @@ async fn job_items(state: &AppState, job: &JobState) -> Vec<InventoryItem> {
         }
     }
     out.sort_by(|a, b| {
-        a.severity_rank()
-            .cmp(&b.severity_rank())
+        severity_rank(a.severity)
+            .cmp(&severity_rank(b.severity))
             .then(a.rule_id.cmp(&b.rule_id))
     });
     out
-}
-
-trait Rank {
-    fn severity_rank(&self) -> u8;
-}
-
-impl Rank for InventoryItem {
-    fn severity_rank(&self) -> u8 {
-        use scanstream_contracts::finding::Severity::*;
-        match self.severity {
-            Critical => 0,
-            High => 1,
-            Medium => 2,
-            Low => 3,
-            Info => 4,
-        }
-    }
 }
 
 fn terminal(status: JobStatus) -> bool {

@@ -97,6 +97,23 @@ pub fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
+/// Percent-encodes a query value (`+` for a space); `/` is kept when `path` (a path in a
+/// `next=` value).
+pub fn encode(text: &str, path: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b'/' if path => out.push('/'),
+            b' ' if !path => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// A time as `2026-11-28 09:10 UTC`, with the exact instant as its machine-readable value.
 pub fn time(ms: i64) -> Markup {
     match DateTime::<Utc>::from_timestamp_millis(ms) {
@@ -135,6 +152,17 @@ pub fn severity(severity: Severity) -> &'static str {
         Severity::Medium => "medium",
         Severity::Low => "low",
         Severity::Info => "info",
+    }
+}
+
+/// Severities in order of urgency (critical first), for sorting and per-severity arrays.
+pub fn severity_rank(severity: Severity) -> usize {
+    match severity {
+        Severity::Critical => 0,
+        Severity::High => 1,
+        Severity::Medium => 2,
+        Severity::Low => 3,
+        Severity::Info => 4,
     }
 }
 

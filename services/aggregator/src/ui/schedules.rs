@@ -62,7 +62,7 @@ fn row(viewer: &Viewer, s: &Schedule, now: i64) -> Markup {
     };
     html! {
         tr data-schedule=(s.name) {
-            th scope="row" { a href={"/ui/jobs?q=" (super::jobs::form_encode(&s.name))} { (s.name) } }
+            th scope="row" { a href={"/ui/jobs?q=" (page::encode(&s.name, false))} { (s.name) } }
             td { code { (s.cron) } }
             td.repo { (s.repo_url) }
             td { (mode(s.mode)) }
@@ -84,6 +84,18 @@ fn row(viewer: &Viewer, s: &Schedule, now: i64) -> Markup {
     }
 }
 
+/// The scan mode field of both forms.
+fn mode_select(id: &str) -> Markup {
+    html! {
+        label for=(id) { "Mode" }
+        select id=(id) name="mode" {
+            option value="tree" { "tree (the files of the ref)" }
+            option value="history" { "history (every commit)" }
+            option value="incremental" { "incremental (new commits)" }
+        }
+    }
+}
+
 fn create_form() -> Markup {
     html! {
         section.card {
@@ -95,12 +107,7 @@ fn create_form() -> Markup {
                 input #schedule-cron name="schedule" required value="0 3 * * *";
                 label for="schedule-repo" { "Repository URL" }
                 input #schedule-repo name="repo" type="text" placeholder="https://git.example.com/team/repo.git";
-                label for="schedule-mode" { "Mode" }
-                select #schedule-mode name="mode" {
-                    option value="tree" { "tree (the default ref's files)" }
-                    option value="history" { "history (every commit)" }
-                    option value="incremental" { "incremental (new commits)" }
-                }
+                (mode_select("schedule-mode"))
                 p.error role="alert" hidden {}
                 button type="submit" { "Create schedule" }
             }
@@ -133,12 +140,7 @@ pub async fn submit_form(state: web::Data<AppState>, req: HttpRequest) -> HttpRe
             p.hint { "Empty: the deployment's repository template for this name, if it has one." }
             label for="job-ref" { "Ref (optional)" }
             input #job-ref name="ref" type="text" placeholder="main";
-            label for="job-mode" { "Mode" }
-            select #job-mode name="mode" {
-                option value="tree" { "tree (the ref's files)" }
-                option value="history" { "history (every commit)" }
-                option value="incremental" { "incremental (new commits)" }
-            }
+            (mode_select("job-mode"))
             p.error role="alert" hidden {}
             button type="submit" { "Submit scan" }
         }

@@ -66,7 +66,7 @@ pub fn viewer(state: &AppState, req: &HttpRequest) -> Result<Viewer, Box<HttpRes
             .to_owned();
         return Err(Box::new(page::see_other(&format!(
             "/ui/login?next={}",
-            url_encode(&next)
+            page::encode(&next, true)
         ))));
     };
     let viewer = Viewer::of(&principal);
@@ -77,19 +77,6 @@ pub fn viewer(state: &AppState, req: &HttpRequest) -> Result<Viewer, Box<HttpRes
         return Err(Box::new(response));
     }
     Ok(viewer)
-}
-
-fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Where to go after logging in: only a dashboard path (never another site).
@@ -256,7 +243,11 @@ mod tests {
     }
 
     #[test]
-    fn the_next_path_is_encoded() {
-        assert_eq!(url_encode("/ui/jobs?a=b&c"), "/ui/jobs%3Fa%3Db%26c");
+    fn values_and_paths_are_encoded() {
+        assert_eq!(
+            page::encode("/ui/jobs?a=b&c d", true),
+            "/ui/jobs%3Fa%3Db%26c%20d"
+        );
+        assert_eq!(page::encode("a b/c", false), "a+b%2Fc");
     }
 }
