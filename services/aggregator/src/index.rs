@@ -160,20 +160,7 @@ impl Index {
     async fn apply(&self, table: Table, values: Vec<(u128, Option<Vec<u8>>)>, codec: &Codec) {
         match table {
             Table::Jobs => {
-                let mut decoded = Vec::with_capacity(values.len());
-                for (key, value) in values {
-                    let job = match value {
-                        Some(bytes) => match codec.decode::<JobState>(&bytes).await {
-                            Ok(job) => Some(job),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "the dashboard index skipped a job it could not decode");
-                                continue;
-                            }
-                        },
-                        None => None,
-                    };
-                    decoded.push((key, job));
-                }
+                let decoded = decode_all::<JobState>(values, codec).await;
                 let mut maps = sync::write(&self.maps);
                 for (key, job) in decoded {
                     match job {
@@ -188,20 +175,7 @@ impl Index {
                 }
             }
             Table::Items => {
-                let mut decoded = Vec::with_capacity(values.len());
-                for (key, value) in values {
-                    let item = match value {
-                        Some(bytes) => match codec.decode::<InventoryItem>(&bytes).await {
-                            Ok(item) => Some(item),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "the dashboard index skipped an item it could not decode");
-                                continue;
-                            }
-                        },
-                        None => None,
-                    };
-                    decoded.push((key, item));
-                }
+                let decoded = decode_all::<InventoryItem>(values, codec).await;
                 let mut maps = sync::write(&self.maps);
                 for (key, item) in decoded {
                     match item {
@@ -228,6 +202,28 @@ impl Index {
             }
         }
     }
+}
+
+/// Decodes stored values (`None`: removed); one that does not decode is logged and left out,
+/// so the index keeps its last good summary of that key.
+async fn decode_all<T: scanstream_contracts::schema::AvroRecord>(
+    values: Vec<(u128, Option<Vec<u8>>)>,
+    codec: &Codec,
+) -> Vec<(u128, Option<T>)> {
+    let mut decoded = Vec::with_capacity(values.len());
+    for (key, value) in values {
+        let Some(bytes) = value else {
+            decoded.push((key, None));
+            continue;
+        };
+        match codec.decode::<T>(&bytes).await {
+            Ok(value) => decoded.push((key, Some(value))),
+            Err(e) => {
+                tracing::warn!(error = %e, "the dashboard index skipped a value it could not decode")
+            }
+        }
+    }
+    decoded
 }
 
 /// The repository key of a normalized repository URL (the high 64 bits of its items' ids).
