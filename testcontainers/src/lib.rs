@@ -16,11 +16,13 @@
 //! - [`fixture`]: the shared per-run cluster tests use, and per-test isolation ([`TestScope`]).
 //! - [`kafka`]: what tests do on their scope: settings, topics, a codec, reading topics back.
 //! - [`ready`]: waiting until a broker and a registry really answer.
+//! - [`kube`]: a real Kubernetes control plane (`tools/kube-up`) for the harness's own tests.
 
 pub mod artifacts;
 pub mod docker;
 pub mod fixture;
 pub mod kafka;
+pub mod kube;
 pub mod local;
 pub mod ready;
 pub mod secure;

@@ -5,7 +5,8 @@
 //! `tools/kind-e2e` creates the cluster, builds and loads the image, and runs this test. Without
 //! a reachable cluster under the kube context `kind-scanstream` (`SCANSTREAM_KIND_CONTEXT`) the
 //! test says so and passes: only a kind context is ever used, never the current one, so it
-//! cannot deploy into a real cluster by accident.
+//! cannot deploy into a real cluster by accident. Its apply and wait helpers also run against a
+//! real API server with fake nodes (`tools/kube-up`) in every `scripts/test` run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,13 +16,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::config::KubeConfigOptions;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config, ResourceExt};
+use scanstream_testcontainers::kube::ControlPlane;
 use sha2::{Digest, Sha256};
 
 const NAMESPACE: &str = "scanstream";
@@ -77,35 +81,7 @@ async fn kind_deploys_strimzi_and_scanstream_and_a_scan_goes_through() {
         }),
     )
     .await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    for name in [
-        "scanstream-registry",
-        "scanstream-ingest",
-        "scanstream-scanner",
-        "scanstream-scheduler",
-    ] {
-        wait(
-            &format!("{name} available"),
-            Duration::from_secs(600),
-            await_condition(deployments.clone(), name, |d: Option<&Deployment>| {
-                d.and_then(|d| d.status.as_ref())
-                    .and_then(|s| s.available_replicas)
-                    .is_some_and(|n| n >= 1)
-            }),
-        )
-        .await;
-    }
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NAMESPACE);
-    wait(
-        "aggregator ready",
-        Duration::from_secs(600),
-        await_condition(sets, "scanstream-aggregator", |s: Option<&StatefulSet>| {
-            s.and_then(|s| s.status.as_ref())
-                .and_then(|s| s.ready_replicas)
-                .is_some_and(|n| n >= 1)
-        }),
-    )
-    .await;
+    await_roles(&client, Duration::from_secs(600)).await;
 
     // Through the Ingress (tools/kind-e2e maps the node's port 80 to the host).
     let base = std::env::var("SCANSTREAM_KIND_URL").unwrap_or_else(|_| "http://127.0.0.1".into());
@@ -160,6 +136,92 @@ async fn kind_deploys_strimzi_and_scanstream_and_a_scan_goes_through() {
             "no stats for {name} after 5 minutes: {stats}"
         );
         tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// The harness's own steps against a real API server (`tools/kube-up`: etcd, kube-apiserver,
+/// the controllers, the scheduler and three kwok fake nodes) where no container engine runs:
+/// the kind overlay without Strimzi's resources (no Strimzi CRDs there), the Secrets an
+/// installation provides, a volume per claim; every role becomes available on the fake nodes
+/// and the schemas Job completes. What kind adds (the operator, Kafka, a real scan) needs
+/// containers.
+#[tokio::test]
+async fn the_harness_deploys_the_kind_overlay_onto_a_real_api_server() {
+    if std::env::var_os("SCANSTREAM_KUSTOMIZE").is_none() {
+        eprintln!("skipped: SCANSTREAM_KUSTOMIZE is not set (scripts/test sets it)");
+        return;
+    }
+    let plane = ControlPlane::start().expect("tools/kube-up");
+    let kubeconfig = Kubeconfig::read_from(plane.kubeconfig()).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    let docs = documents(
+        &kustomize(&repo_root().join("k8s/overlays/kind")),
+        NAMESPACE,
+    );
+    let (namespaces, rest): (Vec<_>, Vec<_>) = docs
+        .into_iter()
+        .filter(|d| {
+            d.types
+                .as_ref()
+                .is_some_and(|t| !t.api_version.starts_with("kafka.strimzi.io/"))
+        })
+        .partition(|d| kind_of(d) == "Namespace");
+    apply(&client, &namespaces).await;
+    secrets(&client).await;
+    apply(&client, &rest).await;
+    bind_claims(&client).await;
+    await_roles(&client, Duration::from_secs(120)).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
+    wait(
+        "schemas Job complete",
+        Duration::from_secs(120),
+        await_condition(jobs, "scanstream-schemas", conditions::is_job_completed()),
+    )
+    .await;
+}
+
+/// A pre-bound volume for each claim that has none, as a static provisioner would make
+/// (the control plane has no storage driver); waits for the aggregator's claim, which its
+/// StatefulSet controller makes.
+async fn bind_claims(client: &Client) {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NAMESPACE);
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let started = Instant::now();
+    let listed = loop {
+        let listed = claims.list(&Default::default()).await.unwrap().items;
+        if listed.iter().any(|c| c.name_any().starts_with("store-")) {
+            break listed;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the aggregator's claim was never made"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for claim in listed.iter().filter(|c| c.name_any().starts_with("store-")) {
+        let spec = claim.spec.clone().unwrap_or_default();
+        let volume: PersistentVolume = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("pv-{}", claim.name_any())},
+            "spec": {
+                "capacity": {"storage": spec.resources.and_then(|r| r.requests).and_then(|r| r.get("storage").cloned())},
+                "accessModes": spec.access_modes,
+                "storageClassName": spec.storage_class_name.unwrap_or_default(),
+                "hostPath": {"path": format!("/var/lib/fake/{}", claim.name_any())},
+                "claimRef": {"namespace": NAMESPACE, "name": claim.name_any()},
+            },
+        }))
+        .unwrap();
+        volumes
+            .patch(
+                &volume.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&volume),
+            )
+            .await
+            .unwrap();
     }
 }
 
@@ -362,6 +424,40 @@ where
         Ok(Err(e)) => panic!("waiting for {what}: {e:?}"),
         Err(_) => panic!("{what}: not within {limit:?}"),
     }
+}
+
+/// Waits until every role's Deployment has an available replica and the aggregator's
+/// StatefulSet a ready one.
+async fn await_roles(client: &Client, limit: Duration) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    for name in [
+        "scanstream-registry",
+        "scanstream-ingest",
+        "scanstream-scanner",
+        "scanstream-scheduler",
+    ] {
+        wait(
+            &format!("{name} available"),
+            limit,
+            await_condition(deployments.clone(), name, |d: Option<&Deployment>| {
+                d.and_then(|d| d.status.as_ref())
+                    .and_then(|s| s.available_replicas)
+                    .is_some_and(|n| n >= 1)
+            }),
+        )
+        .await;
+    }
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NAMESPACE);
+    wait(
+        "aggregator ready",
+        limit,
+        await_condition(sets, "scanstream-aggregator", |s: Option<&StatefulSet>| {
+            s.and_then(|s| s.status.as_ref())
+                .and_then(|s| s.ready_replicas)
+                .is_some_and(|n| n >= 1)
+        }),
+    )
+    .await;
 }
 
 fn repo_root() -> PathBuf {
