@@ -21,6 +21,8 @@ impl ControlPlane {
         let dir = tempfile::tempdir().map_err(Error::io("creating the control plane's folder"))?;
         let output = Command::new(&tool)
             .arg(dir.path())
+            // Its watcher stops the plane once this process is gone, however it ended.
+            .env("KUBE_UP_OWNER", std::process::id().to_string())
             .output()
             .map_err(Error::io(format!("running {}", tool.display())))?;
         let plane = ControlPlane { dir, tool };
