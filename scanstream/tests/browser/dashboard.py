@@ -18,7 +18,11 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -66,7 +70,18 @@ def shot(driver, name):
 
 
 def wait(driver, seconds=20):
-    return WebDriverWait(driver, seconds, poll_frequency=0.1)
+    # A page that reloads itself (after a form) or refreshes a part (live updates) can replace
+    # an element between two WebDriver calls: such a read is retried, not a failure.
+    return WebDriverWait(
+        driver, seconds, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    )
+
+
+def text(driver, css):
+    """The text of the first element matching `css`, read in one script (None: no such one)."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css
+    )
 
 
 def no_secret(driver, where):
@@ -191,15 +206,12 @@ def triage_first_finding(driver):
     dialog.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     # The page reloads once the API accepted; the fold shows the decision soon after.
     deadline = time.time() + 30
-    while True:
-        trail = driver.find_elements(By.ID, "trail")
-        if trail and "false positive" in trail[0].text:
-            break
+    while "false positive" not in (text(driver, "#trail") or ""):
         assert time.time() < deadline, "the triage decision never showed in the trail"
         time.sleep(0.5)
         driver.refresh()
-    status = driver.find_element(By.ID, "item-status").text
-    assert "ignored" in status, status
+    status = text(driver, "#item-status")
+    assert "ignored" in (status or ""), status
     shot(driver, "finding.png")
     return item
 
@@ -214,13 +226,13 @@ def schedule_create_and_suspend(driver):
     driver.find_element(By.ID, "schedule-repo").send_keys(os.environ["REPO_URL"])
     driver.find_element(By.CSS_SELECTOR, "form[data-api='/jobs/schedule'] button[type=submit]").click()
     row = "tr[data-schedule='nightly-browser']"
-    wait(driver, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, row)))
-    assert "active" in driver.find_element(By.CSS_SELECTOR, row).text
-    assert driver.find_elements(By.CSS_SELECTOR, row + " time"), "no next runs listed"
-    driver.find_element(By.CSS_SELECTOR, row + " button[type=submit]").click()
-    wait(driver, 30).until(
-        lambda d: "suspended" in d.find_element(By.CSS_SELECTOR, row).text
-    )
+    # The page reloads once the API accepted the form.
+    wait(driver, 30).until(lambda d: "active" in (text(d, row) or ""))
+    wait(driver).until(lambda d: text(d, row + " time"))
+    wait(driver).until(
+        EC.element_to_be_clickable((By.CSS_SELECTOR, row + " button[type=submit]"))
+    ).click()
+    wait(driver, 30).until(lambda d: "suspended" in (text(d, row) or ""))
     shot(driver, "schedules.png")
 
 
