@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use scanstream_contracts::inventory::{InventoryItem, ItemId, ItemStatus};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::page::{
     self, ago, badge, empty_row, item_status, job_status, severity, severity_rank, time,
 };
-use super::session::{Viewer, viewer};
+use super::session::Viewer;
 use crate::api::AppState;
 use crate::index::ItemSummary;
 use crate::store::Table;
@@ -28,13 +28,9 @@ pub struct ListQuery {
 
 pub async fn list(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    viewer: Viewer,
     query: web::Query<ListQuery>,
 ) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
     let status = query.status.clone().unwrap_or_else(|| "open".to_owned());
     let wanted_severity = query.severity.clone().unwrap_or_default();
     let repo = query.repo.clone().unwrap_or_default();
@@ -144,13 +140,9 @@ async fn read_items(state: &AppState, keys: Vec<u128>) -> Vec<InventoryItem> {
 
 pub async fn show(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    viewer: Viewer,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
     let item = match ItemId::parse(&path) {
         Some(id) => read_items(&state, vec![id.0.as_u128()]).await.pop(),
         None => None,
@@ -268,11 +260,7 @@ struct RepoRow {
     last: Option<(i64, u128, &'static str)>,
 }
 
-pub async fn repos(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
+pub async fn repos(state: web::Data<AppState>, viewer: Viewer) -> HttpResponse {
     let names = state.index.repos();
     let rows: HashMap<u64, RepoRow> = state.index.with(|jobs, items| {
         let mut rows: HashMap<u64, RepoRow> = HashMap::new();

@@ -1,7 +1,7 @@
 //! The job list (filtered, live) and a job's page: its runs and attempts, the timeline of its
 //! runs, and the inventory items it saw.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use scanstream_contracts::JobId;
 use scanstream_contracts::inventory::{InventoryItem, ItemId};
@@ -9,7 +9,7 @@ use scanstream_contracts::state::{JobState, JobStatus};
 use serde::Deserialize;
 
 use super::page::{self, ago, badge, empty_row, job_status, severity, severity_rank, time};
-use super::session::viewer;
+use super::session::Viewer;
 use crate::api::AppState;
 use crate::index::JobSummary;
 use crate::store::Table;
@@ -70,13 +70,9 @@ fn chrono_text(ms: i64) -> String {
 
 pub async fn list(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    viewer: Viewer,
     query: web::Query<ListQuery>,
 ) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
     let now = scanstream_platform::now_ms();
     let (jobs, total) = matching(&state, &query);
     if query.fragment.is_some() {
@@ -120,14 +116,10 @@ pub struct ShowQuery {
 
 pub async fn show(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    viewer: Viewer,
     path: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
     let Ok(id) = uuid::Uuid::parse_str(&path).map(JobId) else {
         let mut response = page::page(
             &viewer,

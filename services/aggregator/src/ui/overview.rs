@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use scanstream_contracts::finding::Severity;
 use scanstream_contracts::inventory::ItemStatus;
@@ -11,7 +11,7 @@ use scanstream_contracts::state::JobStatus;
 
 use super::chart::{self, Bar};
 use super::page::{self, ago, job_status, severity};
-use super::session::viewer;
+use super::session::Viewer;
 use crate::api::AppState;
 use crate::index::{Index, ItemSummary, JobSummary};
 
@@ -103,11 +103,7 @@ pub fn summarize(
     o
 }
 
-pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
+pub async fn show(state: web::Data<AppState>, viewer: Viewer) -> HttpResponse {
     let now = scanstream_platform::now_ms();
     let overview = state.index.with(|jobs, items| summarize(jobs, items, now));
     page::page(

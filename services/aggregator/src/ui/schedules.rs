@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use scanstream_contracts::command::ScanMode;
 use scanstream_contracts::schedule::Schedule;
 use scanstream_scheduler::{Timetable, minute_of};
 
 use super::page::{self, empty_row, time};
-use super::session::{Viewer, viewer};
+use super::session::Viewer;
 use crate::api::AppState;
 
 /// Next runs listed per schedule.
@@ -27,11 +27,7 @@ fn mode(m: ScanMode) -> &'static str {
     }
 }
 
-pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
+pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> HttpResponse {
     if let Err(e) = state.schedules.sync(SYNC_TIMEOUT).await {
         tracing::warn!(error = %e, "the schedules page shows what was read so far");
     }
@@ -115,11 +111,7 @@ fn create_form() -> Markup {
     }
 }
 
-pub async fn submit_form(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let viewer = match viewer(&state, &req) {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
+pub async fn submit_form(viewer: Viewer) -> HttpResponse {
     if !viewer.can_write {
         let mut response = page::page(
             &viewer,

@@ -45,10 +45,65 @@ impl Viewer {
     }
 }
 
-/// The viewer of a page request, or the answer to give instead: the login page when there is
-/// no valid session (`401` for the live fragments, which the script turns into a visit to the
-/// login page), `403` when the token may not read scans.
-pub fn viewer(state: &AppState, req: &HttpRequest) -> Result<Viewer, Box<HttpResponse>> {
+/// Why a page request has no viewer, and so what to answer instead.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No valid session: the login page, then back to `next`.
+    Login { next: String },
+    /// No valid session on a live fragment: `401`, which the script turns into a login.
+    Fragment,
+    /// The token may not read scans: `403` with a page saying so.
+    NoRead(Viewer),
+    /// The role's state is missing from the app (a wiring mistake, not a request's).
+    Unwired,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::Login { .. } | Refusal::Fragment => "no valid dashboard session",
+            Refusal::NoRead(_) => "the token lacks the scans:read scope",
+            Refusal::Unwired => "the dashboard's state is missing",
+        })
+    }
+}
+
+impl actix_web::ResponseError for Refusal {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Refusal::Login { next } => {
+                page::see_other(&format!("/ui/login?next={}", page::encode(next, true)))
+            }
+            Refusal::Fragment => HttpResponse::Unauthorized().finish(),
+            Refusal::NoRead(viewer) => {
+                let body =
+                    page::notice("This token may not read scans (it lacks the scans:read scope).");
+                let mut response = page::page(viewer, "Not allowed", "", body);
+                *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
+                response
+            }
+            Refusal::Unwired => HttpResponse::InternalServerError().finish(),
+        }
+    }
+}
+
+/// Every page handler takes a [`Viewer`]: a request without one is answered by its
+/// [`Refusal`] before the handler runs.
+impl actix_web::FromRequest for Viewer {
+    type Error = Refusal;
+    type Future = std::future::Ready<Result<Viewer, Refusal>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(match req.app_data::<web::Data<AppState>>() {
+            Some(state) => viewer(state, req),
+            None => Err(Refusal::Unwired),
+        })
+    }
+}
+
+/// The viewer of a page request: the session's principal (anyone when auth is off), if it may
+/// read scans.
+fn viewer(state: &AppState, req: &HttpRequest) -> Result<Viewer, Refusal> {
     let principal = if state.auth.enabled() {
         req.cookie(COOKIE)
             .and_then(|c| state.auth.session(c.value(), scanstream_platform::now_ms()))
@@ -57,24 +112,16 @@ pub fn viewer(state: &AppState, req: &HttpRequest) -> Result<Viewer, Box<HttpRes
     };
     let Some(principal) = principal else {
         if req.query_string().contains("fragment=") {
-            return Err(Box::new(HttpResponse::Unauthorized().finish()));
+            return Err(Refusal::Fragment);
         }
-        let next = req
-            .uri()
-            .path_and_query()
-            .map_or("/ui/", |p| p.as_str())
-            .to_owned();
-        return Err(Box::new(page::see_other(&format!(
-            "/ui/login?next={}",
-            page::encode(&next, true)
-        ))));
+        let next = req.uri().path_and_query().map_or("/ui/", |p| p.as_str());
+        return Err(Refusal::Login {
+            next: next.to_owned(),
+        });
     };
     let viewer = Viewer::of(&principal);
     if !principal.allows(Scope::ScansRead) {
-        let body = page::notice("This token may not read scans (it lacks the scans:read scope).");
-        let mut response = page::page(&viewer, "Not allowed", "", body);
-        *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
-        return Err(Box::new(response));
+        return Err(Refusal::NoRead(viewer));
     }
     Ok(viewer)
 }
