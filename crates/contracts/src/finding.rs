@@ -66,6 +66,33 @@ pub struct SeverityCounts {
     pub info: i64,
 }
 
+impl Severity {
+    /// Every severity, most urgent first.
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+
+    /// The lower-case name people read (reports, the dashboard).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+
+    /// Position in [`Severity::ALL`]: 0 for the most urgent, for sorting and per-severity arrays.
+    pub fn rank(self) -> usize {
+        self as usize
+    }
+}
+
 impl SeverityCounts {
     pub fn add(&mut self, severity: Severity) {
         match severity {
@@ -79,5 +106,18 @@ impl SeverityCounts {
 
     pub fn total(&self) -> i64 {
         self.critical + self.high + self.medium + self.low + self.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_are_positions_in_all_and_names_are_lower_case() {
+        for (n, severity) in Severity::ALL.into_iter().enumerate() {
+            assert_eq!(severity.rank(), n);
+            assert_eq!(severity.name(), format!("{severity:?}").to_lowercase());
+        }
     }
 }

@@ -27,16 +27,6 @@ pub struct Report {
     pub rules: Vec<RuleInfo>,
 }
 
-fn severity_name(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "critical",
-        Severity::High => "high",
-        Severity::Medium => "medium",
-        Severity::Low => "low",
-        Severity::Info => "info",
-    }
-}
-
 /// `n` bytes in binary units when they are a whole number of them (`1 GiB`, `512 KiB`), else in
 /// bytes.
 pub fn byte_size(n: u64) -> String {
@@ -110,7 +100,7 @@ fn sarif_level(severity: Severity) -> &'static str {
 fn finding_json(f: &Found) -> Value {
     json!({
         "rule": f.hit.rule,
-        "severity": severity_name(f.hit.severity),
+        "severity": f.hit.severity.name(),
         "path": f.place.path,
         "line": f.hit.line,
         "commit": f.place.commit,
@@ -151,7 +141,7 @@ impl Report {
         for f in self.findings() {
             rows.push(vec![
                 f.hit.rule.clone(),
-                severity_name(f.hit.severity).to_owned(),
+                f.hit.severity.name().to_owned(),
                 f.place.path.clone(),
                 f.hit.line.to_string(),
                 f.place.commit.clone().unwrap_or_default(),
@@ -188,7 +178,7 @@ impl Report {
             let _ = write!(
                 out,
                 "{:<8} {:<28} {}:{}",
-                severity_name(found.hit.severity).to_uppercase(),
+                found.hit.severity.name().to_uppercase(),
                 found.hit.rule,
                 place.path,
                 found.hit.line
@@ -349,7 +339,7 @@ impl Report {
                     },
                     "defaultConfiguration": { "level": sarif_level(r.severity) },
                     "properties": {
-                        "severity": severity_name(r.severity),
+                        "severity": r.severity.name(),
                         "security-severity": security_severity(r.severity),
                         "precision": "high",
                         "tags": ["security", "secret"],
@@ -372,7 +362,7 @@ impl Report {
                     }],
                     "partialFingerprints": { "scanstream/v1": f.hit.fingerprint },
                     "properties": {
-                        "severity": severity_name(f.hit.severity),
+                        "severity": f.hit.severity.name(),
                         "commit": f.place.commit,
                         "versions": f.versions,
                     },

@@ -8,9 +8,7 @@ use maud::{Markup, html};
 use scanstream_contracts::inventory::{InventoryItem, ItemId, ItemStatus};
 use serde::Deserialize;
 
-use super::page::{
-    self, ago, badge, empty_row, item_status, job_status, severity, severity_rank, time,
-};
+use super::page::{self, ago, badge, empty_row, item_status, job_status, time};
 use super::session::Viewer;
 use crate::api::AppState;
 use crate::index::ItemSummary;
@@ -48,7 +46,7 @@ pub async fn list(
         let mut hits: Vec<(&u128, &ItemSummary)> = items
             .iter()
             .filter(|(_, i)| status.is_empty() || item_status(i.status) == status)
-            .filter(|(_, i)| wanted_severity.is_empty() || severity(i.severity) == wanted_severity)
+            .filter(|(_, i)| wanted_severity.is_empty() || i.severity.name() == wanted_severity)
             .filter(|(_, i)| repo_keys.as_ref().is_none_or(|k| k.contains(&i.repo)))
             .filter(|(_, i)| match in_tip.as_str() {
                 "true" => i.in_tip,
@@ -58,8 +56,9 @@ pub async fn list(
             .collect();
         let total = hits.len();
         hits.sort_unstable_by(|a, b| {
-            severity_rank(a.1.severity)
-                .cmp(&severity_rank(b.1.severity))
+            a.1.severity
+                .rank()
+                .cmp(&b.1.severity.rank())
                 .then(b.1.first_seen.cmp(&a.1.first_seen))
                 .then(a.0.cmp(b.0))
         });
@@ -106,7 +105,7 @@ pub async fn list(
                     @for item in &items {
                         tr {
                             th scope="row" { a href={"/ui/findings/" (item.item_id.0)} { (item.rule_id) } }
-                            td { (badge(severity(item.severity))) }
+                            td { (badge(item.severity.name())) }
                             td { (badge(item_status(item.status))) }
                             td { code { (item.redacted_preview) } }
                             td.repo { (item.repo_url) }
@@ -148,14 +147,13 @@ pub async fn show(
         None => None,
     };
     let Some(item) = item else {
-        let mut response = page::page(
+        return page::refusal(
+            actix_web::http::StatusCode::NOT_FOUND,
             &viewer,
             "No such item",
             "/ui/findings",
-            page::notice("No inventory item has this id."),
+            "No inventory item has this id.",
         );
-        *response.status_mut() = actix_web::http::StatusCode::NOT_FOUND;
-        return response;
     };
     let title = format!("{} in {}", item.rule_id, item.repo_url);
     page::page(&viewer, &title, "/ui/findings", detail(&viewer, &item))
@@ -166,7 +164,7 @@ fn detail(viewer: &Viewer, item: &InventoryItem) -> Markup {
     html! {
         dl.facts {
             dt { "Status" } dd #item-status { (badge(item_status(item.status))) @if let Some(r) = item.reason { " (" (reason(r)) ")" } }
-            dt { "Severity" } dd { (badge(severity(item.severity))) }
+            dt { "Severity" } dd { (badge(item.severity.name())) }
             dt { "Rule" } dd { (item.rule_id) " · engines " (item.engines.join(", ")) }
             dt { "Preview" } dd { code { (item.redacted_preview) } " (redacted; the secret itself never leaves the scanner)" }
             dt { "Repository" } dd { (item.repo_url) }
@@ -268,7 +266,7 @@ pub async fn repos(state: web::Data<AppState>, viewer: Viewer) -> HttpResponse {
             let row = rows.entry(item.repo).or_default();
             match item.status {
                 ItemStatus::Open => {
-                    row.open[severity_rank(item.severity)] += 1;
+                    row.open[item.severity.rank()] += 1;
                     if item.in_tip {
                         row.open_in_tip += 1;
                     }

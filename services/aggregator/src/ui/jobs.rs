@@ -8,7 +8,7 @@ use scanstream_contracts::inventory::{InventoryItem, ItemId};
 use scanstream_contracts::state::{JobState, JobStatus};
 use serde::Deserialize;
 
-use super::page::{self, ago, badge, empty_row, job_status, severity, severity_rank, time};
+use super::page::{self, ago, badge, empty_row, job_status, time};
 use super::session::Viewer;
 use crate::api::AppState;
 use crate::index::JobSummary;
@@ -121,14 +121,13 @@ pub async fn show(
     query: web::Query<ShowQuery>,
 ) -> HttpResponse {
     let Ok(id) = uuid::Uuid::parse_str(&path).map(JobId) else {
-        let mut response = page::page(
+        return page::refusal(
+            actix_web::http::StatusCode::NOT_FOUND,
             &viewer,
             "No such job",
             "/ui/jobs",
-            page::notice("A job id is a uuid."),
+            "A job id is a uuid.",
         );
-        *response.status_mut() = actix_web::http::StatusCode::NOT_FOUND;
-        return response;
     };
     // The first view waits for the fold (read-your-writes after a submit); live updates do not.
     let stored = if query.fragment.is_some() {
@@ -173,14 +172,13 @@ pub async fn show(
 
 fn failure(viewer: &super::Viewer, error: &str) -> HttpResponse {
     tracing::error!(error, "dashboard read failed");
-    let mut response = page::page(
+    page::refusal(
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
         viewer,
         "Error",
         "/ui/jobs",
-        page::notice("The local store could not be read; see the aggregator's log."),
-    );
-    *response.status_mut() = actix_web::http::StatusCode::INTERNAL_SERVER_ERROR;
-    response
+        "The local store could not be read; see the aggregator's log.",
+    )
 }
 
 /// The items of the job's repository that this job saw (first or last, anywhere).
@@ -208,8 +206,9 @@ async fn job_items(state: &AppState, job: &JobState) -> Vec<InventoryItem> {
         }
     }
     out.sort_by(|a, b| {
-        severity_rank(a.severity)
-            .cmp(&severity_rank(b.severity))
+        a.severity
+            .rank()
+            .cmp(&b.severity.rank())
             .then(a.rule_id.cmp(&b.rule_id))
     });
     out
@@ -291,7 +290,7 @@ fn detail(job: &JobState, items: &[InventoryItem], now: i64) -> Markup {
                         @let place = item.locations.iter().find(|l| l.last_job == job.job_id || l.first_job == job.job_id).or(item.locations.first());
                         tr {
                             th scope="row" { a href={"/ui/findings/" (item.item_id.0)} { (item.rule_id) } }
-                            td { (badge(severity(item.severity))) }
+                            td { (badge(item.severity.name())) }
                             td { code { (item.redacted_preview) } }
                             td { @if let Some(p) = place { code { (p.path) ":" (p.line) } } }
                             td { (badge(page::item_status(item.status))) }

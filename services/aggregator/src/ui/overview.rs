@@ -10,7 +10,7 @@ use scanstream_contracts::inventory::ItemStatus;
 use scanstream_contracts::state::JobStatus;
 
 use super::chart::{self, Bar};
-use super::page::{self, ago, job_status, severity};
+use super::page::{self, ago, job_status};
 use super::session::Viewer;
 use crate::api::AppState;
 use crate::index::{Index, ItemSummary, JobSummary};
@@ -24,13 +24,6 @@ const STATUSES: [JobStatus; 5] = [
     JobStatus::Failed,
     JobStatus::Cancelled,
 ];
-const SEVERITIES: [Severity; 5] = [
-    Severity::Critical,
-    Severity::High,
-    Severity::Medium,
-    Severity::Low,
-    Severity::Info,
-];
 
 /// What the overview shows, added up from the index.
 #[derive(Debug, Default, PartialEq)]
@@ -42,7 +35,7 @@ pub struct Overview {
     pub runs_per_hour: [u64; 24],
     /// Items first seen on each of the last 14 days, oldest first.
     pub new_per_day: [u64; 14],
-    /// Open items by severity, in [`SEVERITIES`] order.
+    /// Open items by severity, in [`Severity::ALL`] order.
     pub open_by_severity: [u64; 5],
     pub items: usize,
     /// (repository key, open items), most first, at most five.
@@ -90,9 +83,7 @@ pub fn summarize(
             o.new_per_day[13 - back as usize] += 1;
         }
         if item.status == ItemStatus::Open {
-            if let Some(n) = SEVERITIES.iter().position(|s| *s == item.severity) {
-                o.open_by_severity[n] += 1;
-            }
+            o.open_by_severity[item.severity.rank()] += 1;
             *open_by_repo.entry(item.repo).or_default() += 1;
         }
     }
@@ -130,10 +121,10 @@ pub fn render(o: &Overview, index: &Index, now: i64) -> Markup {
             value: o.new_per_day[n as usize],
         })
         .collect();
-    let severities: Vec<(String, u64, &str)> = SEVERITIES
+    let severities: Vec<(String, u64, &str)> = Severity::ALL
         .iter()
         .zip(o.open_by_severity)
-        .map(|(s, n)| (severity(*s).to_owned(), n, severity(*s)))
+        .map(|(s, n)| (s.name().to_owned(), n, s.name()))
         .collect();
     let repos: Vec<(String, u64, &str)> = o
         .top_repos

@@ -4,7 +4,6 @@ use actix_web::HttpResponse;
 use actix_web::http::header;
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
-use scanstream_contracts::finding::Severity;
 use scanstream_contracts::inventory::ItemStatus;
 use scanstream_contracts::state::JobStatus;
 
@@ -145,27 +144,6 @@ pub fn job_status(status: JobStatus) -> &'static str {
     }
 }
 
-pub fn severity(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "critical",
-        Severity::High => "high",
-        Severity::Medium => "medium",
-        Severity::Low => "low",
-        Severity::Info => "info",
-    }
-}
-
-/// Severities in order of urgency (critical first), for sorting and per-severity arrays.
-pub fn severity_rank(severity: Severity) -> usize {
-    match severity {
-        Severity::Critical => 0,
-        Severity::High => 1,
-        Severity::Medium => 2,
-        Severity::Low => 3,
-        Severity::Info => 4,
-    }
-}
-
 pub fn item_status(status: ItemStatus) -> &'static str {
     match status {
         ItemStatus::Open => "open",
@@ -177,6 +155,19 @@ pub fn item_status(status: ItemStatus) -> &'static str {
 /// A status word as a badge (colour from its class, the word itself for everyone).
 pub fn badge(word: &str) -> Markup {
     html! { span class={"badge " (word)} { (word) } }
+}
+
+/// A page that says why it shows nothing else, with its status (`404`, `403`, `500`).
+pub fn refusal(
+    status: actix_web::http::StatusCode,
+    viewer: &Viewer,
+    title: &str,
+    active: &str,
+    text: &str,
+) -> HttpResponse {
+    let mut response = page(viewer, title, active, notice(text));
+    *response.status_mut() = status;
+    response
 }
 
 /// A page's problem, shown in place of its content.

@@ -113,14 +113,13 @@ fn create_form() -> Markup {
 
 pub async fn submit_form(viewer: Viewer) -> HttpResponse {
     if !viewer.can_write {
-        let mut response = page::page(
+        return page::refusal(
+            actix_web::http::StatusCode::FORBIDDEN,
             &viewer,
             "Submit a scan",
             "/ui/submit",
-            page::notice("This token may not submit scans (it lacks the scans:write scope)."),
+            "This token may not submit scans (it lacks the scans:write scope).",
         );
-        *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
-        return response;
     }
     let body = html! {
         form.card.stack data-api="/jobs" data-method="POST" data-next="job" {

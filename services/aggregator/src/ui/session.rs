@@ -75,13 +75,13 @@ impl actix_web::ResponseError for Refusal {
                 page::see_other(&format!("/ui/login?next={}", page::encode(next, true)))
             }
             Refusal::Fragment => HttpResponse::Unauthorized().finish(),
-            Refusal::NoRead(viewer) => {
-                let body =
-                    page::notice("This token may not read scans (it lacks the scans:read scope).");
-                let mut response = page::page(viewer, "Not allowed", "", body);
-                *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
-                response
-            }
+            Refusal::NoRead(viewer) => page::refusal(
+                actix_web::http::StatusCode::FORBIDDEN,
+                viewer,
+                "Not allowed",
+                "",
+                "This token may not read scans (it lacks the scans:read scope).",
+            ),
             Refusal::Unwired => HttpResponse::InternalServerError().finish(),
         }
     }
