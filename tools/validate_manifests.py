@@ -10,7 +10,10 @@ Every overlay of k8s/overlays is built with kustomize, and every document it yie
   make a misspelt field disappear: an object with declared properties admits no others;
 * Strimzi resources against Strimzi's own model (tools/strimzi-check, io.strimzi:api from Maven
   Central);
-* any other kind is an error: a manifest nobody checks is not let through.
+* any other kind is an error: a manifest nobody checks is not let through;
+* RBAC is least privilege, as reviewed: no cluster-wide roles, no wildcards, every Role exactly
+  as listed in ROLES, bindings only to ServiceAccounts the manifests declare, and a service
+  account token mounted only into pods whose account holds a Role (the scanner, for engine Jobs).
 
 `--self-test` proves the checks bite: it copies the tree, breaks it in known ways, and expects each
 break to be reported with the field it names. Exit status: 0 valid, 1 problems found, 2 could not run.
@@ -94,6 +97,63 @@ def load_crd_schemas(directory: Path) -> dict[tuple[str, str], dict]:
                         body["properties"].setdefault(key, {})
                     schemas[(f"{group}/{version['name']}", kind)] = body
     return schemas
+
+
+# Every Role the manifests may hold, with exactly these rules: (API group, resource) -> verbs.
+ROLES = {
+    # The scanner runs command engines as Jobs (services/scanner/src/command/kubernetes.rs).
+    "scanstream-scanner-engines": {
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+        ("", "pods"): {"get", "list"},
+        ("", "pods/log"): {"get"},
+    },
+}
+
+
+def check_rbac(label: str, docs: list[dict]) -> list[Problem]:
+    problems: list[Problem] = []
+    accounts = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ServiceAccount"}
+    bound: set[str] = set()
+    for doc in docs:
+        kind = doc.get("kind")
+        where = f"{label}: {name_of(doc)}"
+        if kind in ("ClusterRole", "ClusterRoleBinding"):
+            problems.append(Problem(where, "cluster-wide RBAC: scanstream needs none"))
+        elif kind == "Role":
+            granted: dict[tuple[str, str], set[str]] = {}
+            for rule in doc.get("rules") or []:
+                values = [*rule.get("apiGroups", []), *rule.get("resources", []), *rule.get("verbs", [])]
+                if "*" in values:
+                    problems.append(Problem(where, f"a wildcard in {rule}"))
+                if rule.get("resourceNames") or rule.get("nonResourceURLs"):
+                    problems.append(Problem(where, f"unreviewed rule shape {rule}"))
+                for group in rule.get("apiGroups", []):
+                    for resource in rule.get("resources", []):
+                        granted.setdefault((group, resource), set()).update(rule.get("verbs", []))
+            expected = ROLES.get(doc["metadata"]["name"])
+            if expected is None:
+                problems.append(Problem(where, "a Role not listed in ROLES (tools/validate_manifests.py)"))
+            elif granted != expected:
+                extra = {k: sorted(v - expected.get(k, set())) for k, v in granted.items() if v - expected.get(k, set())}
+                missing = {k: sorted(v - granted.get(k, set())) for k, v in expected.items() if v - granted.get(k, set())}
+                problems.append(Problem(where, f"grants more than reviewed {extra} or less {missing}"))
+        elif kind == "RoleBinding":
+            for subject in doc.get("subjects") or []:
+                if subject.get("kind") != "ServiceAccount" or subject.get("name") not in accounts:
+                    problems.append(Problem(where, f"binds {subject}, not a ServiceAccount of these manifests"))
+                else:
+                    bound.add(subject["name"])
+    for doc in docs:
+        spec = (((doc.get("spec") or {}).get("template") or {}).get("spec")) or {}
+        if doc.get("kind") not in ("Deployment", "StatefulSet", "Job") or not spec:
+            continue
+        account = spec.get("serviceAccountName", "default")
+        default = (accounts.get(account) or {}).get("automountServiceAccountToken", True)
+        if spec.get("automountServiceAccountToken", default) and account not in bound:
+            problems.append(
+                Problem(f"{label}: {name_of(doc)}", f"mounts the token of {account!r}, which holds no Role")
+            )
+    return problems
 
 
 def name_of(doc: dict) -> str:
@@ -196,6 +256,7 @@ def validate_tree(root: Path, args) -> list[Problem]:
             problems.append(Problem(label, str(error)))
             continue
         found, checked = check_documents(label, text, crds, strimzi_docs)
+        found += check_rbac(label, [d for d in yaml.safe_load_all(text) if d])
         print(f"  {label}: {checked} Kubernetes resources checked, {len(found)} problems")
         problems += found
     with tempfile.TemporaryDirectory() as work:
@@ -253,6 +314,27 @@ BREAKS = [
         "          for: 15m\n",
         "          four: 15m\n",
         "four",
+    ),
+    (
+        "a Role that also reads Secrets",
+        "k8s/base/engines.yaml",
+        "    resources: [pods/log]\n",
+        "    resources: [pods/log, secrets]\n",
+        "scanstream-scanner-engines",
+    ),
+    (
+        "a wildcard verb",
+        "k8s/base/engines.yaml",
+        "    verbs: [create, get, list, watch, delete]\n",
+        "    verbs: [\"*\"]\n",
+        "wildcard",
+    ),
+    (
+        "a token mounted into a role without a Role",
+        "k8s/base/ingest.yaml",
+        "      automountServiceAccountToken: false\n",
+        "      automountServiceAccountToken: true\n",
+        "holds no Role",
     ),
     (
         "a patch of a path that does not exist",

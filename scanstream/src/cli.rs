@@ -278,6 +278,18 @@ pub struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ScanFormat::Human)]
     pub format: ScanFormat,
+    /// Engines to run, comma-separated or repeated: `secrets` (built in) and any command
+    /// engine of the configuration (`[engines.<id>]`, e.g. gitleaks, semgrep), run here as
+    /// child processes on the folder, or on a worktree of the repository's commit. Not for
+    /// standard input, one file or --staged.
+    #[arg(
+        long,
+        alias = "engine",
+        value_name = "ID,...",
+        value_delimiter = ',',
+        default_value = "secrets"
+    )]
+    pub engines: Vec<String>,
     /// Write the report to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use scanstream_contracts::command::ScanMode;
 use scanstream_platform::Settings;
+use scanstream_scanner::command::{CommandEngines, Labels, ScanContext};
 use scanstream_scanner::dir::DirSource;
 use scanstream_scanner::report::Report;
 use scanstream_scanner::runner::{EngineRun, Progress};
@@ -50,13 +51,66 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
         }
     }
     let scanning = Arc::new(startup::scanning(&scanner, args.cache_dir.as_deref(), &[])?);
+    // Kept until the scan ends: the command engines' folder without --cache-dir.
+    let mut _work = None;
     let mut ignored: HashSet<String> = HashSet::new();
     if let Some(file) = &args.ignore_file {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the ignore file {}", file.display()))?;
         ignored.extend(parse_ignore(&text));
     }
-    let engines = scanning.engine_ids();
+    let built_in = scanning.engine_ids();
+    let known: Vec<String> = built_in
+        .iter()
+        .cloned()
+        .chain(settings.engines.keys().cloned())
+        .collect();
+    if let Some(unknown) = args.engines.iter().find(|id| !known.contains(id)) {
+        bail!(
+            "unknown engine {unknown:?}; engines: {} (command engines are configured as [engines.<id>])",
+            known.join(", ")
+        );
+    }
+    // The built-in engines run in process; the others are command engines.
+    let engines: Vec<String> = args
+        .engines
+        .iter()
+        .filter(|id| built_in.contains(id))
+        .cloned()
+        .collect();
+    let external: Vec<String> = args
+        .engines
+        .iter()
+        .filter(|id| !built_in.contains(id))
+        .cloned()
+        .collect();
+    if !external.is_empty() && (args.target == "-" || args.staged) {
+        bail!(
+            "command engines ({}) scan folders and repositories, not standard input or --staged",
+            external.join(", ")
+        );
+    }
+    // Command engines write worktrees and outputs under the cache folder.
+    let work = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+            let path = dir.path().to_path_buf();
+            _work = Some(dir);
+            path
+        }
+    };
+    let commands = if external.is_empty() {
+        None
+    } else {
+        let mut local = settings.clone();
+        local.scanner = scanner.clone();
+        // Here, engines are child processes whatever the service's executor is, and only the
+        // engines asked for are started (for their versions).
+        local.scanner.executor = scanstream_platform::config::Executor::Local;
+        local.engines.retain(|id, _| external.contains(id));
+        Some(startup::commands(&local, &work, &scanning).await?)
+    };
     let mode = if args.history {
         ScanMode::History
     } else {
@@ -84,7 +138,14 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             .await?;
         let path = acquired.lease.path.clone();
         let result = scan_repository(
-            &scanning, &path, args, mode, &engines, &progress, &cancel, &ignored,
+            &scanning,
+            &path,
+            args,
+            mode,
+            (&engines, &external, commands.as_ref()),
+            &progress,
+            &cancel,
+            &ignored,
         )
         .await;
         drop(acquired);
@@ -132,6 +193,9 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             bail!("{} does not exist", path.display());
         }
         if path.is_file() && !args.history && args.git_ref.is_none() {
+            if !external.is_empty() {
+                bail!("command engines scan folders and repositories, not one file");
+            }
             let file = move || DirSource::file(&path);
             (
                 run_blocking(&scanning, file, &engines, &ignored, &progress, &cancel).await?,
@@ -139,7 +203,14 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             )
         } else if args.history || args.git_ref.is_some() || args.since.is_some() {
             scan_repository(
-                &scanning, &path, args, mode, &engines, &progress, &cancel, &ignored,
+                &scanning,
+                &path,
+                args,
+                mode,
+                (&engines, &external, commands.as_ref()),
+                &progress,
+                &cancel,
+                &ignored,
             )
             .await?
         } else {
@@ -151,11 +222,20 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             }
             // The configured ignore file and the folder's own, as for repositories.
             ignored.extend(scanning.ignored_with(std::fs::read(path.join(IGNORE_FILE)).ok()));
+            let folder = path.clone();
             let walk = move || DirSource::walk(&path);
-            (
-                run_blocking(&scanning, walk, &engines, &ignored, &progress, &cancel).await?,
-                None,
-            )
+            let mut runs =
+                run_blocking(&scanning, walk, &engines, &ignored, &progress, &cancel).await?;
+            if let Some(commands) = &commands {
+                let folder = std::path::absolute(&folder)
+                    .with_context(|| format!("cannot resolve {}", folder.display()))?;
+                runs.extend(
+                    commands
+                        .run_on_folder(&external, &folder, &CancellationToken::new())
+                        .await?,
+                );
+            }
+            (ordered(runs, &args.engines), None)
         }
     };
     finish(args, &scanning, runs, commit, bar, &place_ignores)
@@ -273,8 +353,26 @@ fn finish(
     {
         eprintln!("scanstream scan: {line}");
     }
+    let failures = report.engine_failures();
+    if !failures.is_empty() {
+        if !matches!(args.format, ScanFormat::Human) || args.out.is_some() {
+            for line in &failures {
+                eprintln!("scanstream scan: {line}");
+            }
+        }
+        bail!("{} engine(s) gave no result", failures.len());
+    }
     Ok(report.findings().next().is_some())
 }
+
+/// Runs in the order the engines were asked for.
+fn ordered(mut runs: Vec<EngineRun>, asked: &[String]) -> Vec<EngineRun> {
+    runs.sort_by_key(|run| asked.iter().position(|id| *id == run.engine));
+    runs
+}
+
+/// The built-in engines asked for, the command engines asked for, and those engines.
+type Engines<'a> = (&'a [String], &'a [String], Option<&'a CommandEngines>);
 
 #[allow(clippy::too_many_arguments)]
 async fn scan_repository(
@@ -282,7 +380,7 @@ async fn scan_repository(
     path: &Path,
     args: &ScanArgs,
     mode: ScanMode,
-    engines: &[String],
+    (engines, external, commands): Engines<'_>,
     progress: &Arc<Progress>,
     cancel: &Arc<AtomicBool>,
     ignored: &HashSet<String>,
@@ -315,10 +413,26 @@ async fn scan_repository(
         for run in &mut runs {
             run.found.retain(|f| !ignored.contains(&f.hit.fingerprint));
         }
-        Ok::<_, scanstream_scanner::Error>((runs, resolved.commit()))
+        Ok::<_, scanstream_scanner::Error>((runs, resolved))
     })
     .await??;
-    Ok(result)
+    let (mut runs, resolved) = result;
+    if let Some(commands) = commands {
+        let scan = ScanContext {
+            resolved: &resolved,
+            labels: Labels {
+                job: "local".into(),
+                run: uuid::Uuid::new_v4().simple().to_string(),
+                attempt: 1,
+            },
+        };
+        runs.extend(
+            commands
+                .run(external, scan, &CancellationToken::new())
+                .await?,
+        );
+    }
+    Ok((ordered(runs, &args.engines), resolved.commit()))
 }
 
 /// A progress bar on stderr when it is a terminal: files and bytes scanned, and the rate.

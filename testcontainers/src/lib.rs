@@ -20,6 +20,7 @@
 
 pub mod artifacts;
 pub mod docker;
+pub mod engines;
 pub mod fixture;
 pub mod kafka;
 pub mod kube;

@@ -89,7 +89,7 @@ pub struct RepoFetched {
     pub cache_hit: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct EngineCompleted {
     pub engine: String,
     pub files: i64,
@@ -104,6 +104,42 @@ pub struct EngineCompleted {
     /// existed.
     #[serde(default)]
     pub skipped_binary: i64,
+    /// The rule-pack hash of the built-in engine, the version command's first line of a command
+    /// engine; `None` when unknown (and in events written before the field existed).
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub outcome: EngineOutcome,
+    /// Why the engine gave no result; never engine output (it may quote a secret).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// A command engine's results came from the result cache (same tree, same engine key).
+    #[serde(default)]
+    pub cached: bool,
+}
+
+/// How an engine's part of an attempt ended. Symbol order is the Avro enum's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EngineOutcome {
+    /// Its findings are on `scans.findings`.
+    #[default]
+    Completed,
+    /// It exited with a status not configured as success, or its output could not be read.
+    Failed,
+    /// It ran past its timeout and was stopped.
+    TimedOut,
+}
+
+impl EngineOutcome {
+    /// The lower-case name reports and metrics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineOutcome::Completed => "completed",
+            EngineOutcome::Failed => "failed",
+            EngineOutcome::TimedOut => "timed_out",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

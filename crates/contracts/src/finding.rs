@@ -16,6 +16,10 @@ pub struct Finding {
     pub attempt: i32,
     pub repo_url: String,
     pub engine: String,
+    /// Every engine that reported this secret at this place, `engine` first; empty in findings
+    /// written before the field existed (read it as `[engine]`).
+    #[serde(default)]
+    pub engines: Vec<String>,
     pub rule_id: String,
     pub severity: Severity,
     pub path: String,

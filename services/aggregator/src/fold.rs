@@ -220,6 +220,7 @@ mod tests {
                         findings: 0,
                         skipped_large: 0,
                         skipped_binary: 0,
+                        ..EngineCompleted::default()
                     }),
                 ));
                 *clock += 1;

@@ -179,6 +179,7 @@ fn history(job: &str, n: usize, clock: &mut i64) -> Vec<ScanEvent> {
             findings: 2,
             skipped_large: 0,
             skipped_binary: 0,
+            ..EngineCompleted::default()
         }),
         clock,
     );

@@ -104,7 +104,7 @@ pub struct JobRequest {
     pub mode: Option<String>,
 }
 
-/// Engine ids (the deployment's ingest.engines); ingest.default_engines when omitted.
+/// Engine ids (the deployment's ingest.engines and command engines); ingest.default_engines when omitted.
 pub struct EngineIds;
 
 impl utoipa::PartialSchema for EngineIds {
@@ -129,7 +129,7 @@ impl utoipa::ToSchema for EngineIds {
         // The ids a deployment configures; the document lists them as this schema's enum.
         let id = utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("An engine id of this deployment (ingest.engines)."));
+            .description(Some("An engine id of this deployment: the built-in secrets engine (ingest.engines) or a command engine ([engines.<id>])."));
         schemas.push((ENGINE_ID.to_owned(), id.into()));
     }
 }

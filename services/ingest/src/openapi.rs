@@ -86,12 +86,13 @@ pub(crate) fn cron_schema() -> Object {
     schema
 }
 
-/// The document, with `engines` (ingest.engines) as the engine ids requests may name.
+/// The document, with `engines` (ingest.engines and the command engines) as the engine ids
+/// requests may name.
 pub fn document(engines: &[String]) -> utoipa::openapi::OpenApi {
     let mut document = IngestApi::openapi();
     let engine_id = ObjectBuilder::new()
         .schema_type(Type::String)
-        .description(Some("An engine id of this deployment (ingest.engines)."))
+        .description(Some("An engine id of this deployment: the built-in secrets engine (ingest.engines) or a command engine ([engines.<id>])."))
         .enum_values(Some(engines.iter().map(String::as_str)));
     document
         .components

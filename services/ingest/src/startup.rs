@@ -62,7 +62,9 @@ impl Ingest {
     /// Starts the writer and the schedules' follower; serve the role with
     /// [`scanstream_platform::server::Application`], which stops it after the server.
     pub async fn start(settings: &Settings) -> Result<Arc<Ingest>, IngestError> {
-        let ingest = settings.ingest.clone();
+        let mut ingest = settings.ingest.clone();
+        // Requests may name the built-in engines and every configured command engine.
+        ingest.engines = settings.engine_ids();
         let names = TopicNames::new(settings.topics.prefix.clone());
         let codec = Arc::new(scanstream_platform::registry::codec(settings)?);
         let policy = RepoPolicy::new(&ingest.file_roots, &ingest.allowed_hosts)?;

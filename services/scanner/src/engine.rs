@@ -23,6 +23,9 @@ pub struct Hit {
     /// Keyed hash of the rule and the secret: equal secrets have equal fingerprints, and the
     /// fingerprint does not reveal the secret.
     pub fingerprint: String,
+    /// Keyed hash of the secret alone (no rule): equal wherever the same secret is found, by
+    /// any rule of any engine, so findings of several engines merge. Stays in the scanner.
+    pub secret_id: String,
     pub preview: String,
     /// Rules that only apply at some paths and whose overlapping match wins over this one where
     /// they apply: at such a path this hit stands back; at any other it stands.
@@ -113,4 +116,9 @@ pub trait Engine: Send + Sync {
 
     /// Every rule the engine may report.
     fn rules(&self) -> Vec<RuleInfo>;
+
+    /// The engine's version for reports (`EngineCompleted.version`).
+    fn version(&self) -> Option<String> {
+        None
+    }
 }

@@ -35,6 +35,17 @@ pub enum Error {
     Client(#[from] scanstream_platform::KafkaError),
     #[error(transparent)]
     Codec(#[from] scanstream_contracts::CodecError),
+    #[error("worktree: {0}")]
+    Worktree(String),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
+    /// A required command engine gave no result.
+    #[error("engine {engine} {reason}")]
+    Engine {
+        engine: String,
+        reason: String,
+        retryable: bool,
+    },
     #[error("configuration: ingest.allowed_hosts: {0}")]
     Hosts(#[from] scanstream_platform::net::HostPolicyError),
 }
@@ -50,11 +61,12 @@ impl Error {
     /// Whether another attempt may succeed where this one failed.
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Fetch { retryable, .. } => *retryable,
+            Error::Fetch { retryable, .. } | Error::Engine { retryable, .. } => *retryable,
             Error::FetchTimeout(_)
             | Error::Busy(_)
             | Error::Io { .. }
             | Error::Kafka(_)
+            | Error::Kubernetes(_)
             | Error::Client(_) => true,
             Error::Codec(e) => e.is_transient(),
             Error::Hosts(_)
@@ -62,6 +74,7 @@ impl Error {
             | Error::Git(_)
             | Error::RefNotFound(_)
             | Error::Source(_)
+            | Error::Worktree(_)
             | Error::Refused(_)
             | Error::Cancelled => false,
         }
@@ -83,6 +96,9 @@ impl Error {
             Error::Kafka(_) | Error::Client(_) => "kafka",
             Error::Codec(_) => "codec",
             Error::Hosts(_) => "config",
+            Error::Worktree(_) => "worktree",
+            Error::Kubernetes(_) => "kubernetes",
+            Error::Engine { .. } => "engine",
         }
     }
 }

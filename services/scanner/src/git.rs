@@ -159,6 +159,12 @@ fn walk_tree(
     Ok(())
 }
 
+/// The id (hex) of `commit`'s root tree: equal trees have equal ids, whatever the commit.
+pub fn tree_id(repo: &Repo, commit: ObjectId) -> Result<String, Error> {
+    let repo = repo.to_thread_local();
+    commit_tree(&repo, commit, &mut Vec::new()).map(|tree| tree.to_string())
+}
+
 /// The content of the file `name` at the root of `commit`'s tree, if there is one.
 pub fn read_path(repo: &Repo, commit: ObjectId, name: &str) -> Option<Vec<u8>> {
     let repo = repo.to_thread_local();

@@ -2,14 +2,15 @@
 //! attempt reported as `ScanStarted`, `RepoFetched`, one `EngineCompleted` per engine, its
 //! findings (all delivered first), and exactly one terminal event at [`TERMINAL_SEQUENCE`].
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use scanstream_contracts::command::{RequestScan, ScanMode};
 use scanstream_contracts::event::{
-    EngineCompleted, EventPayload, RepoFetched, ScanCancelled, ScanEvent, ScanFailed, ScanStarted,
-    ScanSucceeded, TERMINAL_SEQUENCE,
+    EngineCompleted, EngineOutcome, EventPayload, RepoFetched, ScanCancelled, ScanEvent,
+    ScanFailed, ScanStarted, ScanSucceeded, TERMINAL_SEQUENCE,
 };
 use scanstream_contracts::finding::{Finding, SeverityCounts};
 use scanstream_contracts::ids::derived_uuid;
@@ -18,6 +19,7 @@ use scanstream_platform::fault;
 use scanstream_platform::net::HostPolicy;
 use tokio_util::sync::CancellationToken;
 
+use crate::command::{CommandEngines, Labels, ScanContext};
 use crate::emit::Emitter;
 use crate::ledger::{Entry, Ledger, Plan, Then, plan};
 use crate::mirror::Mirrors;
@@ -65,6 +67,8 @@ pub struct JobContext {
     pub mirrors: Mirrors,
     pub ledger: Ledger,
     pub scanning: Arc<Scanning>,
+    /// The command engines (`[engines.<id>]`) and their executor.
+    pub commands: Arc<CommandEngines>,
     /// Refuses hosts that are or resolve to private or metadata addresses, before each fetch.
     pub hosts: HostPolicy,
     pub default_timeout: Duration,
@@ -453,26 +457,45 @@ impl JobContext {
         });
         emitter.event(command, attempt, 1, fetched).await?;
         let scanning = self.scanning.clone();
-        let (engines, mode, repo, flag) = (
-            command.engines.clone(),
-            command.mode,
-            command.repo_url.clone(),
-            flag.clone(),
-        );
+        let built_in: Vec<String> = command
+            .engines
+            .iter()
+            .filter(|id| self.commands.get(id).is_none())
+            .cloned()
+            .collect();
+        let (mode, repo, flag) = (command.mode, command.repo_url.clone(), flag.clone());
         let git_ref = command.git_ref.clone();
-        let runs = blocking(move || {
-            scanning.scan(
-                &resolved,
-                &engines,
-                mode,
-                &repo,
-                git_ref.as_deref(),
-                &Progress::default(),
-                &flag,
-            )
+        let (mut runs, resolved) = blocking(move || {
+            let runs = if built_in.is_empty() {
+                Vec::new()
+            } else {
+                scanning.scan(
+                    &resolved,
+                    &built_in,
+                    mode,
+                    &repo,
+                    git_ref.as_deref(),
+                    &Progress::default(),
+                    &flag,
+                )?
+            };
+            Ok((runs, resolved))
         })
         .await?;
+        let scan = ScanContext {
+            resolved: &resolved,
+            labels: Labels {
+                job: command.job_id.to_string(),
+                run: command.run_id.to_string(),
+                attempt,
+            },
+        };
+        runs.extend(self.commands.run(&command.engines, scan, abort).await?);
+        drop(resolved);
         drop(acquired);
+        // Reported in the order the command names the engines: the first to find a secret
+        // names its finding.
+        runs.sort_by_key(|run| command.engines.iter().position(|id| *id == run.engine));
         let (findings, totals) = findings(command, attempt, commit.as_deref(), &runs, now_ms());
         for (index, run) in runs.iter().enumerate() {
             let completed = EventPayload::EngineCompleted(EngineCompleted {
@@ -483,11 +506,31 @@ impl JobContext {
                 findings: i64::try_from(run.found.len()).unwrap_or(i64::MAX),
                 skipped_large: i64::try_from(run.skipped_large).unwrap_or(i64::MAX),
                 skipped_binary: i64::try_from(run.skipped_binary).unwrap_or(i64::MAX),
+                version: run.version.clone(),
+                outcome: run.outcome,
+                error: run.error.clone(),
+                cached: run.from_cache,
             });
             let sequence = 2 + i32::try_from(index).unwrap_or(0);
             emitter.event(command, attempt, sequence, completed).await?;
             metrics::counter!(crate::metrics::BYTES_SCANNED).increment(run.bytes);
             metrics::counter!(crate::metrics::FILES_SCANNED).increment(run.files);
+            if let Some(engine) = self.commands.get(&run.engine) {
+                let outcome = if run.from_cache {
+                    "cached"
+                } else {
+                    run.outcome.name()
+                };
+                metrics::counter!(crate::metrics::ENGINE_RUNS, "engine" => run.engine.clone(), "outcome" => outcome)
+                    .increment(1);
+                if engine.required() && run.outcome != EngineOutcome::Completed {
+                    return Err(Error::Engine {
+                        engine: run.engine.clone(),
+                        reason: run.error.clone().unwrap_or_default(),
+                        retryable: run.outcome == EngineOutcome::TimedOut,
+                    });
+                }
+            }
         }
         emitter.findings(&findings).await?;
         emitter
@@ -573,16 +616,36 @@ fn findings(
     detected_at: i64,
 ) -> (Vec<Finding>, SeverityCounts) {
     let mut totals = SeverityCounts::default();
-    let mut findings = Vec::new();
+    let mut findings: Vec<Finding> = Vec::new();
+    // The same secret at the same place, found by another engine: one finding naming both.
+    let mut placed: HashMap<(String, i32, Option<String>, String), usize> = HashMap::new();
     for run in runs {
         for found in &run.found {
-            totals.add(found.hit.severity);
             let line = i32::try_from(found.hit.line).unwrap_or(i32::MAX);
             let commit = found
                 .place
                 .commit
                 .clone()
                 .or_else(|| commit.map(str::to_owned));
+            let key = (
+                found.place.path.clone(),
+                line,
+                commit.clone(),
+                found.hit.secret_id.clone(),
+            );
+            if !found.hit.secret_id.is_empty()
+                && let Some(&at) = placed.get(&key)
+                && !findings[at].engines.contains(&run.engine)
+            {
+                let first = &mut findings[at];
+                first.engines.push(run.engine.clone());
+                if found.hit.severity < first.severity {
+                    // The most urgent judgement stands (Severity orders most urgent first).
+                    first.severity = found.hit.severity;
+                }
+                continue;
+            }
+            placed.entry(key).or_insert(findings.len());
             findings.push(Finding {
                 // Stable per run, not per attempt: a retry that finds the same secret writes
                 // the same id, so consumers can drop the repeat.
@@ -603,6 +666,7 @@ fn findings(
                 attempt,
                 repo_url: command.repo_url.clone(),
                 engine: run.engine.clone(),
+                engines: vec![run.engine.clone()],
                 rule_id: found.hit.rule.clone(),
                 severity: found.hit.severity,
                 path: found.place.path.clone(),
@@ -613,6 +677,9 @@ fn findings(
                 detected_at,
             });
         }
+    }
+    for finding in &findings {
+        totals.add(finding.severity);
     }
     (findings, totals)
 }

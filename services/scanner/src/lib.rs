@@ -6,6 +6,8 @@
 //! - [`engine`]: the trait every engine implements; [`secrets`]: the built-in engine.
 //! - [`source`]: what a scan reads content from; sources are a repository's blobs ([`git`]) or
 //!   a folder's files ([`dir`]). [`runner`]: runs an engine over a source's items on every core.
+//! - [`command`]: command engines (any program writing SARIF) on a worktree of the scanned
+//!   commit, run as child processes or Kubernetes Jobs.
 //! - [`results`]: the content-addressed result cache shared by scanners.
 //! - [`mirror`]: the shared repository mirror cache, its locks, credentials and eviction.
 //! - [`scan`]: scan modes, engines and caches together; used by the service and `scanstream scan`.
@@ -16,6 +18,7 @@
 //!   what it records.
 //! - [`Error`]: the one error type, with a bounded label per kind.
 
+pub mod command;
 mod consumer;
 pub mod decode;
 pub mod dir;

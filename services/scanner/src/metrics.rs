@@ -23,6 +23,12 @@ pub const QUEUED_COMMANDS: &str = "scanstream_scanner_queued_commands";
 pub const RUNNING_SCANS: &str = "scanstream_scanner_running_scans";
 /// Time of a successful scan, from start to terminal event.
 pub const SCAN_DURATION: &str = "scanstream_scanner_scan_duration_seconds";
+/// Command engine runs, by engine and outcome (completed, failed, timed_out, cached).
+pub const ENGINE_RUNS: &str = "scanstream_scanner_engine_runs_total";
+/// Time of one command engine run (process or Job), by engine.
+pub const ENGINE_DURATION: &str = "scanstream_scanner_engine_duration_seconds";
+/// Time writing one worktree for command engines.
+pub const WORKTREE_DURATION: &str = "scanstream_scanner_worktree_duration_seconds";
 /// Consumer sessions restarted from the committed offsets after a failure.
 pub const RESTARTS: &str = "scanstream_scanner_restarts_total";
 
@@ -58,6 +64,20 @@ pub fn describe() {
         SCAN_DURATION,
         metrics::Unit::Seconds,
         "Time of a successful scan, from start to terminal event."
+    );
+    metrics::describe_counter!(
+        ENGINE_RUNS,
+        "Command engine runs, by engine and outcome (completed, failed, timed_out, cached)."
+    );
+    metrics::describe_histogram!(
+        ENGINE_DURATION,
+        metrics::Unit::Seconds,
+        "Time of one command engine run (process or Job), by engine."
+    );
+    metrics::describe_histogram!(
+        WORKTREE_DURATION,
+        metrics::Unit::Seconds,
+        "Time writing one worktree for command engines."
     );
     metrics::describe_counter!(
         RESTARTS,

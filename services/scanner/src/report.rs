@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use scanstream_contracts::event::EngineOutcome;
 use scanstream_contracts::finding::{Severity, SeverityCounts};
 use serde_json::{Value, json};
 
@@ -235,7 +236,26 @@ impl Report {
         if let Some(line) = self.not_scanned_summary() {
             let _ = writeln!(out, "{line}");
         }
+        for line in self.engine_failures() {
+            let _ = writeln!(out, "{line}");
+        }
         out
+    }
+
+    /// One line per engine that gave no result: its id, outcome and why.
+    pub fn engine_failures(&self) -> Vec<String> {
+        self.runs
+            .iter()
+            .filter(|r| r.outcome != EngineOutcome::Completed)
+            .map(|r| {
+                format!(
+                    "engine {} {}: {}",
+                    r.engine,
+                    r.outcome.name().replace('_', " "),
+                    r.error.as_deref().unwrap_or("no reason given")
+                )
+            })
+            .collect()
     }
 
     /// Every listed path not scanned, with the run that skipped it.
@@ -293,6 +313,10 @@ impl Report {
                     "skipped_unlisted": r.skipped_unlisted,
                     "duration_ms": r.duration_ms,
                     "findings": r.found.len(),
+                    "version": r.version,
+                    "worktree_ms": r.worktree_ms,
+                    "outcome": r.outcome.name(),
+                    "error": r.error,
                 })
             })
             .collect();

@@ -24,8 +24,9 @@ use crate::Error;
 use crate::engine::Hit;
 use scanstream_platform::sync::lock;
 
-/// Version 2: each hit also lists the rules it stands back for ([`Hit::shadowed_by`]).
-const MAGIC: &[u8] = b"SSRC\x02";
+/// Version 3: each hit also holds its [`Hit::secret_id`] (version 2 added
+/// [`Hit::shadowed_by`]).
+const MAGIC: &[u8] = b"SSRC\x03";
 const SEGMENT_SUFFIX: &str = ".seg";
 /// More segments than this are merged into one.
 const MERGE_ABOVE: usize = 64;
@@ -199,7 +200,7 @@ fn write_segment<'a>(
             write(&oid[..oid.len().min(255)])?;
             write(&u16::try_from(hits.len()).unwrap_or(u16::MAX).to_le_bytes())?;
             for hit in hits.iter().take(usize::from(u16::MAX)) {
-                for text in [&hit.rule, &hit.fingerprint, &hit.preview] {
+                for text in [&hit.rule, &hit.fingerprint, &hit.secret_id, &hit.preview] {
                     let bytes = &text.as_bytes()[..text.len().min(usize::from(u16::MAX))];
                     write(&u16::try_from(bytes.len()).unwrap_or(0).to_le_bytes())?;
                     write(bytes)?;
@@ -253,8 +254,8 @@ fn parse_segment(bytes: &[u8]) -> Option<Records> {
         let count = u16::from_le_bytes(take(2)?.try_into().ok()?);
         let mut hits = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
-            let mut texts = Vec::with_capacity(3);
-            for _ in 0..3 {
+            let mut texts = Vec::with_capacity(4);
+            for _ in 0..4 {
                 let len = u16::from_le_bytes(take(2)?.try_into().ok()?);
                 texts.push(String::from_utf8(take(usize::from(len))?.to_vec()).ok()?);
             }
@@ -267,6 +268,7 @@ fn parse_segment(bytes: &[u8]) -> Option<Records> {
                 shadowed_by.push(String::from_utf8(take(usize::from(len))?.to_vec()).ok()?);
             }
             let preview = texts.pop()?;
+            let secret_id = texts.pop()?;
             let fingerprint = texts.pop()?;
             let rule = texts.pop()?;
             hits.push(Hit {
@@ -274,6 +276,7 @@ fn parse_segment(bytes: &[u8]) -> Option<Records> {
                 severity,
                 line,
                 fingerprint,
+                secret_id,
                 preview,
                 shadowed_by,
             });
@@ -293,6 +296,7 @@ mod tests {
             severity: Severity::High,
             line,
             fingerprint: "00ff".into(),
+            secret_id: "11ee".into(),
             preview: "ghp_****** (40 chars)".into(),
             shadowed_by: Vec::new(),
         }

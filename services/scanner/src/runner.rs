@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use scanstream_contracts::event::EngineOutcome;
 use scanstream_contracts::finding::Severity;
 
 use crate::Error;
@@ -156,6 +157,18 @@ pub struct EngineRun {
     pub duration_ms: u64,
     /// Sorted by path, line and rule.
     pub found: Vec<Found>,
+    /// The engine's version ([`Engine::version`], a command engine's version command).
+    pub version: Option<String>,
+    /// Whether the engine gave a result; only command engines fail alone.
+    pub outcome: EngineOutcome,
+    /// Why it gave none; never engine output.
+    pub error: Option<String>,
+    /// A command engine's results were taken from the result cache (all of them: a command
+    /// engine's results are cached per tree).
+    pub from_cache: bool,
+    /// Time writing the worktree a command engine read (shared by the scan's command engines;
+    /// 0 when none was written).
+    pub worktree_ms: u64,
 }
 
 impl EngineRun {
@@ -200,6 +213,7 @@ fn binary_record() -> Hit {
         severity: Severity::Info,
         line: 0,
         fingerprint: BINARY_RECORD.to_owned(),
+        secret_id: String::new(),
         preview: String::new(),
         shadowed_by: Vec::new(),
     }
@@ -377,6 +391,7 @@ pub fn run<S: Source>(
         .collect();
     let mut run = EngineRun {
         engine: engine.id().to_owned(),
+        version: engine.version(),
         max_blob_bytes: limits.max_blob_bytes,
         ..EngineRun::default()
     };

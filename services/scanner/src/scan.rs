@@ -40,6 +40,14 @@ impl Resolved {
     pub fn commit(&self) -> Option<String> {
         self.commit.map(|c| c.to_string())
     }
+
+    pub(crate) fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    pub(crate) fn commit_id(&self) -> Option<ObjectId> {
+        self.commit
+    }
 }
 
 pub struct Scanning {

@@ -30,7 +30,8 @@ const ALLOW_MARKERS: [&[u8]; 2] = [ALLOW_MARKER, b"gitleaks:allow"];
 /// `rules::MATCHING_VERSION`): results cached before it changed are not used. `windows/1`: blobs
 /// larger than the runner's window are scanned in windows, and binary blobs are cached as binary
 /// (they were cached as holding nothing, so a rescan could not report them as not scanned).
-const RESULTS_REVISION: &str = "windows/1";
+/// `secret-ids/1`: hits hold the secret's id, for merging with other engines' findings.
+const RESULTS_REVISION: &str = "secret-ids/1";
 
 /// The fingerprint key used when none is configured. Fingerprints are then comparable between
 /// every installation that also left it unset; set `scanner.fingerprint_key` to make them
@@ -93,6 +94,17 @@ impl SecretsEngine {
     pub fn fingerprint(&self, rule: &str, secret: &[u8]) -> String {
         keyed(&self.key, &[rule.as_bytes(), &[0], secret])
     }
+
+    /// The [`Hit::secret_id`] of `secret`: HMAC-SHA256 with the fingerprint key over a marker
+    /// and the secret, whatever rule found it.
+    pub fn secret_id(&self, secret: &[u8]) -> String {
+        secret_id(&self.key.0, secret)
+    }
+}
+
+/// [`SecretsEngine::secret_id`] under `key`, for engines that are not a [`SecretsEngine`].
+pub fn secret_id(key: &[u8], secret: &[u8]) -> String {
+    keyed(&Key(key.to_vec()), &[b"secret", &[0], secret])
 }
 
 fn keyed(key: &Key, parts: &[&[u8]]) -> String {
@@ -337,6 +349,7 @@ impl<'a> Windows<'a> {
                         severity: rule.severity,
                         line: u32::try_from(line).unwrap_or(u32::MAX),
                         fingerprint: engine.fingerprint(&rule.id, value),
+                        secret_id: engine.secret_id(value),
                         preview: redact(value),
                         shadowed_by: Vec::new(),
                     },
@@ -546,6 +559,7 @@ impl Engine for SecretsEngine {
                 severity: rule.severity,
                 line: 1,
                 fingerprint: keyed(&self.key, &[rule.id.as_bytes(), &[0], blob_id]),
+                secret_id: keyed(&self.key, &[b"file", &[0], blob_id]),
                 preview: format!("whole file ({size} bytes)"),
                 shadowed_by: Vec::new(),
             })
@@ -554,6 +568,14 @@ impl Engine for SecretsEngine {
 
     fn wants_path(&self, path: &str) -> bool {
         !self.pack.allowlist.allows_path(path)
+    }
+
+    /// `rules-<first 12 hex of the rule pack's hash>`: what decides what it reports.
+    fn version(&self) -> Option<String> {
+        Some(format!(
+            "rules-{}",
+            self.pack.hash().get(..12).unwrap_or(self.pack.hash())
+        ))
     }
 
     fn rules(&self) -> Vec<RuleInfo> {

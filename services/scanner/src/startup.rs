@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use scanstream_contracts::TopicNames;
 use scanstream_platform::Settings;
-use scanstream_platform::config::ScannerSettings;
+use scanstream_platform::config::{Executor as ExecutorKind, ScannerSettings};
 use scanstream_platform::kafka::{ClientRole, KafkaFactory};
 use scanstream_platform::net::HostPolicy;
 use scanstream_platform::server::{Readiness, Role, StopOrder};
@@ -22,6 +22,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::command::worktree::Bounds;
+use crate::command::{CommandEngines, Executor, KubernetesExecutor, LocalExecutor, Workspace};
 use crate::consumer::{CommandConsumer, ConsumerConfig};
 use crate::emit::Emitter;
 use crate::engine::Engine;
@@ -41,11 +43,7 @@ pub fn scanning(
     file_roots: &[String],
 ) -> Result<Scanning, Error> {
     let pack = RulePack::load(&scanner.rule_files)?;
-    let key = scanner
-        .fingerprint_key
-        .as_ref()
-        .map(|k| k.expose_secret().as_bytes().to_vec())
-        .unwrap_or_else(|| DEFAULT_FINGERPRINT_KEY.as_bytes().to_vec());
+    let key = fingerprint_key(scanner);
     let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(SecretsEngine::new(pack, &key))];
     let ignored = if scanner.ignore_file.is_empty() {
         HashSet::new()
@@ -70,6 +68,52 @@ pub fn scanning(
     } else {
         scanning
     })
+}
+
+/// The command engines (`[engines.<id>]`) a configuration describes, with the executor
+/// `scanner.executor` names. Their versions are asked for now (the version commands run, or
+/// the images are read). `scanning` supplies the engine that masks secrets in engine logs.
+pub async fn commands(
+    settings: &Settings,
+    cache_dir: &Path,
+    scanning: &Scanning,
+) -> Result<CommandEngines, Error> {
+    let scanner = &settings.scanner;
+    let engines = settings
+        .command_engines()
+        .map_err(|e| Error::Source(e.to_string()))?;
+    let executor: Arc<dyn Executor> = match scanner.executor {
+        ExecutorKind::Local => Arc::new(LocalExecutor),
+        ExecutorKind::Kubernetes if engines.is_empty() => Arc::new(LocalExecutor),
+        ExecutorKind::Kubernetes => Arc::new(
+            KubernetesExecutor::from_environment(scanner.kubernetes.clone(), cache_dir).await?,
+        ),
+    };
+    Ok(CommandEngines::new(
+        engines,
+        executor,
+        scanner.executor,
+        Workspace {
+            cache_dir: cache_dir.to_path_buf(),
+            bounds: Bounds {
+                max_bytes: scanner.worktree_max_bytes,
+                timeout: scanner.worktree_timeout,
+            },
+            repo_config: scanner.repo_config,
+        },
+        &fingerprint_key(scanner),
+        scanning.engines().first().cloned(),
+    )
+    .await)
+}
+
+/// The key of finding fingerprints: `scanner.fingerprint_key`, else the built-in one.
+fn fingerprint_key(scanner: &ScannerSettings) -> Vec<u8> {
+    scanner
+        .fingerprint_key
+        .as_ref()
+        .map(|k| k.expose_secret().as_bytes().to_vec())
+        .unwrap_or_else(|| DEFAULT_FINGERPRINT_KEY.as_bytes().to_vec())
 }
 
 /// The mirror cache a configuration describes.
@@ -130,8 +174,11 @@ impl Scanner {
             Some(&cache_dir),
             &settings.ingest.file_roots,
         )?);
-        let engines = scanning.engine_ids();
+        let commands = Arc::new(commands(settings, &cache_dir, &scanning).await?);
+        let mut engines = scanning.engine_ids();
+        engines.extend(commands.ids());
         let jobs = Arc::new(JobContext {
+            commands,
             emitter: Emitter::new(producer, codec.clone(), names.clone(), config.instance()),
             mirrors: mirrors(&config),
             ledger: Ledger::new(&cache_dir.join("attempts")),

@@ -5,8 +5,8 @@
 
 use scanstream_contracts::command::{CancelScan, Command, RequestScan, ScanCommand, ScanMode};
 use scanstream_contracts::event::{
-    EngineCompleted, EventPayload, JobSubmitted, RepoFetched, ScanCancelled, ScanEvent, ScanFailed,
-    ScanStarted, ScanSucceeded,
+    EngineCompleted, EngineOutcome, EventPayload, JobSubmitted, RepoFetched, ScanCancelled,
+    ScanEvent, ScanFailed, ScanStarted, ScanSucceeded,
 };
 use scanstream_contracts::finding::{Finding, Severity, SeverityCounts};
 use scanstream_contracts::ids::derived_uuid;
@@ -140,6 +140,23 @@ pub fn payloads() -> Vec<EventPayload> {
             findings: 3,
             skipped_large: 1,
             skipped_binary: 2,
+            version: Some("2.14.0".into()),
+            outcome: EngineOutcome::TimedOut,
+            error: Some("ran past its timeout of 600 s".into()),
+            cached: false,
+        }),
+        EventPayload::EngineCompleted(EngineCompleted {
+            engine: "secrets".into(),
+            findings: 3,
+            ..EngineCompleted::default()
+        }),
+        EventPayload::EngineCompleted(EngineCompleted {
+            engine: "gitleaks".into(),
+            version: Some("8.30.1".into()),
+            outcome: EngineOutcome::Failed,
+            error: Some("exited with status 2".into()),
+            cached: true,
+            ..EngineCompleted::default()
         }),
         EventPayload::ScanSucceeded(ScanSucceeded {
             findings: SeverityCounts {
@@ -229,6 +246,7 @@ pub fn findings() -> Vec<Finding> {
         attempt: 1,
         repo_url: "https://git.example.com/test10.git".into(),
         engine: "secrets".into(),
+        engines: vec!["secrets".into(), "gitleaks".into()],
         rule_id: "aws-access-key-id".into(),
         severity,
         path: format!("src/config{i}.py"),

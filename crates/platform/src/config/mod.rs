@@ -14,6 +14,7 @@
 //! - [`roles`]: the aggregator's, scheduler's, scanner's and notifier's settings.
 
 mod api;
+mod engines;
 mod kafka;
 mod roles;
 
@@ -24,6 +25,10 @@ use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
 pub use api::{ApiSettings, IngestSettings, Scope, TokenSettings};
+pub use engines::{
+    BUILT_IN_ENGINE, CommandEngineSettings, EnginePreset, EngineSettings, Executor,
+    KubernetesExecutorSettings, PLACEHOLDERS,
+};
 pub use kafka::{KafkaSettings, RegistrySettings, SecurityProtocol, TopicSettings};
 pub use roles::{
     AggregatorSettings, CredentialSettings, DestinationKind, DestinationSettings, NotifierSettings,
@@ -70,6 +75,9 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub notifier: NotifierSettings,
     pub telemetry: TelemetrySettings,
+    /// Command engines by id (`[engines.<id>]`).
+    #[serde(default)]
+    pub engines: BTreeMap<String, EngineSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -124,6 +132,22 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The command engines, presets applied, in id order.
+    pub fn command_engines(&self) -> Result<Vec<CommandEngineSettings>, ConfigError> {
+        engines::resolve_all(&self.engines)
+    }
+
+    /// The engines requests may name: `ingest.engines` and every command engine.
+    pub fn engine_ids(&self) -> Vec<String> {
+        let mut ids = self.ingest.engines.clone();
+        for id in self.engines.keys() {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        ids
+    }
+
     /// Every section's own checks.
     fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
@@ -135,6 +159,7 @@ impl Settings {
         self.scheduler.validate()?;
         self.aggregator.validate()?;
         self.notifier.validate()?;
+        self.command_engines()?;
         let endpoint = &self.telemetry.otlp_endpoint;
         if !endpoint.is_empty()
             && url::Url::parse(endpoint).map_or(true, |u| {
@@ -294,6 +319,29 @@ mod tests {
             .unwrap_or_else(|| panic!("{vars:?} was accepted"));
             assert!(err.to_string().contains(key), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_shipped_kubernetes_settings_load_with_their_engines() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let base = root.join("k8s/base/scanstream.toml");
+        let engines = root.join("k8s/components/kubernetes-engines/engines.toml");
+        let s = load(Sources {
+            files: vec![&base, &engines],
+            // What the Deployment sets from its Secrets.
+            env: env(&[
+                ("SCANSTREAM__KAFKA__SASL_USERNAME", "scanstream-scanner"),
+                ("SCANSTREAM__KAFKA__SASL_PASSWORD", "from-a-secret"),
+            ]),
+            ..Sources::default()
+        });
+        assert_eq!(s.scanner.executor, Executor::Kubernetes);
+        assert_eq!(s.scanner.cache_dir, "/var/lib/scanstream/cache");
+        let resolved = s.command_engines().unwrap();
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].id, "gitleaks");
+        assert!(resolved[0].image.starts_with("ghcr.io/gitleaks/gitleaks:"));
+        assert_eq!(s.engine_ids(), ["secrets", "gitleaks"]);
     }
 
     #[test]

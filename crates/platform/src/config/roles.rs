@@ -153,6 +153,17 @@ pub struct ScannerSettings {
     pub fingerprint_key: Option<SecretString>,
     #[serde(default)]
     pub credentials: Vec<CredentialSettings>,
+    /// Where command engines run: `local` (child processes) or `kubernetes` (a Job each).
+    #[serde(default)]
+    pub executor: super::Executor,
+    /// A worktree larger than this is not materialized: command engines fail for that scan.
+    pub worktree_max_bytes: u64,
+    /// Longest time materializing one worktree may take.
+    #[serde(rename = "worktree_timeout_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub worktree_timeout: Duration,
+    #[serde(default)]
+    pub kubernetes: super::KubernetesExecutorSettings,
 }
 
 /// The smallest `scanner.window_bytes`: windows overlap by 64 KiB, so smaller ones would mostly
@@ -178,6 +189,13 @@ impl ScannerSettings {
                 "must be at least 1048576 (1 MiB): windows overlap by 64 KiB",
             ));
         }
+        if self.worktree_timeout.is_zero() {
+            return Err(invalid(
+                "scanner.worktree_timeout_seconds",
+                "must be positive",
+            ));
+        }
+        self.kubernetes.validate()?;
         for credential in &self.credentials {
             if credential.host.trim().is_empty()
                 || (credential.token.is_none() && credential.ssh_key_file.is_none())
