@@ -21,15 +21,7 @@ pub fn installed() -> Result<Engines> {
         .output()
         .map_err(Error::io(format!("running {}", tool.display())))?;
     if !output.status.success() {
-        return Err(Error::Config(format!(
-            "tools/engines failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .rev()
-                .take(8)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        )));
+        return Err(Error::tool("engines", &output.stderr));
     }
     let paths: HashMap<String, PathBuf> = String::from_utf8_lossy(&output.stdout)
         .lines()

@@ -27,15 +27,7 @@ impl ControlPlane {
             .map_err(Error::io(format!("running {}", tool.display())))?;
         let plane = ControlPlane { dir, tool };
         if !output.status.success() {
-            return Err(Error::Config(format!(
-                "tools/kube-up failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .rev()
-                    .take(8)
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            )));
+            return Err(Error::tool("kube-up", &output.stderr));
         }
         Ok(plane)
     }

@@ -92,6 +92,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// A project tool (`tools/<name>`) that failed: its last lines of standard error.
+    pub(crate) fn tool(name: &str, stderr: &[u8]) -> Error {
+        Error::Config(format!(
+            "tools/{name} failed: {}",
+            String::from_utf8_lossy(stderr)
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ))
+    }
+
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
         move |source| Error::Io { what, source }

@@ -72,7 +72,8 @@ async fn secrets_gitleaks_and_semgrep_report_one_deduplicated_redacted_set_of_fi
             "[engines.gitleaks]\npreset = \"gitleaks\"\nenv = {{ PATH = \"{}\" }}\n\
              [engines.semgrep]\npreset = \"semgrep\"\nconfig = \"{}\"\nenv = {{ PATH = \"{}\" }}\n\
              [engines.broken]\ncommand = [\"sh\", \"-c\", \"echo 'aws_access_key_id = {AWS_KEY}' >&2; echo giving up >&2; exit 3\", \"{{worktree}}\"]\n\
-             [engines.slow]\ncommand = [\"sh\", \"-c\", \"sleep 60\", \"{{worktree}}\"]\ntimeout_seconds = 1\n",
+             [engines.slow]\ncommand = [\"sh\", \"-c\", \"sleep 60\", \"{{worktree}}\"]\ntimeout_seconds = 1\n\
+             [engines.mandatory]\ncommand = [\"sh\", \"-c\", \"exit 4\", \"{{worktree}}\"]\nrequired = true\n",
             path_of(&engines.gitleaks),
             rules.display(),
             path_of(&engines.semgrep),
@@ -85,18 +86,24 @@ async fn secrets_gitleaks_and_semgrep_report_one_deduplicated_redacted_set_of_fi
         .to_vec();
     let mut second = first.clone();
     second.run_id = RunId::derived(first.job_id, "2");
+    // A required engine that fails fails its attempt.
+    let mut required = request("engines-required", &url, None, None);
+    required.engines = vec!["secrets".into(), "mandatory".into()];
     let mut scanner = h.spawn(&config, "scanner");
     h.send(&url, Cmd::RequestScan(first.clone())).await;
     h.events_until(|e| ended(e, first.job_id), Duration::from_secs(120))
         .await;
     // The same tree again: the command engines' results come from the cache.
     h.send(&url, Cmd::RequestScan(second.clone())).await;
+    h.send(&url, Cmd::RequestScan(required.clone())).await;
     let (events, raw_events) = h
         .events_until(
             |e| {
-                e.iter().any(|e| {
-                    e.run_id == second.run_id && matches!(e.payload, EventPayload::ScanSucceeded(_))
-                })
+                ended(e, required.job_id)
+                    && e.iter().any(|e| {
+                        e.run_id == second.run_id
+                            && matches!(e.payload, EventPayload::ScanSucceeded(_))
+                    })
             },
             Duration::from_secs(120),
         )
@@ -143,6 +150,22 @@ async fn secrets_gitleaks_and_semgrep_report_one_deduplicated_redacted_set_of_fi
     );
     assert!(!again["secrets"].cached);
 
+    let failed: Vec<&ScanEvent> = events
+        .iter()
+        .filter(|e| e.job_id == required.job_id)
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|e| matches!(&e.payload, EventPayload::ScanFailed(f)
+            if f.error_kind == "engine" && !f.retryable && f.reason.contains("mandatory"))),
+        "{failed:#?}"
+    );
+    assert_eq!(
+        engine_events(&events, required.run_id)["mandatory"].outcome,
+        EngineOutcome::Failed
+    );
+
     // One finding per secret and place, naming every engine that found it.
     let raw_findings = h
         .read(Topic::Findings, |_| false, Duration::from_secs(3))
@@ -154,6 +177,10 @@ async fn secrets_gitleaks_and_semgrep_report_one_deduplicated_redacted_set_of_fi
             .decode(m.payload().unwrap_or_default())
             .await
             .unwrap();
+        assert_ne!(
+            finding.job_id, required.job_id,
+            "a failed attempt wrote findings"
+        );
         if finding.run_id == first.run_id {
             findings.push(finding);
         }

@@ -515,7 +515,7 @@ impl JobContext {
             emitter.event(command, attempt, sequence, completed).await?;
             metrics::counter!(crate::metrics::BYTES_SCANNED).increment(run.bytes);
             metrics::counter!(crate::metrics::FILES_SCANNED).increment(run.files);
-            if let Some(engine) = self.commands.get(&run.engine) {
+            if self.commands.get(&run.engine).is_some() {
                 let outcome = if run.from_cache {
                     "cached"
                 } else {
@@ -523,14 +523,19 @@ impl JobContext {
                 };
                 metrics::counter!(crate::metrics::ENGINE_RUNS, "engine" => run.engine.clone(), "outcome" => outcome)
                     .increment(1);
-                if engine.required() && run.outcome != EngineOutcome::Completed {
-                    return Err(Error::Engine {
-                        engine: run.engine.clone(),
-                        reason: run.error.clone().unwrap_or_default(),
-                        retryable: run.outcome == EngineOutcome::TimedOut,
-                    });
-                }
             }
+        }
+        // Every engine's event is written first: a required engine's failure then fails the
+        // attempt, and no finding is written.
+        if let Some(run) = runs.iter().find(|run| {
+            run.outcome != EngineOutcome::Completed
+                && self.commands.get(&run.engine).is_some_and(|e| e.required())
+        }) {
+            return Err(Error::Engine {
+                engine: run.engine.clone(),
+                reason: run.error.clone().unwrap_or_default(),
+                retryable: run.outcome == EngineOutcome::TimedOut,
+            });
         }
         emitter.findings(&findings).await?;
         emitter

@@ -382,19 +382,11 @@ impl Executor for KubernetesExecutor {
             let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
             let job = match self.job(invocation, &engine.settings) {
                 Ok(job) => job,
-                Err(e) => {
-                    return Ok(Ran {
-                        exit: Exit::Failed(e.to_string()),
-                        log_tail: String::new(),
-                    });
-                }
+                Err(e) => return Ok(Ran::failed(e.to_string())),
             };
             let name = job.metadata.name.clone().unwrap_or_default();
             if let Err(e) = self.create(&jobs, &job).await {
-                return Ok(Ran {
-                    exit: Exit::Failed(e.to_string()),
-                    log_tail: String::new(),
-                });
+                return Ok(Ran::failed(e.to_string()));
             }
             tracing::debug!(job = %name, engine = %invocation.engine, "engine Job created");
             let finished = await_condition(jobs.clone(), &name, |j: Option<&Job>| {

@@ -64,10 +64,7 @@ impl Executor for LocalExecutor {
                 .with_file_name(format!("{}.home", invocation.engine));
             std::fs::create_dir_all(&home).map_err(|e| Error::io(&home, e))?;
             let Some(mut command) = Self::command(&invocation.argv, &home) else {
-                return Ok(Ran {
-                    exit: Exit::Failed("the command line is empty".into()),
-                    log_tail: String::new(),
-                });
+                return Ok(Ran::failed("the command line is empty"));
             };
             command
                 .envs(invocation.env.iter().map(|(k, v)| (k, v)))
@@ -83,14 +80,11 @@ impl Executor for LocalExecutor {
             let mut child = match command.spawn() {
                 Ok(child) => child,
                 Err(e) => {
-                    return Ok(Ran {
-                        exit: Exit::Failed(format!(
-                            "could not start {:?}: {}",
-                            invocation.argv[0],
-                            e.kind()
-                        )),
-                        log_tail: String::new(),
-                    });
+                    return Ok(Ran::failed(format!(
+                        "could not start {:?}: {}",
+                        invocation.argv[0],
+                        e.kind()
+                    )));
                 }
             };
             // Standard error (and standard output when it is not the SARIF) is the log: only

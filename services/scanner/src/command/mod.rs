@@ -83,6 +83,16 @@ pub struct Ran {
     pub log_tail: String,
 }
 
+impl Ran {
+    /// An engine that could not be started or watched, with no log.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Ran {
+            exit: Exit::Failed(reason.into()),
+            log_tail: String::new(),
+        }
+    }
+}
+
 /// Runs an engine's command somewhere: locally or in a Kubernetes Job.
 pub trait Executor: Send + Sync {
     /// Runs `invocation` to its end, its timeout, or `cancel` (then [`Error::Cancelled`]).
