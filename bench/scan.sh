@@ -20,6 +20,9 @@
 #                        repository is reused as is: delete it to rebuild with another N
 #   HISTORY_CRATE=NAME   crate for the history repository (default tokio); its stable
 #                        releases of the newest major version are used
+#   HISTORY_SYNTHETIC=N  instead, a synthetic history of N commits over 3,000 files
+#                        (bench/synthetic-history.py: each commit edits two files, every 500th
+#                        adds a token), for more commits than releases give
 #   SKIP_GITLEAKS=1      no gitleaks (neither installed nor run)
 #   SKIP_KINGFISHER=1    no kingfisher (neither installed nor run)
 #   SKIP_RG=1            no ripgrep keyword pass (neither installed nor run)
@@ -53,6 +56,10 @@ kingfisher_version=2.14.0
 history_releases=${HISTORY_RELEASES:-80}
 history_crate=${HISTORY_CRATE:-tokio}
 history_repo=$bench_cache/history-$history_crate.git
+if [ -n "${HISTORY_SYNTHETIC:-}" ]; then
+  history_crate="synthetic-$HISTORY_SYNTHETIC"
+  history_repo=$bench_cache/history-$history_crate.git
+fi
 runs=${RUNS:-5}
 gitleaks_runs=${GITLEAKS_RUNS:-1}
 
@@ -116,6 +123,17 @@ index_path() {
 build_history_repo() {
   if [ -d "$history_repo" ]; then
     echo "== history repository: reusing $history_repo"
+    return
+  fi
+  if [ -n "${HISTORY_SYNTHETIC:-}" ]; then
+    echo "== building the synthetic history repository $history_repo ($HISTORY_SYNTHETIC commits)"
+    local tmp=$history_repo.tmp.$$
+    rm -rf "$tmp"
+    git init -q --bare "$tmp"
+    python3 bench/synthetic-history.py "$HISTORY_SYNTHETIC" 3000 | git -C "$tmp" fast-import --quiet
+    git -C "$tmp" symbolic-ref HEAD refs/heads/main
+    git -C "$tmp" repack -adq
+    mv "$tmp" "$history_repo"
     return
   fi
   echo "== building the history repository $history_repo ($history_releases releases of $history_crate)"
@@ -324,6 +342,29 @@ if [ "${SKIP_HISTORY:-0}" != 1 ]; then
   echo "== scanstream scan --history $history_repo (no result cache)"
   run_scanstream history "$history_repo" --history
   line="scanstream --history: $ss_secs s, $ss_findings findings"
+  echo "$line"
+  summary+=("$line")
+  # A rescan after one new commit, as a scheduled history scan meets it: the result cache and
+  # the last walk (--cache-dir) are kept; each timed run follows a commit of its own.
+  echo "== scanstream scan --history after one new commit (result cache and last walk kept)"
+  rescan=$(mktemp -d)
+  git clone -q --mirror "$history_repo" "$rescan/repo.git"
+  git clone -q "$rescan/repo.git" "$rescan/work"
+  "$scanstream" scan "$rescan/repo.git" --history --cache-dir "$rescan/cache" --format json \
+    --out "$rescan/first.json" --no-progress 2>/dev/null || true
+  times=()
+  for ((i = 0; i < runs; i++)); do
+    echo "change $i" >> "$rescan/work/RESCAN.md"
+    git -C "$rescan/work" add -A
+    git -C "$rescan/work" -c user.name=bench -c user.email=bench@example.com commit -q -m "change $i"
+    git -C "$rescan/work" push -q origin HEAD
+    timed "$scanstream" scan "$rescan/repo.git" --history --cache-dir "$rescan/cache" --format json \
+      --out "$rescan/again.json" --no-progress
+    times+=("$elapsed")
+  done
+  rescan_secs=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }')
+  rm -rf "$rescan"
+  line="rescan after 1 commit: $rescan_secs s (process start and rule compilation included)"
   echo "$line"
   summary+=("$line")
   if [ -n "$kingfisher" ]; then

@@ -26,6 +26,8 @@ pub type Repo = gix::ThreadSafeRepository;
 
 /// Decoded-object cache of the handle that walks commits and trees.
 const WALK_CACHE_BYTES: usize = 64 << 20;
+/// Delta-base cache of the handle that walks commits and trees.
+const PACK_CACHE_BYTES: usize = 16 << 20;
 
 fn git_error(e: impl std::fmt::Display) -> Error {
     Error::Git(e.to_string())
@@ -42,7 +44,19 @@ pub fn open(path: &Path) -> Result<Repo, Error> {
 fn walker(repo: &Repo) -> gix::Repository {
     let mut local = repo.to_thread_local();
     local.object_cache_size_if_unset(WALK_CACHE_BYTES);
+    with_pack_cache(&mut local);
     local
+}
+
+/// Delta bases by hash, bounded in bytes: the default 64-entry list is searched linearly on
+/// every lookup, and walking many commits looks up bases all the time (1.5 s → 0.9 s on a
+/// synthetic history of 20,000 commits; the scan's readers are faster without it).
+fn with_pack_cache(repo: &mut gix::Repository) {
+    repo.objects.set_pack_cache(|| {
+        Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(
+            PACK_CACHE_BYTES,
+        ))
+    });
 }
 
 /// The commit `spec` names (a branch, a tag, a full ref name or a full commit id), or HEAD's
@@ -182,6 +196,129 @@ pub fn read_path(repo: &Repo, commit: ObjectId, name: &str) -> Option<Vec<u8>> {
     Some(blob.data.to_vec())
 }
 
+/// What a history walk found, kept between scans of a repository so that the next walk reads
+/// only the commits added since ([`GitSource::history_resumed`]).
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// The tips walked from.
+    tips: Vec<ObjectId>,
+    /// Every commit walked, oldest first (by commit time).
+    commits: Vec<ObjectId>,
+    /// Every tree entered.
+    trees: HashSet<ObjectId>,
+    /// Every blob, at the oldest commit and path it was seen at.
+    blobs: Vec<WalkedBlob>,
+}
+
+#[derive(Debug)]
+struct WalkedBlob {
+    id: ObjectId,
+    size: u64,
+    path: String,
+    /// Index in [`Walk::commits`].
+    commit: u32,
+}
+
+/// Version 1 of the walk file: ids are SHA-1 (20 bytes).
+const WALK_MAGIC: &[u8] = b"SSWK\x01";
+const SHA1_LEN: usize = 20;
+
+impl Walk {
+    /// The walk as a file's bytes; `None` for repositories whose ids are not SHA-1.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let ids = self
+            .tips
+            .iter()
+            .chain(&self.commits)
+            .chain(self.trees.iter())
+            .chain(self.blobs.iter().map(|b| &b.id));
+        let mut ids_ok = true;
+        for id in ids {
+            ids_ok &= id.as_bytes().len() == SHA1_LEN;
+        }
+        if !ids_ok {
+            return None;
+        }
+        let mut out = Vec::with_capacity(
+            64 + SHA1_LEN * (self.tips.len() + self.commits.len() + self.trees.len())
+                + self.blobs.len() * (SHA1_LEN + 16 + 48),
+        );
+        out.extend_from_slice(WALK_MAGIC);
+        for list in [&self.tips, &self.commits] {
+            out.extend_from_slice(&(list.len() as u64).to_le_bytes());
+            for id in list {
+                out.extend_from_slice(id.as_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.trees.len() as u64).to_le_bytes());
+        for id in &self.trees {
+            out.extend_from_slice(id.as_bytes());
+        }
+        out.extend_from_slice(&(self.blobs.len() as u64).to_le_bytes());
+        for blob in &self.blobs {
+            out.extend_from_slice(blob.id.as_bytes());
+            out.extend_from_slice(&blob.size.to_le_bytes());
+            out.extend_from_slice(&blob.commit.to_le_bytes());
+            let path = blob.path.as_bytes();
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(path);
+        }
+        Some(out)
+    }
+
+    /// A walk from a file's bytes; `None` when they are not one (another version, damage).
+    pub fn decode(bytes: &[u8]) -> Option<Walk> {
+        let mut input = Cursor(bytes.strip_prefix(WALK_MAGIC)?);
+        let mut walk = Walk::default();
+        for list in [&mut walk.tips, &mut walk.commits] {
+            for _ in 0..input.count()? {
+                list.push(input.id()?);
+            }
+        }
+        for _ in 0..input.count()? {
+            walk.trees.insert(input.id()?);
+        }
+        for _ in 0..input.count()? {
+            let id = input.id()?;
+            let size = u64::from_le_bytes(input.take(8)?.try_into().ok()?);
+            let commit = u32::from_le_bytes(input.take(4)?.try_into().ok()?);
+            let len = u32::from_le_bytes(input.take(4)?.try_into().ok()?);
+            let path = String::from_utf8(input.take(usize::try_from(len).ok()?)?.to_vec()).ok()?;
+            if commit as usize >= walk.commits.len() {
+                return None;
+            }
+            walk.blobs.push(WalkedBlob {
+                id,
+                size,
+                path,
+                commit,
+            });
+        }
+        input.0.is_empty().then_some(walk)
+    }
+}
+
+/// Reads a walk file front to back.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = self.0.split_at_checked(n)?;
+        self.0 = tail;
+        Some(head)
+    }
+
+    /// A count, bounded by what is left to read (a damaged count allocates nothing).
+    fn count(&mut self) -> Option<usize> {
+        let n = usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().ok()?)).ok()?;
+        (n <= self.0.len()).then_some(n)
+    }
+
+    fn id(&mut self) -> Option<ObjectId> {
+        ObjectId::try_from(self.take(SHA1_LEN)?).ok()
+    }
+}
+
 /// A repository's blobs as a scan source.
 pub struct GitSource {
     repo: Repo,
@@ -217,6 +354,43 @@ impl GitSource {
     /// Every unique blob reachable from `tips` and not from `hidden`, placed at the oldest
     /// commit (by commit time) and path it appears at.
     pub fn history(repo: &Repo, tips: &[ObjectId], hidden: &[ObjectId]) -> Result<Self, Error> {
+        Ok(Self::walk_history(repo, tips, hidden, None)?.0)
+    }
+
+    /// [`GitSource::history`] of `tips` (nothing hidden), resuming `previous`, the walk of an
+    /// earlier scan of the same repository: only the commits added since are read, and the
+    /// blobs they add are placed at them; blobs the earlier walk found keep its places. The
+    /// result is the full walk's as long as the new commits are not older (by commit time) than
+    /// the ones walked before, which orders them. When an earlier tip is no longer reachable
+    /// (a force push, a deleted branch) the whole history is walked again. Returns the walk to
+    /// keep for the next scan.
+    pub fn history_resumed(
+        repo: &Repo,
+        tips: &[ObjectId],
+        previous: Option<Walk>,
+    ) -> Result<(Self, Walk), Error> {
+        if let Some(previous) = previous {
+            let hidden = previous.tips.clone();
+            if let (source, Some(walk)) = Self::walk_history(repo, tips, &hidden, Some(previous))? {
+                return Ok((source, walk));
+            }
+        }
+        match Self::walk_history(repo, tips, &[], None)? {
+            (source, Some(walk)) => Ok((source, walk)),
+            // A walk with nothing hidden always yields its walk.
+            (_, None) => Err(Error::Git("the history walk kept nothing".into())),
+        }
+    }
+
+    /// The walk of `tips` without what `hidden` reaches. With `previous` (whose tips are
+    /// `hidden`) its blobs join the result, or `None` comes back as the walk when it cannot be
+    /// resumed; without it the walk is returned when nothing is hidden.
+    fn walk_history(
+        repo: &Repo,
+        tips: &[ObjectId],
+        hidden: &[ObjectId],
+        previous: Option<Walk>,
+    ) -> Result<(Self, Option<Walk>), Error> {
         let local = walker(repo);
         let walk = local
             .rev_walk(tips.iter().copied())
@@ -231,45 +405,93 @@ impl GitSource {
             parents.extend(info.parent_ids.iter().copied());
             commits.push(info.id);
         }
-        let mut seen_trees: HashSet<ObjectId> = HashSet::default();
-        let mut known: HashSet<ObjectId> = HashSet::default();
-        let mut buf = Vec::new();
-        // Blobs of the boundary (hidden parents of walked commits) were scanned before.
+        commits.reverse();
         let walked: HashSet<ObjectId> = commits.iter().copied().collect();
         parents.retain(|p| !walked.contains(p));
         parents.sort();
         parents.dedup();
-        for parent in parents {
-            let tree = commit_tree(&local, parent, &mut buf)?;
-            walk_tree(&local, tree, Some(&mut seen_trees), &mut |_, id| {
-                known.insert(id);
-            })?;
+        let mut buf = Vec::new();
+        let (mut walk, known) = match previous {
+            Some(previous) => {
+                // Resumable when every earlier tip is still reached: a tip now, or where the
+                // new commits start.
+                let reached: HashSet<ObjectId> =
+                    tips.iter().chain(parents.iter()).copied().collect();
+                if !previous.tips.iter().all(|t| reached.contains(t)) {
+                    return Ok((Self::empty(repo), None));
+                }
+                let known: HashMap<ObjectId, usize> = previous
+                    .blobs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.id, i))
+                    .collect();
+                (previous, Some(known))
+            }
+            None => (Walk::default(), None),
+        };
+        // Without an earlier walk, blobs of the boundary (hidden parents of walked commits)
+        // were scanned before: they are known, not placed.
+        let mut boundary: HashSet<ObjectId> = HashSet::default();
+        if known.is_none() {
+            for parent in &parents {
+                let tree = commit_tree(&local, *parent, &mut buf)?;
+                walk_tree(&local, tree, Some(&mut walk.trees), &mut |_, id| {
+                    boundary.insert(id);
+                })?;
+            }
         }
         // Oldest first and first sighting wins: a tree skipped as seen was fully recorded by an
         // older (or equally old) commit.
-        let mut places: HashMap<ObjectId, Vec<Place>> = HashMap::new();
-        for commit in commits.iter().rev() {
+        let first_new = walk.blobs.len();
+        let mut placed: HashSet<ObjectId> = HashSet::default();
+        for commit in &commits {
             let tree = commit_tree(&local, *commit, &mut buf)?;
-            let hex = commit.to_string();
-            walk_tree(&local, tree, Some(&mut seen_trees), &mut |path, id| {
-                if !known.contains(&id) {
-                    places.entry(id).or_insert_with(|| {
-                        vec![Place {
-                            path: String::from_utf8_lossy(path).into_owned(),
-                            commit: Some(hex.clone()),
-                        }]
+            let index = u32::try_from(walk.commits.len()).unwrap_or(u32::MAX);
+            walk.commits.push(*commit);
+            let blobs = &mut walk.blobs;
+            walk_tree(&local, tree, Some(&mut walk.trees), &mut |path, id| {
+                let old = known.as_ref().is_some_and(|k| k.contains_key(&id));
+                if !old && !boundary.contains(&id) && placed.insert(id) {
+                    blobs.push(WalkedBlob {
+                        id,
+                        size: 0,
+                        path: String::from_utf8_lossy(path).into_owned(),
+                        commit: index,
                     });
                 }
             })?;
         }
-        let mut source = Self::from_places(repo, &local, places)?;
-        source.ranks = commits
+        for blob in &mut walk.blobs[first_new..] {
+            blob.size = local.find_header(blob.id).map_err(git_error)?.size();
+        }
+        let mut items: Vec<Item> = walk
+            .blobs
             .iter()
-            .rev()
-            .enumerate()
-            .map(|(rank, commit)| (commit.to_string(), rank))
+            .map(|b| Item {
+                oid: Some(b.id.as_bytes().into()),
+                size: b.size,
+                places: vec![Place {
+                    path: b.path.clone(),
+                    commit: walk.commits.get(b.commit as usize).map(|c| c.to_string()),
+                }],
+            })
             .collect();
-        Ok(source)
+        // Largest first keeps every core busy to the end of a scan.
+        items.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.oid.cmp(&b.oid)));
+        let source = Self {
+            repo: repo.clone(),
+            items,
+            ranks: walk
+                .commits
+                .iter()
+                .enumerate()
+                .map(|(rank, commit)| (commit.to_string(), rank))
+                .collect(),
+        };
+        let keep = known.is_some() || hidden.is_empty();
+        walk.tips = tips.to_vec();
+        Ok((source, keep.then_some(walk)))
     }
 
     /// The rank of `commit` among a history source's commits, oldest first; `None` for other

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::engine::Engine;
-use crate::git::{self, GitSource, ObjectId, Repo};
+use crate::git::{self, GitSource, ObjectId, Repo, Walk};
 use crate::results::ResultCache;
 use crate::rules::RulePack;
 use crate::runner::{self, EngineRun, Found, Limits, Progress};
@@ -57,6 +57,8 @@ pub struct Scanning {
     ignored: HashSet<String>,
     /// `<cache-dir>/incremental`: the last scanned commit per repository and ref.
     state_dir: Option<PathBuf>,
+    /// `<cache-dir>/walks`: the last history walk per repository and ref.
+    walk_dir: Option<PathBuf>,
     /// Which repository URLs commands may name: the rules ingest applies, shared.
     repos: RepoRules,
     /// Set when scanned repositories' own `.gitleaks.toml`/`.gitleaksignore` are honoured.
@@ -100,6 +102,7 @@ impl Scanning {
             limits,
             ignored,
             state_dir: cache_dir.map(|d| d.join("incremental")),
+            walk_dir: cache_dir.map(|d| d.join("walks")),
             repos,
             repository_rules: None,
         }
@@ -210,7 +213,10 @@ impl Scanning {
                     Some(_) => vec![commit],
                     None => git::branch_and_tag_tips(repo)?,
                 };
-                GitSource::history(repo, &tips, &[])?
+                let previous = self.last_walk(repo_url, git_ref);
+                let (source, walk) = GitSource::history_resumed(repo, &tips, previous)?;
+                self.keep_walk(repo_url, git_ref, &walk);
+                source
             }
             ScanMode::Incremental => {
                 match self.last_scanned(repo_url, git_ref).and_then(|last| {
@@ -365,9 +371,25 @@ impl Scanning {
     }
 
     fn state_path(&self, repo_url: &str, git_ref: Option<&str>) -> Option<PathBuf> {
-        let dir = self.state_dir.as_ref()?;
-        let key = format!("{repo_url}\n{}", git_ref.unwrap_or("HEAD"));
-        Some(dir.join(hex::encode(&Sha256::digest(key.as_bytes())[..16])))
+        Some(self.state_dir.as_ref()?.join(state_name(repo_url, git_ref)))
+    }
+
+    /// The history walk the last history scan of the repository and ref kept, if any.
+    fn last_walk(&self, repo_url: &str, git_ref: Option<&str>) -> Option<Walk> {
+        let path = self.walk_dir.as_ref()?.join(state_name(repo_url, git_ref));
+        Walk::decode(&std::fs::read(path).ok()?)
+    }
+
+    /// Keeps `walk` for the next history scan of the repository and ref (whole or not at all:
+    /// written to a temporary name and renamed).
+    fn keep_walk(&self, repo_url: &str, git_ref: Option<&str>, walk: &Walk) {
+        let (Some(dir), Some(bytes)) = (&self.walk_dir, walk.encode()) else {
+            return;
+        };
+        let path = dir.join(state_name(repo_url, git_ref));
+        if let Err(e) = write_whole(&path, &bytes) {
+            tracing::warn!(error = %e, "history walk not kept; the next history scan walks it all");
+        }
     }
 
     fn last_scanned(&self, repo_url: &str, git_ref: Option<&str>) -> Option<String> {
@@ -382,18 +404,29 @@ impl Scanning {
         let Some(path) = self.state_path(repo_url, git_ref) else {
             return;
         };
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::write(&tmp, commit)?;
-            std::fs::rename(&tmp, &path)
-        };
-        if let Err(e) = write() {
+        if let Err(e) = write_whole(&path, commit.as_bytes()) {
             tracing::warn!(error = %e, "incremental scan state not written; the next one reads the whole tree");
         }
     }
+}
+
+/// The file name of a repository and ref's state (last scanned commit, last walk).
+fn state_name(repo_url: &str, git_ref: Option<&str>) -> String {
+    let key = format!("{repo_url}\n{}", git_ref.unwrap_or("HEAD"));
+    hex::encode(&Sha256::digest(key.as_bytes())[..16])
+}
+
+/// Writes `bytes` to a temporary name next to `path` and renames it into place: readers see
+/// the old file or the new one, whole.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Fingerprints of an ignore file: one per line, `#` starts a comment.

@@ -287,6 +287,119 @@ fn history_reports_a_secret_kept_through_edits_once_at_the_commit_that_introduce
     assert_eq!(report.json()["findings"][1]["versions"], 4);
 }
 
+/// Every finding with its place and version count, for comparing whole results.
+fn placed(run: &EngineRun) -> Vec<(String, String, u32, Option<String>, u32)> {
+    let mut out: Vec<_> = run
+        .found
+        .iter()
+        .map(|f| {
+            (
+                f.hit.rule.clone(),
+                f.place.path.clone(),
+                f.hit.line,
+                f.place.commit.clone(),
+                f.versions,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_history_rescan_resumes_the_last_walk_and_reports_what_a_full_walk_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    let (token, _) = sample("github-pat");
+    let (aws, _) = sample("aws-access-key-id");
+    let (slack, _) = sample("slack-webhook-url");
+    write(&repo, "a.env", &token);
+    write(&repo, "src/lib.rs", "fn main() {}\n");
+    commit(&repo, "one", "2024-01-01T00:00:00Z");
+    write(&repo, "src/lib.rs", &format!("fn main() {{}}\n{aws}"));
+    let kept = commit(&repo, "two", "2024-01-02T00:00:00Z");
+    git(&repo, &["rm", "-q", "a.env"], "2024-01-03T00:00:00Z");
+    commit(&repo, "three", "2024-01-03T00:00:00Z");
+    let resuming = scanning(Some(&cache));
+    let full = |label: &str| {
+        let run = scan(&scanning(None), &repo, None, ScanMode::History);
+        assert!(!run.found.is_empty(), "{label}");
+        placed(&run)
+    };
+    assert_eq!(
+        placed(&scan(&resuming, &repo, None, ScanMode::History)),
+        full("first")
+    );
+    assert!(cache.join("walks").read_dir().unwrap().next().is_some());
+
+    // New commits: the deleted file's blob again at another path (still placed where it first
+    // was), an edit keeping the key (one more version), a new secret, and a tagged branch.
+    write(&repo, "restored/a.env", &token);
+    write(
+        &repo,
+        "src/lib.rs",
+        &format!("// edited\nfn main() {{}}\n{aws}"),
+    );
+    commit(&repo, "four", "2024-01-04T00:00:00Z");
+    git(
+        &repo,
+        &["checkout", "-q", "-b", "feature"],
+        "2024-01-05T00:00:00Z",
+    );
+    write(&repo, "hooks.txt", &slack);
+    commit(&repo, "five", "2024-01-05T00:00:00Z");
+    git(&repo, &["tag", "v1"], "2024-01-05T00:00:00Z");
+    git(&repo, &["checkout", "-q", "main"], "2024-01-05T00:00:00Z");
+    let resumed = placed(&scan(&resuming, &repo, None, ScanMode::History));
+    assert_eq!(resumed, full("after new commits"));
+    assert!(resumed.iter().any(|f| f.1 == "hooks.txt"), "{resumed:?}");
+    assert!(
+        resumed.iter().any(|f| f.1 == "src/lib.rs" && f.4 == 2),
+        "{resumed:?}"
+    );
+    assert!(
+        !resumed.iter().any(|f| f.1 == "restored/a.env"),
+        "{resumed:?}"
+    );
+    // Nothing new: the same again.
+    assert_eq!(
+        placed(&scan(&resuming, &repo, None, ScanMode::History)),
+        resumed
+    );
+
+    // History rewritten: the branch, its tag and main's last commits are gone. The earlier
+    // tips are not reached any more, so the whole history is walked again.
+    git(
+        &repo,
+        &["branch", "-q", "-D", "feature"],
+        "2024-01-06T00:00:00Z",
+    );
+    git(&repo, &["tag", "-d", "v1"], "2024-01-06T00:00:00Z");
+    git(
+        &repo,
+        &["reset", "-q", "--hard", &kept],
+        "2024-01-06T00:00:00Z",
+    );
+    let rewritten = placed(&scan(&resuming, &repo, None, ScanMode::History));
+    assert_eq!(rewritten, full("after the rewrite"));
+    assert!(
+        !rewritten.iter().any(|f| f.1 == "hooks.txt"),
+        "{rewritten:?}"
+    );
+
+    // A damaged walk file is a full walk, not an error.
+    for entry in cache.join("walks").read_dir().unwrap() {
+        std::fs::write(entry.unwrap().path(), b"SSWK\x01garbage").unwrap();
+    }
+    assert_eq!(
+        placed(&scan(&resuming, &repo, None, ScanMode::History)),
+        rewritten
+    );
+}
+
 #[test]
 fn a_repositorys_own_gitleaks_files_count_only_when_honoured() {
     let dir = tempfile::tempdir().unwrap();
