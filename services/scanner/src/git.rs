@@ -196,6 +196,66 @@ pub fn read_path(repo: &Repo, commit: ObjectId, name: &str) -> Option<Vec<u8>> {
     Some(blob.data.to_vec())
 }
 
+/// Blobs at their first sighting, and the trees entered, of part of a history.
+type Walked = (Vec<WalkedBlob>, HashSet<ObjectId>);
+
+/// Fewer commits than this per thread are walked on one thread.
+const COMMITS_PER_PART: usize = 1000;
+
+/// The blobs first seen in `commits` (oldest first), each at its first sighting, and the trees
+/// entered. The commits are cut into consecutive parts walked on every core, each part as one
+/// walk of its own (its first commit's whole tree, then what each commit adds), and the parts'
+/// blobs are merged oldest part first, a blob kept where it was first seen: what one walk in
+/// order gives, since a blob's first sighting is in the oldest part that has it, where no tree
+/// holding it was entered before, and skipping entered trees does not change the order the
+/// others are walked in.
+fn walk_commits(repo: &Repo, commits: &[ObjectId]) -> Result<Walked, Error> {
+    let parts = rayon::current_num_threads().min(commits.len() / COMMITS_PER_PART);
+    walk_parts(repo, commits, parts)
+}
+
+/// [`walk_commits`] in `parts` parts.
+fn walk_parts(repo: &Repo, commits: &[ObjectId], parts: usize) -> Result<Walked, Error> {
+    use rayon::prelude::*;
+    let parts = parts.max(1);
+    let size = commits.len().div_ceil(parts).max(1);
+    let walked: Vec<Result<Walked, Error>> = commits
+        .par_chunks(size)
+        .enumerate()
+        .map(|(part, chunk)| {
+            let local = walker(repo);
+            let mut buf = Vec::new();
+            let mut trees: HashSet<ObjectId> = HashSet::default();
+            let mut placed: HashSet<ObjectId> = HashSet::default();
+            let mut blobs = Vec::new();
+            for (offset, commit) in chunk.iter().enumerate() {
+                let index = u32::try_from(part * size + offset).unwrap_or(u32::MAX);
+                let tree = commit_tree(&local, *commit, &mut buf)?;
+                walk_tree(&local, tree, Some(&mut trees), &mut |path, id| {
+                    if placed.insert(id) {
+                        blobs.push(WalkedBlob {
+                            id,
+                            size: 0,
+                            path: String::from_utf8_lossy(path).into_owned(),
+                            commit: index,
+                        });
+                    }
+                })?;
+            }
+            Ok((blobs, trees))
+        })
+        .collect();
+    let mut blobs = Vec::new();
+    let mut trees: HashSet<ObjectId> = HashSet::default();
+    let mut placed: HashSet<ObjectId> = HashSet::default();
+    for part in walked {
+        let (part_blobs, part_trees) = part?;
+        trees.extend(part_trees);
+        blobs.extend(part_blobs.into_iter().filter(|b| placed.insert(b.id)));
+    }
+    Ok((blobs, trees))
+}
+
 /// What a history walk found, kept between scans of a repository so that the next walk reads
 /// only the commits added since ([`GitSource::history_resumed`]).
 #[derive(Debug, Default)]
@@ -444,23 +504,31 @@ impl GitSource {
         // Oldest first and first sighting wins: a tree skipped as seen was fully recorded by an
         // older (or equally old) commit.
         let first_new = walk.blobs.len();
-        let mut placed: HashSet<ObjectId> = HashSet::default();
-        for commit in &commits {
-            let tree = commit_tree(&local, *commit, &mut buf)?;
-            let index = u32::try_from(walk.commits.len()).unwrap_or(u32::MAX);
-            walk.commits.push(*commit);
-            let blobs = &mut walk.blobs;
-            walk_tree(&local, tree, Some(&mut walk.trees), &mut |path, id| {
-                let old = known.as_ref().is_some_and(|k| k.contains_key(&id));
-                if !old && !boundary.contains(&id) && placed.insert(id) {
-                    blobs.push(WalkedBlob {
-                        id,
-                        size: 0,
-                        path: String::from_utf8_lossy(path).into_owned(),
-                        commit: index,
-                    });
-                }
-            })?;
+        if known.is_none() && boundary.is_empty() && walk.blobs.is_empty() {
+            // A whole history: on every core.
+            let (blobs, trees) = walk_commits(repo, &commits)?;
+            walk.commits = commits.clone();
+            walk.blobs = blobs;
+            walk.trees = trees;
+        } else {
+            let mut placed: HashSet<ObjectId> = HashSet::default();
+            for commit in &commits {
+                let tree = commit_tree(&local, *commit, &mut buf)?;
+                let index = u32::try_from(walk.commits.len()).unwrap_or(u32::MAX);
+                walk.commits.push(*commit);
+                let blobs = &mut walk.blobs;
+                walk_tree(&local, tree, Some(&mut walk.trees), &mut |path, id| {
+                    let old = known.as_ref().is_some_and(|k| k.contains_key(&id));
+                    if !old && !boundary.contains(&id) && placed.insert(id) {
+                        blobs.push(WalkedBlob {
+                            id,
+                            size: 0,
+                            path: String::from_utf8_lossy(path).into_owned(),
+                            commit: index,
+                        });
+                    }
+                })?;
+            }
         }
         for blob in &mut walk.blobs[first_new..] {
             blob.size = local.find_header(blob.id).map_err(git_error)?.size();
@@ -673,5 +741,80 @@ impl Source for GitSource {
             repo: self.repo.to_thread_local(),
             scratch: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str], when: u32) {
+        let date = format!("2024-01-01T00:00:{when:02}Z");
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[test]
+    fn a_history_walked_in_parts_places_every_blob_where_one_walk_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git(root, &["init", "-q", "-b", "main"], 0);
+        // Files that move, come back, are copied and share folders, over 24 commits.
+        for n in 0..24u32 {
+            let folder = root.join(format!("d{}", n % 3));
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join(format!("f{}", n % 5)), format!("v{}", n % 11)).unwrap();
+            std::fs::write(root.join("same.txt"), "constant").unwrap();
+            if n % 4 == 0 {
+                std::fs::write(root.join(format!("copy{n}.txt")), format!("v{}", n % 11)).unwrap();
+            }
+            if n % 6 == 5 {
+                let _ = std::fs::remove_dir_all(root.join("d1"));
+            }
+            git(root, &["add", "-A"], n);
+            git(root, &["commit", "-q", "--allow-empty", "-m", "c"], n);
+        }
+        let repo = open(root).unwrap();
+        let local = walker(&repo);
+        let tip = resolve(&repo, None).unwrap().unwrap();
+        let mut commits: Vec<ObjectId> = local
+            .rev_walk([tip])
+            .sorting(Sorting::ByCommitTime(CommitTimeOrder::NewestFirst))
+            .all()
+            .unwrap()
+            .map(|info| info.unwrap().id)
+            .collect();
+        commits.reverse();
+        let shown = |(blobs, trees): Walked| {
+            let mut blobs: Vec<(ObjectId, String, u32)> = blobs
+                .into_iter()
+                .map(|b| (b.id, b.path, b.commit))
+                .collect();
+            blobs.sort();
+            let mut trees: Vec<ObjectId> = trees.into_iter().collect();
+            trees.sort();
+            (blobs, trees)
+        };
+        let one = shown(walk_parts(&repo, &commits, 1).unwrap());
+        assert!(one.0.len() > 10, "{:?}", one.0);
+        for parts in [2, 3, 5, 24] {
+            assert_eq!(
+                shown(walk_parts(&repo, &commits, parts).unwrap()),
+                one,
+                "{parts} parts"
+            );
+        }
     }
 }
