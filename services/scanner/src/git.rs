@@ -286,17 +286,14 @@ const SHA1_LEN: usize = 20;
 impl Walk {
     /// The walk as a file's bytes; `None` for repositories whose ids are not SHA-1.
     pub fn encode(&self) -> Option<Vec<u8>> {
-        let ids = self
+        let sha1 = self
             .tips
             .iter()
             .chain(&self.commits)
             .chain(self.trees.iter())
-            .chain(self.blobs.iter().map(|b| &b.id));
-        let mut ids_ok = true;
-        for id in ids {
-            ids_ok &= id.as_bytes().len() == SHA1_LEN;
-        }
-        if !ids_ok {
+            .chain(self.blobs.iter().map(|b| &b.id))
+            .all(|id| id.as_bytes().len() == SHA1_LEN);
+        if !sha1 {
             return None;
         }
         let mut out = Vec::with_capacity(
@@ -431,8 +428,11 @@ impl GitSource {
     ) -> Result<(Self, Walk), Error> {
         if let Some(previous) = previous {
             let hidden = previous.tips.clone();
-            if let (source, Some(walk)) = Self::walk_history(repo, tips, &hidden, Some(previous))? {
-                return Ok((source, walk));
+            match Self::walk_history(repo, tips, &hidden, Some(previous)) {
+                Ok((source, Some(walk))) => return Ok((source, walk)),
+                Ok((_, None)) => {}
+                // An earlier tip the repository no longer has (pruned): walked whole.
+                Err(e) => tracing::debug!(error = %e, "the last walk is not resumed"),
             }
         }
         match Self::walk_history(repo, tips, &[], None)? {

@@ -398,6 +398,23 @@ fn a_history_rescan_resumes_the_last_walk_and_reports_what_a_full_walk_does() {
         placed(&scan(&resuming, &repo, None, ScanMode::History)),
         rewritten
     );
+
+    // So is a walk whose tips the repository does not have (another repository at the URL).
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    git(
+        &other,
+        &["init", "-q", "-b", "main"],
+        "2024-02-01T00:00:00Z",
+    );
+    write(&other, "notes.txt", &slack);
+    commit(&other, "other", "2024-02-01T00:00:00Z");
+    let elsewhere = placed(&scan(&resuming, &other, None, ScanMode::History));
+    assert_eq!(
+        elsewhere,
+        placed(&scan(&scanning(None), &other, None, ScanMode::History))
+    );
+    assert_eq!(elsewhere.len(), 1, "{elsewhere:?}");
 }
 
 #[test]
