@@ -199,33 +199,69 @@ impl Ledger {
     /// Removes entries older than `retention` (longer than commands are kept on their topic, so
     /// no redelivery can need them); returns how many.
     pub fn gc(&self, retention: Duration) -> usize {
-        let mut removed = 0;
-        let Ok(shards) = std::fs::read_dir(&self.root) else {
-            return 0;
-        };
-        for shard in shards.flatten() {
-            let Ok(entries) = std::fs::read_dir(shard.path()) else {
-                continue;
-            };
-            for entry in entries.flatten() {
+        // Shard folders stay: a writer may be about to put an entry in one.
+        remove_files_older_than(&self.root, retention, false)
+    }
+}
+
+/// Removes the files under `root` (at any depth) last modified longer than `age` ago and, with
+/// `prune`, the folders that leaves empty (a writer racing that only loses its write, which its
+/// caller must bear); returns how many files went. Unreadable entries are left.
+pub fn remove_files_older_than(root: &Path, age: Duration, prune: bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => {
+                removed += remove_files_older_than(&path, age, prune);
+                if prune {
+                    // Only succeeds when empty.
+                    let _ = std::fs::remove_dir(&path);
+                }
+            }
+            Ok(_) => {
                 let old = entry
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|m| SystemTime::now().duration_since(m).ok())
-                    .is_some_and(|age| age > retention);
-                if old && std::fs::remove_file(entry.path()).is_ok() {
+                    .is_some_and(|elapsed| elapsed > age);
+                if old && std::fs::remove_file(&path).is_ok() {
                     removed += 1;
                 }
             }
+            Err(_) => {}
         }
-        removed
     }
+    removed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_files_go_at_any_depth_and_empty_folders_only_when_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(root.join("c")).unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for old in ["a/b/old", "c/old"] {
+            let file = std::fs::File::create(root.join(old)).unwrap();
+            file.set_modified(hour_ago).unwrap();
+        }
+        std::fs::write(root.join("a/new"), "x").unwrap();
+        let age = Duration::from_secs(600);
+        assert_eq!(remove_files_older_than(root, age, false), 2);
+        assert!(root.join("a/b").is_dir() && root.join("c").is_dir());
+        assert_eq!(remove_files_older_than(root, age, true), 0);
+        assert!(!root.join("a/b").exists() && !root.join("c").exists());
+        assert!(root.join("a/new").is_file());
+    }
 
     #[test]
     fn plans_follow_the_entry_and_the_budget() {

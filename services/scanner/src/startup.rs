@@ -28,7 +28,7 @@ use crate::consumer::{CommandConsumer, ConsumerConfig};
 use crate::emit::Emitter;
 use crate::engine::Engine;
 use crate::job::JobContext;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, remove_files_older_than};
 use crate::mirror::{Credential, MirrorConfig, Mirrors};
 use crate::rules::RulePack;
 use crate::runner::Limits;
@@ -136,16 +136,26 @@ pub fn mirrors(scanner: &ScannerSettings) -> Mirrors {
     })
 }
 
-/// One clean-up pass: mirrors past their idle time or budget, old ledger entries.
+/// One clean-up pass: mirrors past their idle time or budget, old ledger entries, and what
+/// scans left that nobody wrote again for as long as an idle mirror is kept: command engines'
+/// cached results and history walks (`mirror_max_idle_hours`), kept engine logs
+/// (`ledger_retention_hours`).
 pub fn collect_garbage(scanner: &ScannerSettings) -> Result<crate::mirror::GcReport, Error> {
     let report = mirrors(scanner).gc(scanner.mirror_max_idle, scanner.mirror_budget_bytes)?;
-    let removed = Ledger::new(&PathBuf::from(&scanner.cache_dir).join("attempts"))
-        .gc(scanner.ledger_retention);
+    let cache = PathBuf::from(&scanner.cache_dir);
+    let removed = Ledger::new(&cache.join("attempts")).gc(scanner.ledger_retention);
+    let stale = ["engine-results", "walks"]
+        .iter()
+        .map(|dir| remove_files_older_than(&cache.join(dir), scanner.mirror_max_idle, true))
+        .sum::<usize>();
+    let logs = remove_files_older_than(&cache.join("engine-logs"), scanner.ledger_retention, true);
     tracing::info!(
         kept = report.kept,
         evicted = report.evicted,
         freed_bytes = report.bytes_freed,
         ledger_entries_removed = removed,
+        stale_results_and_walks_removed = stale,
+        engine_logs_removed = logs,
         "cache clean-up done"
     );
     Ok(report)
