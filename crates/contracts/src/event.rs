@@ -119,8 +119,9 @@ pub struct EngineCompleted {
 }
 
 /// How an engine's part of an attempt ended. Symbol order is the Avro enum's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(description = "How an engine's part of an attempt ended (upper case).")]
 pub enum EngineOutcome {
     /// Its findings are on `scans.findings`.
     #[default]

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::EngineOutcome;
 use crate::finding::SeverityCounts;
 use crate::ids::{JobId, RunId};
 use crate::schema::{AvroRecord, SchemaFile};
@@ -46,6 +47,23 @@ pub struct RunState {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub last_error: Option<String>,
+    /// The engines of the latest attempt, in the order they completed; empty in states written
+    /// before the field existed.
+    #[serde(default)]
+    pub engines: Vec<EngineSummary>,
+}
+
+/// How one engine's part of a run's latest attempt ended (its `EngineCompleted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EngineSummary {
+    pub engine: String,
+    pub outcome: EngineOutcome,
+    pub version: Option<String>,
+    pub findings: i64,
+    /// Why it gave no result.
+    pub error: Option<String>,
+    /// Its results came from the result cache.
+    pub cached: bool,
 }
 
 /// Symbol order is the Avro enum's.

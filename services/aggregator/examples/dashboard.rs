@@ -73,6 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 started_at: Some(at - r * HOUR / 3 + 500),
                 finished_at: Some(at - r * HOUR / 3 + 2_000),
                 last_error: None,
+                engines: Vec::new(),
             })
             .collect();
         let state = JobState {

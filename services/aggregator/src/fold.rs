@@ -12,7 +12,7 @@
 
 use scanstream_contracts::event::{EventPayload, ScanEvent};
 use scanstream_contracts::finding::SeverityCounts;
-use scanstream_contracts::state::{JobState, JobStatus, RunState};
+use scanstream_contracts::state::{EngineSummary, JobState, JobStatus, RunState};
 
 /// Runs kept per job. The oldest finished runs beyond this are dropped (their attempts stay
 /// counted in `succeeded`/`failed`); a duplicate of a dropped run's event would count again, which
@@ -61,6 +61,7 @@ pub fn fold(state: Option<JobState>, event: &ScanEvent) -> JobState {
                 started_at: None,
                 finished_at: None,
                 last_error: None,
+                engines: Vec::new(),
             });
             state.runs.len() - 1
         }
@@ -80,11 +81,27 @@ pub fn fold(state: Option<JobState>, event: &ScanEvent) -> JobState {
             run.status = JobStatus::Running;
             run.started_at.get_or_insert(at);
             run.finished_at = None;
+            // A new attempt: its engines are yet to complete.
+            run.engines.clear();
         }
         EventPayload::RepoFetched(_) | EventPayload::EngineCompleted(_) => {
             if run.status == JobStatus::Queued {
                 run.status = JobStatus::Running;
                 run.started_at.get_or_insert(at);
+            }
+            if let EventPayload::EngineCompleted(c) = &event.payload {
+                let summary = EngineSummary {
+                    engine: c.engine.clone(),
+                    outcome: c.outcome,
+                    version: c.version.clone(),
+                    findings: c.findings,
+                    error: c.error.clone(),
+                    cached: c.cached,
+                };
+                match run.engines.iter_mut().find(|e| e.engine == c.engine) {
+                    Some(known) => *known = summary,
+                    None => run.engines.push(summary),
+                }
             }
         }
         EventPayload::ScanSucceeded(succeeded) => {
@@ -371,6 +388,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_run_shows_the_engines_of_its_latest_attempt() {
+        let mut clock = 0;
+        let history = job_history("engines", &[vec![End::Failed, End::Succeeded]], &mut clock);
+        let engines: Vec<Vec<String>> = history
+            .iter()
+            .scan(None, |s: &mut Option<JobState>, e| {
+                let next = fold(s.take(), e);
+                let names = next.runs[0]
+                    .engines
+                    .iter()
+                    .map(|e| format!("{}:{}", e.engine, e.outcome.name()))
+                    .collect();
+                *s = Some(next);
+                Some(names)
+            })
+            .collect();
+        let secrets = || vec!["secrets:completed".to_owned()];
+        // Attempt 1 completes its engine; attempt 2 starts without it, then completes it once.
+        assert_eq!(
+            engines,
+            [
+                vec![],
+                vec![],
+                secrets(),
+                secrets(),
+                vec![],
+                secrets(),
+                secrets()
+            ]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use scanstream_contracts::inventory::{
     TipScanned, TriageDecision, TriageEntry, TriageReason,
 };
 use scanstream_contracts::schedule::{ConcurrencyPolicy, Schedule, ScheduleTicks};
-use scanstream_contracts::state::{JobState, JobStatus, RunState};
+use scanstream_contracts::state::{EngineSummary, JobState, JobStatus, RunState};
 use scanstream_contracts::{JobId, RunId};
 
 pub const T0: i64 = 1_763_700_000_000;
@@ -289,6 +289,34 @@ pub fn states() -> Vec<JobState> {
                 started_at: (i > 0).then_some(T0 + 5),
                 finished_at: (i > 1).then_some(T0 + 50),
                 last_error: (status == JobStatus::Failed).then(|| "repo not found".to_owned()),
+                engines: match i {
+                    0 | 1 => vec![EngineSummary {
+                        engine: "secrets".into(),
+                        outcome: EngineOutcome::Completed,
+                        version: None,
+                        findings: 2,
+                        error: None,
+                        cached: false,
+                    }],
+                    _ => vec![
+                        EngineSummary {
+                            engine: "gitleaks".into(),
+                            outcome: EngineOutcome::Failed,
+                            version: Some("8.30.1".into()),
+                            findings: 0,
+                            error: Some("exited with status 3".into()),
+                            cached: true,
+                        },
+                        EngineSummary {
+                            engine: "semgrep".into(),
+                            outcome: EngineOutcome::TimedOut,
+                            version: Some("1.185.0".into()),
+                            findings: 0,
+                            error: Some("ran past its timeout".into()),
+                            cached: false,
+                        },
+                    ],
+                },
             }],
             findings: SeverityCounts::default(),
             last_error: (status == JobStatus::Failed).then(|| "repo not found".to_owned()),

@@ -4,8 +4,9 @@
 use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use scanstream_contracts::JobId;
+use scanstream_contracts::event::EngineOutcome;
 use scanstream_contracts::inventory::{InventoryItem, ItemId};
-use scanstream_contracts::state::{JobState, JobStatus};
+use scanstream_contracts::state::{EngineSummary, JobState, JobStatus};
 use serde::Deserialize;
 
 use super::page::{self, ago, badge, empty_row, job_status, time};
@@ -221,6 +222,23 @@ fn terminal(status: JobStatus) -> bool {
     )
 }
 
+/// One engine of a run: its id and version, its findings, and how it ended unless it completed
+/// (the reason on hover, and after the badge for keyboard and screen-reader users).
+fn engine(e: &EngineSummary) -> Markup {
+    html! {
+        span.engine data-engine=(e.engine) data-outcome=(e.outcome.name()) title=[e.error.as_deref()] {
+            (e.engine)
+            @if let Some(v) = &e.version { " " small { (v) } }
+            @if e.outcome == EngineOutcome::Completed {
+                " (" (e.findings) @if e.cached { ", cached" } ")"
+            } @else {
+                " " span class={"badge " (e.outcome.name())} { (e.outcome.name().replace('_', " ")) }
+                @if let Some(reason) = &e.error { " " small.error { (reason) } }
+            }
+        }
+    }
+}
+
 /// The status, runs, timeline and findings of a job.
 fn detail(job: &JobState, items: &[InventoryItem], now: i64) -> Markup {
     let mut timeline: Vec<(i64, String)> = Vec::new();
@@ -261,13 +279,14 @@ fn detail(job: &JobState, items: &[InventoryItem], now: i64) -> Markup {
         h2 { "Runs" }
         div.scroll {
             table {
-                thead { tr { th scope="col" { "Run" } th scope="col" { "Status" } th scope="col" { "Attempt" } th scope="col" { "Queued" } th scope="col" { "Started" } th scope="col" { "Finished" } } }
+                thead { tr { th scope="col" { "Run" } th scope="col" { "Status" } th scope="col" { "Attempt" } th scope="col" { "Engines" } th scope="col" { "Queued" } th scope="col" { "Started" } th scope="col" { "Finished" } } }
                 tbody {
                     @for (n, run) in job.runs.iter().enumerate().rev() {
                         tr {
                             th scope="row" { (n + 1) }
                             td { (badge(job_status(run.status))) }
                             td.num { (run.attempt) }
+                            td.engines { @for e in &run.engines { (engine(e)) " " } }
                             td { (time(run.queued_at)) }
                             td { @if let Some(t) = run.started_at { (time(t)) } @else { "—" } }
                             td { @if let Some(t) = run.finished_at { (time(t)) } @else { "—" } }
@@ -299,5 +318,78 @@ fn detail(job: &JobState, items: &[InventoryItem], now: i64) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scanstream_contracts::finding::SeverityCounts;
+    use scanstream_contracts::state::RunState;
+    use scanstream_contracts::{JobId, RunId};
+
+    use super::*;
+
+    #[test]
+    fn a_run_shows_each_engine_and_why_one_failed() {
+        let job_id = JobId::from_name("engines");
+        let summary = |engine: &str, outcome, error: Option<&str>| EngineSummary {
+            engine: engine.into(),
+            outcome,
+            version: Some("8.30.1".into()),
+            findings: 3,
+            error: error.map(str::to_owned),
+            cached: false,
+        };
+        let job = JobState {
+            job_id,
+            job_name: "engines".into(),
+            schedule: None,
+            repo_url: "https://git.example.com/a.git".into(),
+            status: JobStatus::Succeeded,
+            succeeded: 1,
+            failed: 0,
+            runs: vec![RunState {
+                run_id: RunId::derived(job_id, "1"),
+                status: JobStatus::Succeeded,
+                attempt: 1,
+                last_sequence: 5,
+                queued_at: 1,
+                started_at: Some(2),
+                finished_at: Some(3),
+                last_error: None,
+                engines: vec![
+                    summary("secrets", EngineOutcome::Completed, None),
+                    summary(
+                        "gitleaks",
+                        EngineOutcome::Failed,
+                        Some("exited with <status> 3"),
+                    ),
+                    summary(
+                        "slow",
+                        EngineOutcome::TimedOut,
+                        Some("ran past its timeout"),
+                    ),
+                ],
+            }],
+            findings: SeverityCounts::default(),
+            last_error: None,
+            events_folded: 5,
+            updated_at: 3,
+        };
+        let html = detail(&job, &[], 4).into_string();
+        assert!(
+            html.contains(r#"data-engine="secrets" data-outcome="completed""#),
+            "{html}"
+        );
+        assert!(html.contains("secrets <small>8.30.1</small> (3)"), "{html}");
+        assert!(
+            html.contains(r#"<span class="badge failed">failed</span>"#),
+            "{html}"
+        );
+        assert!(html.contains("exited with &lt;status&gt; 3"), "{html}");
+        assert!(
+            html.contains(r#"<span class="badge timed_out">timed out</span>"#),
+            "{html}"
+        );
     }
 }
