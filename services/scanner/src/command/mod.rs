@@ -515,11 +515,14 @@ impl CommandEngines {
         }
     }
 
+    /// Results depend on the tree and, through the worktree, on whether the repository's own
+    /// engine configuration is in it (`scanner.repo_config`).
     fn cache_path(&self, engine: &CommandEngine, tree_id: &str) -> PathBuf {
+        let variant = if self.repo_config { "-repo-config" } else { "" };
         self.cache_dir
             .join("engine-results")
             .join(&engine.key)
-            .join(format!("{tree_id}.json"))
+            .join(format!("{tree_id}{variant}.json"))
     }
 
     /// The engine's cached results for the tree, placed at `commit`.
