@@ -196,6 +196,42 @@ pub fn read_path(repo: &Repo, commit: ObjectId, name: &str) -> Option<Vec<u8>> {
     Some(blob.data.to_vec())
 }
 
+/// Where [`place_blobs`] records what it walks.
+struct Placing<'a> {
+    /// Trees entered (and so not entered again).
+    trees: &'a mut HashSet<ObjectId>,
+    /// Blobs placed already.
+    placed: &'a mut HashSet<ObjectId>,
+    blobs: &'a mut Vec<WalkedBlob>,
+}
+
+/// Walks `commits` in order (oldest first; the first is commit number `first` of the walk) and
+/// places each blob `new` accepts at the first commit and path it is seen at.
+fn place_blobs(
+    local: &gix::Repository,
+    commits: &[ObjectId],
+    first: usize,
+    into: Placing<'_>,
+    new: &dyn Fn(&ObjectId) -> bool,
+) -> Result<(), Error> {
+    let mut buf = Vec::new();
+    for (offset, commit) in commits.iter().enumerate() {
+        let index = u32::try_from(first + offset).unwrap_or(u32::MAX);
+        let tree = commit_tree(local, *commit, &mut buf)?;
+        walk_tree(local, tree, Some(&mut *into.trees), &mut |path, id| {
+            if new(&id) && into.placed.insert(id) {
+                into.blobs.push(WalkedBlob {
+                    id,
+                    size: 0,
+                    path: String::from_utf8_lossy(path).into_owned(),
+                    commit: index,
+                });
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// Blobs at their first sighting, and the trees entered, of part of a history.
 type Walked = (Vec<WalkedBlob>, HashSet<ObjectId>);
 
@@ -223,25 +259,14 @@ fn walk_parts(repo: &Repo, commits: &[ObjectId], parts: usize) -> Result<Walked,
         .par_chunks(size)
         .enumerate()
         .map(|(part, chunk)| {
-            let local = walker(repo);
-            let mut buf = Vec::new();
             let mut trees: HashSet<ObjectId> = HashSet::default();
-            let mut placed: HashSet<ObjectId> = HashSet::default();
             let mut blobs = Vec::new();
-            for (offset, commit) in chunk.iter().enumerate() {
-                let index = u32::try_from(part * size + offset).unwrap_or(u32::MAX);
-                let tree = commit_tree(&local, *commit, &mut buf)?;
-                walk_tree(&local, tree, Some(&mut trees), &mut |path, id| {
-                    if placed.insert(id) {
-                        blobs.push(WalkedBlob {
-                            id,
-                            size: 0,
-                            path: String::from_utf8_lossy(path).into_owned(),
-                            commit: index,
-                        });
-                    }
-                })?;
-            }
+            let into = Placing {
+                trees: &mut trees,
+                placed: &mut HashSet::default(),
+                blobs: &mut blobs,
+            };
+            place_blobs(&walker(repo), chunk, part * size, into, &|_| true)?;
             Ok((blobs, trees))
         })
         .collect();
@@ -511,24 +536,16 @@ impl GitSource {
             walk.blobs = blobs;
             walk.trees = trees;
         } else {
-            let mut placed: HashSet<ObjectId> = HashSet::default();
-            for commit in &commits {
-                let tree = commit_tree(&local, *commit, &mut buf)?;
-                let index = u32::try_from(walk.commits.len()).unwrap_or(u32::MAX);
-                walk.commits.push(*commit);
-                let blobs = &mut walk.blobs;
-                walk_tree(&local, tree, Some(&mut walk.trees), &mut |path, id| {
-                    let old = known.as_ref().is_some_and(|k| k.contains_key(&id));
-                    if !old && !boundary.contains(&id) && placed.insert(id) {
-                        blobs.push(WalkedBlob {
-                            id,
-                            size: 0,
-                            path: String::from_utf8_lossy(path).into_owned(),
-                            commit: index,
-                        });
-                    }
-                })?;
-            }
+            let into = Placing {
+                trees: &mut walk.trees,
+                placed: &mut HashSet::default(),
+                blobs: &mut walk.blobs,
+            };
+            let new = |id: &ObjectId| {
+                !known.as_ref().is_some_and(|k| k.contains_key(id)) && !boundary.contains(id)
+            };
+            place_blobs(&local, &commits, walk.commits.len(), into, &new)?;
+            walk.commits.extend(commits.iter().copied());
         }
         for blob in &mut walk.blobs[first_new..] {
             blob.size = local.find_header(blob.id).map_err(git_error)?.size();
