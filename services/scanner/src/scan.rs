@@ -418,7 +418,7 @@ fn state_name(repo_url: &str, git_ref: Option<&str>) -> String {
 
 /// Writes `bytes` to a temporary name next to `path` and renames it into place: readers see
 /// the old file or the new one, whole.
-fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

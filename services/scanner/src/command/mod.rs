@@ -32,7 +32,7 @@ use crate::Error;
 use crate::engine::{Engine, Hit};
 use crate::git;
 use crate::runner::{EngineRun, Found};
-use crate::scan::Resolved;
+use crate::scan::{Resolved, write_whole};
 use crate::source::Place;
 use worktree::{Bounds, Worktree};
 
@@ -580,15 +580,10 @@ impl CommandEngines {
                 })
                 .collect(),
         };
-        let path = self.cache_path(engine, tree_id);
-        let write = || -> std::io::Result<()> {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
-            std::fs::write(&tmp, serde_json::to_vec(&cached).unwrap_or_default())?;
-            std::fs::rename(&tmp, &path)
-        };
-        if let Err(e) = write() {
+        let written = serde_json::to_vec(&cached)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_whole(&self.cache_path(engine, tree_id), &bytes));
+        if let Err(e) = written {
             // Only a future cache hit is lost.
             tracing::warn!(engine = %engine.id(), error = %e, "command engine results not cached");
         }
