@@ -223,7 +223,7 @@ pub struct Rule {
     pub id: String,
     pub description: String,
     /// Matches searched in a span of a blob, look-around seeing past its ends.
-    pub regex: Option<meta::Regex>,
+    pub regex: Option<RuleRegex>,
     /// Where matches lie relative to the rule's keywords, when the regex proves it: the regex
     /// then runs only near the keyword occurrences.
     pub reach: Option<Reach>,
@@ -253,6 +253,50 @@ impl Rule {
     }
 }
 
+/// A content rule's regex. A built-in rule's is built the first time a scan needs it: building
+/// all of them is most of a small scan's start-up, and most scans need few (the tests build every
+/// one). A rule from any other source is built when the pack loads, so a regex too big to build is
+/// an error then, not in the middle of a scan.
+#[derive(Debug)]
+pub struct RuleRegex {
+    /// Kept until built (a built-in rule only).
+    hir: Option<regex_syntax::hir::Hir>,
+    /// `None` if it failed to build, which the tests prove no built-in rule does.
+    built: std::sync::OnceLock<Option<meta::Regex>>,
+}
+
+impl RuleRegex {
+    /// Builds the matcher; the error is the builder's message.
+    fn build(hir: &regex_syntax::hir::Hir) -> Result<meta::Regex, String> {
+        meta::Builder::new()
+            .configure(
+                meta::Config::new()
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .utf8_empty(false),
+            )
+            .build_from_hir(hir)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The regex, built now if it is not yet; `None` (logged) if it cannot be built, which
+    /// `the_builtin_pack_compiles_with_unique_ids` proves of no built-in rule.
+    pub fn get(&self) -> Option<&meta::Regex> {
+        self.built
+            .get_or_init(|| {
+                let built = self.hir.as_ref().map(Self::build);
+                match built {
+                    Some(Ok(regex)) => Some(regex),
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "a built-in rule's regex does not build: the rule does not run");
+                        None
+                    }
+                    None => None,
+                }
+            })
+            .as_ref()
+    }
+}
+
 /// Every rule, the keyword prefilter and the global allowlist.
 #[derive(Debug)]
 pub struct RulePack {
@@ -267,6 +311,10 @@ pub struct RulePack {
     pub searched_near: Vec<bool>,
     /// Content rules without keywords (from gitleaks files): they run on every content.
     pub always: Vec<usize>,
+    /// File rules (a path, no regex), and one set of their paths: a path that matches none,
+    /// as nearly every path, is settled by one search instead of one per rule.
+    pub file_rules: Vec<usize>,
+    pub file_paths: Option<RegexSet>,
     hash: String,
 }
 
@@ -353,7 +401,10 @@ impl RulePack {
         // threads.
         let rules = ordered
             .par_iter()
-            .map(|(_, def, source)| compile_rule(def, source))
+            .map(|(_, def, source)| {
+                let builtin = BUILTIN.iter().any(|(name, _)| name == source);
+                compile_rule(def, source, builtin)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if rules.is_empty() {
             return Err(Error::Rules("the rule pack has no rules".into()));
@@ -384,6 +435,27 @@ impl RulePack {
         }
         let keywords = keywords::Keywords::new(&keywords)?;
         let searched_near = rules.iter().map(|rule| rule.reach.is_some()).collect();
+        let file_rules: Vec<usize> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.regex.is_none() && rule.path.is_some())
+            .map(|(index, _)| index)
+            .collect();
+        let file_paths = if file_rules.is_empty() {
+            None
+        } else {
+            let patterns = file_rules
+                .iter()
+                .filter_map(|&index| rules[index].path.as_ref().map(Regex::as_str));
+            // Each pattern compiled alone already: together they fit as well.
+            Some(
+                RegexSetBuilder::new(patterns)
+                    .unicode(false)
+                    .size_limit(REGEX_SIZE_LIMIT.saturating_mul(4))
+                    .build()
+                    .map_err(|e| Error::Rules(format!("file rule paths: {e}")))?,
+            )
+        };
         Ok(Self {
             rules,
             allowlist: Allowlist::compile(&allow, "allowlist")?,
@@ -391,6 +463,8 @@ impl RulePack {
             keyword_rules,
             searched_near,
             always,
+            file_rules,
+            file_paths,
             hash: hex::encode(hasher.finalize()),
         })
     }
@@ -480,7 +554,8 @@ fn read_source(
     Ok(())
 }
 
-fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
+/// Compiles one rule; a built-in rule's regex is checked but built when first used.
+fn compile_rule(def: &RuleDef, source: &str, builtin: bool) -> Result<Rule, Error> {
     let at = |problem: String| Error::Rules(format!("{source}: rule {:?}: {problem}", def.id));
     if def.id.is_empty()
         || !def
@@ -525,22 +600,25 @@ fn compile_rule(def: &RuleDef, source: &str) -> Result<Rule, Error> {
                 .parse(pattern)
                 .map_err(|e| at(format!("regex: {e}")))?;
             reach = reach::reach(&hir, &def.keywords);
-            let regex = meta::Builder::new()
-                .configure(
-                    meta::Config::new()
-                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                        .utf8_empty(false),
-                )
-                .build_from_hir(&hir)
-                .map_err(|e| at(format!("regex: {e}")))?;
-            if def.secret_group >= regex.captures_len() {
+            let groups = hir.properties().explicit_captures_len();
+            if def.secret_group > groups {
                 return Err(at(format!(
-                    "secret_group {} but the regex has {} groups",
+                    "secret_group {} but the regex has {groups} groups",
                     def.secret_group,
-                    regex.captures_len() - 1
                 )));
             }
-            Some(regex)
+            Some(if builtin {
+                RuleRegex {
+                    hir: Some(hir),
+                    built: std::sync::OnceLock::new(),
+                }
+            } else {
+                let regex = RuleRegex::build(&hir).map_err(|e| at(format!("regex: {e}")))?;
+                RuleRegex {
+                    hir: None,
+                    built: std::sync::OnceLock::from(Some(regex)),
+                }
+            })
         }
         None if path.is_none() => {
             return Err(at("needs a regex, a path, or both".into()));
@@ -600,6 +678,15 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), count);
         assert!(count >= 25, "only {count} rules");
+        // Built-in regexes are built when first used: each must build, and have the groups its
+        // rule names.
+        for rule in &pack.rules {
+            if let Some(regex) = &rule.regex {
+                let built = RuleRegex::build(regex.hir.as_ref().expect("built-in: not built yet"))
+                    .unwrap_or_else(|e| panic!("rule {}: {e}", rule.id));
+                assert!(rule.secret_group < built.captures_len(), "rule {}", rule.id);
+            }
+        }
     }
 
     #[test]

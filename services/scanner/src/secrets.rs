@@ -77,16 +77,27 @@ impl SecretsEngine {
 
     /// The file rules that report a file at `path`.
     fn file_rules<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a crate::rules::Rule> {
-        let allowed = self.pack.allowlist.allows_path(path);
-        self.pack.rules.iter().filter(move |rule| {
-            !allowed
-                && rule.regex.is_none()
-                && rule
-                    .path
+        let pack = &self.pack;
+        // Every path of a history is asked: most match no file rule, settled by one search.
+        let candidates: &[usize] = if pack
+            .file_paths
+            .as_ref()
+            .is_some_and(|set| set.is_match(path.as_bytes()))
+            && !pack.allowlist.allows_path(path)
+        {
+            &pack.file_rules
+        } else {
+            &[]
+        };
+        candidates
+            .iter()
+            .map(|&index| &pack.rules[index])
+            .filter(move |rule| {
+                rule.path
                     .as_ref()
                     .is_some_and(|p| p.is_match(path.as_bytes()))
-                && !rule.allowlist.allows_path(path)
-        })
+                    && !rule.allowlist.allows_path(path)
+            })
     }
 
     /// The fingerprint of `secret` under `rule`: HMAC-SHA256 with the fingerprint key over the
@@ -483,7 +494,7 @@ impl WindowScan for Windows<'_> {
             }
             let rule = &pack.rules[index];
             let (Some(regex), Some(from)) = (
-                &rule.regex,
+                rule.regex.as_ref().and_then(crate::rules::RuleRegex::get),
                 self.resume[index]
                     .max(window.owned_start)
                     .checked_sub(window.offset)
