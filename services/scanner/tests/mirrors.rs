@@ -25,6 +25,16 @@ fn head_of(mirror: &Path) -> String {
     support::git(mirror, &["symbolic-ref", "HEAD"], None)
 }
 
+/// Whether the mirror's commit-graph holds its HEAD commit (history walks read it).
+fn graph_has_head(mirror: &Path) -> bool {
+    let tip = support::git(mirror, &["rev-parse", "HEAD"], None);
+    let tip = gix::ObjectId::from_hex(tip.as_bytes()).unwrap();
+    gix::open(mirror)
+        .unwrap()
+        .commit_graph()
+        .is_ok_and(|graph| graph.lookup(tip).is_some())
+}
+
 #[tokio::test]
 async fn mirrors_are_created_updated_and_follow_the_default_branch() {
     let dir = tempfile::tempdir().unwrap();
@@ -42,6 +52,7 @@ async fn mirrors_are_created_updated_and_follow_the_default_branch() {
     assert!(!first.cache_hit);
     let mirror = first.lease.path.clone();
     assert_eq!(head_of(&mirror), "refs/heads/main");
+    assert!(graph_has_head(&mirror), "a new mirror has a commit-graph");
     drop(first);
 
     std::fs::write(origin.join("a.txt"), "two\n").unwrap();
@@ -52,6 +63,10 @@ async fn mirrors_are_created_updated_and_follow_the_default_branch() {
     assert_eq!(head_of(&mirror), "refs/heads/trunk");
     let tip = support::git(&mirror, &["rev-parse", "HEAD"], None);
     assert_eq!(tip, support::git(&origin, &["rev-parse", "HEAD"], None));
+    assert!(
+        graph_has_head(&mirror),
+        "the fetched commit is in the commit-graph"
+    );
 
     // In use: never evicted. Released and idle: evicted.
     let report = cache.gc(Duration::ZERO, 0).unwrap();
