@@ -8,8 +8,9 @@
 #     result cache), `kingfisher scan REPO` (its full history) and `gitleaks git REPO` on a
 #     repository of successive releases of a real crate (default: the last 80 stable tokio 1.x
 #     releases from crates.io, one commit each, in version order), built once and kept under
-#     ~/.cache/scanstream/bench; and `git cat-file --batch-all-objects --batch | rg …` on it,
-#     every object inflated and searched once.
+#     ~/.cache/scanstream/bench with a commit-graph, as `git gc` and scanner mirrors leave one;
+#     and `git cat-file --batch-all-objects --batch | rg …` on it, every object inflated and
+#     searched once.
 # Prints each figure and scanstream's ratio to each peer, then a summary block.
 #
 #   bench/scan.sh [TREE]           (default TREE: ~/.cargo/registry/src)
@@ -123,6 +124,7 @@ index_path() {
 build_history_repo() {
   if [ -d "$history_repo" ]; then
     echo "== history repository: reusing $history_repo"
+    commit_graph "$history_repo"
     return
   fi
   if [ -n "${HISTORY_SYNTHETIC:-}" ]; then
@@ -133,6 +135,7 @@ build_history_repo() {
     python3 bench/synthetic-history.py "$HISTORY_SYNTHETIC" 3000 | git -C "$tmp" fast-import --quiet
     git -C "$tmp" symbolic-ref HEAD refs/heads/main
     git -C "$tmp" repack -adq
+    commit_graph "$tmp"
     mv "$tmp" "$history_repo"
     return
   fi
@@ -190,8 +193,15 @@ for _, vers, cksum in [s for s in stable if s[0][0] == major][-n:]:
   done <<<"$releases"
   echo
   "${g[@]}" gc -q
+  commit_graph "$tmp"
   rm -rf "$work"
   mv "$tmp" "$history_repo"
+}
+
+# Adds a repository's commits to its commit-graph, as `git gc` and every scanner mirror do
+# (scanstream and kingfisher read the same repository).
+commit_graph() { # repository
+  git -C "$1" commit-graph write --reachable --split --no-progress
 }
 
 # Sets history_commits, history_blobs, history_mb.
@@ -349,6 +359,7 @@ if [ "${SKIP_HISTORY:-0}" != 1 ]; then
   echo "== scanstream scan --history after one new commit (result cache and last walk kept)"
   rescan=$(mktemp -d)
   git clone -q --mirror "$history_repo" "$rescan/repo.git"
+  commit_graph "$rescan/repo.git"
   git clone -q "$rescan/repo.git" "$rescan/work"
   "$scanstream" scan "$rescan/repo.git" --history --cache-dir "$rescan/cache" --format json \
     --out "$rescan/first.json" --no-progress 2>/dev/null || true
@@ -358,6 +369,8 @@ if [ "${SKIP_HISTORY:-0}" != 1 ]; then
     git -C "$rescan/work" add -A
     git -C "$rescan/work" -c user.name=bench -c user.email=bench@example.com commit -q -m "change $i"
     git -C "$rescan/work" push -q origin HEAD
+    # What a scanner's mirror does after each fetch (untimed).
+    commit_graph "$rescan/repo.git"
     timed "$scanstream" scan "$rescan/repo.git" --history --cache-dir "$rescan/cache" --format json \
       --out "$rescan/again.json" --no-progress
     times+=("$elapsed")

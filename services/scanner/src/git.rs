@@ -235,6 +235,9 @@ fn place_blobs(
 /// Blobs at their first sighting, and the trees entered, of part of a history.
 type Walked = (Vec<WalkedBlob>, HashSet<ObjectId>);
 
+/// Blobs whose size one task looks up.
+const BLOBS_PER_TASK: usize = 2048;
+
 /// Fewer commits than this per thread are walked on one thread.
 const COMMITS_PER_PART: usize = 1000;
 
@@ -547,12 +550,23 @@ impl GitSource {
             place_blobs(&local, &commits, walk.commits.len(), into, &new)?;
             walk.commits.extend(commits.iter().copied());
         }
-        for blob in &mut walk.blobs[first_new..] {
-            blob.size = local.find_header(blob.id).map_err(git_error)?.size();
-        }
+        // Sizes, items and their order on every core: serial, they took 30 ms of the 0.6 s a
+        // history of 20,000 commits takes on two cores.
+        use rayon::prelude::*;
+        walk.blobs[first_new..]
+            .par_chunks_mut(BLOBS_PER_TASK)
+            .try_for_each_init(
+                || walker(repo),
+                |local, blobs| {
+                    for blob in blobs {
+                        blob.size = local.find_header(blob.id).map_err(git_error)?.size();
+                    }
+                    Ok::<(), Error>(())
+                },
+            )?;
         let mut items: Vec<Item> = walk
             .blobs
-            .iter()
+            .par_iter()
             .map(|b| Item {
                 oid: Some(b.id.as_bytes().into()),
                 size: b.size,
@@ -563,7 +577,7 @@ impl GitSource {
             })
             .collect();
         // Largest first keeps every core busy to the end of a scan.
-        items.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.oid.cmp(&b.oid)));
+        items.par_sort_unstable_by(|a, b| b.size.cmp(&a.size).then_with(|| a.oid.cmp(&b.oid)));
         let source = Self {
             repo: repo.clone(),
             items,
