@@ -2,10 +2,11 @@
 # `scanstream scan` throughput against kingfisher and gitleaks on the same machine, in the same
 # run, and against the keyword floor: ripgrep searching the built-in pack's keywords:
 #   - tree: a large real source tree (default: the cargo registry sources), MB/s of
-#     `scanstream scan TREE`, `kingfisher scan TREE`, `gitleaks dir TREE` and
-#     `rg -uu -c -i -F -f KEYWORDS TREE`, page cache warmed first;
+#     `scanstream scan TREE` (on every core, then on one), `kingfisher scan TREE`,
+#     `gitleaks dir TREE`, `rg -uu -c -i -F -f KEYWORDS TREE` and a six-keyword
+#     `rg -uu -c -i 'key|token|secret|password|api|auth' TREE`, page cache warmed first;
 #   - history: wall time of `scanstream scan REPO --history` (cold: no --cache-dir, so no
-#     result cache), `kingfisher scan REPO` (its full history) and `gitleaks git REPO` on a
+#     result cache; on every core, then on one; then a rescan after one new commit), `kingfisher scan REPO` (its full history) and `gitleaks git REPO` on a
 #     repository of successive releases of a real crate (default: the last 80 stable tokio 1.x
 #     releases from crates.io, one commit each, in version order), built once and kept under
 #     ~/.cache/scanstream/bench with a commit-graph, as `git gc` and scanner mirrors leave one;
@@ -258,11 +259,14 @@ run_rg() { # name command... (rg's counts go to $out/NAME-rg.txt)
   rg_secs=$elapsed
 }
 
-# Runs scanstream scan with the arguments given; exit 1 only means findings.
+# Runs scanstream scan with the arguments given; exit 1 only means findings. With
+# SCANSTREAM_THREADS set, on that many threads (RAYON_NUM_THREADS) instead of one per core.
 run_scanstream() { # name args...
   local name=$1
   shift
-  timed_runs "$runs" "$scanstream" scan "$@" --format json --out "$out/$name-scanstream.json" --no-progress 2>"$out/$name-scanstream.log"
+  local -a threads=()
+  [ -z "${SCANSTREAM_THREADS:-}" ] || threads=(env "RAYON_NUM_THREADS=$SCANSTREAM_THREADS")
+  timed_runs "$runs" "${threads[@]}" "$scanstream" scan "$@" --format json --out "$out/$name-scanstream.json" --no-progress 2>"$out/$name-scanstream.log"
   if [ "$status" -gt 1 ]; then
     echo "scanstream scan failed (exit $status):" >&2
     cat "$out/$name-scanstream.log" >&2
@@ -312,6 +316,14 @@ ss_mbs=$(mbs "$tree_mb" "$ss_secs")
 line=$(printf 'scanstream: %s s  %s MB/s  %s findings' "$ss_secs" "$ss_mbs" "$ss_findings")
 echo "$line"
 summary+=("$line")
+tree_ss_secs=$ss_secs
+echo "== scanstream scan $tree on one thread"
+SCANSTREAM_THREADS=1 run_scanstream tree-1 "$tree"
+line=$(printf 'one thread: %s s  (%sx from 1 to %s threads)' "$ss_secs" \
+  "$(awk -v a="$ss_secs" -v b="$tree_ss_secs" 'BEGIN { printf "%.2f", a / b }')" "$(nproc)")
+echo "$line"
+summary+=("$line")
+ss_secs=$tree_ss_secs
 if [ -n "$kingfisher" ]; then
   echo "== kingfisher scan $tree"
   run_kingfisher tree "$tree"
@@ -328,6 +340,12 @@ if [ -n "$rg" ]; then
   line=$(printf 'rg keywords: %s s  %s MB/s' "$rg_secs" "$(mbs "$tree_mb" "$rg_secs")")
   echo "$line"
   summary+=("$line" "ratio     : scanstream takes $(awk -v a="$ss_secs" -v b="$rg_secs" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 0.01) }')x the keyword floor")
+  # A plain keyword pass: six words common to secrets, what a grep for secrets costs.
+  echo "== rg: six keywords over $tree"
+  run_rg tree6 "$rg" -uu -c -i 'key|token|secret|password|api|auth' "$tree"
+  line=$(printf 'rg 6 words : %s s  %s MB/s' "$rg_secs" "$(mbs "$tree_mb" "$rg_secs")")
+  echo "$line"
+  summary+=("$line" "ratio     : scanstream takes $(awk -v a="$ss_secs" -v b="$rg_secs" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 0.01) }')x a six-keyword pass")
 else
   summary+=("rg        : not available")
 fi
@@ -354,6 +372,14 @@ if [ "${SKIP_HISTORY:-0}" != 1 ]; then
   line="scanstream --history: $ss_secs s, $ss_findings findings"
   echo "$line"
   summary+=("$line")
+  history_ss_secs=$ss_secs
+  echo "== scanstream scan --history $history_repo on one thread"
+  SCANSTREAM_THREADS=1 run_scanstream history-1 "$history_repo" --history
+  line=$(printf 'one thread          : %s s  (%sx from 1 to %s threads)' "$ss_secs" \
+    "$(awk -v a="$ss_secs" -v b="$history_ss_secs" 'BEGIN { printf "%.2f", a / b }')" "$(nproc)")
+  echo "$line"
+  summary+=("$line")
+  ss_secs=$history_ss_secs
   # A rescan after one new commit, as a scheduled history scan meets it: the result cache and
   # the last walk (--cache-dir) are kept; each timed run follows a commit of its own.
   echo "== scanstream scan --history after one new commit (result cache and last walk kept)"

@@ -142,28 +142,37 @@ fn walk_tree(
     mut seen: Option<&mut HashSet<ObjectId>>,
     each: &mut dyn FnMut(&[u8], ObjectId),
 ) -> Result<(), Error> {
+    // A tree is marked seen when found, so one seen before is never queued: most subtrees of a
+    // history's commits were.
+    if let Some(seen) = seen.as_deref_mut()
+        && !seen.insert(root)
+    {
+        return Ok(());
+    }
     let mut stack = vec![(root, BString::default())];
     let mut buf = Vec::new();
     let mut path = BString::default();
     while let Some((tree, prefix)) = stack.pop() {
-        if let Some(seen) = seen.as_deref_mut()
-            && !seen.insert(tree)
-        {
-            continue;
-        }
         for entry in repo
             .objects
             .find_tree_iter(&tree, &mut buf)
             .map_err(git_error)?
         {
             let entry = entry.map_err(git_error)?;
+            let kind = entry.mode.kind();
+            if kind == EntryKind::Tree
+                && let Some(seen) = seen.as_deref_mut()
+                && !seen.insert(entry.oid.to_owned())
+            {
+                continue;
+            }
             path.clear();
             path.extend_from_slice(&prefix);
             if !path.is_empty() {
                 path.push(b'/');
             }
             path.extend_from_slice(entry.filename);
-            match entry.mode.kind() {
+            match kind {
                 EntryKind::Tree => stack.push((entry.oid.to_owned(), path.clone())),
                 EntryKind::Blob | EntryKind::BlobExecutable => each(&path, entry.oid.to_owned()),
                 EntryKind::Link | EntryKind::Commit => {}
@@ -215,9 +224,15 @@ fn place_blobs(
     new: &dyn Fn(&ObjectId) -> bool,
 ) -> Result<(), Error> {
     let mut buf = Vec::new();
+    // Root trees from the commit-graph where the repository has one (a mirror does): no commit
+    // is read then.
+    let graph = local.commit_graph_if_enabled().ok().flatten();
     for (offset, commit) in commits.iter().enumerate() {
         let index = u32::try_from(first + offset).unwrap_or(u32::MAX);
-        let tree = commit_tree(local, *commit, &mut buf)?;
+        let tree = match graph.as_ref().and_then(|g| g.commit_by_id(commit)) {
+            Some(found) => found.root_tree_id().to_owned(),
+            None => commit_tree(local, *commit, &mut buf)?,
+        };
         walk_tree(local, tree, Some(&mut *into.trees), &mut |path, id| {
             if new(&id) && into.placed.insert(id) {
                 into.blobs.push(WalkedBlob {
@@ -845,6 +860,17 @@ mod tests {
                 shown(walk_parts(&repo, &commits, parts).unwrap()),
                 one,
                 "{parts} parts"
+            );
+        }
+        // Root trees read from a commit-graph instead of the commits: the same walk.
+        git(root, &["commit-graph", "write", "--reachable"], 0);
+        let repo = open(root).unwrap();
+        assert!(walker(&repo).commit_graph_if_enabled().unwrap().is_some());
+        for parts in [1, 2, 5] {
+            assert_eq!(
+                shown(walk_parts(&repo, &commits, parts).unwrap()),
+                one,
+                "{parts} parts, with a commit-graph"
             );
         }
     }
