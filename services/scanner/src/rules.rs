@@ -157,36 +157,89 @@ struct RuleDef {
 #[derive(Debug)]
 pub struct Allowlist {
     paths: Option<RegexSet>,
-    values: Option<RegexSet>,
+    /// Asked only of a candidate secret: built-in ones are built when first asked.
+    values: Option<LazySet>,
     /// Lowercase.
     stopwords: Vec<String>,
-    lines: Option<RegexSet>,
+    lines: Option<LazySet>,
+}
+
+/// Allowlist regexes asked only of candidate secrets. A built-in allowlist's are built when
+/// first needed (most scans of a few files need none of them, and building them all was a fifth
+/// of a scan's start-up; the tests build each one); any other's when the pack loads, so a bad
+/// pattern is an error then.
+#[derive(Debug)]
+struct LazySet {
+    /// Kept until built (built-in only).
+    patterns: Vec<String>,
+    /// `None` if it failed to build, which the tests prove of no built-in allowlist.
+    built: std::sync::OnceLock<Option<RegexSet>>,
+}
+
+impl LazySet {
+    fn build(patterns: &[String]) -> Result<RegexSet, String> {
+        RegexSetBuilder::new(patterns)
+            .unicode(false)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
+    /// The set, built now if it is not yet; `None` (logged: it then allows nothing, so nothing
+    /// is missed) if it cannot be built.
+    fn get(&self) -> Option<&RegexSet> {
+        self.built
+            .get_or_init(|| match Self::build(&self.patterns) {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    tracing::error!(error = %e, "a built-in allowlist does not build: it allows nothing");
+                    None
+                }
+            })
+            .as_ref()
+    }
 }
 
 impl Allowlist {
-    fn compile(def: &AllowlistDef, source: &str) -> Result<Self, Error> {
-        let set = |patterns: &[String], what: &str| -> Result<Option<RegexSet>, Error> {
+    /// Compiles `def` from `source`; `builtin` defers the sets only candidates need.
+    fn compile(def: &AllowlistDef, source: &str, builtin: bool) -> Result<Self, Error> {
+        let problem =
+            |what: &str, e: String| Error::Rules(format!("{source}: {what} allowlist: {e}"));
+        let lazy = |patterns: &[String], what: &str| -> Result<Option<LazySet>, Error> {
             if patterns.is_empty() {
                 return Ok(None);
             }
-            RegexSetBuilder::new(patterns)
-                .unicode(false)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map(Some)
-                .map_err(|e| Error::Rules(format!("{source}: {what} allowlist: {e}")))
+            if builtin {
+                return Ok(Some(LazySet {
+                    patterns: patterns.to_vec(),
+                    built: std::sync::OnceLock::new(),
+                }));
+            }
+            let set = LazySet::build(patterns).map_err(|e| problem(what, e))?;
+            Ok(Some(LazySet {
+                patterns: Vec::new(),
+                built: std::sync::OnceLock::from(Some(set)),
+            }))
+        };
+        let paths = if def.paths.is_empty() {
+            None
+        } else {
+            Some(LazySet::build(&def.paths).map_err(|e| problem("path", e))?)
         };
         Ok(Self {
-            paths: set(&def.paths, "path")?,
-            values: set(&def.values, "value")?,
+            paths,
+            values: lazy(&def.values, "value")?,
             stopwords: def.stopwords.iter().map(|s| s.to_lowercase()).collect(),
-            lines: set(&def.lines, "line")?,
+            lines: lazy(&def.lines, "line")?,
         })
     }
 
     /// True when the line holding a match is allowlisted.
     pub fn allows_line(&self, line: &[u8]) -> bool {
-        self.lines.as_ref().is_some_and(|set| set.is_match(line))
+        self.lines
+            .as_ref()
+            .and_then(LazySet::get)
+            .is_some_and(|set| set.is_match(line))
     }
 
     /// True when `path` is allowlisted.
@@ -203,7 +256,12 @@ impl Allowlist {
 
     /// True when the secret value is allowlisted (a value regex or a stopword matches).
     pub fn allows_value(&self, secret: &[u8]) -> bool {
-        if self.values.as_ref().is_some_and(|set| set.is_match(secret)) {
+        if self
+            .values
+            .as_ref()
+            .and_then(LazySet::get)
+            .is_some_and(|set| set.is_match(secret))
+        {
             return true;
         }
         if self.stopwords.is_empty() {
@@ -367,6 +425,8 @@ impl RulePack {
         hasher.update(MATCHING_VERSION.as_bytes());
         let mut defs: BTreeMap<String, (usize, RuleDef, String)> = BTreeMap::new();
         let mut allow = AllowlistDef::default();
+        // Whether the global allowlist comes from built-in files alone.
+        let mut allow_builtin = true;
         let mut order = 0;
         let mut files: Vec<(String, PackFile)> = Vec::new();
         for (name, text) in sources {
@@ -382,6 +442,13 @@ impl RulePack {
                         "{name}: disable names unknown rule {id:?}"
                     )));
                 }
+            }
+            let contributes = !(file.allowlist.paths.is_empty()
+                && file.allowlist.values.is_empty()
+                && file.allowlist.stopwords.is_empty()
+                && file.allowlist.lines.is_empty());
+            if contributes && !BUILTIN.iter().any(|(builtin, _)| *builtin == name) {
+                allow_builtin = false;
             }
             allow.extend(file.allowlist);
             for rule in file.rules {
@@ -458,7 +525,7 @@ impl RulePack {
         };
         Ok(Self {
             rules,
-            allowlist: Allowlist::compile(&allow, "allowlist")?,
+            allowlist: Allowlist::compile(&allow, "allowlist", allow_builtin)?,
             keywords,
             keyword_rules,
             searched_near,
@@ -655,7 +722,7 @@ fn compile_rule(def: &RuleDef, source: &str, builtin: bool) -> Result<Rule, Erro
         first_group: def.first_group,
         entropy: def.entropy,
         severity,
-        allowlist: Allowlist::compile(&def.allowlist, source)?,
+        allowlist: Allowlist::compile(&def.allowlist, source, builtin)?,
     })
 }
 
@@ -678,6 +745,15 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), count);
         assert!(count >= 25, "only {count} rules");
+        // Built-in allowlists' value and line sets are built when first needed: each must build.
+        let deferred = |a: &Allowlist| {
+            for set in [&a.values, &a.lines].into_iter().flatten() {
+                LazySet::build(&set.patterns).unwrap();
+                assert!(!set.patterns.is_empty());
+            }
+        };
+        deferred(&pack.allowlist);
+        pack.rules.iter().for_each(|rule| deferred(&rule.allowlist));
         // Built-in regexes are built when first used: each must build, and have the groups its
         // rule names.
         for rule in &pack.rules {
@@ -739,6 +815,17 @@ severity = "high"
             (
                 "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nsecret_group = 2\nkeywords = [\"a\"]\nseverity = \"low\"\n",
                 "secret_group",
+            ),
+            // Built-in rules and allowlists are built when first needed; a user's still when
+            // the pack loads.
+            ("[allowlist]\nvalues = [\"(\"]\n", "value allowlist"),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"a\"\nkeywords = [\"a\"]\nseverity = \"low\"\n[rules.allowlist]\nlines = [\"[\"]\n",
+                "line allowlist",
+            ),
+            (
+                "[[rules]]\nid = \"x\"\ndescription = \"d\"\nregex = \"\\\\w{1000}{1000}\"\nkeywords = [\"a\"]\nseverity = \"low\"\n",
+                "error building",
             ),
             ("disable = [\"no-such-rule\"]\n", "unknown rule"),
             ("[[rules]]\nid = \"x\"\nbogus = 1\n", "bogus"),
