@@ -164,17 +164,58 @@ pub struct Allowlist {
     lines: Option<LazySet>,
 }
 
-/// Allowlist regexes asked only of candidate secrets. A built-in allowlist's are built when
-/// first needed (most scans of a few files need none of them, and building them all was a fifth
-/// of a scan's start-up; the tests build each one); any other's when the pack loads, so a bad
-/// pattern is an error then.
+/// Something built from its source the first time it is needed, or built already. Built-in
+/// rules' regexes and built-in allowlists' value and line sets wait (building them all was most
+/// of a small scan's start-up, most scans need few of them, and the tests build each one);
+/// anything from a user's or a repository's file is built when the pack loads, so what cannot be
+/// built is an error then, not in the middle of a scan.
 #[derive(Debug)]
-struct LazySet {
-    /// Kept until built (built-in only).
-    patterns: Vec<String>,
-    /// `None` if it failed to build, which the tests prove of no built-in allowlist.
-    built: std::sync::OnceLock<Option<RegexSet>>,
+struct Deferred<S, T> {
+    /// Kept until built.
+    source: Option<S>,
+    /// `None` if building failed, which the tests prove of nothing built in.
+    built: std::sync::OnceLock<Option<T>>,
 }
+
+impl<S, T> Deferred<S, T> {
+    fn ready(value: T) -> Self {
+        Self {
+            source: None,
+            built: std::sync::OnceLock::from(Some(value)),
+        }
+    }
+
+    fn later(source: S) -> Self {
+        Self {
+            source: Some(source),
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The value, built now if it is not yet; `None` if it cannot be built (logged, with
+    /// `what` says what then happens).
+    fn get(&self, build: impl FnOnce(&S) -> Result<T, String>, what: &str) -> Option<&T> {
+        self.built
+            .get_or_init(|| match build(self.source.as_ref()?) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    tracing::error!(error = %e, what, "a built-in rule or allowlist does not build");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// Whether `source` is one of the built-in rule files.
+fn is_builtin(source: &str) -> bool {
+    BUILTIN.iter().any(|(name, _)| *name == source)
+}
+
+/// Allowlist regexes asked only of candidate secrets: a built-in allowlist's are built when
+/// first asked ([`Deferred`]).
+#[derive(Debug)]
+struct LazySet(Deferred<Vec<String>, RegexSet>);
 
 impl LazySet {
     fn build(patterns: &[String]) -> Result<RegexSet, String> {
@@ -185,18 +226,12 @@ impl LazySet {
             .map_err(|e| e.to_string())
     }
 
-    /// The set, built now if it is not yet; `None` (logged: it then allows nothing, so nothing
-    /// is missed) if it cannot be built.
+    /// The set; `None` if it cannot be built, when it allows nothing (so nothing is missed).
     fn get(&self) -> Option<&RegexSet> {
-        self.built
-            .get_or_init(|| match Self::build(&self.patterns) {
-                Ok(set) => Some(set),
-                Err(e) => {
-                    tracing::error!(error = %e, "a built-in allowlist does not build: it allows nothing");
-                    None
-                }
-            })
-            .as_ref()
+        self.0.get(
+            |patterns| Self::build(patterns),
+            "the allowlist allows nothing",
+        )
     }
 }
 
@@ -209,17 +244,12 @@ impl Allowlist {
             if patterns.is_empty() {
                 return Ok(None);
             }
-            if builtin {
-                return Ok(Some(LazySet {
-                    patterns: patterns.to_vec(),
-                    built: std::sync::OnceLock::new(),
-                }));
-            }
-            let set = LazySet::build(patterns).map_err(|e| problem(what, e))?;
-            Ok(Some(LazySet {
-                patterns: Vec::new(),
-                built: std::sync::OnceLock::from(Some(set)),
-            }))
+            let patterns = patterns.to_vec();
+            Ok(Some(LazySet(if builtin {
+                Deferred::later(patterns)
+            } else {
+                Deferred::ready(LazySet::build(&patterns).map_err(|e| problem(what, e))?)
+            })))
         };
         let paths = if def.paths.is_empty() {
             None
@@ -311,17 +341,10 @@ impl Rule {
     }
 }
 
-/// A content rule's regex. A built-in rule's is built the first time a scan needs it: building
-/// all of them is most of a small scan's start-up, and most scans need few (the tests build every
-/// one). A rule from any other source is built when the pack loads, so a regex too big to build is
-/// an error then, not in the middle of a scan.
+/// A content rule's regex: a built-in rule's is built the first time a scan needs it
+/// ([`Deferred`]).
 #[derive(Debug)]
-pub struct RuleRegex {
-    /// Kept until built (a built-in rule only).
-    hir: Option<regex_syntax::hir::Hir>,
-    /// `None` if it failed to build, which the tests prove no built-in rule does.
-    built: std::sync::OnceLock<Option<meta::Regex>>,
-}
+pub struct RuleRegex(Deferred<regex_syntax::hir::Hir, meta::Regex>);
 
 impl RuleRegex {
     /// Builds the matcher; the error is the builder's message.
@@ -336,22 +359,9 @@ impl RuleRegex {
             .map_err(|e| e.to_string())
     }
 
-    /// The regex, built now if it is not yet; `None` (logged) if it cannot be built, which
-    /// `the_builtin_pack_compiles_with_unique_ids` proves of no built-in rule.
+    /// The regex; `None` if it cannot be built, when the rule does not run.
     pub fn get(&self) -> Option<&meta::Regex> {
-        self.built
-            .get_or_init(|| {
-                let built = self.hir.as_ref().map(Self::build);
-                match built {
-                    Some(Ok(regex)) => Some(regex),
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, "a built-in rule's regex does not build: the rule does not run");
-                        None
-                    }
-                    None => None,
-                }
-            })
-            .as_ref()
+        self.0.get(Self::build, "the rule does not run")
     }
 }
 
@@ -447,7 +457,7 @@ impl RulePack {
                 && file.allowlist.values.is_empty()
                 && file.allowlist.stopwords.is_empty()
                 && file.allowlist.lines.is_empty());
-            if contributes && !BUILTIN.iter().any(|(builtin, _)| *builtin == name) {
+            if contributes && !is_builtin(name) {
                 allow_builtin = false;
             }
             allow.extend(file.allowlist);
@@ -468,10 +478,7 @@ impl RulePack {
         // threads.
         let rules = ordered
             .par_iter()
-            .map(|(_, def, source)| {
-                let builtin = BUILTIN.iter().any(|(name, _)| name == source);
-                compile_rule(def, source, builtin)
-            })
+            .map(|(_, def, source)| compile_rule(def, source, is_builtin(source)))
             .collect::<Result<Vec<_>, _>>()?;
         if rules.is_empty() {
             return Err(Error::Rules("the rule pack has no rules".into()));
@@ -514,11 +521,11 @@ impl RulePack {
             let patterns = file_rules
                 .iter()
                 .filter_map(|&index| rules[index].path.as_ref().map(Regex::as_str));
-            // Each pattern compiled alone already: together they fit as well.
+            // Each pattern compiled alone within the limit: together within their sum.
             Some(
                 RegexSetBuilder::new(patterns)
                     .unicode(false)
-                    .size_limit(REGEX_SIZE_LIMIT.saturating_mul(4))
+                    .size_limit(REGEX_SIZE_LIMIT.saturating_mul(file_rules.len()))
                     .build()
                     .map_err(|e| Error::Rules(format!("file rule paths: {e}")))?,
             )
@@ -674,18 +681,11 @@ fn compile_rule(def: &RuleDef, source: &str, builtin: bool) -> Result<Rule, Erro
                     def.secret_group,
                 )));
             }
-            Some(if builtin {
-                RuleRegex {
-                    hir: Some(hir),
-                    built: std::sync::OnceLock::new(),
-                }
+            Some(RuleRegex(if builtin {
+                Deferred::later(hir)
             } else {
-                let regex = RuleRegex::build(&hir).map_err(|e| at(format!("regex: {e}")))?;
-                RuleRegex {
-                    hir: None,
-                    built: std::sync::OnceLock::from(Some(regex)),
-                }
-            })
+                Deferred::ready(RuleRegex::build(&hir).map_err(|e| at(format!("regex: {e}")))?)
+            }))
         }
         None if path.is_none() => {
             return Err(at("needs a regex, a path, or both".into()));
@@ -748,8 +748,8 @@ mod tests {
         // Built-in allowlists' value and line sets are built when first needed: each must build.
         let deferred = |a: &Allowlist| {
             for set in [&a.values, &a.lines].into_iter().flatten() {
-                LazySet::build(&set.patterns).unwrap();
-                assert!(!set.patterns.is_empty());
+                let patterns = set.0.source.as_ref().expect("built-in: not built yet");
+                LazySet::build(patterns).unwrap();
             }
         };
         deferred(&pack.allowlist);
@@ -758,8 +758,9 @@ mod tests {
         // rule names.
         for rule in &pack.rules {
             if let Some(regex) = &rule.regex {
-                let built = RuleRegex::build(regex.hir.as_ref().expect("built-in: not built yet"))
-                    .unwrap_or_else(|e| panic!("rule {}: {e}", rule.id));
+                let built =
+                    RuleRegex::build(regex.0.source.as_ref().expect("built-in: not built yet"))
+                        .unwrap_or_else(|e| panic!("rule {}: {e}", rule.id));
                 assert!(rule.secret_group < built.captures_len(), "rule {}", rule.id);
             }
         }
