@@ -159,18 +159,11 @@ fn scan(scanning: &Scanning, repo: &Path, git_ref: Option<&str>, mode: ScanMode)
     runs.remove(0)
 }
 
-/// (rule, path, line, commit) of every finding.
+/// (rule, path, line, commit) of every finding: [`placed`] without version counts.
 fn found(run: &EngineRun) -> BTreeSet<(String, String, u32, Option<String>)> {
-    run.found
-        .iter()
-        .map(|f| {
-            (
-                f.hit.rule.clone(),
-                f.place.path.clone(),
-                f.hit.line,
-                f.place.commit.clone(),
-            )
-        })
+    placed(run)
+        .into_iter()
+        .map(|(rule, path, line, commit, _)| (rule, path, line, commit))
         .collect()
 }
 
