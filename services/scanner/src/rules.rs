@@ -439,10 +439,16 @@ impl RulePack {
         let mut allow_builtin = true;
         let mut order = 0;
         let mut files: Vec<(String, PackFile)> = Vec::new();
-        for (name, text) in sources {
+        // Parsed on every core; read in order (a gitleaks file's conversion looks at the files
+        // before it).
+        let parsed: Vec<Result<Parsed, Error>> = sources
+            .par_iter()
+            .map(|(name, text)| parse_source(name, text))
+            .collect();
+        for ((name, text), parsed) in sources.iter().zip(parsed) {
             hasher.update([0]);
             hasher.update(text.as_bytes());
-            read_source(name, text, 0, &mut files, &mut hasher)?;
+            read_source(name, parsed?, 0, &mut files, &mut hasher)?;
         }
         for (name, file) in files {
             let name = name.as_str();
@@ -474,40 +480,28 @@ impl RulePack {
         }
         let mut ordered: Vec<(usize, RuleDef, String)> = defs.into_values().collect();
         ordered.sort_by_key(|(position, def, _)| (def.id.starts_with(GENERIC_PREFIX), *position));
-        // Compiling hundreds of regexes is most of a scan's start-up: it is spread over the
-        // threads.
-        let rules = ordered
-            .par_iter()
-            .map(|(_, def, source)| compile_rule(def, source, is_builtin(source)))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Compiling hundreds of regexes and the keyword prefilter is most of a scan's
+        // start-up: the regexes are spread over the threads, the prefilter compiled beside them.
+        let (rules, keywords) = rayon::join(
+            || {
+                ordered
+                    .par_iter()
+                    .map(|(_, def, source)| compile_rule(def, source, is_builtin(source)))
+                    .collect::<Result<Vec<_>, _>>()
+            },
+            || keyword_index(ordered.iter().map(|(_, def, _)| def)),
+        );
+        let rules = rules?;
         if rules.is_empty() {
             return Err(Error::Rules("the rule pack has no rules".into()));
         }
-        let mut keywords: Vec<keywords::Keyword> = Vec::new();
-        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let (keywords, keyword_rules) = keywords?;
         let always: Vec<usize> = ordered
             .iter()
             .enumerate()
             .filter(|(_, (_, def, _))| def.regex.is_some() && def.keywords.is_empty())
             .map(|(index, _)| index)
             .collect();
-        for (index, (_, def, _)) in ordered.iter().enumerate() {
-            for keyword in &def.keywords {
-                let keyword = if def.keywords_exact_case {
-                    keywords::Keyword::exact(keyword)
-                } else {
-                    keywords::Keyword::any_case(keyword)
-                };
-                match keywords.iter().position(|k| *k == keyword) {
-                    Some(at) => keyword_rules[at].push(index),
-                    None => {
-                        keywords.push(keyword);
-                        keyword_rules.push(vec![index]);
-                    }
-                }
-            }
-        }
-        let keywords = keywords::Keywords::new(&keywords)?;
         let searched_near = rules.iter().map(|rule| rule.reach.is_some()).collect();
         let file_rules: Vec<usize> = rules
             .iter()
@@ -549,6 +543,32 @@ impl RulePack {
     }
 }
 
+/// The keyword prefilter of `defs` (in pack order), and for each of its keywords the rules (by
+/// index) it triggers.
+fn keyword_index<'a>(
+    defs: impl Iterator<Item = &'a RuleDef>,
+) -> Result<(keywords::Keywords, Vec<Vec<usize>>), Error> {
+    let mut keywords: Vec<keywords::Keyword> = Vec::new();
+    let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+    for (index, def) in defs.enumerate() {
+        for keyword in &def.keywords {
+            let keyword = if def.keywords_exact_case {
+                keywords::Keyword::exact(keyword)
+            } else {
+                keywords::Keyword::any_case(keyword)
+            };
+            match keywords.iter().position(|k| *k == keyword) {
+                Some(at) => keyword_rules[at].push(index),
+                None => {
+                    keywords.push(keyword);
+                    keyword_rules.push(vec![index]);
+                }
+            }
+        }
+    }
+    Ok((keywords::Keywords::new(&keywords)?, keyword_rules))
+}
+
 /// The name of a scanned repository's own rule file among the sources.
 const REPOSITORY_SOURCE: &str = "the repository's .gitleaks.toml";
 
@@ -560,19 +580,18 @@ const MAX_EXTEND_DEPTH: usize = 2;
 /// default.
 fn read_source(
     name: &str,
-    text: &str,
+    parsed: Parsed,
     depth: usize,
     files: &mut Vec<(String, PackFile)>,
     hasher: &mut Sha256,
 ) -> Result<(), Error> {
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| Error::Rules(format!("{name}: {e}")))?;
-    if !gitleaks::is_gitleaks(&table) {
-        let file: PackFile =
-            toml::from_str(text).map_err(|e| Error::Rules(format!("{name}: {e}")))?;
-        files.push((name.to_owned(), file));
-        return Ok(());
-    }
+    let table = match parsed {
+        Parsed::Pack(file) => {
+            files.push((name.to_owned(), file));
+            return Ok(());
+        }
+        Parsed::Gitleaks(table) => table,
+    };
     let dir = Path::new(name).parent().filter(|d| d.is_dir());
     let converted = gitleaks::convert(name, &table, dir)?;
     for path in &converted.extends {
@@ -594,9 +613,10 @@ fn read_source(
         })?;
         hasher.update([0]);
         hasher.update(extended.as_bytes());
+        let path = path.display().to_string();
         read_source(
-            &path.display().to_string(),
-            &extended,
+            &path,
+            parse_source(&path, &extended)?,
             depth + 1,
             files,
             hasher,
@@ -626,6 +646,32 @@ fn read_source(
     }
     files.push((name.to_owned(), file));
     Ok(())
+}
+
+/// A rule file, parsed.
+enum Parsed {
+    Pack(PackFile),
+    /// A gitleaks configuration, converted when it is read.
+    Gitleaks(toml::Table),
+}
+
+/// Parses the rule file `name` holding `text`: a scanstream rule file or a gitleaks
+/// configuration.
+fn parse_source(name: &str, text: &str) -> Result<Parsed, Error> {
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| Error::Rules(format!("{name}: {e}")))?;
+    if gitleaks::is_gitleaks(&table) {
+        return Ok(Parsed::Gitleaks(table));
+    }
+    // From the table already parsed; a file that does not fit is parsed again from its text,
+    // for an error that gives the line.
+    match toml::Value::Table(table).try_into::<PackFile>() {
+        Ok(file) => Ok(Parsed::Pack(file)),
+        Err(_) => match toml::from_str::<PackFile>(text) {
+            Ok(file) => Ok(Parsed::Pack(file)),
+            Err(e) => Err(Error::Rules(format!("{name}: {e}"))),
+        },
+    }
 }
 
 /// Compiles one rule; a built-in rule's regex is checked but built when first used.
