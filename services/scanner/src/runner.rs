@@ -330,62 +330,75 @@ pub fn run<S: Source>(
 ) -> Result<EngineRun, Error> {
     let started = Instant::now();
     let geometry = limits.geometry();
-    let outcomes: Vec<Result<Outcome, Error>> = source
+    let scan_item = |reader: &mut Result<S::Reader, Error>,
+                     buf: &mut Vec<u8>,
+                     item: &Item|
+     -> Result<Outcome, Error> {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        if !item.places.iter().any(|p| engine.wants_path(&p.path)) {
+            return Ok(Outcome::Allowlisted);
+        }
+        if let (Some(cache), Some(oid)) = (cache, &item.oid)
+            && let Some(hits) = cache.get(oid)
+        {
+            if is_binary_record(&hits) {
+                return Ok(Outcome::Skipped(SkipReason::Binary));
+            }
+            progress.files.fetch_add(1, Ordering::Relaxed);
+            return Ok(Outcome::Cached(item.size, hits));
+        }
+        if item.size > limits.max_blob_bytes {
+            return Ok(Outcome::Skipped(SkipReason::TooLarge));
+        }
+        let reader = reader.as_mut().map_err(|e| Error::Source(e.to_string()))?;
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        let (size, hits) = if item.size <= geometry.window as u64 {
+            reader.read(item, buf)?;
+            let size = buf.len() as u64;
+            progress.bytes.fetch_add(size, Ordering::Relaxed);
+            let hits = if is_binary(buf) {
+                None
+            } else {
+                Some(engine.scan(buf))
+            };
+            (size, hits)
+        } else {
+            let path = item.places.first().map_or("", |p| p.path.as_str());
+            let mut stream = reader.open(item)?;
+            let windowed = scan_windows(engine, stream.as_mut(), geometry, path, progress, cancel)?;
+            match windowed {
+                Windowed::Binary(size) => (size, None),
+                Windowed::Scanned(size, hits) => (size, Some(hits)),
+            }
+        };
+        if let (Some(cache), Some(oid)) = (cache, &item.oid) {
+            match &hits {
+                Some(hits) => cache.record(oid, hits),
+                None => cache.record(oid, &[binary_record()]),
+            }
+        }
+        Ok(match hits {
+            Some(hits) => Outcome::Scanned(size, hits),
+            None => Outcome::Skipped(SkipReason::Binary),
+        })
+    };
+    // Each item's outcome, and which of its places the engine reports whole (by index).
+    let outcomes: Vec<(Result<Outcome, Error>, Vec<usize>)> = source
         .items()
         .par_iter()
         .map_init(
             || (source.reader(), Vec::new()),
             |(reader, buf), item| {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Cancelled);
-                }
-                if !item.places.iter().any(|p| engine.wants_path(&p.path)) {
-                    return Ok(Outcome::Allowlisted);
-                }
-                if let (Some(cache), Some(oid)) = (cache, &item.oid)
-                    && let Some(hits) = cache.get(oid)
-                {
-                    if is_binary_record(&hits) {
-                        return Ok(Outcome::Skipped(SkipReason::Binary));
-                    }
-                    progress.files.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Outcome::Cached(item.size, hits));
-                }
-                if item.size > limits.max_blob_bytes {
-                    return Ok(Outcome::Skipped(SkipReason::TooLarge));
-                }
-                let reader = reader.as_mut().map_err(|e| Error::Source(e.to_string()))?;
-                progress.files.fetch_add(1, Ordering::Relaxed);
-                let (size, hits) = if item.size <= geometry.window as u64 {
-                    reader.read(item, buf)?;
-                    let size = buf.len() as u64;
-                    progress.bytes.fetch_add(size, Ordering::Relaxed);
-                    let hits = if is_binary(buf) {
-                        None
-                    } else {
-                        Some(engine.scan(buf))
-                    };
-                    (size, hits)
-                } else {
-                    let path = item.places.first().map_or("", |p| p.path.as_str());
-                    let mut stream = reader.open(item)?;
-                    let windowed =
-                        scan_windows(engine, stream.as_mut(), geometry, path, progress, cancel)?;
-                    match windowed {
-                        Windowed::Binary(size) => (size, None),
-                        Windowed::Scanned(size, hits) => (size, Some(hits)),
-                    }
-                };
-                if let (Some(cache), Some(oid)) = (cache, &item.oid) {
-                    match &hits {
-                        Some(hits) => cache.record(oid, hits),
-                        None => cache.record(oid, &[binary_record()]),
-                    }
-                }
-                Ok(match hits {
-                    Some(hits) => Outcome::Scanned(size, hits),
-                    None => Outcome::Skipped(SkipReason::Binary),
-                })
+                let whole = item
+                    .places
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| engine.reports_file(&p.path))
+                    .map(|(index, _)| index)
+                    .collect();
+                (scan_item(reader, buf, item), whole)
             },
         )
         .collect();
@@ -395,10 +408,10 @@ pub fn run<S: Source>(
         max_blob_bytes: limits.max_blob_bytes,
         ..EngineRun::default()
     };
-    // Files reported whole (key stores) are rare: identified here, one by one.
+    // Files reported whole (key stores) are rare: their ids are read here, one by one.
     let mut whole_files = WholeFiles { reader: None };
-    for item in source.items() {
-        for place in item.places.iter().filter(|p| engine.reports_file(&p.path)) {
+    for (item, (_, whole)) in source.items().iter().zip(&outcomes) {
+        for place in whole.iter().map(|&index| &item.places[index]) {
             let id = whole_files.blob_id(source, item)?;
             for hit in engine.file_hits(&place.path, &id, item.size) {
                 run.found.push(Found {
@@ -410,7 +423,7 @@ pub fn run<S: Source>(
         }
     }
     let mut skipped = Vec::new();
-    for (item, outcome) in source.items().iter().zip(outcomes) {
+    for (item, (outcome, whole)) in source.items().iter().zip(outcomes) {
         let hits = match outcome? {
             Outcome::Allowlisted => {
                 run.allowlisted += 1;
@@ -421,7 +434,9 @@ pub fn run<S: Source>(
                 let places: Vec<&Place> = item
                     .places
                     .iter()
-                    .filter(|p| engine.wants_path(&p.path) && !engine.reports_file(&p.path))
+                    .enumerate()
+                    .filter(|(index, p)| !whole.contains(index) && engine.wants_path(&p.path))
+                    .map(|(_, place)| place)
                     .collect();
                 if places.is_empty() {
                     continue;
