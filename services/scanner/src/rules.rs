@@ -480,21 +480,19 @@ impl RulePack {
         }
         let mut ordered: Vec<(usize, RuleDef, String)> = defs.into_values().collect();
         ordered.sort_by_key(|(position, def, _)| (def.id.starts_with(GENERIC_PREFIX), *position));
-        // Compiling hundreds of regexes and the keyword prefilter is most of a scan's
-        // start-up: the regexes are spread over the threads, the prefilter compiled beside them.
-        let (rules, keywords) = rayon::join(
+        // Compiling hundreds of regexes, the keyword prefilter and the allowlist is most of a
+        // scan's start-up: the regexes are spread over the threads, the prefilter (the longest
+        // single piece) and the allowlist compiled beside them.
+        let (rules, (keywords, allowlist)) = rayon::join(
+            || compile_rules(&ordered),
             || {
-                ordered
-                    .par_iter()
-                    .map(|(_, def, source)| compile_rule(def, source, is_builtin(source)))
-                    .collect::<Result<Vec<_>, _>>()
+                rayon::join(
+                    || keyword_index(ordered.iter().map(|(_, def, _)| def)),
+                    || Allowlist::compile(&allow, "allowlist", allow_builtin),
+                )
             },
-            || keyword_index(ordered.iter().map(|(_, def, _)| def)),
         );
-        let rules = rules?;
-        if rules.is_empty() {
-            return Err(Error::Rules("the rule pack has no rules".into()));
-        }
+        let (rules, file_rules, file_paths) = rules?;
         let (keywords, keyword_rules) = keywords?;
         let always: Vec<usize> = ordered
             .iter()
@@ -503,30 +501,9 @@ impl RulePack {
             .map(|(index, _)| index)
             .collect();
         let searched_near = rules.iter().map(|rule| rule.reach.is_some()).collect();
-        let file_rules: Vec<usize> = rules
-            .iter()
-            .enumerate()
-            .filter(|(_, rule)| rule.regex.is_none() && rule.path.is_some())
-            .map(|(index, _)| index)
-            .collect();
-        let file_paths = if file_rules.is_empty() {
-            None
-        } else {
-            let patterns = file_rules
-                .iter()
-                .filter_map(|&index| rules[index].path.as_ref().map(Regex::as_str));
-            // Each pattern compiled alone within the limit: together within their sum.
-            Some(
-                RegexSetBuilder::new(patterns)
-                    .unicode(false)
-                    .size_limit(REGEX_SIZE_LIMIT.saturating_mul(file_rules.len()))
-                    .build()
-                    .map_err(|e| Error::Rules(format!("file rule paths: {e}")))?,
-            )
-        };
         Ok(Self {
             rules,
-            allowlist: Allowlist::compile(&allow, "allowlist", allow_builtin)?,
+            allowlist: allowlist?,
             keywords,
             keyword_rules,
             searched_near,
@@ -541,6 +518,43 @@ impl RulePack {
     pub fn hash(&self) -> &str {
         &self.hash
     }
+}
+
+/// Compiled rules, the indexes of the file rules (a path and no regex) among them, and those
+/// rules' paths as one set.
+type CompiledRules = (Vec<Rule>, Vec<usize>, Option<RegexSet>);
+
+/// The rules of `ordered` (position, definition, source), compiled on every thread.
+fn compile_rules(ordered: &[(usize, RuleDef, String)]) -> Result<CompiledRules, Error> {
+    let rules = ordered
+        .par_iter()
+        .map(|(_, def, source)| compile_rule(def, source, is_builtin(source)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if rules.is_empty() {
+        return Err(Error::Rules("the rule pack has no rules".into()));
+    }
+    let file_rules: Vec<usize> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.regex.is_none() && rule.path.is_some())
+        .map(|(index, _)| index)
+        .collect();
+    let file_paths = if file_rules.is_empty() {
+        None
+    } else {
+        let patterns = file_rules
+            .iter()
+            .filter_map(|&index| rules[index].path.as_ref().map(Regex::as_str));
+        // Each pattern compiled alone within the limit: together within their sum.
+        Some(
+            RegexSetBuilder::new(patterns)
+                .unicode(false)
+                .size_limit(REGEX_SIZE_LIMIT.saturating_mul(file_rules.len()))
+                .build()
+                .map_err(|e| Error::Rules(format!("file rule paths: {e}")))?,
+        )
+    };
+    Ok((rules, file_rules, file_paths))
 }
 
 /// The keyword prefilter of `defs` (in pack order), and for each of its keywords the rules (by
