@@ -24,7 +24,12 @@ timed_runs() { # n command...
     times+=("$elapsed")
     [ "$status" -eq 0 ] || [ "$status" -eq 1 ] || [ "$status" -eq 200 ] || return 0
   done
-  elapsed=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }')
+  elapsed=$(median "${times[@]}")
+}
+
+# The median of the numbers given.
+median() { # numbers...
+  printf '%s\n' "$@" | sort -n | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }'
 }
 
 # Sets `gitleaks` to a runnable gitleaks: $cache/bin/gitleaks (the pinned version), else one on

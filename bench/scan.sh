@@ -2,11 +2,11 @@
 # `scanstream scan` throughput against kingfisher and gitleaks on the same machine, in the same
 # run, and against the keyword floor: ripgrep searching the built-in pack's keywords:
 #   - tree: a large real source tree (default: the cargo registry sources), MB/s of
-#     `scanstream scan TREE` (on every core, then on one), `kingfisher scan TREE`,
+#     `scanstream scan TREE` (on every core and on one, in turn), `kingfisher scan TREE`,
 #     `gitleaks dir TREE`, `rg -uu -c -i -F -f KEYWORDS TREE` and a six-keyword
 #     `rg -uu -c -i 'key|token|secret|password|api|auth' TREE`, page cache warmed first;
 #   - history: wall time of `scanstream scan REPO --history` (cold: no --cache-dir, so no
-#     result cache; on every core, then on one; then a rescan after one new commit), `kingfisher scan REPO` (its full history) and `gitleaks git REPO` on a
+#     result cache; on every core and on one, in turn; then a rescan after one new commit), `kingfisher scan REPO` (its full history) and `gitleaks git REPO` on a
 #     repository of successive releases of a real crate (default: the last 80 stable tokio 1.x
 #     releases from crates.io, one commit each, in version order), built once and kept under
 #     ~/.cache/scanstream/bench with a commit-graph, as `git gc` and scanner mirrors leave one;
@@ -259,21 +259,32 @@ run_rg() { # name command... (rg's counts go to $out/NAME-rg.txt)
   rg_secs=$elapsed
 }
 
-# Runs scanstream scan with the arguments given; exit 1 only means findings. With
-# SCANSTREAM_THREADS set, on that many threads (RAYON_NUM_THREADS) instead of one per core.
+# Runs scanstream scan with the arguments given, on every core and on one thread
+# (RAYON_NUM_THREADS=1) in turn, `runs` times each: a change in the machine's speed while it runs
+# touches both figures alike. Exit 1 only means findings. Sets ss_secs and ss1_secs (medians) and
+# ss_findings.
 run_scanstream() { # name args...
-  local name=$1
+  local name=$1 i all=() one=()
   shift
-  local -a threads=()
-  [ -z "${SCANSTREAM_THREADS:-}" ] || threads=(env "RAYON_NUM_THREADS=$SCANSTREAM_THREADS")
-  timed_runs "$runs" "${threads[@]}" "$scanstream" scan "$@" --format json --out "$out/$name-scanstream.json" --no-progress 2>"$out/$name-scanstream.log"
+  for ((i = 0; i < runs; i++)); do
+    timed "$scanstream" scan "$@" --format json --out "$out/$name-scanstream.json" --no-progress 2>"$out/$name-scanstream.log"
+    scanstream_ran "$name"
+    all+=("$elapsed")
+    timed env RAYON_NUM_THREADS=1 "$scanstream" scan "$@" --format json --out "$out/$name-1-scanstream.json" --no-progress 2>"$out/$name-1-scanstream.log"
+    scanstream_ran "$name-1"
+    one+=("$elapsed")
+  done
+  ss_secs=$(median "${all[@]}")
+  ss1_secs=$(median "${one[@]}")
+  ss_findings=$(json_count "$out/$name-scanstream.json" 'd["summary"]["findings"]')
+}
+# Stops the bench when the last scanstream run `name` failed.
+scanstream_ran() { # name
   if [ "$status" -gt 1 ]; then
     echo "scanstream scan failed (exit $status):" >&2
-    cat "$out/$name-scanstream.log" >&2
+    cat "$out/$1-scanstream.log" >&2
     exit 1
   fi
-  ss_secs=$elapsed
-  ss_findings=$(json_count "$out/$name-scanstream.json" 'd["summary"]["findings"]')
 }
 run_gitleaks() { # name subcommand target
   timed_runs "$gitleaks_runs" "$gitleaks" "$2" "$3" --no-banner --exit-code 0 --log-level error -f json -r "$out/$1-gitleaks.json" 2>"$out/$1-gitleaks.log"
@@ -310,20 +321,16 @@ summary+=("$(printf 'tree      : %s  %s MB, %s files' "$tree" "$tree_mb" "$tree_
 echo "== tree $tree: $tree_mb MB in $tree_files files; warming the page cache"
 find "$tree" -type f -exec cat {} + >/dev/null 2>&1 || true
 
-echo "== scanstream scan $tree"
+echo "== scanstream scan $tree (on every core and on one thread, in turn)"
 run_scanstream tree "$tree"
 ss_mbs=$(mbs "$tree_mb" "$ss_secs")
 line=$(printf 'scanstream: %s s  %s MB/s  %s findings' "$ss_secs" "$ss_mbs" "$ss_findings")
 echo "$line"
 summary+=("$line")
-tree_ss_secs=$ss_secs
-echo "== scanstream scan $tree on one thread"
-SCANSTREAM_THREADS=1 run_scanstream tree-1 "$tree"
-line=$(printf 'one thread: %s s  (%sx from 1 to %s threads)' "$ss_secs" \
-  "$(awk -v a="$ss_secs" -v b="$tree_ss_secs" 'BEGIN { printf "%.2f", a / b }')" "$(nproc)")
+line=$(printf 'one thread: %s s  (%sx from 1 to %s threads)' "$ss1_secs" \
+  "$(awk -v a="$ss1_secs" -v b="$ss_secs" 'BEGIN { printf "%.2f", a / b }')" "$(nproc)")
 echo "$line"
 summary+=("$line")
-ss_secs=$tree_ss_secs
 if [ -n "$kingfisher" ]; then
   echo "== kingfisher scan $tree"
   run_kingfisher tree "$tree"
@@ -367,19 +374,15 @@ if [ "${SKIP_HISTORY:-0}" != 1 ]; then
   summary+=("history   : $history_crate, $history_commits commits, $history_blobs unique blobs, $history_mb MB")
   # Warm the page cache with the repository too (objects are read, not the worktree).
   find "$history_repo" -type f -exec cat {} + >/dev/null 2>&1 || true
-  echo "== scanstream scan --history $history_repo (no result cache)"
+  echo "== scanstream scan --history $history_repo (no result cache; on every core and on one thread, in turn)"
   run_scanstream history "$history_repo" --history
   line="scanstream --history: $ss_secs s, $ss_findings findings"
   echo "$line"
   summary+=("$line")
-  history_ss_secs=$ss_secs
-  echo "== scanstream scan --history $history_repo on one thread"
-  SCANSTREAM_THREADS=1 run_scanstream history-1 "$history_repo" --history
-  line=$(printf 'one thread          : %s s  (%sx from 1 to %s threads)' "$ss_secs" \
-    "$(awk -v a="$ss_secs" -v b="$history_ss_secs" 'BEGIN { printf "%.2f", a / b }')" "$(nproc)")
+  line=$(printf 'one thread          : %s s  (%sx from 1 to %s threads)' "$ss1_secs" \
+    "$(awk -v a="$ss1_secs" -v b="$ss_secs" 'BEGIN { printf "%.2f", a / b }')" "$(nproc)")
   echo "$line"
   summary+=("$line")
-  ss_secs=$history_ss_secs
   # A rescan after one new commit, as a scheduled history scan meets it: the result cache and
   # the last walk (--cache-dir) are kept; each timed run follows a commit of its own.
   echo "== scanstream scan --history after one new commit (result cache and last walk kept)"
