@@ -68,12 +68,16 @@ fn holds_keyword(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
             // A keyword spelled across items: `(?i)api[_.\-]?key` is classes and an optional
             // class.
             for first in 0..items.len() {
-                // From the last byte of an item that need not be spelled out whole:
-                // `(?:[a-z]+[_.\-])+pw` ends its name part with a separator before `pw`.
-                let mut strings = last_bytes(&items[first]).map_or_else(
-                    || vec![Vec::new()],
-                    |bytes| bytes.into_iter().map(|b| vec![b]).collect(),
-                );
+                // From the whole of an item that can be spelled out (`(?:api|sdk)-` spells
+                // `api-`), else from its last byte: `(?:[a-z]+[_.\-])+pw` ends its name part
+                // with a separator before `pw`.
+                let mut strings = folded(&items[first])
+                    .filter(|strings| strings.iter().all(|s| !s.is_empty()))
+                    .or_else(|| {
+                        last_bytes(&items[first])
+                            .map(|bytes| bytes.into_iter().map(|b| vec![b]).collect())
+                    })
+                    .unwrap_or_else(|| vec![Vec::new()]);
                 let start = if strings[0].is_empty() {
                     first
                 } else {
@@ -346,6 +350,13 @@ mod tests {
         )
         .expect("local");
         assert_eq!((r.bytes, r.one_line), (None, true));
+        // A keyword begun by a whole alternation: every branch and the separator after it.
+        let r = of(
+            r"(?i)ld[_.\-][a-z]{0,20}key=((?-i:(?:api|sdk)-[a-f0-9]{8}))",
+            &["api-", "sdk-"],
+        )
+        .expect("local");
+        assert_eq!((r.bytes, r.one_line), (Some(3 + 20 + 4 + 4 + 8), true));
         // A keyword made of a separator that ends a repeated name part and what follows.
         let r = of(
             r"(?:[a-z0-9]+[_.\-])+(?:pass|pw)[ \t]*=[ \t]*(\S+)",
