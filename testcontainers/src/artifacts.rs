@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use backon::{BlockingRetryable, ExponentialBuilder};
 use sha2::{Digest, Sha512};
 
 use crate::{Error, Result};
@@ -283,7 +284,16 @@ pub fn apicurio_runner(cache: &Path) -> Result<PathBuf> {
             log: log.clone(),
         }
     };
-    download_verified(&url, &archive).map_err(&fail)?;
+    // A 100 MB download over a shared network may break off: a few tries before giving up.
+    (|| download_verified(&url, &archive))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(2))
+                .with_max_times(3),
+        )
+        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "download failed; trying again"))
+        .call()
+        .map_err(&fail)?;
     let status = Command::new("tar")
         .arg("xzf")
         .arg(&archive)
