@@ -66,12 +66,14 @@ fn holds_keyword(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
                 return true;
             }
             // A keyword spelled across items: `(?i)api[_.\-]?key` is classes and an optional
-            // class.
+            // class. Each item is spelled out once, for every start below.
+            let spelled: Vec<Option<Vec<Vec<u8>>>> = items.iter().map(folded).collect();
             for first in 0..items.len() {
                 // From the whole of an item that can be spelled out (`(?:api|sdk)-` spells
                 // `api-`), else from its last byte: `(?:[a-z]+[_.\-])+pw` ends its name part
                 // with a separator before `pw`.
-                let mut strings = folded(&items[first])
+                let mut strings = spelled[first]
+                    .clone()
                     .filter(|strings| strings.iter().all(|s| !s.is_empty()))
                     .or_else(|| {
                         last_bytes(&items[first])
@@ -83,8 +85,8 @@ fn holds_keyword(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
                 } else {
                     first + 1
                 };
-                for item in &items[start..] {
-                    let Some(longer) = folded(item).and_then(|tail| product(&strings, &tail))
+                for tail in &spelled[start..] {
+                    let Some(longer) = tail.as_ref().and_then(|tail| product(&strings, tail))
                     else {
                         break;
                     };
