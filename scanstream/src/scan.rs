@@ -238,7 +238,12 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             (ordered(runs, &args.engines), None)
         }
     };
-    finish(args, &scanning, runs, commit, bar, &place_ignores)
+    let done = finish(args, &scanning, runs, commit, bar, &place_ignores);
+    // The process exits next: the rule pack (hundreds of compiled regexes, each with its
+    // caches) is left to the operating system, which frees it at once, where dropping it piece
+    // by piece took 7 ms of a 0.12 s rescan. `run` is called once per process.
+    std::mem::forget(scanning);
+    done
 }
 
 /// Builds the source (`source`: a folder walk reads the disk) and scans it with the engines, on
