@@ -394,14 +394,22 @@ impl Walk {
         let mut input = Cursor(bytes.strip_prefix(WALK_MAGIC)?);
         let mut walk = Walk::default();
         for list in [&mut walk.tips, &mut walk.commits] {
-            for _ in 0..input.count()? {
+            let count = input.count(SHA1_LEN)?;
+            list.reserve(count);
+            for _ in 0..count {
                 list.push(input.id()?);
             }
         }
-        for _ in 0..input.count()? {
+        // Sized from the counts once: growing a set of 100,000 trees rehashes it over and over.
+        let trees = input.count(SHA1_LEN)?;
+        walk.trees.reserve(trees);
+        for _ in 0..trees {
             walk.trees.insert(input.id()?);
         }
-        for _ in 0..input.count()? {
+        // A blob's record: id, size, commit, path length, then the path.
+        let blobs = input.count(SHA1_LEN + 8 + 4 + 4)?;
+        walk.blobs.reserve(blobs);
+        for _ in 0..blobs {
             let id = input.id()?;
             let size = u64::from_le_bytes(input.take(8)?.try_into().ok()?);
             let commit = u32::from_le_bytes(input.take(4)?.try_into().ok()?);
@@ -431,10 +439,11 @@ impl<'a> Cursor<'a> {
         Some(head)
     }
 
-    /// A count, bounded by what is left to read (a damaged count allocates nothing).
-    fn count(&mut self) -> Option<usize> {
+    /// A count of records at least `each` bytes long, bounded by what is left to read: a
+    /// damaged count reserves no more than the file could hold.
+    fn count(&mut self, each: usize) -> Option<usize> {
         let n = usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().ok()?)).ok()?;
-        (n <= self.0.len()).then_some(n)
+        (n <= self.0.len() / each).then_some(n)
     }
 
     fn id(&mut self) -> Option<ObjectId> {
@@ -916,5 +925,47 @@ mod tests {
                 "{parts} parts, with a commit-graph"
             );
         }
+    }
+
+    #[test]
+    fn a_walk_file_reads_back_and_a_count_longer_than_the_file_is_refused() {
+        let id = |n: u8| ObjectId::from_bytes_or_panic(&[n; SHA1_LEN]);
+        let walk = Walk {
+            tips: vec![id(2)],
+            commits: vec![id(1), id(2)],
+            trees: [id(3), id(4)].into_iter().collect(),
+            blobs: vec![WalkedBlob {
+                id: id(5),
+                size: 7,
+                path: "src/a b.txt".into(),
+                commit: 1,
+            }],
+        };
+        let bytes = walk.encode().unwrap();
+        let back = Walk::decode(&bytes).unwrap();
+        assert_eq!(
+            (back.tips.clone(), back.commits.clone()),
+            (walk.tips.clone(), walk.commits.clone())
+        );
+        assert_eq!(back.trees, walk.trees);
+        let blob = &back.blobs[0];
+        assert_eq!(
+            (blob.id, blob.size, blob.path.as_str(), blob.commit),
+            (id(5), 7, "src/a b.txt", 1)
+        );
+        assert_eq!(back.blobs.len(), 1);
+
+        // The blob count: after the magic, tips, commits and trees (each a count and ids).
+        let at = WALK_MAGIC.len() + (8 + SHA1_LEN) + (8 + 2 * SHA1_LEN) + (8 + 2 * SHA1_LEN);
+        assert_eq!(bytes[at..at + 8], 1u64.to_le_bytes());
+        // Two blob records need 72 bytes at least; 47 are left.
+        let mut damaged = bytes.clone();
+        damaged[at..at + 8].copy_from_slice(&2u64.to_le_bytes());
+        assert!(Walk::decode(&damaged).is_none());
+        // A tree count past the end is refused before anything is reserved for it.
+        let mut damaged = bytes;
+        let trees = at - (8 + 2 * SHA1_LEN);
+        damaged[trees..trees + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Walk::decode(&damaged).is_none());
     }
 }

@@ -16,13 +16,13 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use scanstream_contracts::finding::Severity;
 
 use crate::Error;
 use crate::engine::Hit;
-use scanstream_platform::sync::lock;
+use scanstream_platform::sync::{read, write};
 
 /// Version 3: each hit also holds its [`Hit::secret_id`] (version 2 added
 /// [`Hit::shadowed_by`]).
@@ -35,7 +35,8 @@ const MERGE_ABOVE: usize = 64;
 #[derive(Debug)]
 pub struct ResultCache {
     dir: PathBuf,
-    state: Mutex<Loaded>,
+    /// Read-locked by every lookup (all cores at once), write-locked to add results.
+    state: RwLock<Loaded>,
 }
 
 /// A blob id and what an engine found in it.
@@ -53,7 +54,7 @@ impl ResultCache {
     pub fn new(root: &Path, engine_key: &str) -> Self {
         Self {
             dir: root.join(engine_key),
-            state: Mutex::new(Loaded::default()),
+            state: RwLock::new(Loaded::default()),
         }
     }
 
@@ -61,16 +62,15 @@ impl ResultCache {
     pub fn refresh(&self) -> Result<(), Error> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let names = segment_names(&self.dir)?;
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         for name in names {
             if state.segments.contains(&name) {
                 continue;
             }
             match read_segment(&self.dir.join(&name)) {
                 Ok(records) => {
-                    for (oid, hits) in records {
-                        state.known.insert(oid, hits);
-                    }
+                    state.known.reserve(records.len());
+                    state.known.extend(records);
                 }
                 // Merged away meanwhile, or damaged: only cache hits are lost.
                 Err(e) => tracing::debug!(segment = %name, error = %e, "result segment skipped"),
@@ -82,14 +82,14 @@ impl ResultCache {
 
     /// The cached hits of blob `oid`, when any scanner scanned it with the same engine key.
     pub fn get(&self, oid: &[u8]) -> Option<Vec<Hit>> {
-        let state = lock(&self.state);
+        let state = read(&self.state);
         state.known.get(oid).map(|hits| hits.to_vec())
     }
 
     /// Remembers a new result; [`Self::persist`] writes it for everyone.
     pub fn record(&self, oid: &[u8], hits: &[Hit]) {
         {
-            let mut state = lock(&self.state);
+            let mut state = write(&self.state);
             let oid: Box<[u8]> = oid.into();
             let hits: Box<[Hit]> = hits.into();
             state.known.insert(oid.clone(), hits.clone());
@@ -99,7 +99,7 @@ impl ResultCache {
 
     /// Writes the results recorded since the last call as a new segment; returns how many.
     pub fn persist(&self) -> Result<usize, Error> {
-        let fresh = std::mem::take(&mut lock(&self.state).fresh);
+        let fresh = std::mem::take(&mut write(&self.state).fresh);
         if fresh.is_empty() {
             return Ok(0);
         }
@@ -107,7 +107,7 @@ impl ResultCache {
         let name = format!("{}{SEGMENT_SUFFIX}", uuid::Uuid::new_v4().simple());
         write_segment(&self.dir, &name, fresh.iter().map(|(o, h)| (&**o, &**h)))?;
         {
-            let mut state = lock(&self.state);
+            let mut state = write(&self.state);
             state.segments.insert(name);
         }
         if segment_names(&self.dir)?.len() > MERGE_ABOVE {
@@ -137,7 +137,7 @@ impl ResultCache {
             let _ = std::fs::remove_file(self.dir.join(old));
         }
         {
-            let mut state = lock(&self.state);
+            let mut state = write(&self.state);
             state.segments.insert(name);
         }
         tracing::info!(

@@ -206,6 +206,7 @@ impl Scanning {
                 .collect());
         };
         let repo = &resolved.repo;
+        let mut walk = None;
         let source = match mode {
             ScanMode::Tree => GitSource::tree(repo, commit)?,
             ScanMode::History => {
@@ -214,8 +215,8 @@ impl Scanning {
                     None => git::branch_and_tag_tips(repo)?,
                 };
                 let previous = self.last_walk(repo_url, git_ref);
-                let (source, walk) = GitSource::history_resumed(repo, &tips, previous)?;
-                self.keep_walk(repo_url, git_ref, &walk);
+                let (source, walked) = GitSource::history_resumed(repo, &tips, previous)?;
+                walk = Some(walked);
                 source
             }
             ScanMode::Incremental => {
@@ -229,15 +230,22 @@ impl Scanning {
                 }
             }
         };
-        self.scan_source(
-            repo,
-            commit,
-            &source,
-            engine_ids,
-            mode != ScanMode::Tree,
-            progress,
-            cancel,
-        )
+        // The walk is written while the engines run: neither needs the other, and on a rescan
+        // writing it takes as long as the scan.
+        std::thread::scope(|scope| {
+            if let Some(walk) = &walk {
+                scope.spawn(|| self.keep_walk(repo_url, git_ref, walk));
+            }
+            self.scan_source(
+                repo,
+                commit,
+                &source,
+                engine_ids,
+                mode != ScanMode::Tree,
+                progress,
+                cancel,
+            )
+        })
     }
 
     /// Runs `engine_ids` over the blobs the commits after `since` (a branch, tag or commit id)
