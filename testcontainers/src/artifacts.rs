@@ -249,6 +249,23 @@ fn download_verified(url: &str, dest: &Path) -> std::result::Result<(), String> 
     }
 }
 
+/// [`download_verified`] up to four times, waiting `first_wait` and then twice as long before
+/// each next try: a 100 MB download over a shared network may break off.
+fn download_retried(
+    url: &str,
+    dest: &Path,
+    first_wait: Duration,
+) -> std::result::Result<(), String> {
+    (|| download_verified(url, dest))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(first_wait)
+                .with_max_times(3),
+        )
+        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "download failed; trying again"))
+        .call()
+}
+
 /// The Apicurio Registry runner jar, downloaded from the Maven repository (its archive is not
 /// resolvable through `mvn`: the parent POM is not published) and unpacked if missing.
 pub fn apicurio_runner(cache: &Path) -> Result<PathBuf> {
@@ -284,16 +301,7 @@ pub fn apicurio_runner(cache: &Path) -> Result<PathBuf> {
             log: log.clone(),
         }
     };
-    // A 100 MB download over a shared network may break off: a few tries before giving up.
-    (|| download_verified(&url, &archive))
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_secs(2))
-                .with_max_times(3),
-        )
-        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "download failed; trying again"))
-        .call()
-        .map_err(&fail)?;
+    download_retried(&url, &archive, Duration::from_secs(2)).map_err(&fail)?;
     let status = Command::new("tar")
         .arg("xzf")
         .arg(&archive)
@@ -313,7 +321,98 @@ pub fn apicurio_runner(cache: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_java_major;
+    use super::{download_retried, parse_java_major};
+    use sha2::{Digest, Sha512};
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// Serves `body` at `/a.tgz` and the SHA-512 `published` at `/a.tgz.sha512`; the first
+    /// `broken` requests for the archive get half of it and a closed connection. Returns the
+    /// base URL and how many archive requests came.
+    fn server(
+        body: Vec<u8>,
+        published: String,
+        broken: usize,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let served = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let head = |len: usize| {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+                };
+                if line.contains("/a.tgz.sha512 ") {
+                    let _ = stream.write_all(head(published.len()).as_bytes());
+                    let _ = stream.write_all(published.as_bytes());
+                } else if line.contains("/a.tgz ") {
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(head(body.len()).as_bytes());
+                    let sent = if n < broken {
+                        &body[..body.len() / 2]
+                    } else {
+                        &body[..]
+                    };
+                    let _ = stream.write_all(sent);
+                } else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        });
+        (base, served)
+    }
+
+    fn sha512_hex(bytes: &[u8]) -> String {
+        Sha512::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn a_download_that_breaks_off_is_tried_again_and_kept_whole() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (base, served) = server(body.clone(), format!("{}  a.tgz\n", sha512_hex(&body)), 2);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a.tgz");
+        download_retried(&format!("{base}/a.tgz"), &dest, Duration::from_millis(10)).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), body);
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_download_that_never_matches_its_checksum_fails_after_four_tries() {
+        let body = b"not the published archive".to_vec();
+        let (base, served) = server(body, format!("{}\n", sha512_hex(b"the archive")), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let error = download_retried(
+            &format!("{base}/a.tgz"),
+            &dir.path().join("a.tgz"),
+            Duration::from_millis(10),
+        )
+        .unwrap_err();
+        assert!(error.contains("does not match the published"), "{error}");
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
 
     #[test]
     fn reads_java_major_versions() {
