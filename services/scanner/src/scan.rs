@@ -214,7 +214,18 @@ impl Scanning {
                     Some(_) => vec![commit],
                     None => git::branch_and_tag_tips(repo)?,
                 };
-                let previous = self.last_walk(repo_url, git_ref);
+                // The last walk is read while the engines' result caches load: each is a file
+                // of every blob seen before, read on a core of its own.
+                let (previous, loaded) = rayon::join(
+                    || self.last_walk(repo_url, git_ref),
+                    || {
+                        engine_ids
+                            .iter()
+                            .filter_map(|id| self.caches.get(id))
+                            .try_for_each(|cache| cache.refresh())
+                    },
+                );
+                loaded?;
                 let (source, walked) = GitSource::history_resumed(repo, &tips, previous)?;
                 walk = Some(walked);
                 source
