@@ -206,16 +206,16 @@ impl Scanning {
                 .collect());
         };
         let repo = &resolved.repo;
-        let mut walk = None;
-        let source = match mode {
-            ScanMode::Tree => GitSource::tree(repo, commit)?,
+        // A history scan's walk, kept for the next one.
+        let (source, walk) = match mode {
+            ScanMode::Tree => (GitSource::tree(repo, commit)?, None),
             ScanMode::History => {
                 let tips = match git_ref {
                     Some(_) => vec![commit],
                     None => git::branch_and_tag_tips(repo)?,
                 };
-                // The last walk is read while the engines' result caches load: each is a file
-                // of every blob seen before, read on a core of its own.
+                // The last walk is read while the engines' result caches load: each holds
+                // every blob seen before, and each is read on a core of its own.
                 let (previous, loaded) = rayon::join(
                     || self.last_walk(repo_url, git_ref),
                     || {
@@ -226,19 +226,19 @@ impl Scanning {
                     },
                 );
                 loaded?;
-                let (source, walked) = GitSource::history_resumed(repo, &tips, previous)?;
-                walk = Some(walked);
-                source
+                let (source, walk) = GitSource::history_resumed(repo, &tips, previous)?;
+                (source, Some(walk))
             }
             ScanMode::Incremental => {
-                match self.last_scanned(repo_url, git_ref).and_then(|last| {
+                let source = match self.last_scanned(repo_url, git_ref).and_then(|last| {
                     // The last scanned commit may be gone (force push); then scan it all.
                     git::parse_id(repo, &last)
                 }) {
                     Some(last) if last == commit => GitSource::empty(repo),
                     Some(last) => GitSource::history_since(repo, commit, last)?,
                     None => GitSource::tree(repo, commit)?,
-                }
+                };
+                (source, None)
             }
         };
         // The walk is written while the engines run: neither needs the other, and on a rescan
