@@ -350,6 +350,13 @@ const WALK_MAGIC: &[u8] = b"SSWK\x01";
 const SHA1_LEN: usize = 20;
 
 impl Walk {
+    /// The tips walked from and how many commits they reach: a resumed walk with the same
+    /// extent as the one it resumed found nothing new (a walk only grows by the commits added
+    /// since, and the same tips reach the same commits).
+    pub fn extent(&self) -> (Vec<ObjectId>, usize) {
+        (self.tips.clone(), self.commits.len())
+    }
+
     /// The walk as a file's bytes; `None` for repositories whose ids are not SHA-1.
     pub fn encode(&self) -> Option<Vec<u8>> {
         let sha1 = self

@@ -206,7 +206,7 @@ impl Scanning {
                 .collect());
         };
         let repo = &resolved.repo;
-        // A history scan's walk, kept for the next one.
+        // A history scan's walk, kept for the next one, and whether it changed since read.
         let (source, walk) = match mode {
             ScanMode::Tree => (GitSource::tree(repo, commit)?, None),
             ScanMode::History => {
@@ -226,8 +226,12 @@ impl Scanning {
                     },
                 );
                 loaded?;
+                let before = previous.as_ref().map(Walk::extent);
                 let (source, walk) = GitSource::history_resumed(repo, &tips, previous)?;
-                (source, Some(walk))
+                // Written back only when it grew: a scheduled rescan of a repository with no
+                // new commit does not rewrite its walk on the shared cache volume.
+                let changed = before != Some(walk.extent());
+                (source, Some((walk, changed)))
             }
             ScanMode::Incremental => {
                 let source = match self.last_scanned(repo_url, git_ref).and_then(|last| {
@@ -244,7 +248,7 @@ impl Scanning {
         // The walk is written while the engines run: neither needs the other, and on a rescan
         // writing it takes as long as the scan.
         std::thread::scope(|scope| {
-            if let Some(walk) = &walk {
+            if let Some((walk, true)) = &walk {
                 scope.spawn(|| self.keep_walk(repo_url, git_ref, walk));
             }
             self.scan_source(

@@ -326,7 +326,14 @@ fn a_history_rescan_resumes_the_last_walk_and_reports_what_a_full_walk_does() {
         placed(&scan(&resuming, &repo, None, ScanMode::History)),
         full("first")
     );
-    assert!(cache.join("walks").read_dir().unwrap().next().is_some());
+    // The walk file's inode: a write replaces the file (a new one renamed into place).
+    let walk_file = || {
+        use std::os::unix::fs::MetadataExt;
+        let entries: Vec<_> = cache.join("walks").read_dir().unwrap().collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0].as_ref().unwrap().metadata().unwrap().ino()
+    };
+    let first = walk_file();
 
     // New commits: the deleted file's blob again at another path (still placed where it first
     // was), an edit keeping the key (one more version), a new secret, and a tagged branch.
@@ -348,6 +355,8 @@ fn a_history_rescan_resumes_the_last_walk_and_reports_what_a_full_walk_does() {
     git(&repo, &["checkout", "-q", "main"], "2024-01-05T00:00:00Z");
     let resumed = placed(&scan(&resuming, &repo, None, ScanMode::History));
     assert_eq!(resumed, full("after new commits"));
+    // The walk grew: written back.
+    assert_ne!(walk_file(), first);
     assert!(resumed.iter().any(|f| f.1 == "hooks.txt"), "{resumed:?}");
     assert!(
         resumed.iter().any(|f| f.1 == "src/lib.rs" && f.4 == 2),
@@ -357,11 +366,13 @@ fn a_history_rescan_resumes_the_last_walk_and_reports_what_a_full_walk_does() {
         !resumed.iter().any(|f| f.1 == "restored/a.env"),
         "{resumed:?}"
     );
-    // Nothing new: the same again.
+    // Nothing new: the same again, and the walk file is not written again.
+    let written = walk_file();
     assert_eq!(
         placed(&scan(&resuming, &repo, None, ScanMode::History)),
         resumed
     );
+    assert_eq!(walk_file(), written);
 
     // History rewritten: the branch, its tag and main's last commits are gone. The earlier
     // tips are not reached any more, so the whole history is walked again.
