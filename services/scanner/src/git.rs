@@ -950,10 +950,7 @@ mod tests {
         };
         let bytes = walk.encode().unwrap();
         let back = Walk::decode(&bytes).unwrap();
-        assert_eq!(
-            (back.tips.clone(), back.commits.clone()),
-            (walk.tips.clone(), walk.commits.clone())
-        );
+        assert_eq!((&back.tips, &back.commits), (&walk.tips, &walk.commits));
         assert_eq!(back.trees, walk.trees);
         let blob = &back.blobs[0];
         assert_eq!(
