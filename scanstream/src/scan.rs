@@ -402,7 +402,7 @@ async fn scan_repository(
     let target = args.target.clone();
     let since = args.since.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let resolved = scanning.resolve(&path, git_ref.as_deref())?;
+        let resolved = scanning.resolve(&path, git_ref.as_deref(), mode)?;
         let mut runs = match &since {
             Some(since) => scanning.scan_since(&resolved, &engines, since, &progress, &cancel)?,
             None => scanning.scan(

@@ -17,6 +17,12 @@ pub enum Error {
     Git(String),
     #[error("ref {0:?} does not exist in the repository")]
     RefNotFound(String),
+    /// HEAD names a branch the repository does not have, while it has others.
+    #[error(
+        "the repository's HEAD names {head}, which does not exist; scan one of its branches or \
+         tags by name ({refs}), or its whole history"
+    )]
+    HeadUnborn { head: String, refs: String },
     #[error("{0}")]
     Source(String),
     #[error("fetching the repository failed: {message}")]
@@ -73,6 +79,7 @@ impl Error {
             | Error::Rules(_)
             | Error::Git(_)
             | Error::RefNotFound(_)
+            | Error::HeadUnborn { .. }
             | Error::Source(_)
             | Error::Worktree(_)
             | Error::Refused(_)
@@ -86,7 +93,7 @@ impl Error {
             Error::Rules(_) => "rules",
             Error::Io { .. } => "io",
             Error::Git(_) => "git",
-            Error::RefNotFound(_) => "ref_not_found",
+            Error::RefNotFound(_) | Error::HeadUnborn { .. } => "ref_not_found",
             Error::Source(_) => "source",
             Error::Fetch { .. } => "fetch",
             Error::FetchTimeout(_) => "fetch_timeout",

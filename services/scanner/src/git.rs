@@ -60,20 +60,37 @@ fn with_pack_cache(repo: &mut gix::Repository) {
 }
 
 /// The commit `spec` names (a branch, a tag, a full ref name or a full commit id), or HEAD's
-/// when `None`; `Ok(None)` for an empty repository.
+/// when `None`; `Ok(None)` for an empty repository. A HEAD naming a branch that does not exist
+/// in a repository with other branches or tags is [`Error::HeadUnborn`], not an empty
+/// repository: a bare repository made with `git init --bare` and pushed another branch is
+/// like that, and scanning it as empty would report no findings.
 pub fn resolve(repo: &Repo, spec: Option<&str>) -> Result<Option<ObjectId>, Error> {
-    let repo = repo.to_thread_local();
+    let local = repo.to_thread_local();
     let object = match spec {
-        None => match repo.head().map_err(git_error)?.try_into_peeled_id() {
+        None => match local.head().map_err(git_error)?.try_into_peeled_id() {
             Ok(Some(id)) => id.object().map_err(git_error)?,
-            Ok(None) => return Ok(None),
+            Ok(None) => {
+                let refs = branches_and_tags(repo)?;
+                if refs.is_empty() {
+                    return Ok(None);
+                }
+                let head = local
+                    .head_name()
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| "HEAD".to_owned(), |name| name.as_bstr().to_string());
+                return Err(Error::HeadUnborn {
+                    head,
+                    refs: named(refs.iter().map(|(name, _)| name.as_str())),
+                });
+            }
             Err(e) => return Err(git_error(e)),
         },
         Some(spec) => match ObjectId::from_hex(spec.as_bytes()) {
-            Ok(id) => repo
+            Ok(id) => local
                 .find_object(id)
                 .map_err(|_| Error::RefNotFound(spec.to_owned()))?,
-            Err(_) => repo
+            Err(_) => local
                 .find_reference(spec)
                 .map_err(|_| Error::RefNotFound(spec.to_owned()))?
                 .peel_to_id()
@@ -98,9 +115,37 @@ pub fn parse_id(repo: &Repo, hex: &str) -> Option<ObjectId> {
 
 /// The tips of every branch and tag, peeled to commits.
 pub fn branch_and_tag_tips(repo: &Repo) -> Result<Vec<ObjectId>, Error> {
+    let mut tips: Vec<ObjectId> = branches_and_tags(repo)?
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    tips.sort();
+    tips.dedup();
+    Ok(tips)
+}
+
+/// The newest (by commit time) tip of every branch and tag; `None` without any.
+pub fn newest_tip(repo: &Repo) -> Result<Option<ObjectId>, Error> {
+    let local = repo.to_thread_local();
+    let mut newest = None;
+    for id in branch_and_tag_tips(repo)? {
+        let time = local
+            .find_commit(id)
+            .map_err(git_error)?
+            .time()
+            .map_err(git_error)?
+            .seconds;
+        if newest.is_none_or(|(newest_time, _)| time > newest_time) {
+            newest = Some((time, id));
+        }
+    }
+    Ok(newest.map(|(_, id)| id))
+}
+
+/// Every branch and tag (short name) whose target peels to a commit, with that commit.
+fn branches_and_tags(repo: &Repo) -> Result<Vec<(String, ObjectId)>, Error> {
     let repo = repo.to_thread_local();
     let refs = repo.references().map_err(git_error)?;
-    let mut tips = Vec::new();
     let heads = refs
         .prefixed("refs/heads/")
         .map_err(git_error)?
@@ -111,15 +156,26 @@ pub fn branch_and_tag_tips(repo: &Repo) -> Result<Vec<ObjectId>, Error> {
         .map_err(git_error)?
         .peeled()
         .map_err(git_error)?;
+    let mut found = Vec::new();
     for reference in heads.chain(tags) {
-        let id = reference.map_err(git_error)?.id().detach();
+        let reference = reference.map_err(git_error)?;
+        let id = reference.id().detach();
         if repo.find_header(id).map_err(git_error)?.kind() == gix::objs::Kind::Commit {
-            tips.push(id);
+            found.push((reference.name().shorten().to_string(), id));
         }
     }
-    tips.sort();
-    tips.dedup();
-    Ok(tips)
+    Ok(found)
+}
+
+/// The first few of `names`, for a message: `a, b, c and 4 more`.
+fn named<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 5;
+    let total = names.len();
+    let shown: Vec<&str> = names.take(SHOWN).collect();
+    match total.saturating_sub(SHOWN) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }
 
 fn commit_tree(

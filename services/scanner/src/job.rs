@@ -448,7 +448,8 @@ impl JobContext {
         let scanning = self.scanning.clone();
         let path = acquired.lease.path.clone();
         let git_ref = command.git_ref.clone();
-        let resolved = blocking(move || scanning.resolve(&path, git_ref.as_deref())).await?;
+        let mode = command.mode;
+        let resolved = blocking(move || scanning.resolve(&path, git_ref.as_deref(), mode)).await?;
         let commit = resolved.commit();
         let fetched = EventPayload::RepoFetched(RepoFetched {
             commit: commit.clone(),
@@ -463,7 +464,7 @@ impl JobContext {
             .filter(|id| self.commands.get(id).is_none())
             .cloned()
             .collect();
-        let (mode, repo, flag) = (command.mode, command.repo_url.clone(), flag.clone());
+        let (repo, flag) = (command.repo_url.clone(), flag.clone());
         let git_ref = command.git_ref.clone();
         let (mut runs, resolved) = blocking(move || {
             let runs = if built_in.is_empty() {

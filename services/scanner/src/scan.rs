@@ -175,10 +175,23 @@ impl Scanning {
             .map_err(|refused| format!("repo_url refused ({}): {}", refused.rule, refused.message))
     }
 
-    /// Opens the repository at `path` and resolves `git_ref` (HEAD when `None`).
-    pub fn resolve(&self, path: &Path, git_ref: Option<&str>) -> Result<Resolved, Error> {
+    /// Opens the repository at `path` and resolves `git_ref` (HEAD when `None`) for a scan in
+    /// `mode`. A history scan without a ref reads every branch and tag and does not need HEAD:
+    /// where HEAD names a branch that does not exist, the newest tip stands for the scan (its
+    /// commit is the one reported, and whose repository rules apply).
+    pub fn resolve(
+        &self,
+        path: &Path,
+        git_ref: Option<&str>,
+        mode: ScanMode,
+    ) -> Result<Resolved, Error> {
         let repo = git::open(path)?;
-        let commit = git::resolve(&repo, git_ref)?;
+        let commit = match git::resolve(&repo, git_ref) {
+            Err(Error::HeadUnborn { .. }) if mode == ScanMode::History && git_ref.is_none() => {
+                git::newest_tip(&repo)?
+            }
+            resolved => resolved?,
+        };
         Ok(Resolved { repo, commit })
     }
 

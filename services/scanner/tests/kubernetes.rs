@@ -22,6 +22,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::Discovery;
 use kube::{Client, Config, ResourceExt};
+use scanstream_contracts::command::ScanMode;
 use scanstream_contracts::event::EngineOutcome;
 use scanstream_platform::config::{EngineSettings, Executor, KubernetesExecutorSettings};
 use scanstream_scanner::command::kubernetes::ENGINE_LABEL;
@@ -258,7 +259,7 @@ async fn engine_jobs_run_as_the_scanner_with_only_its_role_and_are_cleaned_up() 
     support::git(&repo, &["add", "-A"], None);
     support::git(&repo, &["commit", "-q", "-m", "app"], None);
     let scanning = Scanning::new(vec![], None, Limits::default(), Default::default(), vec![]);
-    let resolved = scanning.resolve(&repo, None).unwrap();
+    let resolved = scanning.resolve(&repo, None, ScanMode::Tree).unwrap();
     let cache_dir = work.path().join("cache");
 
     let settings = KubernetesExecutorSettings {

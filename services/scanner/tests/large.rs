@@ -303,7 +303,7 @@ fn large_git_blobs_are_scanned_in_windows_and_cached_once() {
     let cache = tempfile::tempdir().unwrap();
     let scanning = scanning(Some(cache.path()));
     let scan = || {
-        let resolved = scanning.resolve(repo, None).unwrap();
+        let resolved = scanning.resolve(repo, None, ScanMode::Tree).unwrap();
         let mut runs = scanning
             .scan(
                 &resolved,

@@ -143,7 +143,7 @@ fn scanning(cache: Option<&Path>) -> Scanning {
 }
 
 fn scan(scanning: &Scanning, repo: &Path, git_ref: Option<&str>, mode: ScanMode) -> EngineRun {
-    let resolved = scanning.resolve(repo, git_ref).unwrap();
+    let resolved = scanning.resolve(repo, git_ref, mode).unwrap();
     let mut runs = scanning
         .scan(
             &resolved,
@@ -195,7 +195,7 @@ fn the_tree_at_head_reports_each_path_of_a_secret_and_nothing_allowlisted() {
         Some(f.feature.clone())
     )));
     assert!(matches!(
-        scanning(None).resolve(&f.repo, Some("no-such-branch")),
+        scanning(None).resolve(&f.repo, Some("no-such-branch"), ScanMode::Tree),
         Err(scanstream_scanner::Error::RefNotFound(_))
     ));
 }
@@ -222,6 +222,62 @@ fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
             ("pkcs12-file", "certs/client.p12", 1, &f.second),
         ])
     );
+}
+
+/// `git init --bare` names `master` in HEAD; a repository pushed only `main` (and `feature`)
+/// then has a HEAD that names nothing. That is not an empty repository: a tree scan says what
+/// to name instead, and a history scan reads every branch and tag as it would otherwise.
+#[test]
+fn a_head_naming_a_missing_branch_is_refused_for_the_tree_and_not_needed_for_the_history() {
+    let f = fixture();
+    git(
+        &f.repo,
+        &["symbolic-ref", "HEAD", "refs/heads/master"],
+        "2024-04-01T00:00:00Z",
+    );
+    let error = match scanning(None).resolve(&f.repo, None, ScanMode::Tree) {
+        Err(error) => error,
+        Ok(resolved) => panic!("resolved at {:?}", resolved.commit()),
+    };
+    assert!(
+        matches!(&error, scanstream_scanner::Error::HeadUnborn { head, refs }
+            if head == "refs/heads/master" && refs == "feature, main"),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("refs/heads/master") && message.contains("feature, main"));
+    assert!(matches!(
+        scanning(None).resolve(&f.repo, None, ScanMode::Incremental),
+        Err(scanstream_scanner::Error::HeadUnborn { .. })
+    ));
+    let resolved = scanning(None)
+        .resolve(&f.repo, None, ScanMode::History)
+        .unwrap();
+    // The newest tip stands for the scan: the feature branch's commit is the newest.
+    assert_eq!(resolved.commit(), Some(f.feature.clone()));
+    let run = scan(&scanning(None), &f.repo, None, ScanMode::History);
+    assert_eq!(
+        found(&run),
+        set(&[
+            ("github-pat", "src/config.py", 2, &f.first),
+            ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
+            ("pkcs12-file", "certs/client.p12", 1, &f.second),
+            ("sendgrid-api-key", "keys/key.txt", 1, &f.feature),
+        ])
+    );
+}
+
+#[test]
+fn an_empty_repository_scans_to_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("empty.git");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "--bare"], "2024-01-01T00:00:00Z");
+    for mode in [ScanMode::Tree, ScanMode::History, ScanMode::Incremental] {
+        let resolved = scanning(None).resolve(&repo, None, mode).unwrap();
+        assert_eq!(resolved.commit(), None, "{mode:?}");
+        assert!(scan(&scanning(None), &repo, None, mode).found.is_empty());
+    }
 }
 
 #[test]
