@@ -413,43 +413,41 @@ impl Walk {
         (self.tips.clone(), self.commits.len())
     }
 
-    /// The walk as a file's bytes; `None` for repositories whose ids are not SHA-1.
-    pub fn encode(&self) -> Option<Vec<u8>> {
-        let sha1 = self
-            .tips
+    /// Whether the walk can be written: the file holds SHA-1 ids only.
+    pub fn is_sha1(&self) -> bool {
+        self.tips
             .iter()
             .chain(&self.commits)
             .chain(self.trees.iter())
             .chain(self.blobs.iter().map(|b| &b.id))
-            .all(|id| id.as_bytes().len() == SHA1_LEN);
-        if !sha1 {
-            return None;
-        }
-        let mut out = Vec::with_capacity(
-            64 + SHA1_LEN * (self.tips.len() + self.commits.len() + self.trees.len())
-                + self.blobs.len() * (SHA1_LEN + 16 + 48),
-        );
-        out.extend_from_slice(WALK_MAGIC);
+            .all(|id| id.as_bytes().len() == SHA1_LEN)
+    }
+
+    /// Writes the walk file to `out` (buffer it: records go out a few bytes at a time). Only
+    /// for a walk that [`Walk::is_sha1`]. Streamed, not built whole first: the file is tens of
+    /// megabytes for a history of 100,000 blobs, and it is written while the engines scan.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(WALK_MAGIC)?;
         for list in [&self.tips, &self.commits] {
-            out.extend_from_slice(&(list.len() as u64).to_le_bytes());
+            out.write_all(&(list.len() as u64).to_le_bytes())?;
             for id in list {
-                out.extend_from_slice(id.as_bytes());
+                out.write_all(id.as_bytes())?;
             }
         }
-        out.extend_from_slice(&(self.trees.len() as u64).to_le_bytes());
+        out.write_all(&(self.trees.len() as u64).to_le_bytes())?;
         for id in &self.trees {
-            out.extend_from_slice(id.as_bytes());
+            out.write_all(id.as_bytes())?;
         }
-        out.extend_from_slice(&(self.blobs.len() as u64).to_le_bytes());
+        out.write_all(&(self.blobs.len() as u64).to_le_bytes())?;
         for blob in &self.blobs {
-            out.extend_from_slice(blob.id.as_bytes());
-            out.extend_from_slice(&blob.size.to_le_bytes());
-            out.extend_from_slice(&blob.commit.to_le_bytes());
+            out.write_all(blob.id.as_bytes())?;
+            out.write_all(&blob.size.to_le_bytes())?;
+            out.write_all(&blob.commit.to_le_bytes())?;
             let path = blob.path.as_bytes();
-            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-            out.extend_from_slice(path);
+            out.write_all(&(path.len() as u32).to_le_bytes())?;
+            out.write_all(path)?;
         }
-        Some(out)
+        Ok(())
     }
 
     /// A walk from a file's bytes; `None` when they are not one (another version, damage).
@@ -1004,7 +1002,9 @@ mod tests {
                 commit: 1,
             }],
         };
-        let bytes = walk.encode().unwrap();
+        assert!(walk.is_sha1());
+        let mut bytes = Vec::new();
+        walk.write_to(&mut bytes).unwrap();
         let back = Walk::decode(&bytes).unwrap();
         assert_eq!((&back.tips, &back.commits), (&walk.tips, &walk.commits));
         assert_eq!(back.trees, walk.trees);

@@ -419,11 +419,20 @@ impl Scanning {
     /// Keeps `walk` for the next history scan of the repository and ref (whole or not at all:
     /// written to a temporary name and renamed).
     fn keep_walk(&self, repo_url: &str, git_ref: Option<&str>, walk: &Walk) {
-        let (Some(dir), Some(bytes)) = (&self.walk_dir, walk.encode()) else {
+        // Without a cache folder there is nowhere to keep it: not even written to memory.
+        let Some(dir) = &self.walk_dir else {
             return;
         };
+        if !walk.is_sha1() {
+            return;
+        }
         let path = dir.join(state_name(repo_url, git_ref));
-        if let Err(e) = write_whole(&path, &bytes) {
+        let written = write_whole_with(&path, |file| {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+            walk.write_to(&mut out)?;
+            std::io::Write::flush(&mut out)
+        });
+        if let Err(e) = written {
             tracing::warn!(error = %e, "history walk not kept; the next history scan walks it all");
         }
     }
@@ -453,14 +462,24 @@ fn state_name(repo_url: &str, git_ref: Option<&str>) -> String {
 }
 
 /// Writes `bytes` to a temporary name next to `path` and renames it into place: readers see
-/// the old file or the new one, whole.
+/// the old file or the new one, whole. A write that fails leaves no temporary file behind.
 pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_whole_with(path, |file| std::io::Write::write_all(file, bytes))
+}
+
+/// [`write_whole`] with the content written by `write` into the temporary file.
+pub(crate) fn write_whole_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| write(&mut file))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
 }
@@ -602,6 +621,26 @@ mod tests {
             set,
             HashSet::from(["abcdef0123".to_owned(), "0011".to_owned()])
         );
+    }
+
+    #[test]
+    fn a_failed_whole_write_keeps_the_old_file_and_leaves_no_temporary_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("walk");
+        write_whole(&path, b"old").unwrap();
+        let failed = write_whole_with(&path, |file| {
+            std::io::Write::write_all(file, b"half of the new")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert_eq!(failed.unwrap_err().to_string(), "disk full");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["walk"]);
+        write_whole_with(&path, |file| std::io::Write::write_all(file, b"new")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
     }
 
     #[test]
