@@ -613,11 +613,20 @@ impl GitSource {
             .with_hidden(hidden.iter().copied())
             .all()
             .map_err(git_error)?;
+        // A shallow clone (a CI checkout) lacks the parents of its boundary commits: they are
+        // not a boundary whose trees could be read, the history starts there.
+        let shallow: HashSet<ObjectId> = local
+            .shallow_commits()
+            .map_err(git_error)?
+            .map(|boundary| boundary.iter().copied().collect())
+            .unwrap_or_default();
         let mut commits = Vec::new();
         let mut parents = Vec::new();
         for info in walk {
             let info = info.map_err(git_error)?;
-            parents.extend(info.parent_ids.iter().copied());
+            if !shallow.contains(&info.id) {
+                parents.extend(info.parent_ids.iter().copied());
+            }
             commits.push(info.id);
         }
         commits.reverse();

@@ -267,6 +267,34 @@ fn a_head_naming_a_missing_branch_is_refused_for_the_tree_and_not_needed_for_the
     );
 }
 
+/// A CI checkout is often shallow (`--depth 1`): its history starts at the boundary commit,
+/// whose parents the repository does not have, and is scanned from there.
+#[test]
+fn a_shallow_clone_has_its_history_scanned_from_the_boundary() {
+    let f = fixture();
+    let clone = f.repo.with_file_name("shallow");
+    let url = format!("file://{}", f.repo.display());
+    let date = "2024-04-01T00:00:00Z";
+    git(
+        f.repo.parent().unwrap(),
+        &["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()],
+        date,
+    );
+    assert_eq!(
+        git(&clone, &["rev-parse", "--is-shallow-repository"], date),
+        "true"
+    );
+    let run = scan(&scanning(None), &clone, None, ScanMode::History);
+    assert_eq!(
+        found(&run),
+        // The copy is the same blob: a history reports a blob at its first place.
+        set(&[
+            ("github-pat", "src/config.py", 2, &f.second),
+            ("pkcs12-file", "certs/client.p12", 1, &f.second),
+        ])
+    );
+}
+
 #[test]
 fn an_empty_repository_scans_to_nothing() {
     let dir = tempfile::tempdir().unwrap();
