@@ -1,35 +1,57 @@
 //! A plain folder as a scan source (`scanstream scan PATH` on files that are not read from git).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::Error;
 use crate::source::{Item, Place, Reader, Source};
 
 /// Every regular file under a root, `.git` folders and symlinks excluded. Files are opened
 /// beneath the root without following any symbolic link ([`open_beneath`]): a file replaced by
-/// a link between the listing and the read is refused, not followed out of the root.
+/// a link between the listing and the read is refused, not followed out of the root. A file
+/// that cannot be read (gone since the listing, no permission) is [`Error::Unreadable`]: the
+/// scan lists it as not scanned and goes on.
 #[derive(Debug)]
 pub struct DirSource {
     root: PathBuf,
     items: Vec<Item>,
+    /// Paths (as listed) of files whose names are not UTF-8: listed with U+FFFD in place of
+    /// the bytes that are not, a path that names no file (or another one), so they are
+    /// reported unreadable instead of opened.
+    unnamed: Arc<HashSet<String>>,
+}
+
+/// What a folder walk collects from every task.
+#[derive(Default)]
+struct Listing {
+    items: Mutex<Vec<Item>>,
+    unnamed: Mutex<Vec<String>>,
+    /// The first error; it stops the walk.
+    failed: Mutex<Option<Error>>,
 }
 
 impl DirSource {
     /// Lists the files under `root`, folders read in parallel (on a large tree the walk is
     /// stat calls, and one thread would leave the others waiting before the scan starts).
     pub fn walk(root: &Path) -> Result<Self, Error> {
-        let found = Mutex::new(Vec::new());
-        let failed = Mutex::new(None);
-        rayon::scope(|scope| visit(scope, root, root.to_path_buf(), &found, &failed));
+        let listing = Listing::default();
+        rayon::scope(|scope| visit(scope, root, root.to_path_buf(), &listing));
+        let Listing {
+            items,
+            unnamed,
+            failed,
+        } = listing;
         if let Some(error) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
             return Err(error);
         }
-        let mut items = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut items = items.into_inner().unwrap_or_else(PoisonError::into_inner);
         items.sort_by(|a: &Item, b: &Item| a.places[0].path.cmp(&b.places[0].path));
+        let unnamed = unnamed.into_inner().unwrap_or_else(PoisonError::into_inner);
         Ok(Self {
             root: root.to_path_buf(),
             items,
+            unnamed: Arc::new(unnamed.into_iter().collect()),
         })
     }
 
@@ -45,10 +67,14 @@ impl DirSource {
             _ => path,
         };
         let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        let name = path
+        let file_name = path
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::Source(format!("{}: not a file name", path.display())))?;
+        let name = file_name.to_string_lossy().into_owned();
+        let unnamed = match file_name.to_str() {
+            Some(_) => HashSet::new(),
+            None => HashSet::from([name.clone()]),
+        };
         let root = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -63,19 +89,15 @@ impl DirSource {
                     commit: None,
                 }],
             }],
+            unnamed: Arc::new(unnamed),
         })
     }
 }
 
-/// Adds the files of `dir` to `found` and visits its folders (but `.git`) as tasks of their
-/// own; the first error stops the walk and is kept in `failed`.
-fn visit<'s>(
-    scope: &rayon::Scope<'s>,
-    root: &'s Path,
-    dir: PathBuf,
-    found: &'s Mutex<Vec<Item>>,
-    failed: &'s Mutex<Option<Error>>,
-) {
+/// Adds the files of `dir` to the listing and visits its folders (but `.git`) as tasks of
+/// their own; the first error stops the walk and is kept in the listing.
+fn visit<'s>(scope: &rayon::Scope<'s>, root: &'s Path, dir: PathBuf, listing: &'s Listing) {
+    let failed = &listing.failed;
     let fail = |error: Error| {
         failed
             .lock()
@@ -94,6 +116,7 @@ fn visit<'s>(
         Err(e) => return fail(Error::io(&dir, e)),
     };
     let mut items = Vec::new();
+    let mut unnamed = Vec::new();
     for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
@@ -106,16 +129,20 @@ fn visit<'s>(
         };
         if kind.is_dir() {
             if entry.file_name() != ".git" {
-                scope.spawn(move |scope| visit(scope, root, path, found, failed));
+                scope.spawn(move |scope| visit(scope, root, path, listing));
             }
         } else if kind.is_file() {
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let relative = path.strip_prefix(root).unwrap_or(&path);
+            let utf8 = relative.to_str().is_some();
             let relative = relative
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
+            if !utf8 {
+                unnamed.push(relative.clone());
+            }
             items.push(Item {
                 oid: None,
                 size,
@@ -126,16 +153,26 @@ fn visit<'s>(
             });
         }
     }
-    found
+    listing
+        .items
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .extend(items);
+    if !unnamed.is_empty() {
+        listing
+            .unnamed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(unnamed);
+    }
 }
 
 pub struct FileReader {
     root: PathBuf,
     /// The root folder, opened once: files are opened relative to it.
     dir: std::fs::File,
+    /// [`DirSource::unnamed`].
+    unnamed: Arc<HashSet<String>>,
 }
 
 impl FileReader {
@@ -152,6 +189,15 @@ impl FileReader {
         let Some((path, relative)) = self.path(item) else {
             return Ok(None);
         };
+        if self.unnamed.contains(relative) {
+            return Err(Error::Unreadable {
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidFilename,
+                    "its name is not UTF-8",
+                ),
+            });
+        }
         match open_beneath(&self.dir, relative) {
             Ok(file) => Ok(Some((file, path))),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
@@ -160,7 +206,7 @@ impl FileReader {
                     path.display()
                 )))
             }
-            Err(e) => Err(Error::io(&path, e)),
+            Err(source) => Err(Error::Unreadable { path, source }),
         }
     }
 }
@@ -225,7 +271,7 @@ impl Reader for FileReader {
         let Some((mut file, path)) = self.open_file(item)? else {
             return Ok(());
         };
-        read_listed(&mut file, item.size, buf).map_err(|e| Error::io(&path, e))
+        read_listed(&mut file, item.size, buf).map_err(|source| Error::Unreadable { path, source })
     }
 
     /// Streams the file from the disk: a file scanned in windows is never held whole.
@@ -258,6 +304,7 @@ impl Source for DirSource {
         Ok(FileReader {
             root: self.root.clone(),
             dir,
+            unnamed: self.unnamed.clone(),
         })
     }
 }

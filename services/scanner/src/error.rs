@@ -13,6 +13,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file of a folder that could not be opened or read: it is listed as not scanned, and
+    /// the scan goes on with the other files.
+    #[error("{path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading the repository failed: {0}")]
     Git(String),
     #[error("ref {0:?} does not exist in the repository")]
@@ -71,6 +79,7 @@ impl Error {
             Error::FetchTimeout(_)
             | Error::Busy(_)
             | Error::Io { .. }
+            | Error::Unreadable { .. }
             | Error::Kafka(_)
             | Error::Kubernetes(_)
             | Error::Client(_) => true,
@@ -91,7 +100,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Rules(_) => "rules",
-            Error::Io { .. } => "io",
+            Error::Io { .. } | Error::Unreadable { .. } => "io",
             Error::Git(_) => "git",
             Error::RefNotFound(_) | Error::HeadUnborn { .. } => "ref_not_found",
             Error::Source(_) => "source",

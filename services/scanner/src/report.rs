@@ -15,6 +15,7 @@ use crate::runner::{EngineRun, Found, SkipReason, Skipped};
 /// SARIF notification descriptor ids of files not scanned, by reason.
 const SKIPPED_TOO_LARGE: &str = "scanstream/not-scanned/too-large";
 const SKIPPED_BINARY: &str = "scanstream/not-scanned/binary";
+const SKIPPED_UNREADABLE: &str = "scanstream/not-scanned/unreadable";
 
 /// What a local scan found, over every engine it ran.
 #[derive(Debug, Clone)]
@@ -196,25 +197,24 @@ impl Report {
                 found.hit.preview, found.hit.fingerprint
             );
         }
-        for (run, skipped) in self
-            .skipped()
-            .filter(|(_, s)| s.reason == SkipReason::TooLarge)
-        {
-            let _ = write!(
-                out,
-                "{:<8} {:<28} {}",
-                "SKIPPED",
-                format!("over {}", byte_size(run.max_blob_bytes)),
-                skipped.place.path
-            );
+        for (run, skipped) in self.skipped() {
+            let (why, detail) = match skipped.reason {
+                SkipReason::TooLarge => (
+                    format!("over {}", byte_size(run.max_blob_bytes)),
+                    format!("{} bytes (scanner.max_blob_bytes)", skipped.size),
+                ),
+                SkipReason::Unreadable(kind) => (
+                    "unreadable".to_owned(),
+                    format!("it could not be read ({kind})"),
+                ),
+                // Binary files are only counted: a tree has many, and none is a surprise.
+                SkipReason::Binary => continue,
+            };
+            let _ = write!(out, "{:<8} {:<28} {}", "SKIPPED", why, skipped.place.path);
             if let Some(commit) = &skipped.place.commit {
                 let _ = write!(out, "  commit {}", &commit[..commit.len().min(12)]);
             }
-            let _ = writeln!(
-                out,
-                "\n         not scanned: {} bytes (scanner.max_blob_bytes)",
-                skipped.size
-            );
+            let _ = writeln!(out, "\n         not scanned: {detail}");
         }
         let files: u64 = self.runs.iter().map(|r| r.files).sum();
         let bytes: u64 = self.runs.iter().map(|r| r.bytes).sum();
@@ -265,11 +265,13 @@ impl Report {
             .flat_map(|run| run.skipped.iter().map(move |s| (run, s)))
     }
 
-    /// `2 files not scanned: 1 over 1 GiB, 1 binary`, or `None` when every file was scanned.
+    /// `3 files not scanned: 1 over 1 GiB, 1 binary, 1 unreadable`, or `None` when every file
+    /// was scanned.
     pub fn not_scanned_summary(&self) -> Option<String> {
         let large: u64 = self.runs.iter().map(|r| r.skipped_large).sum();
         let binary: u64 = self.runs.iter().map(|r| r.skipped_binary).sum();
-        if large + binary == 0 {
+        let unreadable: u64 = self.runs.iter().map(|r| r.skipped_unreadable).sum();
+        if large + binary + unreadable == 0 {
             return None;
         }
         let limit = self
@@ -285,9 +287,12 @@ impl Report {
         if binary > 0 {
             reasons.push(format!("{binary} binary"));
         }
+        if unreadable > 0 {
+            reasons.push(format!("{unreadable} unreadable"));
+        }
         Some(format!(
             "{} not scanned: {}",
-            plural(large + binary, "file", "files"),
+            plural(large + binary + unreadable, "file", "files"),
             reasons.join(", ")
         ))
     }
@@ -308,6 +313,7 @@ impl Report {
                     "skipped": r.not_scanned(),
                     "skipped_large": r.skipped_large,
                     "skipped_binary": r.skipped_binary,
+                    "skipped_unreadable": r.skipped_unreadable,
                     "max_blob_bytes": r.max_blob_bytes,
                     "skipped_files": skipped_files(r),
                     "skipped_unlisted": r.skipped_unlisted,
@@ -426,6 +432,14 @@ impl Report {
                                 },
                                 "defaultConfiguration": { "level": "note" },
                             },
+                            {
+                                "id": SKIPPED_UNREADABLE,
+                                "name": "NotScannedUnreadable",
+                                "shortDescription": {
+                                    "text": "A file that could not be read (gone since the folder was listed, no permission, a name that is not UTF-8) was not scanned."
+                                },
+                                "defaultConfiguration": { "level": "warning" },
+                            },
                         ],
                     }
                 },
@@ -440,8 +454,8 @@ impl Report {
         })
     }
 
-    /// One SARIF notification per file not scanned (too large: `warning`, binary: `note`),
-    /// with its path and the reason, and one for the files not listed.
+    /// One SARIF notification per file not scanned (too large or unreadable: `warning`,
+    /// binary: `note`), with its path and the reason, and one for the files not listed.
     fn sarif_notifications(&self) -> Vec<Value> {
         let mut notifications: Vec<Value> = self
             .skipped()
@@ -461,6 +475,12 @@ impl Report {
                         1,
                         "note",
                         "binary (a NUL byte in its first 8000 bytes)".to_owned(),
+                    ),
+                    SkipReason::Unreadable(kind) => (
+                        SKIPPED_UNREADABLE,
+                        2,
+                        "warning",
+                        format!("it could not be read ({kind})"),
                     ),
                 };
                 json!({

@@ -109,14 +109,18 @@ pub enum SkipReason {
     TooLarge,
     /// Binary: a NUL byte in its first 8000 bytes (as git decides).
     Binary,
+    /// A file of a folder that could not be opened or read: gone since the folder was listed,
+    /// no permission, or a name that is not UTF-8 (`InvalidFilename`).
+    Unreadable(std::io::ErrorKind),
 }
 
 impl SkipReason {
-    /// A stable label for reports (`too_large`, `binary`).
+    /// A stable label for reports (`too_large`, `binary`, `unreadable`).
     pub fn label(self) -> &'static str {
         match self {
             SkipReason::TooLarge => "too_large",
             SkipReason::Binary => "binary",
+            SkipReason::Unreadable(_) => "unreadable",
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct EngineRun {
     pub skipped_large: u64,
     /// Items not scanned because they are binary.
     pub skipped_binary: u64,
+    /// Files of a folder not scanned because they could not be read.
+    pub skipped_unreadable: u64,
     /// The paths of the items not scanned, sorted by path; at most [`MAX_SKIPPED_LISTED`]. An
     /// item at several paths is listed at each; paths whose files are reported whole (key
     /// stores) are not listed, nor counted when that is every path of the item.
@@ -174,7 +180,7 @@ pub struct EngineRun {
 impl EngineRun {
     /// Items not scanned, whatever the reason.
     pub fn not_scanned(&self) -> u64 {
-        self.skipped_large + self.skipped_binary
+        self.skipped_large + self.skipped_binary + self.skipped_unreadable
     }
 }
 
@@ -354,8 +360,18 @@ pub fn run<S: Source>(
         }
         let reader = reader.as_mut().map_err(|e| Error::Source(e.to_string()))?;
         progress.files.fetch_add(1, Ordering::Relaxed);
+        // A file that cannot be read is listed as not scanned; the others are scanned.
+        let unreadable = |error: Error| match error {
+            Error::Unreadable { path, source } => {
+                tracing::warn!(path = %path.display(), error = %source, "file not scanned: it could not be read");
+                Ok(Outcome::Skipped(SkipReason::Unreadable(source.kind())))
+            }
+            other => Err(other),
+        };
         let (size, hits) = if item.size <= geometry.window as u64 {
-            reader.read(item, buf)?;
+            if let Err(error) = reader.read(item, buf) {
+                return unreadable(error);
+            }
             let size = buf.len() as u64;
             progress.bytes.fetch_add(size, Ordering::Relaxed);
             let hits = if is_binary(buf) {
@@ -366,7 +382,10 @@ pub fn run<S: Source>(
             (size, hits)
         } else {
             let path = item.places.first().map_or("", |p| p.path.as_str());
-            let mut stream = reader.open(item)?;
+            let mut stream = match reader.open(item) {
+                Ok(stream) => stream,
+                Err(error) => return unreadable(error),
+            };
             let windowed = scan_windows(engine, stream.as_mut(), geometry, path, progress, cancel)?;
             match windowed {
                 Windowed::Binary(size) => (size, None),
@@ -444,6 +463,7 @@ pub fn run<S: Source>(
                 match reason {
                     SkipReason::TooLarge => run.skipped_large += 1,
                     SkipReason::Binary => run.skipped_binary += 1,
+                    SkipReason::Unreadable(_) => run.skipped_unreadable += 1,
                 }
                 skipped.extend(places.into_iter().map(|place| Skipped {
                     place: place.clone(),

@@ -14,7 +14,7 @@ use scanstream_scanner::dir::DirSource;
 use scanstream_scanner::engine::Engine;
 use scanstream_scanner::report::Report;
 use scanstream_scanner::rules::RulePack;
-use scanstream_scanner::runner::{EngineRun, Progress};
+use scanstream_scanner::runner::{EngineRun, Progress, SkipReason};
 use scanstream_scanner::scan::Scanning;
 use scanstream_scanner::secrets::{DEFAULT_FINGERPRINT_KEY, SecretsEngine};
 
@@ -652,6 +652,78 @@ fn folders_are_scanned_as_files_on_disk() {
     let in_git = scan(&scanning, &f.repo, None, ScanMode::Tree);
     assert!(fingerprint(&in_git).is_some());
     assert_eq!(fingerprint(&runs[0]), fingerprint(&in_git));
+}
+
+/// A file gone between the listing and the read, or whose name is not UTF-8, is listed as not
+/// scanned (unreadable, with why); the folder's other files are scanned all the same.
+#[test]
+fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (line, _) = sample("github-pat");
+    write(dir.path(), "app/settings.py", &line);
+    write(dir.path(), "app/gone.txt", &line);
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.env");
+    std::fs::write(dir.path().join("app").join(odd), &line).unwrap();
+    let source = DirSource::walk(dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("app/gone.txt")).unwrap();
+    let runs = scanning(None)
+        .run_engines(
+            &source,
+            &["secrets".to_owned()],
+            &HashSet::new(),
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+    let run = &runs[0];
+    let found: Vec<(&str, &str)> = run
+        .found
+        .iter()
+        .map(|f| (f.hit.rule.as_str(), f.place.path.as_str()))
+        .collect();
+    assert_eq!(found, [("github-pat", "app/settings.py")]);
+    assert_eq!((run.files, run.skipped_unreadable), (1, 2));
+    let skipped: Vec<(&str, SkipReason)> = run
+        .skipped
+        .iter()
+        .map(|s| (s.place.path.as_str(), s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "app/caf\u{fffd}.env",
+                SkipReason::Unreadable(std::io::ErrorKind::InvalidFilename)
+            ),
+            (
+                "app/gone.txt",
+                SkipReason::Unreadable(std::io::ErrorKind::NotFound)
+            ),
+        ]
+    );
+    let report = Report {
+        target: dir.path().display().to_string(),
+        commit: None,
+        runs: runs.clone(),
+        rules: vec![],
+    };
+    assert_eq!(
+        report.not_scanned_summary().as_deref(),
+        Some("2 files not scanned: 2 unreadable")
+    );
+    let human = report.human();
+    assert!(
+        human.contains(
+            "app/gone.txt\n         not scanned: it could not be read (entity not found)"
+        ),
+        "{human}"
+    );
+    let sarif = report.sarif().to_string();
+    assert!(
+        sarif.contains("scanstream/not-scanned/unreadable"),
+        "{sarif}"
+    );
 }
 
 #[test]
