@@ -297,7 +297,8 @@ pub struct ScanArgs {
     /// instead of one tree; each finding names the commit that introduced it.
     #[arg(long)]
     pub history: bool,
-    /// Branch, tag or full commit id to scan (read from the repository, not the disk).
+    /// Branch, tag, commit id (full or abbreviated) or revision (`HEAD~1`) to scan (read from
+    /// the repository, not the disk).
     #[arg(long = "ref", value_name = "REF")]
     pub git_ref: Option<String>,
     /// Extra rule file, merged onto the built-in rules: the built-in pack's TOML format, or a
@@ -326,7 +327,8 @@ pub struct ScanArgs {
     /// on added lines only (what a pre-commit hook wants). TARGET is the repository's work tree.
     #[arg(long, conflicts_with_all = ["history", "git_ref"])]
     pub staged: bool,
-    /// Only what the commits after REF (a branch, tag or commit id) up to HEAD (or --ref) add:
+    /// Only what the commits after REF (a branch, tag, commit id or revision such as `HEAD~3`)
+    /// up to HEAD (or --ref) add:
     /// each finding at the commit that introduced it (a CI step on a pull request:
     /// `--since origin/main`).
     #[arg(long, value_name = "REF", conflicts_with_all = ["history", "staged"])]

@@ -59,8 +59,8 @@ fn with_pack_cache(repo: &mut gix::Repository) {
     });
 }
 
-/// The commit `spec` names (a branch, a tag, a full ref name or a full commit id), or HEAD's
-/// when `None`; `Ok(None)` for an empty repository. A HEAD naming a branch that does not exist
+/// The commit `spec` names (a branch, a tag, a full ref name, a commit id, or a revision such
+/// as `HEAD~1`), or HEAD's when `None`; `Ok(None)` for an empty repository. A HEAD naming a branch that does not exist
 /// in a repository with other branches or tags is [`Error::HeadUnborn`], not an empty
 /// repository: a bare repository made with `git init --bare` and pushed another branch is
 /// like that, and scanning it as empty would report no findings.
@@ -90,13 +90,20 @@ pub fn resolve(repo: &Repo, spec: Option<&str>) -> Result<Option<ObjectId>, Erro
             Ok(id) => local
                 .find_object(id)
                 .map_err(|_| Error::RefNotFound(spec.to_owned()))?,
-            Err(_) => local
-                .find_reference(spec)
-                .map_err(|_| Error::RefNotFound(spec.to_owned()))?
-                .peel_to_id()
-                .map_err(git_error)?
-                .object()
-                .map_err(git_error)?,
+            Err(_) => match local.find_reference(spec) {
+                Ok(mut reference) => reference
+                    .peel_to_id()
+                    .map_err(git_error)?
+                    .object()
+                    .map_err(git_error)?,
+                // Not a ref's name: a revision as git reads one (an abbreviated commit id,
+                // `HEAD~1`, `v1.2^{commit}`).
+                Err(_) => local
+                    .rev_parse_single(spec)
+                    .map_err(|_| Error::RefNotFound(spec.to_owned()))?
+                    .object()
+                    .map_err(git_error)?,
+            },
         },
     };
     let commit = object

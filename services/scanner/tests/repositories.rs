@@ -200,6 +200,34 @@ fn the_tree_at_head_reports_each_path_of_a_secret_and_nothing_allowlisted() {
     ));
 }
 
+/// Refs as people type them: abbreviated commit ids and revisions, besides names and full ids.
+#[test]
+fn refs_resolve_as_git_reads_them() {
+    let f = fixture();
+    let resolved = |spec: &str| {
+        scanning(None)
+            .resolve(&f.repo, Some(spec), ScanMode::Tree)
+            .map(|r| r.commit())
+    };
+    for (spec, commit) in [
+        ("main", &f.second),
+        ("feature", &f.feature),
+        (f.first.as_str(), &f.first),
+        (&f.second[..7], &f.second),
+        ("main~1", &f.first),
+        ("feature^", &f.second),
+        ("refs/heads/main^{commit}", &f.second),
+    ] {
+        assert_eq!(resolved(spec).unwrap(), Some(commit.clone()), "{spec}");
+    }
+    for missing in ["no-such-branch", "main~5", "0000000"] {
+        assert!(
+            matches!(resolved(missing), Err(scanstream_scanner::Error::RefNotFound(ref s)) if s == missing),
+            "{missing}"
+        );
+    }
+}
+
 #[test]
 fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
     let f = fixture();
