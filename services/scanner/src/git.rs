@@ -112,6 +112,30 @@ pub fn resolve(repo: &Repo, spec: Option<&str>) -> Result<Option<ObjectId>, Erro
     Ok(Some(commit.id))
 }
 
+/// `error`, with why when it is an object missing from a partial clone (`git clone --filter`),
+/// which lacks blobs by design: the scan needs every blob it reads.
+pub fn explain_missing(repo: &Repo, error: Error) -> Error {
+    match error {
+        Error::Git(message) if is_partial_clone(repo) => Error::Git(format!(
+            "{message}; the repository is a partial clone (git clone --filter), which lacks \
+             objects the scan reads: clone it without --filter to scan it"
+        )),
+        other => other,
+    }
+}
+
+/// Whether the repository is a partial clone, whose missing objects git fetches on demand: a
+/// remote is its promisor (`extensions.partialClone` in older clones).
+fn is_partial_clone(repo: &Repo) -> bool {
+    let local = repo.to_thread_local();
+    let config = local.config_snapshot();
+    config.string("extensions.partialClone").is_some()
+        || local
+            .remote_names()
+            .iter()
+            .any(|name| config.boolean(format!("remote.{name}.promisor").as_str()) == Some(true))
+}
+
 /// A full commit id in hex, if that commit exists.
 pub fn parse_id(repo: &Repo, hex: &str) -> Option<ObjectId> {
     let id = ObjectId::from_hex(hex.as_bytes()).ok()?;

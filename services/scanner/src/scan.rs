@@ -219,9 +219,10 @@ impl Scanning {
                 .collect());
         };
         let repo = &resolved.repo;
+        let explain = |error| git::explain_missing(repo, error);
         // A history scan's walk, kept for the next one, and whether it changed since read.
         let (source, walk) = match mode {
-            ScanMode::Tree => (GitSource::tree(repo, commit)?, None),
+            ScanMode::Tree => (GitSource::tree(repo, commit).map_err(explain)?, None),
             ScanMode::History => {
                 let tips = match git_ref {
                     Some(_) => vec![commit],
@@ -240,7 +241,8 @@ impl Scanning {
                 );
                 loaded?;
                 let before = previous.as_ref().map(Walk::extent);
-                let (source, walk) = GitSource::history_resumed(repo, &tips, previous)?;
+                let (source, walk) =
+                    GitSource::history_resumed(repo, &tips, previous).map_err(explain)?;
                 // Written back only when it grew: a scheduled rescan of a repository with no
                 // new commit does not rewrite its walk on the shared cache volume.
                 let changed = before != Some(walk.extent());
@@ -252,8 +254,8 @@ impl Scanning {
                     git::parse_id(repo, &last)
                 }) {
                     Some(last) if last == commit => GitSource::empty(repo),
-                    Some(last) => GitSource::history_since(repo, commit, last)?,
-                    None => GitSource::tree(repo, commit)?,
+                    Some(last) => GitSource::history_since(repo, commit, last).map_err(explain)?,
+                    None => GitSource::tree(repo, commit).map_err(explain)?,
                 };
                 (source, None)
             }
@@ -299,7 +301,8 @@ impl Scanning {
         let source = if since_id == commit {
             GitSource::empty(repo)
         } else {
-            GitSource::history_since(repo, commit, since_id)?
+            GitSource::history_since(repo, commit, since_id)
+                .map_err(|error| git::explain_missing(repo, error))?
         };
         self.scan_source(repo, commit, &source, engine_ids, true, progress, cancel)
     }

@@ -323,6 +323,52 @@ fn a_shallow_clone_has_its_history_scanned_from_the_boundary() {
     );
 }
 
+/// A partial clone (`--filter=blob:none`) lacks the blobs of its history: its history scan
+/// fails saying so, where it only named a missing object; its tree is all there.
+#[test]
+fn a_partial_clone_history_scan_says_why_blobs_are_missing() {
+    let f = fixture();
+    let date = "2024-04-01T00:00:00Z";
+    git(&f.repo, &["config", "uploadpack.allowFilter", "true"], date);
+    let clone = f.repo.with_file_name("partial");
+    let url = format!("file://{}", f.repo.display());
+    git(
+        f.repo.parent().unwrap(),
+        &[
+            "clone",
+            "-q",
+            "--filter=blob:none",
+            &url,
+            clone.to_str().unwrap(),
+        ],
+        date,
+    );
+    let scanning = scanning(None);
+    let resolved = scanning.resolve(&clone, None, ScanMode::History).unwrap();
+    let failed = scanning.scan(
+        &resolved,
+        &["secrets".to_owned()],
+        ScanMode::History,
+        "file:///partial",
+        None,
+        &Progress::default(),
+        &AtomicBool::new(false),
+    );
+    let message = match failed {
+        Err(scanstream_scanner::Error::Git(message)) => message,
+        other => panic!("{other:?}"),
+    };
+    assert!(message.contains("could not be found"), "{message}");
+    assert!(message.contains("partial clone"), "{message}");
+    let tree = scan(&scanning, &clone, None, ScanMode::Tree);
+    assert!(found(&tree).contains(&(
+        "github-pat".into(),
+        "src/config.py".into(),
+        2,
+        Some(f.second.clone())
+    )));
+}
+
 #[test]
 fn an_empty_repository_scans_to_nothing() {
     let dir = tempfile::tempdir().unwrap();
