@@ -410,14 +410,20 @@ pub fn run<S: Source>(
         .map_init(
             || (source.reader(), Vec::new()),
             |(reader, buf), item| {
-                let whole = item
-                    .places
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| engine.reports_file(&p.path))
-                    .map(|(index, _)| index)
-                    .collect();
-                (scan_item(reader, buf, item), whole)
+                let outcome = scan_item(reader, buf, item);
+                // A file that could not be read is not reported whole either (its blob id
+                // is its content's): it is listed as not scanned.
+                let whole = if matches!(outcome, Ok(Outcome::Skipped(SkipReason::Unreadable(_)))) {
+                    Vec::new()
+                } else {
+                    item.places
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| engine.reports_file(&p.path))
+                        .map(|(index, _)| index)
+                        .collect()
+                };
+                (outcome, whole)
             },
         )
         .collect();

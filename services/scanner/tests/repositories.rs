@@ -737,10 +737,13 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     let (line, _) = sample("github-pat");
     write(dir.path(), "app/settings.py", &line);
     write(dir.path(), "app/gone.txt", &line);
+    // A key store is reported whole, from its content: gone, it is listed like the others.
+    write(dir.path(), "certs/gone.p12", "not really a key store");
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.env");
     std::fs::write(dir.path().join("app").join(odd), &line).unwrap();
     let source = DirSource::walk(dir.path()).unwrap();
     std::fs::remove_file(dir.path().join("app/gone.txt")).unwrap();
+    std::fs::remove_file(dir.path().join("certs/gone.p12")).unwrap();
     let runs = scanning(None)
         .run_engines(
             &source,
@@ -757,7 +760,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
         .map(|f| (f.hit.rule.as_str(), f.place.path.as_str()))
         .collect();
     assert_eq!(found, [("github-pat", "app/settings.py")]);
-    assert_eq!((run.files, run.skipped_unreadable), (1, 2));
+    assert_eq!((run.files, run.skipped_unreadable), (1, 3));
     let skipped: Vec<(&str, SkipReason)> = run
         .skipped
         .iter()
@@ -774,6 +777,10 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
                 "app/gone.txt",
                 SkipReason::Unreadable(std::io::ErrorKind::NotFound)
             ),
+            (
+                "certs/gone.p12",
+                SkipReason::Unreadable(std::io::ErrorKind::NotFound)
+            ),
         ]
     );
     let report = Report {
@@ -784,7 +791,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     };
     assert_eq!(
         report.not_scanned_summary().as_deref(),
-        Some("2 files not scanned: 2 unreadable")
+        Some("3 files not scanned: 3 unreadable")
     );
     let human = report.human();
     assert!(
