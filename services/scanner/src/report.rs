@@ -90,6 +90,34 @@ fn security_severity(severity: Severity) -> &'static str {
     }
 }
 
+/// Bytes of a path written percent-encoded in a URI: besides controls and non-ASCII (always
+/// encoded), those that are not allowed in a URI path or mean something else there (`#` starts a
+/// fragment, `?` a query, `%` an escape, `:` in a first segment a scheme).
+const URI_PATH_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b':')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A `/`-separated path as SARIF's `artifactLocation.uri`, a relative URI reference (SARIF
+/// 2.1.0 §3.10.2): `dir with space/x#1.py` is `dir%20with%20space/x%231.py`, which code
+/// scanning services decode back to the file.
+fn sarif_uri(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, URI_PATH_ESCAPED).to_string()
+}
+
 fn sarif_level(severity: Severity) -> &'static str {
     match severity {
         Severity::Critical | Severity::High => "error",
@@ -386,7 +414,7 @@ impl Report {
                     "message": { "text": format!("{} found: {}", f.hit.rule, f.hit.preview) },
                     "locations": [{
                         "physicalLocation": {
-                            "artifactLocation": { "uri": f.place.path },
+                            "artifactLocation": { "uri": sarif_uri(&f.place.path) },
                             "region": { "startLine": f.hit.line.max(1) },
                         }
                     }],
@@ -493,7 +521,7 @@ impl Report {
                     },
                     "locations": [{
                         "physicalLocation": {
-                            "artifactLocation": { "uri": skipped.place.path },
+                            "artifactLocation": { "uri": sarif_uri(&skipped.place.path) },
                         }
                     }],
                     // The index into `tool.driver.notifications`.
@@ -520,5 +548,27 @@ impl Report {
             }));
         }
         notifications
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sarif_uris_encode_what_a_uri_path_cannot_hold_and_decode_back() {
+        for (path, uri) in [
+            ("src/config.py", "src/config.py"),
+            ("dir with space/x#1%.py", "dir%20with%20space/x%231%25.py"),
+            ("a:b/c?d.txt", "a%3Ab/c%3Fd.txt"),
+            ("café/ñ.env", "caf%C3%A9/%C3%B1.env"),
+            ("nl\nname.txt", "nl%0Aname.txt"),
+        ] {
+            assert_eq!(sarif_uri(path), uri);
+            let back = percent_encoding::percent_decode_str(uri)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(back, path);
+        }
     }
 }
