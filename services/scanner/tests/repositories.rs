@@ -174,6 +174,16 @@ fn set(items: &[(&str, &str, u32, &str)]) -> BTreeSet<(String, String, u32, Opti
         .collect()
 }
 
+/// The findings of the fixture's whole history: every branch, each blob at its first commit.
+fn whole_history(f: &Fixture) -> BTreeSet<(String, String, u32, Option<String>)> {
+    set(&[
+        ("github-pat", "src/config.py", 2, &f.first),
+        ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
+        ("pkcs12-file", "certs/client.p12", 1, &f.second),
+        ("sendgrid-api-key", "keys/key.txt", 1, &f.feature),
+    ])
+}
+
 #[test]
 fn the_tree_at_head_reports_each_path_of_a_secret_and_nothing_allowlisted() {
     let f = fixture();
@@ -232,15 +242,7 @@ fn refs_resolve_as_git_reads_them() {
 fn history_scans_each_blob_once_at_the_commit_that_introduced_it() {
     let f = fixture();
     let run = scan(&scanning(None), &f.repo, None, ScanMode::History);
-    assert_eq!(
-        found(&run),
-        set(&[
-            ("github-pat", "src/config.py", 2, &f.first),
-            ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
-            ("pkcs12-file", "certs/client.p12", 1, &f.second),
-            ("sendgrid-api-key", "keys/key.txt", 1, &f.feature),
-        ])
-    );
+    assert_eq!(found(&run), whole_history(&f));
     let main_only = scan(&scanning(None), &f.repo, Some("main"), ScanMode::History);
     assert_eq!(
         found(&main_only),
@@ -284,15 +286,7 @@ fn a_head_naming_a_missing_branch_is_refused_for_the_tree_and_not_needed_for_the
     // The newest tip stands for the scan: the feature branch's commit is the newest.
     assert_eq!(resolved.commit(), Some(f.feature.clone()));
     let run = scan(&scanning(None), &f.repo, None, ScanMode::History);
-    assert_eq!(
-        found(&run),
-        set(&[
-            ("github-pat", "src/config.py", 2, &f.first),
-            ("aws-access-key-id", "old/creds.txt", f.aws_line, &f.first),
-            ("pkcs12-file", "certs/client.p12", 1, &f.second),
-            ("sendgrid-api-key", "keys/key.txt", 1, &f.feature),
-        ])
-    );
+    assert_eq!(found(&run), whole_history(&f));
 }
 
 /// A CI checkout is often shallow (`--depth 1`): its history starts at the boundary commit,
@@ -694,16 +688,8 @@ fn folders_are_scanned_as_files_on_disk() {
     let scanning = scanning(None);
     let source = DirSource::walk(&f.repo).unwrap();
     let ignored = scanning.ignored_with(std::fs::read(f.repo.join(".scanstreamignore")).ok());
-    let runs = scanning
-        .run_engines(
-            &source,
-            &["secrets".to_owned()],
-            &ignored,
-            &Progress::default(),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-    let paths: BTreeSet<(String, String)> = runs[0]
+    let run = scan_folder(&scanning, &source, &ignored);
+    let paths: BTreeSet<(String, String)> = run
         .found
         .iter()
         .map(|f| (f.hit.rule.clone(), f.place.path.clone()))
@@ -725,7 +711,22 @@ fn folders_are_scanned_as_files_on_disk() {
     };
     let in_git = scan(&scanning, &f.repo, None, ScanMode::Tree);
     assert!(fingerprint(&in_git).is_some());
-    assert_eq!(fingerprint(&runs[0]), fingerprint(&in_git));
+    assert_eq!(fingerprint(&run), fingerprint(&in_git));
+}
+
+/// The `secrets` engine's run over a folder.
+fn scan_folder(scanning: &Scanning, source: &DirSource, ignored: &HashSet<String>) -> EngineRun {
+    let mut runs = scanning
+        .run_engines(
+            source,
+            &["secrets".to_owned()],
+            ignored,
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    runs.remove(0)
 }
 
 /// A file gone between the listing and the read, or whose name is not UTF-8, is listed as not
@@ -744,16 +745,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     let source = DirSource::walk(dir.path()).unwrap();
     std::fs::remove_file(dir.path().join("app/gone.txt")).unwrap();
     std::fs::remove_file(dir.path().join("certs/gone.p12")).unwrap();
-    let runs = scanning(None)
-        .run_engines(
-            &source,
-            &["secrets".to_owned()],
-            &HashSet::new(),
-            &Progress::default(),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-    let run = &runs[0];
+    let run = scan_folder(&scanning(None), &source, &HashSet::new());
     let found: Vec<(&str, &str)> = run
         .found
         .iter()
@@ -786,7 +778,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     let report = Report {
         target: dir.path().display().to_string(),
         commit: None,
-        runs: runs.clone(),
+        runs: vec![run.clone()],
         rules: vec![],
     };
     assert_eq!(
