@@ -1,6 +1,6 @@
 //! A plain folder as a scan source (`scanstream scan PATH` on files that are not read from git).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,24 +11,36 @@ use crate::source::{Item, Place, Reader, Source};
 /// beneath the root without following any symbolic link ([`open_beneath`]): a file replaced by
 /// a link between the listing and the read is refused, not followed out of the root. A file
 /// that cannot be read (gone since the listing, no permission) is [`Error::Unreadable`]: the
-/// scan lists it as not scanned and goes on.
+/// scan lists it as not scanned and goes on; so is a folder below the root that cannot be
+/// listed (no permission, a path longer than the system takes), as an item of its own.
 #[derive(Debug)]
 pub struct DirSource {
     root: PathBuf,
     items: Vec<Item>,
-    /// Paths (as listed) of files whose names are not UTF-8: listed with U+FFFD in place of
-    /// the bytes that are not, a path that names no file (or another one), so they are
-    /// reported unreadable instead of opened.
-    unnamed: Arc<HashSet<String>>,
+    /// Paths (as listed) known unreadable when listed, with the kind of error and why: files
+    /// whose names are not UTF-8 (listed with U+FFFD in place of the bytes that are not, a
+    /// path that names no file, or another one) and folders that could not be listed (`dir/`).
+    refused: Arc<HashMap<String, Refusal>>,
 }
+
+/// Why a listed path is not read.
+type Refusal = (std::io::ErrorKind, String);
 
 /// What a folder walk collects from every task.
 #[derive(Default)]
 struct Listing {
     items: Mutex<Vec<Item>>,
-    unnamed: Mutex<Vec<String>>,
+    refused: Mutex<Vec<(String, Refusal)>>,
     /// The first error; it stops the walk.
     failed: Mutex<Option<Error>>,
+}
+
+/// A name that is not UTF-8, as a refusal.
+fn not_utf8() -> Refusal {
+    (
+        std::io::ErrorKind::InvalidFilename,
+        "its name is not UTF-8".to_owned(),
+    )
 }
 
 impl DirSource {
@@ -39,7 +51,7 @@ impl DirSource {
         rayon::scope(|scope| visit(scope, root, root.to_path_buf(), &listing));
         let Listing {
             items,
-            unnamed,
+            refused,
             failed,
         } = listing;
         if let Some(error) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
@@ -47,11 +59,11 @@ impl DirSource {
         }
         let mut items = items.into_inner().unwrap_or_else(PoisonError::into_inner);
         items.sort_by(|a: &Item, b: &Item| a.places[0].path.cmp(&b.places[0].path));
-        let unnamed = unnamed.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let refused = refused.into_inner().unwrap_or_else(PoisonError::into_inner);
         Ok(Self {
             root: root.to_path_buf(),
             items,
-            unnamed: Arc::new(unnamed.into_iter().collect()),
+            refused: Arc::new(refused.into_iter().collect()),
         })
     }
 
@@ -71,9 +83,9 @@ impl DirSource {
             .file_name()
             .ok_or_else(|| Error::Source(format!("{}: not a file name", path.display())))?;
         let name = file_name.to_string_lossy().into_owned();
-        let unnamed = match file_name.to_str() {
-            Some(_) => HashSet::new(),
-            None => HashSet::from([name.clone()]),
+        let refused = match file_name.to_str() {
+            Some(_) => HashMap::new(),
+            None => HashMap::from([(name.clone(), not_utf8())]),
         };
         let root = path
             .parent()
@@ -89,13 +101,14 @@ impl DirSource {
                     commit: None,
                 }],
             }],
-            unnamed: Arc::new(unnamed),
+            refused: Arc::new(refused),
         })
     }
 }
 
 /// Adds the files of `dir` to the listing and visits its folders (but `.git`) as tasks of
-/// their own; the first error stops the walk and is kept in the listing.
+/// their own. A folder below the root that cannot be listed becomes an item of its own, refused
+/// with why; any other error stops the walk and is kept in the listing.
 fn visit<'s>(scope: &rayon::Scope<'s>, root: &'s Path, dir: PathBuf, listing: &'s Listing) {
     let failed = &listing.failed;
     let fail = |error: Error| {
@@ -111,59 +124,80 @@ fn visit<'s>(scope: &rayon::Scope<'s>, root: &'s Path, dir: PathBuf, listing: &'
     {
         return;
     }
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) => return fail(Error::io(&dir, e)),
-    };
     let mut items = Vec::new();
-    let mut unnamed = Vec::new();
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => return fail(Error::io(&dir, e)),
-        };
-        let path = entry.path();
-        let kind = match entry.file_type() {
-            Ok(kind) => kind,
-            Err(e) => return fail(Error::io(&path, e)),
-        };
-        if kind.is_dir() {
-            if entry.file_name() != ".git" {
-                scope.spawn(move |scope| visit(scope, root, path, listing));
+    let mut refused = Vec::new();
+    let mut unlisted = None;
+    match std::fs::read_dir(&dir) {
+        Err(e) if dir == root => return fail(Error::io(&dir, e)),
+        Err(e) => unlisted = Some(e),
+        Ok(entries) => {
+            for entry in entries {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) if dir == root => return fail(Error::io(&dir, e)),
+                    Err(e) => {
+                        unlisted = Some(e);
+                        break;
+                    }
+                };
+                let path = entry.path();
+                let kind = match entry.file_type() {
+                    Ok(kind) => kind,
+                    Err(e) => return fail(Error::io(&path, e)),
+                };
+                if kind.is_dir() {
+                    if entry.file_name() != ".git" {
+                        scope.spawn(move |scope| visit(scope, root, path, listing));
+                    }
+                } else if kind.is_file() {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    let (relative, utf8) = listed_path(root, &path);
+                    if !utf8 {
+                        refused.push((relative.clone(), not_utf8()));
+                    }
+                    items.push(listed_item(relative, size));
+                }
             }
-        } else if kind.is_file() {
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            let utf8 = relative.to_str().is_some();
-            let relative = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            if !utf8 {
-                unnamed.push(relative.clone());
-            }
-            items.push(Item {
-                oid: None,
-                size,
-                places: vec![Place {
-                    path: relative,
-                    commit: None,
-                }],
-            });
         }
+    }
+    // A folder that could not be listed is an item, refused: it is reported as not scanned.
+    if let Some(error) = unlisted {
+        let relative = format!("{}/", listed_path(root, &dir).0);
+        refused.push((relative.clone(), (error.kind(), error.to_string())));
+        items.push(listed_item(relative, 0));
     }
     listing
         .items
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .extend(items);
-    if !unnamed.is_empty() {
+    if !refused.is_empty() {
         listing
-            .unnamed
+            .refused
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(unnamed);
+            .extend(refused);
+    }
+}
+
+/// `path` relative to `root`, `/`-separated, and whether it is UTF-8 as it is (else the bytes
+/// that are not are U+FFFD).
+fn listed_path(root: &Path, path: &Path) -> (String, bool) {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    let utf8 = relative.to_str().is_some();
+    let listed = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    (listed, utf8)
+}
+
+fn listed_item(path: String, size: u64) -> Item {
+    Item {
+        oid: None,
+        size,
+        places: vec![Place { path, commit: None }],
     }
 }
 
@@ -171,8 +205,8 @@ pub struct FileReader {
     root: PathBuf,
     /// The root folder, opened once: files are opened relative to it.
     dir: std::fs::File,
-    /// [`DirSource::unnamed`].
-    unnamed: Arc<HashSet<String>>,
+    /// [`DirSource::refused`].
+    refused: Arc<HashMap<String, Refusal>>,
 }
 
 impl FileReader {
@@ -189,13 +223,10 @@ impl FileReader {
         let Some((path, relative)) = self.path(item) else {
             return Ok(None);
         };
-        if self.unnamed.contains(relative) {
+        if let Some((kind, why)) = self.refused.get(relative) {
             return Err(Error::Unreadable {
                 path,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidFilename,
-                    "its name is not UTF-8",
-                ),
+                source: std::io::Error::new(*kind, why.clone()),
             });
         }
         match open_beneath(&self.dir, relative) {
@@ -304,7 +335,7 @@ impl Source for DirSource {
         Ok(FileReader {
             root: self.root.clone(),
             dir,
-            unnamed: self.unnamed.clone(),
+            refused: self.refused.clone(),
         })
     }
 }

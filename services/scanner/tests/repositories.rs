@@ -799,6 +799,50 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     );
 }
 
+/// A folder below the root that cannot be listed (here: its path is longer than the system
+/// takes, as deep `node_modules` trees can be) is listed as not scanned, and the rest is
+/// scanned. Made folder by folder, each relative to the one before: no single path names it.
+#[test]
+fn a_folder_that_cannot_be_listed_is_reported_and_the_others_are_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (line, _) = sample("github-pat");
+    write(dir.path(), "top.env", &line);
+    let component = "d".repeat(200);
+    let (flags, mode) = (
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+        rustix::fs::Mode::from_raw_mode(0o755),
+    );
+    let mut folder = rustix::fs::open(dir.path(), flags, mode).unwrap();
+    for _ in 0..24 {
+        rustix::fs::mkdirat(&folder, component.as_str(), mode).unwrap();
+        folder = rustix::fs::openat(&folder, component.as_str(), flags, mode).unwrap();
+    }
+    let deep = rustix::fs::openat(
+        &folder,
+        "deep.env",
+        rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+        mode,
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut std::fs::File::from(deep), line.as_bytes()).unwrap();
+    let source = DirSource::walk(dir.path()).unwrap();
+    let run = scan_folder(&scanning(None), &source, &HashSet::new());
+    let found: Vec<&str> = run.found.iter().map(|f| f.place.path.as_str()).collect();
+    assert_eq!(found, ["top.env"]);
+    assert_eq!(run.skipped_unreadable, 1);
+    let skipped = &run.skipped[0];
+    assert_eq!(
+        skipped.reason,
+        SkipReason::Unreadable(std::io::ErrorKind::InvalidFilename)
+    );
+    let depth = skipped.place.path.matches(&component).count();
+    assert!(
+        skipped.place.path.ends_with('/') && (19..=24).contains(&depth),
+        "{} components",
+        depth
+    );
+}
+
 #[test]
 fn reports_are_valid_sarif_and_never_hold_a_secret() {
     let f = fixture();
