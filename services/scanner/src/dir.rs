@@ -93,14 +93,7 @@ impl DirSource {
             .unwrap_or(Path::new("."));
         Ok(Self {
             root: root.to_path_buf(),
-            items: vec![Item {
-                oid: None,
-                size: metadata.len(),
-                places: vec![Place {
-                    path: name,
-                    commit: None,
-                }],
-            }],
+            items: vec![listed_item(name, metadata.len())],
             refused: Arc::new(refused),
         })
     }

@@ -60,10 +60,11 @@ fn with_pack_cache(repo: &mut gix::Repository) {
 }
 
 /// The commit `spec` names (a branch, a tag, a full ref name, a commit id, or a revision such
-/// as `HEAD~1`), or HEAD's when `None`; `Ok(None)` for an empty repository. A HEAD naming a branch that does not exist
-/// in a repository with other branches or tags is [`Error::HeadUnborn`], not an empty
-/// repository: a bare repository made with `git init --bare` and pushed another branch is
-/// like that, and scanning it as empty would report no findings.
+/// as `HEAD~1`), or HEAD's when `None`; `Ok(None)` for an empty repository. A HEAD naming a
+/// branch that does not exist in a repository with other branches or tags is
+/// [`Error::HeadUnborn`], not an empty repository: a bare repository made with
+/// `git init --bare` and pushed another branch is like that, and scanning it as empty would
+/// report no findings.
 pub fn resolve(repo: &Repo, spec: Option<&str>) -> Result<Option<ObjectId>, Error> {
     let local = repo.to_thread_local();
     let object = match spec {

@@ -163,9 +163,8 @@ struct HeldContent {
 
 impl std::io::Read for HeldContent {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let rest = self.contents[self.index].get(self.at..).unwrap_or_default();
-        let n = rest.len().min(out.len());
-        out[..n].copy_from_slice(&rest[..n]);
+        let mut rest = self.contents[self.index].get(self.at..).unwrap_or_default();
+        let n = rest.read(out)?;
         self.at += n;
         Ok(n)
     }
