@@ -203,34 +203,38 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    /// The file of `item` on disk and its path under the root; `None` for an item without a
-    /// place.
-    fn path<'i>(&self, item: &'i Item) -> Option<(PathBuf, &'i str)> {
-        item.places
-            .first()
-            .map(|place| (self.root.join(&place.path), place.path.as_str()))
-    }
-
-    /// Opens the file of `item` ([`open_beneath`]); `None` for an item without a place.
-    fn open_file(&self, item: &Item) -> Result<Option<(std::fs::File, PathBuf)>, Error> {
-        let Some((path, relative)) = self.path(item) else {
+    /// Opens the file of `item` ([`open_beneath`]) and returns it with its path under the
+    /// root; `None` for an item without a place.
+    fn open_file<'i>(&self, item: &'i Item) -> Result<Option<(std::fs::File, &'i str)>, Error> {
+        let Some(relative) = item.places.first().map(|place| place.path.as_str()) else {
             return Ok(None);
         };
-        if let Some((kind, why)) = self.refused.get(relative) {
+        // Most folders refuse nothing: no lookup per file then.
+        if !self.refused.is_empty()
+            && let Some((kind, why)) = self.refused.get(relative)
+        {
             return Err(Error::Unreadable {
-                path,
+                path: self.root.join(relative),
                 source: std::io::Error::new(*kind, why.clone()),
             });
         }
         match open_beneath(&self.dir, relative) {
-            Ok(file) => Ok(Some((file, path))),
+            Ok(file) => Ok(Some((file, relative))),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
                 Err(Error::Source(format!(
                     "{}: a symbolic link appeared in its path after the folder was listed; not followed",
-                    path.display()
+                    self.root.join(relative).display()
                 )))
             }
-            Err(source) => Err(Error::Unreadable { path, source }),
+            Err(source) => Err(self.unreadable(relative, source)),
+        }
+    }
+
+    /// The file at `relative` could not be read.
+    fn unreadable(&self, relative: &str, source: std::io::Error) -> Error {
+        Error::Unreadable {
+            path: self.root.join(relative),
+            source,
         }
     }
 }
@@ -261,41 +265,38 @@ fn open_beneath(dir: &std::fs::File, relative: &str) -> std::io::Result<std::fs:
         .map_err(Into::into)
 }
 
-/// Reads `file` to its end into `buf`, sized for the `listed` length plus one byte: a file that
-/// has not changed since the listing takes one read and one that returns nothing, where
+/// Reads `file` to its end into `buf`, with room for the `listed` length plus one byte: a file
+/// that has not changed since the listing takes one read and one that returns nothing, where
 /// `read_to_end` first asks the file for its size and position (two more system calls per
-/// file). A file that grew is read whole all the same.
-fn read_listed(file: &mut std::fs::File, listed: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::io::Read;
-    let mut filled = 0;
+/// file). The bytes are read into the buffer's spare capacity, never zeroed first. A file that
+/// grew is read whole all the same.
+fn read_listed(file: &std::fs::File, listed: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
     // A listing is a hint: it never sizes the buffer past 64 MiB.
     let hint = usize::try_from(listed).unwrap_or(usize::MAX).min(64 << 20);
-    buf.resize(hint + 1, 0);
+    buf.reserve(hint + 1);
     loop {
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
         }
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        match rustix::io::read(file, rustix::buffer::spare_capacity(buf)) {
+            Ok(0) => return Ok(()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 buf.clear();
-                return Err(e);
+                return Err(e.into());
             }
         }
     }
-    buf.truncate(filled);
-    Ok(())
 }
 
 impl Reader for FileReader {
     fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
         buf.clear();
-        let Some((mut file, path)) = self.open_file(item)? else {
+        let Some((file, relative)) = self.open_file(item)? else {
             return Ok(());
         };
-        read_listed(&mut file, item.size, buf).map_err(|source| Error::Unreadable { path, source })
+        read_listed(&file, item.size, buf).map_err(|source| self.unreadable(relative, source))
     }
 
     /// Streams the file from the disk: a file scanned in windows is never held whole.
@@ -308,9 +309,10 @@ impl Reader for FileReader {
 
     /// Hashes the file as it streams from the disk.
     fn blob_id(&mut self, item: &Item) -> Result<Vec<u8>, Error> {
-        let Some((mut file, path)) = self.open_file(item)? else {
+        let Some((mut file, relative)) = self.open_file(item)? else {
             return crate::source::blob_id(&[]);
         };
+        let path = self.root.join(relative);
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         crate::source::blob_id_of_stream(&mut file, len, &path)
     }
