@@ -355,17 +355,23 @@ const PARTS_PER_THREAD: usize = 4;
 /// blobs are merged oldest part first, a blob kept where it was first seen: what one walk in
 /// order gives, since a blob's first sighting is in the oldest part that has it, where no tree
 /// holding it was entered before, and skipping entered trees does not change the order the
-/// others are walked in.
-fn walk_commits(repo: &Repo, commits: &[ObjectId]) -> Result<Walked, Error> {
+/// others are walked in. The trees come back only with `trees` (else the set is empty): only a
+/// walk kept for the next scan needs them.
+fn walk_commits(repo: &Repo, commits: &[ObjectId], trees: bool) -> Result<Walked, Error> {
     let parts = match rayon::current_num_threads() {
         1 => 1,
         threads => (threads * PARTS_PER_THREAD).min(commits.len() / COMMITS_PER_PART),
     };
-    walk_parts(repo, commits, parts)
+    walk_parts(repo, commits, parts, trees)
 }
 
 /// [`walk_commits`] in `parts` parts.
-fn walk_parts(repo: &Repo, commits: &[ObjectId], parts: usize) -> Result<Walked, Error> {
+fn walk_parts(
+    repo: &Repo,
+    commits: &[ObjectId],
+    parts: usize,
+    trees: bool,
+) -> Result<Walked, Error> {
     use rayon::prelude::*;
     let parts = parts.max(1);
     let size = commits.len().div_ceil(parts).max(1);
@@ -384,30 +390,42 @@ fn walk_parts(repo: &Repo, commits: &[ObjectId], parts: usize) -> Result<Walked,
             Ok((blobs, trees))
         })
         .collect::<Result<_, Error>>()?;
-    let (part_blobs, part_trees): (Vec<_>, Vec<_>) = walked.into_iter().unzip();
-    // The two merges side by side: each is one pass over every part.
-    Ok(rayon::join(
+    let (part_blobs, mut part_trees): (Vec<_>, Vec<_>) = walked.into_iter().unzip();
+    if !trees {
+        part_trees.clear();
+    }
+    // The two merges side by side: each is one pass over every part. Each result is sized for
+    // all the parts at once: grown step by step, every step left its old table or list freed
+    // (with a history of 320,000 blobs the peak went from 166 MB to 289 MB during the merges).
+    let (blobs, trees) = rayon::join(
         || {
+            let total = part_blobs.iter().map(Vec::len).sum();
             let mut placed: HashSet<ObjectId> = HashSet::default();
-            placed.reserve(part_blobs.iter().map(Vec::len).sum());
-            part_blobs
-                .into_iter()
-                .flatten()
-                .filter(|b| placed.insert(b.id))
-                .collect()
+            placed.reserve(total);
+            let mut blobs = Vec::with_capacity(total);
+            blobs.extend(
+                part_blobs
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| placed.insert(b.id)),
+            );
+            blobs
         },
         || {
             // Into the largest set: its trees are not inserted again.
             let mut sets = part_trees;
             sets.sort_by_key(|set| std::cmp::Reverse(set.len()));
+            let others: usize = sets.iter().skip(1).map(HashSet::len).sum();
             let mut sets = sets.into_iter();
             let mut trees = sets.next().unwrap_or_default();
+            trees.reserve(others);
             for set in sets {
                 trees.extend(set);
             }
             trees
         },
-    ))
+    );
+    Ok((blobs, trees))
 }
 
 /// What a history walk found, kept between scans of a repository so that the next walk reads
@@ -598,7 +616,7 @@ impl GitSource {
     /// Every unique blob reachable from `tips` and not from `hidden`, placed at the oldest
     /// commit (by commit time) and path it appears at.
     pub fn history(repo: &Repo, tips: &[ObjectId], hidden: &[ObjectId]) -> Result<Self, Error> {
-        Ok(Self::walk_history(repo, tips, hidden, None)?.0)
+        Ok(Self::walk_history(repo, tips, hidden, None, false)?.0)
     }
 
     /// [`GitSource::history`] of `tips` (nothing hidden), resuming `previous`, the walk of an
@@ -606,37 +624,46 @@ impl GitSource {
     /// blobs they add are placed at them; blobs the earlier walk found keep its places. The
     /// result is the full walk's as long as the new commits are not older (by commit time) than
     /// the ones walked before, which orders them. When an earlier tip is no longer reachable
-    /// (a force push, a deleted branch) the whole history is walked again. Returns the walk to
-    /// keep for the next scan.
+    /// (a force push, a deleted branch) the whole history is walked again. With `keep`, returns
+    /// the walk to keep for the next scan. Without, `previous` is not resumed and the walk is
+    /// freed as the scan's items are built from it (its sets first): a scan with nowhere to
+    /// keep its walk does not hold it in memory beside the scan.
     pub fn history_resumed(
         repo: &Repo,
         tips: &[ObjectId],
         previous: Option<Walk>,
-    ) -> Result<(Self, Walk), Error> {
-        if let Some(previous) = previous {
+        keep: bool,
+    ) -> Result<(Self, Option<Walk>), Error> {
+        // Resumed only when kept: a walk that cannot be resumed comes back as `None`.
+        if let Some(previous) = previous.filter(|_| keep) {
             let hidden = previous.tips.clone();
-            match Self::walk_history(repo, tips, &hidden, Some(previous)) {
-                Ok((source, Some(walk))) => return Ok((source, walk)),
+            match Self::walk_history(repo, tips, &hidden, Some(previous), true) {
+                Ok((source, Some(walk))) => return Ok((source, Some(walk))),
                 Ok((_, None)) => {}
                 // An earlier tip the repository no longer has (pruned): walked whole.
                 Err(e) => tracing::debug!(error = %e, "the last walk is not resumed"),
             }
         }
-        match Self::walk_history(repo, tips, &[], None)? {
-            (source, Some(walk)) => Ok((source, walk)),
-            // A walk with nothing hidden always yields its walk.
-            (_, None) => Err(Error::Git("the history walk kept nothing".into())),
+        match Self::walk_history(repo, tips, &[], None, keep)? {
+            (_, None) if keep => {
+                // A walk with nothing hidden always yields its walk when asked to.
+                Err(Error::Git("the history walk kept nothing".into()))
+            }
+            walked => Ok(walked),
         }
     }
 
     /// The walk of `tips` without what `hidden` reaches. With `previous` (whose tips are
     /// `hidden`) its blobs join the result, or `None` comes back as the walk when it cannot be
-    /// resumed; without it the walk is returned when nothing is hidden.
+    /// resumed; without it the walk is returned when nothing is hidden. Only with `keep` is
+    /// the walk returned at all: without, its sets are freed once walked and its blobs' paths
+    /// move into the items.
     fn walk_history(
         repo: &Repo,
         tips: &[ObjectId],
         hidden: &[ObjectId],
         previous: Option<Walk>,
+        keep: bool,
     ) -> Result<(Self, Option<Walk>), Error> {
         let local = walker(repo);
         let walk = local
@@ -674,6 +701,7 @@ impl GitSource {
                 let reached: HashSet<ObjectId> =
                     tips.iter().chain(parents.iter()).copied().collect();
                 if !previous.tips.iter().all(|t| reached.contains(t)) {
+                    // Not resumed: the caller walks it whole.
                     return Ok((Self::empty(repo), None));
                 }
                 let known: HashMap<ObjectId, usize> = previous
@@ -686,6 +714,8 @@ impl GitSource {
             }
             None => (Walk::default(), None),
         };
+        // A walk with something hidden is kept only when it resumes an earlier one.
+        let keep = keep && (known.is_some() || hidden.is_empty());
         // Without an earlier walk, blobs of the boundary (hidden parents of walked commits)
         // were scanned before: they are known, not placed.
         let mut boundary: HashSet<ObjectId> = HashSet::default();
@@ -702,7 +732,7 @@ impl GitSource {
         let first_new = walk.blobs.len();
         if known.is_none() && boundary.is_empty() && walk.blobs.is_empty() {
             // A whole history: on every core.
-            let (blobs, trees) = walk_commits(repo, &commits)?;
+            let (blobs, trees) = walk_commits(repo, &commits, keep)?;
             walk.commits = commits.clone();
             walk.blobs = blobs;
             walk.trees = trees;
@@ -732,18 +762,31 @@ impl GitSource {
                     Ok::<(), Error>(())
                 },
             )?;
-        let mut items: Vec<Item> = walk
-            .blobs
-            .par_iter()
-            .map(|b| Item {
-                oid: Some(b.id.as_bytes().into()),
-                size: b.size,
-                places: vec![Place {
-                    path: b.path.clone(),
-                    commit: walk.commits.get(b.commit as usize).map(|c| c.to_string()),
-                }],
-            })
-            .collect();
+        let item = |b: &WalkedBlob, path: String| Item {
+            oid: Some(b.id.as_bytes().into()),
+            size: b.size,
+            places: vec![Place {
+                path,
+                commit: walk.commits.get(b.commit as usize).map(|c| c.to_string()),
+            }],
+        };
+        let mut items: Vec<Item> = if keep {
+            walk.blobs
+                .par_iter()
+                .map(|b| item(b, b.path.clone()))
+                .collect()
+        } else {
+            // The walk goes with this call: its sets are freed before the items are built, and
+            // its paths move into them.
+            walk.trees = HashSet::default();
+            std::mem::take(&mut walk.blobs)
+                .into_par_iter()
+                .map(|mut b| {
+                    let path = std::mem::take(&mut b.path);
+                    item(&b, path)
+                })
+                .collect()
+        };
         // Largest first keeps every core busy to the end of a scan.
         items.par_sort_unstable_by(|a, b| b.size.cmp(&a.size).then_with(|| a.oid.cmp(&b.oid)));
         let source = Self {
@@ -756,7 +799,6 @@ impl GitSource {
                 .map(|(rank, commit)| (*commit, rank))
                 .collect(),
         };
-        let keep = known.is_some() || hidden.is_empty();
         walk.tips = tips.to_vec();
         Ok((source, keep.then_some(walk)))
     }
@@ -1007,14 +1049,17 @@ mod tests {
             trees.sort();
             (blobs, trees)
         };
-        let one = shown(walk_parts(&repo, &commits, 1).unwrap());
+        let one = shown(walk_parts(&repo, &commits, 1, true).unwrap());
         assert!(one.0.len() > 10, "{:?}", one.0);
         for parts in [2, 3, 5, 24] {
             assert_eq!(
-                shown(walk_parts(&repo, &commits, parts).unwrap()),
+                shown(walk_parts(&repo, &commits, parts, true).unwrap()),
                 one,
                 "{parts} parts"
             );
+            // A walk not kept: the same blobs, and no trees held.
+            let (blobs, trees) = shown(walk_parts(&repo, &commits, parts, false).unwrap());
+            assert_eq!((blobs, trees.len()), (one.0.clone(), 0), "{parts} parts");
         }
         // Root trees read from a commit-graph instead of the commits: the same walk.
         git(root, &["commit-graph", "write", "--reachable"], 0);
@@ -1022,7 +1067,7 @@ mod tests {
         assert!(walker(&repo).commit_graph_if_enabled().unwrap().is_some());
         for parts in [1, 2, 5] {
             assert_eq!(
-                shown(walk_parts(&repo, &commits, parts).unwrap()),
+                shown(walk_parts(&repo, &commits, parts, true).unwrap()),
                 one,
                 "{parts} parts, with a commit-graph"
             );

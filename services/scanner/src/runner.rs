@@ -241,6 +241,13 @@ enum Outcome {
     Skipped(SkipReason),
 }
 
+/// An item's outcome, and which of its places the engine reports whole (by index). There is one
+/// per item of a scan (hundreds of thousands in a history), so it is kept small: the rare error
+/// boxed, the places (usually none) a boxed slice.
+type ItemOutcome = (Result<Outcome, Box<Error>>, Box<[usize]>);
+// 120 bytes before the error was boxed.
+const _: () = assert!(std::mem::size_of::<ItemOutcome>() <= 56);
+
 /// What the windows of one item gave.
 enum Windowed {
     /// Binary (seen in the first window): the bytes read until then.
@@ -403,8 +410,7 @@ pub fn run<S: Source>(
             None => Outcome::Skipped(SkipReason::Binary),
         })
     };
-    // Each item's outcome, and which of its places the engine reports whole (by index).
-    let outcomes: Vec<(Result<Outcome, Error>, Vec<usize>)> = source
+    let outcomes: Vec<ItemOutcome> = source
         .items()
         .par_iter()
         .map_init(
@@ -414,7 +420,7 @@ pub fn run<S: Source>(
                 // A file that could not be read is not reported whole either (its blob id
                 // is its content's): it is listed as not scanned.
                 let whole = if matches!(outcome, Ok(Outcome::Skipped(SkipReason::Unreadable(_)))) {
-                    Vec::new()
+                    Box::default()
                 } else {
                     item.places
                         .iter()
@@ -423,7 +429,7 @@ pub fn run<S: Source>(
                         .map(|(index, _)| index)
                         .collect()
                 };
-                (outcome, whole)
+                (outcome.map_err(Box::new), whole)
             },
         )
         .collect();
@@ -449,7 +455,7 @@ pub fn run<S: Source>(
     }
     let mut skipped = Vec::new();
     for (item, (outcome, whole)) in source.items().iter().zip(outcomes) {
-        let hits = match outcome? {
+        let hits = match outcome.map_err(|error| *error)? {
             Outcome::Allowlisted => {
                 run.allowlisted += 1;
                 continue;

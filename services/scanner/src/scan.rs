@@ -241,12 +241,18 @@ impl Scanning {
                 );
                 loaded?;
                 let before = previous.as_ref().map(Walk::extent);
+                // Without a cache folder there is nowhere to keep the walk: it is not held
+                // beside the scan.
+                let keep = self.walk_dir.is_some();
                 let (source, walk) =
-                    GitSource::history_resumed(repo, &tips, previous).map_err(explain)?;
+                    GitSource::history_resumed(repo, &tips, previous, keep).map_err(explain)?;
                 // Written back only when it grew: a scheduled rescan of a repository with no
                 // new commit does not rewrite its walk on the shared cache volume.
-                let changed = before != Some(walk.extent());
-                (source, Some((walk, changed)))
+                let walk = walk.map(|walk| {
+                    let changed = before != Some(walk.extent());
+                    (walk, changed)
+                });
+                (source, walk)
             }
             ScanMode::Incremental => {
                 let source = match self.last_scanned(repo_url, git_ref).and_then(|last| {
@@ -261,10 +267,15 @@ impl Scanning {
             }
         };
         // The walk is written while the engines run: neither needs the other, and on a rescan
-        // writing it takes as long as the scan.
+        // writing it takes as long as the scan. It is freed as soon as it is written (or at
+        // once when it did not change), not held to the end of the scan.
         std::thread::scope(|scope| {
-            if let Some((walk, true)) = &walk {
-                scope.spawn(|| self.keep_walk(repo_url, git_ref, walk));
+            if let Some((walk, changed)) = walk {
+                scope.spawn(move || {
+                    if changed {
+                        self.keep_walk(repo_url, git_ref, &walk);
+                    }
+                });
             }
             self.scan_source(
                 repo,
