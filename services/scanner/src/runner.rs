@@ -9,7 +9,7 @@
 //! and listed with its paths in [`EngineRun`].
 
 use std::io::Read;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -290,7 +290,12 @@ fn scan_windows(
     progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<Windowed, Error> {
-    let io = |e: std::io::Error| Error::io(Path::new(path), e);
+    // A stream that fails partway (a file turned into a folder, a disk error) leaves the item
+    // unread: its windows so far are dropped and it is listed as not scanned.
+    let io = |source: std::io::Error| Error::Unreadable {
+        path: PathBuf::from(path),
+        source,
+    };
     let stride = geometry.window - geometry.overlap;
     let context = geometry.context as u64;
     let mut buf: Vec<u8> = Vec::with_capacity(geometry.window);
@@ -393,7 +398,11 @@ pub fn run<S: Source>(
                 Ok(stream) => stream,
                 Err(error) => return unreadable(error),
             };
-            let windowed = scan_windows(engine, stream.as_mut(), geometry, path, progress, cancel)?;
+            let windowed =
+                match scan_windows(engine, stream.as_mut(), geometry, path, progress, cancel) {
+                    Err(error @ Error::Unreadable { .. }) => return unreadable(error),
+                    windowed => windowed?,
+                };
             match windowed {
                 Windowed::Binary(size) => (size, None),
                 Windowed::Scanned(size, hits) => (size, Some(hits)),

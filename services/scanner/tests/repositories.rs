@@ -742,9 +742,14 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     write(dir.path(), "certs/gone.p12", "not really a key store");
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.env");
     std::fs::write(dir.path().join("app").join(odd), &line).unwrap();
+    // Larger than a window: read as a stream, which fails once the file is a folder.
+    let large = format!("{line}\n").repeat((9 << 20) / (line.len() + 1));
+    write(dir.path(), "logs/large.log", &large);
     let source = DirSource::walk(dir.path()).unwrap();
     std::fs::remove_file(dir.path().join("app/gone.txt")).unwrap();
     std::fs::remove_file(dir.path().join("certs/gone.p12")).unwrap();
+    std::fs::remove_file(dir.path().join("logs/large.log")).unwrap();
+    std::fs::create_dir(dir.path().join("logs/large.log")).unwrap();
     let run = scan_folder(&scanning(None), &source, &HashSet::new());
     let found: Vec<(&str, &str)> = run
         .found
@@ -752,7 +757,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
         .map(|f| (f.hit.rule.as_str(), f.place.path.as_str()))
         .collect();
     assert_eq!(found, [("github-pat", "app/settings.py")]);
-    assert_eq!((run.files, run.skipped_unreadable), (1, 3));
+    assert_eq!((run.files, run.skipped_unreadable), (1, 4));
     let skipped: Vec<(&str, SkipReason)> = run
         .skipped
         .iter()
@@ -773,6 +778,10 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
                 "certs/gone.p12",
                 SkipReason::Unreadable(std::io::ErrorKind::NotFound)
             ),
+            (
+                "logs/large.log",
+                SkipReason::Unreadable(std::io::ErrorKind::IsADirectory)
+            ),
         ]
     );
     let report = Report {
@@ -783,7 +792,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     };
     assert_eq!(
         report.not_scanned_summary().as_deref(),
-        Some("3 files not scanned: 3 unreadable")
+        Some("4 files not scanned: 4 unreadable")
     );
     let human = report.human();
     assert!(
