@@ -67,15 +67,15 @@ impl Window {
     }
 }
 
-/// One blob being scanned window by window (see [`Engine::windows`]).
+/// Blobs scanned one after another, each window by window (see [`Engine::windows`]).
 pub trait WindowScan {
-    /// Scans the next window; `content` is the blob's bytes from `window.offset`. Windows come
-    /// in order, each overlapping the one before.
+    /// Scans the current blob's next window; `content` is the blob's bytes from
+    /// `window.offset`. Windows come in order, each overlapping the one before.
     fn window(&mut self, content: &[u8], window: &Window);
 
-    /// The hits of the whole blob, each reported once, as [`Engine::scan`] would have reported
-    /// them for the whole content.
-    fn finish(self: Box<Self>) -> Vec<Hit>;
+    /// The hits of the current blob, each reported once, as [`Engine::scan`] would have
+    /// reported them for the whole content. The next window starts the next blob.
+    fn finish(&mut self) -> Vec<Hit>;
 }
 
 /// A rule an engine can report, for reports that describe their rules (SARIF).
@@ -97,7 +97,9 @@ pub trait Engine: Send + Sync {
     /// Scans one blob's content.
     fn scan(&self, content: &[u8]) -> Vec<Hit>;
 
-    /// Starts a scan of one blob read in windows: too large to hold whole.
+    /// A scan of blobs one after another, each whole (one window) or read in windows when too
+    /// large to hold whole. A thread keeps one for every blob it scans: it holds the per-rule
+    /// state and scratch that a scan of each blob would otherwise allocate again.
     fn windows(&self) -> Box<dyn WindowScan + '_>;
 
     /// Whether `hit` stands for a blob found at `path`.

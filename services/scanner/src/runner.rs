@@ -18,7 +18,7 @@ use scanstream_contracts::event::EngineOutcome;
 use scanstream_contracts::finding::Severity;
 
 use crate::Error;
-use crate::engine::{Engine, Hit, Window};
+use crate::engine::{Engine, Hit, Window, WindowScan};
 use crate::results::ResultCache;
 use crate::source::{Item, Place, Reader, Source};
 
@@ -248,14 +248,6 @@ type ItemOutcome = (Result<Outcome, Box<Error>>, Box<[usize]>);
 // 120 bytes before the error was boxed.
 const _: () = assert!(std::mem::size_of::<ItemOutcome>() <= 56);
 
-/// What the windows of one item gave.
-enum Windowed {
-    /// Binary (seen in the first window): the bytes read until then.
-    Binary(u64),
-    /// The bytes read and the hits of the whole item.
-    Scanned(u64, Vec<Hit>),
-}
-
 /// Reads from `stream` until `buf` holds `len` bytes or the stream ends.
 fn fill(stream: &mut dyn Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
     let mut filled = buf.len();
@@ -283,13 +275,30 @@ fn fill(stream: &mut dyn Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result
 /// item, so each match has one owner, and a match owned by window `k` that is at most
 /// `overlap - context` long ends before `k * stride + window`, inside the window.
 fn scan_windows(
-    engine: &dyn Engine,
+    scan: &mut dyn WindowScan,
     stream: &mut dyn Read,
     geometry: Geometry,
     path: &str,
     progress: &Progress,
     cancel: &AtomicBool,
-) -> Result<Windowed, Error> {
+) -> Result<(u64, Option<Vec<Hit>>), Error> {
+    let fed = feed_windows(scan, stream, geometry, path, progress, cancel);
+    // Finished however the feeding ended, so the scan starts the next item afresh.
+    let hits = scan.finish();
+    let (read, binary) = fed?;
+    Ok((read, (!binary).then_some(hits)))
+}
+
+/// Feeds `stream` to `scan` window after window (see [`scan_windows`]): the bytes read, and
+/// whether the item is binary (seen in the first window, before any is scanned).
+fn feed_windows(
+    scan: &mut dyn WindowScan,
+    stream: &mut dyn Read,
+    geometry: Geometry,
+    path: &str,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<(u64, bool), Error> {
     // A stream that fails partway (a file turned into a folder, a disk error) leaves the item
     // unread: its windows so far are dropped and it is listed as not scanned.
     let io = |source: std::io::Error| Error::Unreadable {
@@ -299,7 +308,6 @@ fn scan_windows(
     let stride = geometry.window - geometry.overlap;
     let context = geometry.context as u64;
     let mut buf: Vec<u8> = Vec::with_capacity(geometry.window);
-    let mut scan = engine.windows();
     let (mut offset, mut line, mut read) = (0u64, 1u64, 0u64);
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -311,7 +319,7 @@ fn scan_windows(
         read += fresh;
         progress.bytes.fetch_add(fresh, Ordering::Relaxed);
         if offset == 0 && is_binary(&buf) {
-            return Ok(Windowed::Binary(read));
+            return Ok((read, true));
         }
         let last = buf.len() < geometry.window;
         let window = Window {
@@ -333,7 +341,7 @@ fn scan_windows(
         offset += stride as u64;
         buf.drain(..stride);
     }
-    Ok(Windowed::Scanned(read, scan.finish()))
+    Ok((read, false))
 }
 
 /// Runs `engine` over every item of `source`. Stops early with [`Error::Cancelled`] once
@@ -350,6 +358,7 @@ pub fn run<S: Source>(
     let geometry = limits.geometry();
     let scan_item = |reader: &mut Result<S::Reader, Error>,
                      buf: &mut Vec<u8>,
+                     scan: &mut dyn WindowScan,
                      item: &Item|
      -> Result<Outcome, Error> {
         if cancel.load(Ordering::Relaxed) {
@@ -389,7 +398,8 @@ pub fn run<S: Source>(
             let hits = if is_binary(buf) {
                 None
             } else {
-                Some(engine.scan(buf))
+                scan.window(buf, &Window::whole());
+                Some(scan.finish())
             };
             (size, hits)
         } else {
@@ -398,14 +408,9 @@ pub fn run<S: Source>(
                 Ok(stream) => stream,
                 Err(error) => return unreadable(error),
             };
-            let windowed =
-                match scan_windows(engine, stream.as_mut(), geometry, path, progress, cancel) {
-                    Err(error @ Error::Unreadable { .. }) => return unreadable(error),
-                    windowed => windowed?,
-                };
-            match windowed {
-                Windowed::Binary(size) => (size, None),
-                Windowed::Scanned(size, hits) => (size, Some(hits)),
+            match scan_windows(scan, stream.as_mut(), geometry, path, progress, cancel) {
+                Err(error @ Error::Unreadable { .. }) => return unreadable(error),
+                windowed => windowed?,
             }
         };
         if let (Some(cache), Some(oid)) = (cache, &item.oid) {
@@ -423,9 +428,9 @@ pub fn run<S: Source>(
         .items()
         .par_iter()
         .map_init(
-            || (source.reader(), Vec::new()),
-            |(reader, buf), item| {
-                let outcome = scan_item(reader, buf, item);
+            || (source.reader(), Vec::new(), engine.windows()),
+            |(reader, buf, scan), item| {
+                let outcome = scan_item(reader, buf, scan.as_mut(), item);
                 // A file that could not be read is not reported whole either (its blob id
                 // is its content's): it is listed as not scanned.
                 let whole = if matches!(outcome, Ok(Outcome::Skipped(SkipReason::Unreadable(_)))) {

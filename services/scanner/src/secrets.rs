@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::decode;
 use crate::engine::{Engine, Hit, RuleInfo, Window, WindowScan};
 use crate::rules::{Reach, RulePack};
+use regex_automata::util::captures::Captures;
 use regex_automata::{Input, meta};
 
 /// A line holding this text is never reported (for test fixtures and documented examples).
@@ -181,7 +182,9 @@ struct Candidate {
     hit: Hit,
 }
 
-/// One blob scanned in one or more windows.
+/// Blobs scanned one after another, each in one or more windows. One is kept per thread: the
+/// per-rule state, the regexes' capture slots and the scan of decoded text live as long as it
+/// does, so a blob's scan allocates little beyond its candidates.
 ///
 /// Each rule's regex walks the blob as it would walk the whole content: in a window it resumes
 /// where its last match ended (matches never overlap the previous one), or at the window's first
@@ -200,6 +203,10 @@ struct Windows<'a> {
     /// Per rule with a known reach ([`crate::rules::Rule::reach`]): where its keywords occur
     /// in the current window.
     near: Vec<Vec<(usize, usize)>>,
+    /// Per rule: capture slots for its regex, made when the rule first runs.
+    captures: Vec<Option<Captures>>,
+    /// The scan of decoded text, made for the first encoded region (most blobs have none).
+    inner: Option<Box<Windows<'a>>>,
     keywords: crate::rules::keywords::Searcher<'a>,
 }
 
@@ -212,6 +219,8 @@ impl<'a> Windows<'a> {
             decode: true,
             triggered: vec![false; engine.pack.rules.len()],
             near: vec![Vec::new(); engine.pack.rules.len()],
+            captures: vec![None; engine.pack.rules.len()],
+            inner: None,
             keywords: engine.pack.keywords.searcher(),
         }
     }
@@ -225,9 +234,8 @@ impl<'a> Windows<'a> {
     fn decoded(&mut self, content: &[u8], window: &Window) {
         let engine = self.engine;
         let (mut counted, mut line) = (0, window.line);
-        // One scan of decoded text, reset for each region; made for the first region (most
-        // blobs have none).
-        let mut inner: Option<Windows> = None;
+        // One scan of decoded text, reset for each region.
+        let mut inner = self.inner.take();
         for region in decode::regions(content) {
             let start = window.offset.saturating_add(region.start as u64);
             if start < window.owned_start || start >= window.owned_end {
@@ -243,9 +251,11 @@ impl<'a> Windows<'a> {
             {
                 continue;
             }
-            let inner = inner.get_or_insert_with(|| Windows {
-                decode: false,
-                ..Windows::new(engine)
+            let inner = inner.get_or_insert_with(|| {
+                Box::new(Windows {
+                    decode: false,
+                    ..Windows::new(engine)
+                })
             });
             inner.resume.fill(0);
             inner.window(&region.text, &Window::whole());
@@ -274,6 +284,7 @@ impl<'a> Windows<'a> {
                 });
             }
         }
+        self.inner = inner;
     }
 
     /// The matches of rule `index` in `spans` of the window's content (in order, disjoint), from
@@ -283,7 +294,7 @@ impl<'a> Windows<'a> {
         &mut self,
         index: usize,
         regex: &meta::Regex,
-        caps: &mut regex_automata::util::captures::Captures,
+        caps: &mut Captures,
         content: &[u8],
         window: &Window,
         from: usize,
@@ -369,12 +380,14 @@ impl<'a> Windows<'a> {
         }
     }
 
-    /// Every candidate that no earlier rule's (or earlier match's) secret overlaps, by line.
-    /// A rule that reports at some paths only wins an overlap only where it applies: the
-    /// candidate it overlaps stays, [`Hit::shadowed_by`] it, for the paths where it does not.
-    fn hits(self) -> Vec<Hit> {
+    /// Every candidate of the blob that no earlier rule's (or earlier match's) secret overlaps,
+    /// by line. A rule that reports at some paths only wins an overlap only where it applies:
+    /// the candidate it overlaps stays, [`Hit::shadowed_by`] it, for the paths where it does
+    /// not. The scan is then ready for the next blob.
+    fn hits(&mut self) -> Vec<Hit> {
+        self.resume.fill(0);
         let rules = &self.engine.pack.rules;
-        let mut candidates = self.candidates;
+        let mut candidates = std::mem::take(&mut self.candidates);
         // Matches in the text as it is come first: one in decoded text only fills a place
         // nothing else was found at.
         candidates.sort_by_key(|c| (c.decoded, c.rule, c.start));
@@ -515,13 +528,16 @@ impl WindowScan for Windows<'_> {
             if spans.is_empty() {
                 spans.push((0, content.len()));
             }
-            let mut caps = regex.create_captures();
+            let mut caps = self.captures[index]
+                .take()
+                .unwrap_or_else(|| regex.create_captures());
             self.matches(index, regex, &mut caps, content, window, from, &spans);
+            self.captures[index] = Some(caps);
         }
     }
 
-    fn finish(self: Box<Self>) -> Vec<Hit> {
-        (*self).hits()
+    fn finish(&mut self) -> Vec<Hit> {
+        self.hits()
     }
 }
 
@@ -759,18 +775,23 @@ severity = "medium"
         assert_eq!(hits[0].line, 2);
     }
 
-    #[test]
-    fn an_xml_value_on_its_own_line_is_read_with_its_element_name() {
-        let engine = engine();
+    /// Settings in XML whose values stand on their own lines (found in the decoded layout).
+    fn xml_settings() -> String {
         // Split so the repository holds no whole value.
         let (key, password) = (
             ["9c4d1f07", "b2e85a63f0c9d7e21ab8e564"].concat(),
             ["Wq7ZfR2", "mXk9LpV4sTn8"].concat(),
         );
-        let xml = format!(
+        format!(
             "<settings>\n  <openWeatherApiKey>\n    {key}\n  </openWeatherApiKey>\n  \
              <dbPassword>\n    {password}\n  </dbPassword>\n</settings>\n"
-        );
+        )
+    }
+
+    #[test]
+    fn an_xml_value_on_its_own_line_is_read_with_its_element_name() {
+        let engine = engine();
+        let xml = xml_settings();
         let mut hits: Vec<(String, u32, bool)> = engine
             .scan(xml.as_bytes())
             .into_iter()
@@ -867,6 +888,52 @@ severity = "medium"
             },
         );
         scan.finish()
+    }
+
+    #[test]
+    fn a_scan_kept_for_many_blobs_reports_each_as_a_fresh_scan_would() {
+        let engine = engine();
+        let samples = samples();
+        let github = samples
+            .positive
+            .iter()
+            .find(|s| s.rule == "github-pat")
+            .unwrap()
+            .text
+            .concat();
+        // The same secret late in one blob and early in the next (where the rule resumes must
+        // not carry over), decoded text (the scan kept for it too) and secrets side by side.
+        let late = format!("{}\n{github}", "filler line\n".repeat(400));
+        let both = format!("{github}\n{}", xml_settings());
+        let blobs = [
+            late.as_str(),
+            github.as_str(),
+            &xml_settings(),
+            &late,
+            &both,
+            &github,
+        ];
+        let mut scan = engine.windows();
+        for (index, blob) in blobs.iter().enumerate() {
+            scan.window(blob.as_bytes(), &Window::whole());
+            let hits = scan.finish();
+            assert!(!hits.is_empty(), "blob {index}");
+            assert_eq!(hits, engine.scan(blob.as_bytes()), "blob {index}");
+        }
+        // A blob left after its first window (binary further on, cancelled, unreadable) is
+        // finished and dropped: the next blob starts afresh.
+        scan.window(
+            late.as_bytes(),
+            &Window {
+                owned_end: late.len() as u64 / 2,
+                last: false,
+                ..Window::whole()
+            },
+        );
+        scan.finish();
+        assert_eq!(scan.finish(), Vec::new());
+        scan.window(github.as_bytes(), &Window::whole());
+        assert_eq!(scan.finish(), engine.scan(github.as_bytes()));
     }
 
     #[test]
