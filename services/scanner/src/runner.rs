@@ -274,24 +274,10 @@ fn fill(stream: &mut dyn Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result
 /// (k + 1) * stride + context` (the first from 0, the last to the end): those ranges tile the
 /// item, so each match has one owner, and a match owned by window `k` that is at most
 /// `overlap - context` long ends before `k * stride + window`, inside the window.
+///
+/// Returns the bytes read and whether the item is binary (seen in the first window, before any
+/// is scanned). The hits stay in `scan`: the caller finishes it, however this ended.
 fn scan_windows(
-    scan: &mut dyn WindowScan,
-    stream: &mut dyn Read,
-    geometry: Geometry,
-    path: &str,
-    progress: &Progress,
-    cancel: &AtomicBool,
-) -> Result<(u64, Option<Vec<Hit>>), Error> {
-    let fed = feed_windows(scan, stream, geometry, path, progress, cancel);
-    // Finished however the feeding ended, so the scan starts the next item afresh.
-    let hits = scan.finish();
-    let (read, binary) = fed?;
-    Ok((read, (!binary).then_some(hits)))
-}
-
-/// Feeds `stream` to `scan` window after window (see [`scan_windows`]): the bytes read, and
-/// whether the item is binary (seen in the first window, before any is scanned).
-fn feed_windows(
     scan: &mut dyn WindowScan,
     stream: &mut dyn Read,
     geometry: Geometry,
@@ -408,10 +394,14 @@ pub fn run<S: Source>(
                 Ok(stream) => stream,
                 Err(error) => return unreadable(error),
             };
-            match scan_windows(scan, stream.as_mut(), geometry, path, progress, cancel) {
+            let windowed = scan_windows(scan, stream.as_mut(), geometry, path, progress, cancel);
+            // Finished however the windows ended, so the scan starts the next item afresh.
+            let hits = scan.finish();
+            let (size, binary) = match windowed {
                 Err(error @ Error::Unreadable { .. }) => return unreadable(error),
                 windowed => windowed?,
-            }
+            };
+            (size, (!binary).then_some(hits))
         };
         if let (Some(cache), Some(oid)) = (cache, &item.oid) {
             match &hits {
