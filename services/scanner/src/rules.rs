@@ -733,7 +733,12 @@ fn compile_rule(def: &RuleDef, source: &str, builtin: bool) -> Result<Rule, Erro
                 .build()
                 .parse(pattern)
                 .map_err(|e| at(format!("regex: {e}")))?;
-            reach = reach::reach(&hir, &def.keywords);
+            // Keywords in exact case mark no occurrence in another case, where a regex that
+            // ignores case may still start a match: such a rule searches around them instead.
+            reach = reach::reach(&hir, &def.keywords).map(|reach| Reach {
+                at_keyword: reach.at_keyword && !def.keywords_exact_case,
+                ..reach
+            });
             let groups = hir.properties().explicit_captures_len();
             if def.secret_group > groups {
                 return Err(at(format!(

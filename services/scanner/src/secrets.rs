@@ -18,7 +18,7 @@ use crate::decode;
 use crate::engine::{Engine, Hit, RuleInfo, Window, WindowScan};
 use crate::rules::{Reach, RulePack};
 use regex_automata::util::captures::Captures;
-use regex_automata::{Input, meta};
+use regex_automata::{Anchored, Input, meta};
 
 /// A line holding this text is never reported (for test fixtures and documented examples).
 pub const ALLOW_MARKER: &[u8] = b"scanstream:allow";
@@ -288,7 +288,9 @@ impl<'a> Windows<'a> {
     }
 
     /// The matches of rule `index` in `spans` of the window's content (in order, disjoint), from
-    /// `from` on: each one that passes the rule's filters becomes a candidate.
+    /// `from` on: each one that passes the rule's filters becomes a candidate. `anchored`: the
+    /// spans are the starts of the rule's keyword occurrences instead, in order, each to the end
+    /// of the content ([`Reach::at_keyword`]), and only a match starting there is tried.
     #[allow(clippy::too_many_arguments)]
     fn matches(
         &mut self,
@@ -299,6 +301,7 @@ impl<'a> Windows<'a> {
         window: &Window,
         from: usize,
         spans: &[(usize, usize)],
+        anchored: bool,
     ) {
         let engine = self.engine;
         let pack = &engine.pack;
@@ -308,10 +311,21 @@ impl<'a> Windows<'a> {
         // Lines are counted up to each secret from the previous one: a rule's matches come in
         // order.
         let (mut counted, mut line) = (0, window.line);
+        let anchor = if anchored {
+            Anchored::Yes
+        } else {
+            Anchored::No
+        };
         for &(span_start, span_end) in spans {
             while at.max(span_start) <= span_end {
+                if anchored && at > span_start {
+                    // A match ended past this start, or this start's match was tried.
+                    break;
+                }
                 regex.search_captures(
-                    &Input::new(content).span(at.max(span_start)..span_end),
+                    &Input::new(content)
+                        .span(at.max(span_start)..span_end)
+                        .anchored(anchor),
                     caps,
                 );
                 let Some(whole) = caps.get_match() else { break };
@@ -462,6 +476,14 @@ fn near_spans(
     }
 }
 
+/// Where a match of a rule whose matches start with its keywords may lie: from each keyword
+/// occurrence in `hits` (start, end) on, once per start, in order.
+fn keyword_starts(hits: &mut [(usize, usize)], len: usize, spans: &mut Vec<(usize, usize)>) {
+    hits.sort_unstable();
+    spans.extend(hits.iter().map(|&(start, _)| (start, len)));
+    spans.dedup();
+}
+
 impl WindowScan for Windows<'_> {
     fn window(&mut self, content: &[u8], window: &Window) {
         if self.decode {
@@ -516,13 +538,21 @@ impl WindowScan for Windows<'_> {
                 continue;
             };
             spans.clear();
+            let mut anchored = false;
             if let Some(reach) = rule.reach {
-                near_spans(content, &mut self.near[index], reach, &mut spans);
+                let covered: usize = if reach.at_keyword {
+                    anchored = true;
+                    keyword_starts(&mut self.near[index], content.len(), &mut spans);
+                    0
+                } else {
+                    near_spans(content, &mut self.near[index], reach, &mut spans);
+                    spans.iter().map(|(start, end)| end - start).sum()
+                };
                 // Each search has a fixed cost: where the keyword is everywhere, one search
                 // of the whole content is cheaper.
-                let covered: usize = spans.iter().map(|(start, end)| end - start).sum();
                 if covered.saturating_add(spans.len() * SEARCH_COST) >= content.len() - from {
                     spans.clear();
+                    anchored = false;
                 }
             }
             if spans.is_empty() {
@@ -531,7 +561,9 @@ impl WindowScan for Windows<'_> {
             let mut caps = self.captures[index]
                 .take()
                 .unwrap_or_else(|| regex.create_captures());
-            self.matches(index, regex, &mut caps, content, window, from, &spans);
+            self.matches(
+                index, regex, &mut caps, content, window, from, &spans, anchored,
+            );
             self.captures[index] = Some(caps);
         }
     }

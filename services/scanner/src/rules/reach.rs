@@ -23,6 +23,9 @@ pub struct Reach {
     /// line before or the keyword's line, matched as a separator): it lies on its keyword's
     /// line and those two bytes.
     pub one_line: bool,
+    /// Every match starts with one of the keywords: it starts where an occurrence starts, so
+    /// the regex is tried there alone, anchored, instead of searching around the occurrence.
+    pub at_keyword: bool,
 }
 
 /// The reach of a rule whose regex parsed to `hir`, with its keywords (any ASCII case), or
@@ -39,6 +42,7 @@ pub fn reach(hir: &Hir, keywords: &[String]) -> Option<Reach> {
     let reach = Reach {
         bytes: hir.properties().maximum_len(),
         one_line: line_feeds_at(hir, Edge::Either),
+        at_keyword: starts_with_keyword(hir, &keywords),
     };
     (reach.bytes.is_some() || reach.one_line).then_some(reach)
 }
@@ -100,6 +104,37 @@ fn holds_keyword(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
         }
         HirKind::Empty | HirKind::Class(_) | HirKind::Literal(_) | HirKind::Look(_) => false,
     }
+}
+
+/// Every string `hir` matches starts with one of `keywords` (lowercase), ASCII case aside:
+/// spelled out from its first part on (zero-width assertions spell nothing), each string
+/// begins with a keyword once enough parts are spelled.
+fn starts_with_keyword(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
+    // The regex as one sequence of parts: groups and concatenations inside it opened up (a
+    // token's group starts with its prefix: `\b(AC[0-9a-f]{32})` is `\b`, `AC`, ...).
+    fn parts<'h>(hir: &'h Hir, out: &mut Vec<&'h Hir>) {
+        match hir.kind() {
+            HirKind::Capture(capture) => parts(&capture.sub, out),
+            HirKind::Concat(items) => items.iter().for_each(|item| parts(item, out)),
+            _ => out.push(hir),
+        }
+    }
+    let mut items = Vec::new();
+    parts(hir, &mut items);
+    let mut strings = vec![Vec::new()];
+    for item in items {
+        let Some(longer) = folded(item).and_then(|tail| product(&strings, &tail)) else {
+            return false;
+        };
+        strings = longer;
+        if strings
+            .iter()
+            .all(|string| keywords.iter().any(|k| string.starts_with(k)))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// The bytes (lowercased, at most four) that every string `hir` matches ends with, when it
@@ -366,6 +401,40 @@ mod tests {
         )
         .expect("local");
         assert_eq!((r.bytes, r.one_line), (None, true));
+    }
+
+    #[test]
+    fn a_match_that_starts_with_its_keyword_is_tried_where_an_occurrence_starts() {
+        let at = |pattern: &str, keywords: &[&str]| of(pattern, keywords).map(|r| r.at_keyword);
+        // Every branch starts with a keyword, some spelled across classes (any case).
+        assert_eq!(
+            at(
+                r"(?i)(?:secret|passw(?:or)?d|api[_.\-]?key)[ \t]*=[ \t]*([^\n]+)",
+                &["secret", "passw", "api_key", "api-key", "api.key", "apikey"],
+            ),
+            Some(true)
+        );
+        // A token in a group, after a zero-width boundary.
+        assert_eq!(at(r"\b(AC[0-9a-f]{32})\b", &["ac"]), Some(true));
+        assert_eq!(at(r"ghp_[A-Za-z0-9]{36}", &["ghp_"]), Some(true));
+        // A separator or a name before the keyword, or a keyword inside the match.
+        assert_eq!(
+            at(r"(?i)(?:^|[^a-z0-9])fal[_.\-]?key=([a-f0-9]{32})", &["fal"]),
+            Some(false)
+        );
+        assert_eq!(
+            at(
+                r"(?:[a-z0-9]+[_.\-])+(?:pass|pw)[ \t]*=[ \t]*(\S+)",
+                &["pass", "_pw", ".pw", "-pw"]
+            ),
+            Some(false)
+        );
+        assert_eq!(at(r"(?i)x?secret=[a-z]{8}", &["secret"]), Some(false));
+        // One branch starts with something else.
+        assert_eq!(
+            at(r"(?:secret|my_secret)=[a-z]{8}", &["secret"]),
+            Some(false)
+        );
     }
 
     #[test]
