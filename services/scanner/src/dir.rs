@@ -44,8 +44,10 @@ fn not_utf8() -> Refusal {
 }
 
 impl DirSource {
-    /// Lists the files under `root`, folders read in parallel (on a large tree the walk is
-    /// stat calls, and one thread would leave the others waiting before the scan starts).
+    /// Lists the files under `root`, folders read in parallel (one thread would leave the
+    /// others waiting before the scan starts). A file's size is not asked here: asking each
+    /// file for it took a tenth of a tree scan's CPU; a file says it when it is read
+    /// ([`Reader::size`]).
     pub fn walk(root: &Path) -> Result<Self, Error> {
         let listing = Listing::default();
         rayon::scope(|scope| visit(scope, root, root.to_path_buf(), &listing));
@@ -143,12 +145,11 @@ fn visit<'s>(scope: &rayon::Scope<'s>, root: &'s Path, dir: PathBuf, listing: &'
                         scope.spawn(move |scope| visit(scope, root, path, listing));
                     }
                 } else if kind.is_file() {
-                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
                     let (relative, utf8) = listed_path(root, &path);
                     if !utf8 {
                         refused.push((relative.clone(), not_utf8()));
                     }
-                    items.push(listed_item(relative, size));
+                    items.push(listed_item(relative, 0));
                 }
             }
         }
@@ -200,6 +201,21 @@ pub struct FileReader {
     dir: std::fs::File,
     /// [`DirSource::refused`].
     refused: Arc<HashMap<String, Refusal>>,
+    /// The file [`Reader::size`] opened and read from, for the `read` or `open` that follows.
+    ahead: Option<Ahead>,
+    /// A buffer to read ahead into, kept from file to file.
+    spare: Vec<u8>,
+}
+
+/// A file opened and read from by [`Reader::size`].
+struct Ahead {
+    /// The item's address (the same item is asked next).
+    item: usize,
+    file: std::fs::File,
+    /// Its bytes read so far.
+    content: Vec<u8>,
+    /// `content` holds the whole file.
+    whole: bool,
 }
 
 impl FileReader {
@@ -228,6 +244,16 @@ impl FileReader {
             }
             Err(source) => Err(self.unreadable(relative, source)),
         }
+    }
+
+    /// What [`Reader::size`] read of `item`, if it was the last item asked.
+    fn take_ahead(&mut self, item: &Item) -> Option<Ahead> {
+        let ahead = self.ahead.take()?;
+        if ahead.item == std::ptr::from_ref(item).addr() {
+            return Some(ahead);
+        }
+        self.spare = ahead.content;
+        None
     }
 
     /// The file at `relative` could not be read.
@@ -265,42 +291,106 @@ fn open_beneath(dir: &std::fs::File, relative: &str) -> std::io::Result<std::fs:
         .map_err(Into::into)
 }
 
-/// Reads `file` to its end into `buf`, with room for the `listed` length plus one byte: a file
-/// that has not changed since the listing takes one read and one that returns nothing, where
-/// `read_to_end` first asks the file for its size and position (two more system calls per
-/// file). The bytes are read into the buffer's spare capacity, never zeroed first. A file that
-/// grew is read whole all the same.
-fn read_listed(file: &std::fs::File, listed: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    // A listing is a hint: it never sizes the buffer past 64 MiB.
-    let hint = usize::try_from(listed).unwrap_or(usize::MAX).min(64 << 20);
-    buf.reserve(hint + 1);
+/// Reads `file` on from where it is, after what `buf` holds, until its end (`true`) or until
+/// `buf` holds at least `limit` bytes (`false`). The bytes go into the buffer's spare capacity,
+/// never zeroed first, and no system call asks the file's size or position: a file that fits
+/// the buffer (kept from file to file) takes one read and one that returns nothing, where
+/// `read_to_end` makes two more.
+fn read_into(file: &std::fs::File, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<bool> {
     loop {
+        if buf.len() >= limit {
+            return Ok(false);
+        }
         if buf.len() == buf.capacity() {
-            buf.reserve(buf.capacity());
+            buf.reserve(buf.capacity().max(8192).min(limit - buf.len()));
         }
         match rustix::io::read(file, rustix::buffer::spare_capacity(buf)) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(true),
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                buf.clear();
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 impl Reader for FileReader {
-    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
-        buf.clear();
+    /// Opens the file and reads it, `ahead` bytes and one more at most: a file that ends
+    /// before is read whole and its size is what was read; only a larger one is asked its size.
+    fn size(&mut self, item: &Item, ahead: u64) -> Result<u64, Error> {
+        if let Some(last) = self.ahead.take() {
+            self.spare = last.content;
+        }
         let Some((file, relative)) = self.open_file(item)? else {
-            return Ok(());
+            return Ok(0);
         };
-        read_listed(&file, item.size, buf).map_err(|source| self.unreadable(relative, source))
+        let mut content = std::mem::take(&mut self.spare);
+        content.clear();
+        let limit = usize::try_from(ahead)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let whole = match read_into(&file, &mut content, limit) {
+            Ok(whole) => whole,
+            Err(source) => {
+                self.spare = content;
+                return Err(self.unreadable(relative, source));
+            }
+        };
+        let size = if whole {
+            content.len() as u64
+        } else {
+            let listed = file
+                .metadata()
+                .map_err(|source| self.unreadable(relative, source))?;
+            listed.len().max(content.len() as u64)
+        };
+        self.ahead = Some(Ahead {
+            item: std::ptr::from_ref(item).addr(),
+            file,
+            content,
+            whole,
+        });
+        Ok(size)
     }
 
-    /// Streams the file from the disk: a file scanned in windows is never held whole.
+    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
+        buf.clear();
+        let (file, whole) = match self.take_ahead(item) {
+            Some(mut ahead) => {
+                // What was read ahead becomes the content; the caller's buffer is kept for the
+                // next file.
+                std::mem::swap(buf, &mut ahead.content);
+                self.spare = ahead.content;
+                (ahead.file, ahead.whole)
+            }
+            None => match self.open_file(item)? {
+                Some((file, _)) => (file, false),
+                None => return Ok(()),
+            },
+        };
+        if whole {
+            return Ok(());
+        }
+        match read_into(&file, buf, usize::MAX) {
+            Ok(_) => Ok(()),
+            Err(source) => {
+                buf.clear();
+                let relative = item.places.first().map_or("", |p| p.path.as_str());
+                Err(self.unreadable(relative, source))
+            }
+        }
+    }
+
+    /// Streams the file from the disk: a file scanned in windows is never held whole (only
+    /// what [`Reader::size`] read ahead, streamed first).
     fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
+        use std::io::Read;
+        if let Some(ahead) = self.take_ahead(item) {
+            let read = std::io::Cursor::new(ahead.content);
+            return Ok(if ahead.whole {
+                Box::new(read)
+            } else {
+                Box::new(read.chain(ahead.file))
+            });
+        }
         let Some((file, _)) = self.open_file(item)? else {
             return Ok(Box::new(std::io::empty()));
         };
@@ -308,13 +398,16 @@ impl Reader for FileReader {
     }
 
     /// Hashes the file as it streams from the disk.
-    fn blob_id(&mut self, item: &Item) -> Result<Vec<u8>, Error> {
+    fn blob_id(&mut self, item: &Item) -> Result<(Vec<u8>, u64), Error> {
         let Some((mut file, relative)) = self.open_file(item)? else {
-            return crate::source::blob_id(&[]);
+            return Ok((crate::source::blob_id(&[])?, 0));
         };
         let path = self.root.join(relative);
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        crate::source::blob_id_of_stream(&mut file, len, &path)
+        Ok((
+            crate::source::blob_id_of_stream(&mut file, len, &path)?,
+            len,
+        ))
     }
 }
 
@@ -331,6 +424,8 @@ impl Source for DirSource {
             root: self.root.clone(),
             dir,
             refused: self.refused.clone(),
+            ahead: None,
+            spare: Vec::new(),
         })
     }
 }
@@ -338,15 +433,66 @@ impl Source for DirSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
-    fn read(source: &DirSource, path: &str) -> Result<Vec<u8>, Error> {
-        let item = source
+    /// How far the tests' reads look ahead: less than some files hold.
+    const AHEAD: u64 = 64;
+
+    fn item<'s>(source: &'s DirSource, path: &str) -> &'s Item {
+        source
             .items()
             .iter()
             .find(|i| i.places[0].path == path)
-            .unwrap_or_else(|| panic!("{path} not listed"));
+            .unwrap_or_else(|| panic!("{path} not listed"))
+    }
+
+    /// Reads a file as a scan does: asked its size first, then read.
+    fn read(source: &DirSource, path: &str) -> Result<Vec<u8>, Error> {
+        let item = item(source, path);
+        let mut reader = source.reader()?;
+        let size = reader.size(item, AHEAD)?;
         let mut buf = Vec::new();
-        source.reader()?.read(item, &mut buf).map(|()| buf)
+        reader.read(item, &mut buf)?;
+        assert_eq!(size, buf.len() as u64, "{path}");
+        Ok(buf)
+    }
+
+    #[test]
+    fn a_file_is_read_once_whatever_its_size_and_whichever_way_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "0123456789".repeat(1000);
+        std::fs::write(dir.path().join("short"), "a short file").unwrap();
+        std::fs::write(dir.path().join("long"), &long).unwrap();
+        let source = DirSource::walk(dir.path()).unwrap();
+        let (short, long_item) = (item(&source, "short"), item(&source, "long"));
+        assert_eq!((short.size, long_item.size), (0, 0), "listed without sizes");
+        let mut reader = source.reader().unwrap();
+        // Streamed: what was read ahead, then the rest of the file.
+        assert_eq!(reader.size(long_item, AHEAD).unwrap(), long.len() as u64);
+        let mut streamed = Vec::new();
+        reader
+            .open(long_item)
+            .unwrap()
+            .read_to_end(&mut streamed)
+            .unwrap();
+        assert_eq!(streamed, long.as_bytes());
+        // Whole, from what was read ahead; then a read of another item than the one asked.
+        assert_eq!(reader.size(short, AHEAD).unwrap(), 12);
+        let mut buf = Vec::new();
+        reader.read(short, &mut buf).unwrap();
+        assert_eq!(buf, b"a short file");
+        reader.size(short, AHEAD).unwrap();
+        reader.read(long_item, &mut buf).unwrap();
+        assert_eq!(buf, long.as_bytes());
+        // A stream of a file read whole ahead.
+        reader.size(short, AHEAD).unwrap();
+        let mut streamed = Vec::new();
+        reader
+            .open(short)
+            .unwrap()
+            .read_to_end(&mut streamed)
+            .unwrap();
+        assert_eq!(streamed, b"a short file");
     }
 
     #[test]

@@ -194,9 +194,9 @@ impl<R: Reader> WholeFiles<R> {
         &mut self,
         source: &S,
         item: &Item,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(Vec<u8>, u64), Error> {
         if let Some(oid) = &item.oid {
-            return Ok(oid.to_vec());
+            return Ok((oid.to_vec(), item.size));
         }
         let reader = match &mut self.reader {
             Some(reader) => reader,
@@ -238,7 +238,8 @@ enum Outcome {
     Cached(u64, Vec<Hit>),
     /// Every path of the item is allowlisted for the engine.
     Allowlisted,
-    Skipped(SkipReason),
+    /// Not scanned, and the item's size in bytes.
+    Skipped(SkipReason, u64),
 }
 
 /// An item's outcome, and which of its places the engine reports whole (by index). There is one
@@ -357,27 +358,35 @@ pub fn run<S: Source>(
             && let Some(hits) = cache.get(oid)
         {
             if is_binary_record(&hits) {
-                return Ok(Outcome::Skipped(SkipReason::Binary));
+                return Ok(Outcome::Skipped(SkipReason::Binary, item.size));
             }
             progress.files.fetch_add(1, Ordering::Relaxed);
             return Ok(Outcome::Cached(item.size, hits));
         }
-        if item.size > limits.max_blob_bytes {
-            return Ok(Outcome::Skipped(SkipReason::TooLarge));
-        }
         let reader = reader.as_mut().map_err(|e| Error::Source(e.to_string()))?;
-        progress.files.fetch_add(1, Ordering::Relaxed);
         // A file that cannot be read is listed as not scanned; the others are scanned.
-        let unreadable = |error: Error| match error {
+        let unreadable = |error: Error, size: u64| match error {
             Error::Unreadable { path, source } => {
                 tracing::warn!(path = %path.display(), error = %source, "file not scanned: it could not be read");
-                Ok(Outcome::Skipped(SkipReason::Unreadable(source.kind())))
+                Ok(Outcome::Skipped(
+                    SkipReason::Unreadable(source.kind()),
+                    size,
+                ))
             }
             other => Err(other),
         };
-        let (size, hits) = if item.size <= geometry.window as u64 {
+        // A folder's file says its size when opened; what is read for it then is not read again.
+        let size = match reader.size(item, geometry.window as u64) {
+            Ok(size) => size,
+            Err(error) => return unreadable(error, item.size),
+        };
+        if size > limits.max_blob_bytes {
+            return Ok(Outcome::Skipped(SkipReason::TooLarge, size));
+        }
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        let (size, hits) = if size <= geometry.window as u64 {
             if let Err(error) = reader.read(item, buf) {
-                return unreadable(error);
+                return unreadable(error, size);
             }
             let size = buf.len() as u64;
             progress.bytes.fetch_add(size, Ordering::Relaxed);
@@ -392,16 +401,16 @@ pub fn run<S: Source>(
             let path = item.places.first().map_or("", |p| p.path.as_str());
             let mut stream = match reader.open(item) {
                 Ok(stream) => stream,
-                Err(error) => return unreadable(error),
+                Err(error) => return unreadable(error, size),
             };
             let windowed = scan_windows(scan, stream.as_mut(), geometry, path, progress, cancel);
             // Finished however the windows ended, so the scan starts the next item afresh.
             let hits = scan.finish();
-            let (size, binary) = match windowed {
-                Err(error @ Error::Unreadable { .. }) => return unreadable(error),
+            let (read, binary) = match windowed {
+                Err(error @ Error::Unreadable { .. }) => return unreadable(error, size),
                 windowed => windowed?,
             };
-            (size, (!binary).then_some(hits))
+            (if binary { size } else { read }, (!binary).then_some(hits))
         };
         if let (Some(cache), Some(oid)) = (cache, &item.oid) {
             match &hits {
@@ -411,7 +420,7 @@ pub fn run<S: Source>(
         }
         Ok(match hits {
             Some(hits) => Outcome::Scanned(size, hits),
-            None => Outcome::Skipped(SkipReason::Binary),
+            None => Outcome::Skipped(SkipReason::Binary, size),
         })
     };
     let outcomes: Vec<ItemOutcome> = source
@@ -423,7 +432,8 @@ pub fn run<S: Source>(
                 let outcome = scan_item(reader, buf, scan.as_mut(), item);
                 // A file that could not be read is not reported whole either (its blob id
                 // is its content's): it is listed as not scanned.
-                let whole = if matches!(outcome, Ok(Outcome::Skipped(SkipReason::Unreadable(_)))) {
+                let whole = if matches!(outcome, Ok(Outcome::Skipped(SkipReason::Unreadable(_), _)))
+                {
                     Box::default()
                 } else {
                     item.places
@@ -447,8 +457,8 @@ pub fn run<S: Source>(
     let mut whole_files = WholeFiles { reader: None };
     for (item, (_, whole)) in source.items().iter().zip(&outcomes) {
         for place in whole.iter().map(|&index| &item.places[index]) {
-            let id = whole_files.blob_id(source, item)?;
-            for hit in engine.file_hits(&place.path, &id, item.size) {
+            let (id, size) = whole_files.blob_id(source, item)?;
+            for hit in engine.file_hits(&place.path, &id, size) {
                 run.found.push(Found {
                     hit,
                     place: place.clone(),
@@ -464,7 +474,7 @@ pub fn run<S: Source>(
                 run.allowlisted += 1;
                 continue;
             }
-            Outcome::Skipped(reason) => {
+            Outcome::Skipped(reason, size) => {
                 // Paths whose file is reported whole were handled; allowlisted ones do not count.
                 let places: Vec<&Place> = item
                     .places
@@ -483,7 +493,7 @@ pub fn run<S: Source>(
                 }
                 skipped.extend(places.into_iter().map(|place| Skipped {
                     place: place.clone(),
-                    size: item.size,
+                    size,
                     reason,
                 }));
                 continue;

@@ -18,6 +18,8 @@ pub struct Place {
 pub struct Item {
     /// Git object id, when the content is a blob: the result cache key.
     pub oid: Option<Box<[u8]>>,
+    /// In bytes, as listed; a folder's files are listed without it (0), and their size is
+    /// asked when they are read ([`Reader::size`]).
     pub size: u64,
     pub places: Vec<Place>,
 }
@@ -31,6 +33,15 @@ pub trait Source: Sync {
 }
 
 pub trait Reader {
+    /// The item's size in bytes, asked before it is read: its listed size, or, for a source
+    /// that lists none (a folder), what the content holds now. A reader may read ahead for it
+    /// (at most `ahead` bytes and one more) and hand what it read to the `read` or `open` of
+    /// the same item that follows.
+    fn size(&mut self, item: &Item, ahead: u64) -> Result<u64, Error> {
+        let _ = ahead;
+        Ok(item.size)
+    }
+
     /// Replaces `buf`'s contents with the item's content.
     fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error>;
 
@@ -42,14 +53,15 @@ pub trait Reader {
         Ok(Box::new(std::io::Cursor::new(buf)))
     }
 
-    /// The git blob id of the item's content: its `oid`, or computed from the content.
-    fn blob_id(&mut self, item: &Item) -> Result<Vec<u8>, Error> {
+    /// The git blob id of the item's content (its `oid`, or computed from the content) and
+    /// its size in bytes.
+    fn blob_id(&mut self, item: &Item) -> Result<(Vec<u8>, u64), Error> {
         if let Some(oid) = &item.oid {
-            return Ok(oid.to_vec());
+            return Ok((oid.to_vec(), item.size));
         }
         let mut buf = Vec::new();
         self.read(item, &mut buf)?;
-        blob_id(&buf)
+        Ok((blob_id(&buf)?, buf.len() as u64))
     }
 }
 

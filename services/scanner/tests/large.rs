@@ -174,21 +174,26 @@ struct Streamed(DirSource);
 struct StreamedReader(FileReader);
 
 impl Reader for StreamedReader {
+    fn size(&mut self, item: &Item, ahead: u64) -> Result<u64, Error> {
+        self.0.size(item, ahead)
+    }
+
     fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
+        self.0.read(item, buf)?;
         assert!(
-            item.size <= WINDOW,
+            buf.len() as u64 <= WINDOW,
             "{} ({} bytes) was read whole",
             item.places[0].path,
-            item.size
+            buf.len()
         );
-        self.0.read(item, buf)
+        Ok(())
     }
 
     fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
         self.0.open(item)
     }
 
-    fn blob_id(&mut self, item: &Item) -> Result<Vec<u8>, Error> {
+    fn blob_id(&mut self, item: &Item) -> Result<(Vec<u8>, u64), Error> {
         self.0.blob_id(item)
     }
 }
