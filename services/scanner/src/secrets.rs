@@ -205,6 +205,8 @@ struct Windows<'a> {
     near: Vec<Vec<(usize, usize)>>,
     /// Per rule: capture slots for its regex, made when the rule first runs.
     captures: Vec<Option<Captures>>,
+    /// Where the current rule's regex searches in the current window.
+    spans: Vec<(usize, usize)>,
     /// The scan of decoded text, made for the first encoded region (most blobs have none).
     inner: Option<Box<Windows<'a>>>,
     keywords: crate::rules::keywords::Searcher<'a>,
@@ -220,6 +222,7 @@ impl<'a> Windows<'a> {
             triggered: vec![false; engine.pack.rules.len()],
             near: vec![Vec::new(); engine.pack.rules.len()],
             captures: vec![None; engine.pack.rules.len()],
+            spans: Vec::new(),
             inner: None,
             keywords: engine.pack.keywords.searcher(),
         }
@@ -527,7 +530,7 @@ impl WindowScan for Windows<'_> {
         if !any {
             return;
         }
-        let mut spans = Vec::new();
+        let mut spans = std::mem::take(&mut self.spans);
         for index in 0..pack.rules.len() {
             if !self.triggered[index] {
                 continue;
@@ -572,6 +575,7 @@ impl WindowScan for Windows<'_> {
             );
             self.captures[index] = Some(caps);
         }
+        self.spans = spans;
     }
 
     fn finish(&mut self) -> Vec<Hit> {
