@@ -32,6 +32,18 @@ fn is_url(target: &str) -> bool {
         .any(|scheme| target.starts_with(scheme))
 }
 
+/// Whether `args` scan a local folder's files as they are (no history, ref, staged changes
+/// or single file): the scan [`run`] lists the folder for.
+fn is_folder_scan(args: &ScanArgs) -> bool {
+    !is_url(&args.target)
+        && args.target != "-"
+        && !args.staged
+        && !args.history
+        && args.git_ref.is_none()
+        && args.since.is_none()
+        && Path::new(&args.target).is_dir()
+}
+
 /// Runs the scan and prints the report; true when there are findings.
 pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
     let mut scanner = settings.scanner.clone();
@@ -50,6 +62,12 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             place_ignores = parse_gitleaks_ignore(&text);
         }
     }
+    // A folder's listing is mostly the kernel reading folders, which a second thread barely
+    // speeds up: it runs beside the rule pack's compilation, not after it.
+    let listing = is_folder_scan(args).then(|| {
+        let path = PathBuf::from(&args.target);
+        std::thread::spawn(move || DirSource::walk(&path))
+    });
     let scanning = Arc::new(startup::scanning(&scanner, args.cache_dir.as_deref(), &[])?);
     // Kept until the scan ends: the command engines' folder without --cache-dir.
     let mut _work = None;
@@ -223,7 +241,15 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             // The configured ignore file and the folder's own, as for repositories.
             ignored.extend(scanning.ignored_with(std::fs::read(path.join(IGNORE_FILE)).ok()));
             let folder = path.clone();
-            let walk = move || DirSource::walk(&path);
+            let walk = move || match listing {
+                Some(listing) => listing.join().unwrap_or_else(|_| {
+                    Err(scanstream_scanner::Error::Source(format!(
+                        "listing {} failed",
+                        path.display()
+                    )))
+                }),
+                None => DirSource::walk(&path),
+            };
             let mut runs =
                 run_blocking(&scanning, walk, &engines, &ignored, &progress, &cancel).await?;
             if let Some(commands) = &commands {

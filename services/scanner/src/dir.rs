@@ -50,7 +50,12 @@ impl DirSource {
     /// ([`Reader::size`]).
     pub fn walk(root: &Path) -> Result<Self, Error> {
         let listing = Listing::default();
-        rayon::scope(|scope| visit(scope, root, root.to_path_buf(), &listing));
+        let folder = Folder {
+            path: root.to_path_buf(),
+            listed: String::new(),
+            utf8: true,
+        };
+        rayon::scope(|scope| visit(scope, folder, &listing));
         let Listing {
             items,
             refused,
@@ -101,10 +106,20 @@ impl DirSource {
     }
 }
 
-/// Adds the files of `dir` to the listing and visits its folders (but `.git`) as tasks of
+/// A folder to list: its path, and its path as listed (under the root, `/`-separated, ending
+/// with `/`; empty for the root) with whether that is UTF-8 as it is.
+struct Folder {
+    path: PathBuf,
+    listed: String,
+    utf8: bool,
+}
+
+/// Adds the files of `folder` to the listing and visits its folders (but `.git`) as tasks of
 /// their own. A folder below the root that cannot be listed becomes an item of its own, refused
-/// with why; any other error stops the walk and is kept in the listing.
-fn visit<'s>(scope: &rayon::Scope<'s>, root: &'s Path, dir: PathBuf, listing: &'s Listing) {
+/// with why; any other error stops the walk and is kept in the listing. A listed path is its
+/// folder's and the entry's name: the full path is not taken apart again for each file (that
+/// was a third of the listing's time).
+fn visit<'s>(scope: &rayon::Scope<'s>, folder: Folder, listing: &'s Listing) {
     let failed = &listing.failed;
     let fail = |error: Error| {
         failed
@@ -119,46 +134,61 @@ fn visit<'s>(scope: &rayon::Scope<'s>, root: &'s Path, dir: PathBuf, listing: &'
     {
         return;
     }
+    let is_root = folder.listed.is_empty();
     let mut items = Vec::new();
     let mut refused = Vec::new();
     let mut unlisted = None;
-    match std::fs::read_dir(&dir) {
-        Err(e) if dir == root => return fail(Error::io(&dir, e)),
+    match std::fs::read_dir(&folder.path) {
+        Err(e) if is_root => return fail(Error::io(&folder.path, e)),
         Err(e) => unlisted = Some(e),
         Ok(entries) => {
             for entry in entries {
                 let entry = match entry {
                     Ok(entry) => entry,
-                    Err(e) if dir == root => return fail(Error::io(&dir, e)),
+                    Err(e) if is_root => return fail(Error::io(&folder.path, e)),
                     Err(e) => {
                         unlisted = Some(e);
                         break;
                     }
                 };
-                let path = entry.path();
                 let kind = match entry.file_type() {
                     Ok(kind) => kind,
-                    Err(e) => return fail(Error::io(&path, e)),
+                    Err(e) => return fail(Error::io(&entry.path(), e)),
                 };
+                if !kind.is_dir() && !kind.is_file() {
+                    continue;
+                }
+                let name = entry.file_name();
+                if kind.is_dir() && name == ".git" {
+                    continue;
+                }
+                let lossy = name.to_string_lossy();
+                let mut listed = String::with_capacity(folder.listed.len() + lossy.len() + 1);
+                listed.push_str(&folder.listed);
+                listed.push_str(&lossy);
+                let utf8 = folder.utf8 && matches!(lossy, std::borrow::Cow::Borrowed(_));
                 if kind.is_dir() {
-                    if entry.file_name() != ".git" {
-                        scope.spawn(move |scope| visit(scope, root, path, listing));
-                    }
-                } else if kind.is_file() {
-                    let (relative, utf8) = listed_path(root, &path);
+                    listed.push('/');
+                    let child = Folder {
+                        path: entry.path(),
+                        listed,
+                        utf8,
+                    };
+                    scope.spawn(move |scope| visit(scope, child, listing));
+                } else {
                     if !utf8 {
-                        refused.push((relative.clone(), not_utf8()));
+                        refused.push((listed.clone(), not_utf8()));
                     }
-                    items.push(listed_item(relative, 0));
+                    items.push(listed_item(listed, 0));
                 }
             }
         }
     }
     // A folder that could not be listed is an item, refused: it is reported as not scanned.
     if let Some(error) = unlisted {
-        let relative = format!("{}/", listed_path(root, &dir).0);
-        refused.push((relative.clone(), (error.kind(), error.to_string())));
-        items.push(listed_item(relative, 0));
+        let listed = folder.listed;
+        refused.push((listed.clone(), (error.kind(), error.to_string())));
+        items.push(listed_item(listed, 0));
     }
     listing
         .items
@@ -172,19 +202,6 @@ fn visit<'s>(scope: &rayon::Scope<'s>, root: &'s Path, dir: PathBuf, listing: &'
             .unwrap_or_else(PoisonError::into_inner)
             .extend(refused);
     }
-}
-
-/// `path` relative to `root`, `/`-separated, and whether it is UTF-8 as it is (else the bytes
-/// that are not are U+FFFD).
-fn listed_path(root: &Path, path: &Path) -> (String, bool) {
-    let relative = path.strip_prefix(root).unwrap_or(path);
-    let utf8 = relative.to_str().is_some();
-    let listed = relative
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/");
-    (listed, utf8)
 }
 
 fn listed_item(path: String, size: u64) -> Item {

@@ -742,6 +742,10 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     write(dir.path(), "certs/gone.p12", "not really a key store");
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.env");
     std::fs::write(dir.path().join("app").join(odd), &line).unwrap();
+    // Below a folder whose name is not UTF-8, every file's path is not either.
+    let odd_folder = dir.path().join(std::ffi::OsStr::from_bytes(b"d\xe9p"));
+    std::fs::create_dir(&odd_folder).unwrap();
+    std::fs::write(odd_folder.join("plain.env"), &line).unwrap();
     // Larger than a window: read as a stream, which fails once the file is a folder.
     let large = format!("{line}\n").repeat((9 << 20) / (line.len() + 1));
     write(dir.path(), "logs/large.log", &large);
@@ -757,7 +761,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
         .map(|f| (f.hit.rule.as_str(), f.place.path.as_str()))
         .collect();
     assert_eq!(found, [("github-pat", "app/settings.py")]);
-    assert_eq!((run.files, run.skipped_unreadable), (1, 4));
+    assert_eq!((run.files, run.skipped_unreadable), (1, 5));
     let skipped: Vec<(&str, SkipReason)> = run
         .skipped
         .iter()
@@ -779,6 +783,10 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
                 SkipReason::Unreadable(std::io::ErrorKind::NotFound)
             ),
             (
+                "d\u{fffd}p/plain.env",
+                SkipReason::Unreadable(std::io::ErrorKind::InvalidFilename)
+            ),
+            (
                 "logs/large.log",
                 SkipReason::Unreadable(std::io::ErrorKind::IsADirectory)
             ),
@@ -792,7 +800,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     };
     assert_eq!(
         report.not_scanned_summary().as_deref(),
-        Some("4 files not scanned: 4 unreadable")
+        Some("5 files not scanned: 5 unreadable")
     );
     let human = report.human();
     assert!(
