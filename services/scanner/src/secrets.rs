@@ -200,8 +200,11 @@ struct Windows<'a> {
     decode: bool,
     /// Per rule, in the current window: its keywords matched.
     triggered: Vec<bool>,
+    /// The rules `triggered` in the current window: what is reset for the next one and the
+    /// rules run, so that a window costs what its keywords trigger, not a pass over every rule.
+    fired: Vec<usize>,
     /// Per rule with a known reach ([`crate::rules::Rule::reach`]): where its keywords occur
-    /// in the current window.
+    /// in the current window (empty for every rule not `fired`).
     near: Vec<Vec<(usize, usize)>>,
     /// Per rule: capture slots for its regex, made when the rule first runs.
     captures: Vec<Option<Captures>>,
@@ -220,6 +223,7 @@ impl<'a> Windows<'a> {
             candidates: Vec::new(),
             decode: true,
             triggered: vec![false; engine.pack.rules.len()],
+            fired: Vec::new(),
             near: vec![Vec::new(); engine.pack.rules.len()],
             captures: vec![None; engine.pack.rules.len()],
             spans: Vec::new(),
@@ -499,19 +503,24 @@ impl WindowScan for Windows<'_> {
         }
         let engine = self.engine;
         let pack = &engine.pack;
-        self.triggered.fill(false);
-        let mut any = !pack.always.is_empty();
+        // What the last window triggered, and only that, is reset.
+        let mut fired = std::mem::take(&mut self.fired);
+        for &rule in &fired {
+            self.triggered[rule] = false;
+            self.near[rule].clear();
+        }
+        fired.clear();
         for &rule in &pack.always {
             self.triggered[rule] = true;
-        }
-        for near in &mut self.near {
-            near.clear();
+            fired.push(rule);
         }
         let (triggered, near) = (&mut self.triggered, &mut self.near);
         let searched = self.keywords.find(content, |keyword, start, end| {
             for &rule in &pack.keyword_rules[keyword] {
-                triggered[rule] = true;
-                any = true;
+                if !triggered[rule] {
+                    triggered[rule] = true;
+                    fired.push(rule);
+                }
                 if pack.searched_near[rule] {
                     near[rule].push((start, end));
                 }
@@ -521,20 +530,22 @@ impl WindowScan for Windows<'_> {
             // Never seen; should it happen, every rule searches the whole content: slower,
             // but nothing is missed.
             tracing::warn!(error = %e, "keyword prefilter failed: every rule runs on the content");
+            for &rule in &fired {
+                self.triggered[rule] = false;
+            }
+            fired.clear();
             for (index, rule) in pack.rules.iter().enumerate() {
-                self.triggered[index] = rule.regex.is_some();
                 self.near[index].clear();
+                if rule.regex.is_some() {
+                    self.triggered[index] = true;
+                    fired.push(index);
+                }
             }
-            any = true;
         }
-        if !any {
-            return;
-        }
+        // In rule order, as every rule used to be looked at.
+        fired.sort_unstable();
         let mut spans = std::mem::take(&mut self.spans);
-        for index in 0..pack.rules.len() {
-            if !self.triggered[index] {
-                continue;
-            }
+        for &index in &fired {
             let rule = &pack.rules[index];
             let (Some(regex), Some(from)) = (
                 rule.regex.as_ref().and_then(crate::rules::RuleRegex::get),
@@ -576,6 +587,7 @@ impl WindowScan for Windows<'_> {
             self.captures[index] = Some(caps);
         }
         self.spans = spans;
+        self.fired = fired;
     }
 
     fn finish(&mut self) -> Vec<Hit> {
