@@ -6,6 +6,8 @@
 //! that need a name next to the value read. Only text-like results are kept: decoding random base64 (an
 //! image, a hash) gives binary, which is dropped before any rule runs.
 
+use std::sync::LazyLock;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, general_purpose};
@@ -507,11 +509,15 @@ fn xml_element_regions(content: &[u8], out: &mut Vec<Decoded>) {
     // `<name>` ending a line, one value alone on the next line, `</name>` starting the one after.
     // Lines end with a line feed, or a carriage return and a line feed. Content without a
     // closing tag (most source files) has no such element and is not searched further.
-    if memchr::memmem::find(content, b"</").is_none() {
+    // Searchers made once (making one costs as much as searching a small file).
+    static CLOSING: LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+        LazyLock::new(|| [b"</".as_slice(), b">\n", b">\r\n"].map(memchr::memmem::Finder::new));
+    let [closing_tag, end, crlf_end] = &*CLOSING;
+    if closing_tag.find(content).is_none() {
         return;
     }
-    let ends = memchr::memmem::find_iter(content, b">\n").map(|close| (close, close + 2));
-    let crlf_ends = memchr::memmem::find_iter(content, b">\r\n").map(|close| (close, close + 3));
+    let ends = end.find_iter(content).map(|close| (close, close + 2));
+    let crlf_ends = crlf_end.find_iter(content).map(|close| (close, close + 3));
     let crlf = memchr::memchr(b'\r', content).is_some();
     for (close, value_start) in ends.chain(crlf_ends.filter(|_| crlf)) {
         // A name is at most MAX_XML_NAME bytes: the tag's `<` is searched for that far back only.

@@ -159,8 +159,8 @@ pub struct Allowlist {
     paths: Option<RegexSet>,
     /// Asked only of a candidate secret: built-in ones are built when first asked.
     values: Option<LazySet>,
-    /// Lowercase.
-    stopwords: Vec<String>,
+    /// Lowercase, each with its searcher made once (a candidate secret is asked against all).
+    stopwords: Vec<memchr::memmem::Finder<'static>>,
     lines: Option<LazySet>,
 }
 
@@ -259,7 +259,11 @@ impl Allowlist {
         Ok(Self {
             paths,
             values: lazy(&def.values, "value")?,
-            stopwords: def.stopwords.iter().map(|s| s.to_lowercase()).collect(),
+            stopwords: def
+                .stopwords
+                .iter()
+                .map(|s| memchr::memmem::Finder::new(&s.to_lowercase()).into_owned())
+                .collect(),
             lines: lazy(&def.lines, "line")?,
         })
     }
@@ -298,9 +302,7 @@ impl Allowlist {
             return false;
         }
         let lower = secret.to_ascii_lowercase();
-        self.stopwords
-            .iter()
-            .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
+        self.stopwords.iter().any(|w| w.find(&lower).is_some())
     }
 }
 
@@ -799,6 +801,25 @@ mod tests {
         let mut sources = BUILTIN.to_vec();
         sources.push(("user.toml", extra));
         RulePack::from_sources(&sources)
+    }
+
+    #[test]
+    fn a_stopword_drops_a_secret_holding_it_in_any_case() {
+        let pack = pack(
+            "[allowlist]\nstopwords = [\"Sandbox\"]\n[[rules]]\nid = \"x\"\ndescription = \"d\"\n\
+             regex = \"a\"\nkeywords = [\"a\"]\nseverity = \"low\"\n\
+             [rules.allowlist]\nstopwords = [\"notreal\"]\n",
+        )
+        .unwrap();
+        let rule = pack.rules.iter().find(|r| r.id == "x").unwrap();
+        for secret in ["sk_SANDBOX_4eC39HqLyjWD", "key-sandbox", "example-key"] {
+            assert!(pack.allowlist.allows_value(secret.as_bytes()), "{secret}");
+        }
+        assert!(rule.allowlist.allows_value(b"tok_NotReal_abc"));
+        for secret in ["sk_live_4eC39HqLyjWD", "sandbo-x"] {
+            assert!(!pack.allowlist.allows_value(secret.as_bytes()), "{secret}");
+            assert!(!rule.allowlist.allows_value(secret.as_bytes()), "{secret}");
+        }
     }
 
     #[test]
