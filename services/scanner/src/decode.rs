@@ -433,7 +433,11 @@ fn percent_regions(content: &[u8], out: &mut Vec<Decoded>) {
 fn json_regions(content: &[u8], out: &mut Vec<Decoded>) {
     // A JSON string literal with escapes: from a quote to the next unescaped quote on the line.
     let mut from = 0;
-    while let Some(found) = memchr::memchr(b'\\', &content[from..]) {
+    // `from` passes the end when the content ends with a backslash (an escape cut short).
+    while let Some(found) = content
+        .get(from..)
+        .and_then(|rest| memchr::memchr(b'\\', rest))
+    {
         let slash = from + found;
         // No literal opens before `from` (the end of the last one, or a stretch already found
         // quote-free): the search back stops there, so a long line of backslashes is not
@@ -811,6 +815,23 @@ mod tests {
             &xml[found[1].start..found[1].end],
             "<dbPassword>\r\n    Wq7ZfR2mXk9LpV4s\r\n  </dbPassword>"
         );
+    }
+
+    #[test]
+    fn content_ending_in_a_backslash_is_read_to_its_end() {
+        // A file, or a window of a large one, may end in the middle of an escape.
+        for content in [
+            &b"\\"[..],
+            b"abc\\",
+            b"x = \"abc\\",
+            b"\"\\",
+            b"\"a\\n\" \\",
+            b"\"-----BEGIN KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\",
+        ] {
+            regions(content);
+        }
+        let hidden = b"\"line one\\nline two with a password\" \\";
+        assert_eq!(regions(hidden).len(), 1);
     }
 
     #[test]

@@ -729,6 +729,22 @@ fn scan_folder(scanning: &Scanning, source: &DirSource, ignored: &HashSet<String
     runs.remove(0)
 }
 
+/// A file that ends in a backslash (an escape cut short, as a window of a large file may) is
+/// scanned like any other, and so are the others: it once stopped the whole scan.
+#[test]
+fn a_file_ending_in_a_backslash_is_scanned_and_so_are_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (line, _) = sample("github-pat");
+    write(dir.path(), "app/settings.py", &line);
+    write(dir.path(), "scripts/run.sh", "exec tool --flag \\");
+    write(dir.path(), "notes.json", "{\"a\": \"b\\");
+    let source = DirSource::walk(dir.path()).unwrap();
+    let run = scan_folder(&scanning(None), &source, &HashSet::new());
+    let found: Vec<&str> = run.found.iter().map(|f| f.place.path.as_str()).collect();
+    assert_eq!(found, ["app/settings.py"]);
+    assert_eq!((run.files, run.skipped_unreadable), (3, 0));
+}
+
 /// A file gone between the listing and the read, or whose name is not UTF-8, is listed as not
 /// scanned (unreadable, with why); the folder's other files are scanned all the same.
 #[test]
