@@ -694,6 +694,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any bytes, dense in what the finders look for, and however they end: regions are
+        /// found without a panic, each inside the content.
+        #[test]
+        fn any_content_is_searched_for_regions_without_a_panic(
+            content in proptest::collection::vec(
+                proptest::prop_oneof![
+                    6 => proptest::sample::select(b"\\\"%<>/\n\r=&uU0aZ+-_ ".to_vec()),
+                    1 => proptest::num::u8::ANY,
+                ],
+                0..300,
+            ),
+        ) {
+            for region in regions(&content) {
+                proptest::prop_assert!(region.start <= region.end && region.end <= content.len());
+            }
+        }
+
         /// Block by block finds the runs byte by byte finds, across block edges and at the end.
         #[test]
         fn long_runs_are_the_runs_found_byte_by_byte(

@@ -990,6 +990,41 @@ severity = "medium"
         assert_eq!(scan.finish(), engine.scan(github.as_bytes()));
     }
 
+    /// The built-in engine, built once for the property tests.
+    static ENGINE: std::sync::LazyLock<SecretsEngine> = std::sync::LazyLock::new(engine);
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+        /// Any mix of keywords, token prefixes, encodings and stray bytes, however it ends, is
+        /// scanned whole and in two windows split anywhere without a panic.
+        #[test]
+        fn any_content_is_scanned_without_a_panic(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(vec![
+                        "token", "password=", "secret: ", "api_key", "ghp_", "AKIA", "xoxb-",
+                        "-----BEGIN PRIVATE KEY-----", "-----END", "://user:", "@host",
+                        "\"", "\\", "\\n", "\\u00", "%2F", "%", "<key>\n", "</key>",
+                        "\n", "\r\n", " ", "=", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=",
+                        "aGVsbG8gd29ybGQgcGFzc3dvcmQ9",
+                    ].into_iter().map(|p| p.as_bytes().to_vec()).collect::<Vec<_>>()),
+                    1 => proptest::collection::vec(proptest::num::u8::ANY, 1..8),
+                ],
+                0..80,
+            ),
+            split in 1usize..2000,
+        ) {
+            let content = pieces.concat();
+            let engine = &*ENGINE;
+            engine.scan(&content);
+            if content.len() > 1 {
+                let split = split % (content.len() - 1) + 1;
+                two_windows(engine, &content, split, split.min(16), 64);
+            }
+        }
+    }
+
     #[test]
     fn windows_split_anywhere_report_what_the_whole_content_holds() {
         let engine = engine();
