@@ -177,16 +177,28 @@ fn alphabet_masks(content: &[u8], masks: &mut [u64]) {
         }
         return;
     }
+    alphabet_masks_by_block(content, masks);
+}
+
+/// [`alphabet_masks`] one [`alphabet_mask`] at a time (SSE2, or portable code).
+fn alphabet_masks_by_block(content: &[u8], masks: &mut [u64]) {
+    let mut spare = [0u8; 64];
     for (mask, chunk) in masks.iter_mut().zip(content.chunks(64)) {
-        *mask = alphabet_mask(&padded(chunk));
+        *mask = alphabet_mask(block(chunk, &mut spare));
     }
 }
 
-/// `chunk` (at most 64 bytes) followed by zeros.
-fn padded(chunk: &[u8]) -> [u8; 64] {
-    let mut block = [0u8; 64];
-    block[..chunk.len()].copy_from_slice(chunk);
-    block
+/// `chunk` (at most 64 bytes) as a block: itself when whole, else copied into `spare` and
+/// followed by zeros (outside the alphabet).
+fn block<'b>(chunk: &'b [u8], spare: &'b mut [u8; 64]) -> &'b [u8; 64] {
+    match <&[u8; 64]>::try_from(chunk) {
+        Ok(whole) => whole,
+        Err(_) => {
+            spare.fill(0);
+            spare[..chunk.len()].copy_from_slice(chunk);
+            spare
+        }
+    }
 }
 
 /// The alphabet split by a byte's high nibble, one bit per part; a byte is in it when the bits
@@ -244,9 +256,9 @@ fn alphabet_masks_avx2(content: &[u8], masks: &mut [u64]) {
         let outside = _mm256_cmpeq_epi8(_mm256_and_si256(by_low, by_high), _mm256_setzero_si256());
         u64::from(!(_mm256_movemask_epi8(outside) as u32))
     };
+    let mut spare = [0u8; 64];
     for (mask, chunk) in masks.iter_mut().zip(content.chunks(64)) {
-        let block = padded_if_short(chunk);
-        let block: &[u8] = block.as_ref().map_or(chunk, |b| b.as_slice());
+        let block = block(chunk, &mut spare);
         // SAFETY: `block` holds 64 bytes: each load reads 32 of them.
         #[allow(unsafe_code)]
         let (first, second) = unsafe {
@@ -257,12 +269,6 @@ fn alphabet_masks_avx2(content: &[u8], masks: &mut [u64]) {
         };
         *mask = inside(first) | (inside(second) << 32);
     }
-}
-
-/// `chunk` padded to 64 bytes when it is shorter; `None` when it is a whole block.
-#[cfg(target_arch = "x86_64")]
-fn padded_if_short(chunk: &[u8]) -> Option<[u8; 64]> {
-    (chunk.len() < 64).then(|| padded(chunk))
 }
 
 /// Whether `bits` has `min` (at most 64) consecutive set bits.
@@ -652,11 +658,18 @@ mod tests {
         let content: Vec<u8> = (0..256 * 64 + 37).map(|i| (i % 251) as u8).collect();
         let expected: Vec<u64> = content
             .chunks(64)
-            .map(|chunk| alphabet_mask_portable(&padded(chunk)))
+            .map(|chunk| {
+                let mut padded = [0u8; 64];
+                padded[..chunk.len()].copy_from_slice(chunk);
+                alphabet_mask_portable(&padded)
+            })
             .collect();
         let mut masks = vec![0; expected.len()];
         alphabet_masks(&content, &mut masks);
         assert_eq!(masks, expected);
+        let mut masks = vec![0; expected.len()];
+        alphabet_masks_by_block(&content, &mut masks);
+        assert_eq!(masks, expected, "block by block");
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             let mut masks = vec![0; expected.len()];
