@@ -239,7 +239,7 @@ impl FileReader {
     /// Opens the file of `item` ([`open_beneath`]) and returns it with its path under the
     /// root; `None` for an item without a place.
     fn open_file<'i>(&self, item: &'i Item) -> Result<Option<(std::fs::File, &'i str)>, Error> {
-        let Some(relative) = item.places.first().map(|place| place.path.as_str()) else {
+        let Some(relative) = item.first_path() else {
             return Ok(None);
         };
         // Most folders refuse nothing: no lookup per file then.
@@ -390,7 +390,7 @@ impl Reader for FileReader {
             Ok(_) => Ok(()),
             Err(source) => {
                 buf.clear();
-                let relative = item.places.first().map_or("", |p| p.path.as_str());
+                let relative = item.first_path().unwrap_or("");
                 Err(self.unreadable(relative, source))
             }
         }

@@ -195,8 +195,9 @@ impl<R: Reader> WholeFiles<R> {
         source: &S,
         item: &Item,
     ) -> Result<(Vec<u8>, u64), Error> {
-        if let Some(oid) = &item.oid {
-            return Ok((oid.to_vec(), item.size));
+        // Asked here too: an item with an id needs no reader made.
+        if let Some(listed) = item.listed_blob_id() {
+            return Ok(listed);
         }
         let reader = match &mut self.reader {
             Some(reader) => reader,
@@ -398,7 +399,7 @@ pub fn run<S: Source>(
             };
             (size, hits)
         } else {
-            let path = item.places.first().map_or("", |p| p.path.as_str());
+            let path = item.first_path().unwrap_or("");
             let mut stream = match reader.open(item) {
                 Ok(stream) => stream,
                 Err(error) => return unreadable(error, size),

@@ -24,6 +24,18 @@ pub struct Item {
     pub places: Vec<Place>,
 }
 
+impl Item {
+    /// The path it is first listed at (a folder's file has one), if any.
+    pub fn first_path(&self) -> Option<&str> {
+        self.places.first().map(|place| place.path.as_str())
+    }
+
+    /// Its blob id and size when it was listed with an id (a git blob): nothing to read.
+    pub fn listed_blob_id(&self) -> Option<(Vec<u8>, u64)> {
+        self.oid.as_ref().map(|oid| (oid.to_vec(), self.size))
+    }
+}
+
 /// What a scan reads content from.
 pub trait Source: Sync {
     type Reader: Reader;
@@ -56,8 +68,8 @@ pub trait Reader {
     /// The git blob id of the item's content (its `oid`, or computed from the content) and
     /// its size in bytes.
     fn blob_id(&mut self, item: &Item) -> Result<(Vec<u8>, u64), Error> {
-        if let Some(oid) = &item.oid {
-            return Ok((oid.to_vec(), item.size));
+        if let Some(listed) = item.listed_blob_id() {
+            return Ok(listed);
         }
         let mut buf = Vec::new();
         self.read(item, &mut buf)?;
@@ -195,7 +207,7 @@ impl Source for MemorySource {
                 .items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| item.places.first().map(|p| (p.path.clone(), i)))
+                .filter_map(|(i, item)| item.first_path().map(|path| (path.to_owned(), i)))
                 .collect(),
             contents: self.contents.clone(),
         })
