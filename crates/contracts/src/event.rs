@@ -116,6 +116,10 @@ pub struct EngineCompleted {
     /// A command engine's results came from the result cache (same tree, same engine key).
     #[serde(default)]
     pub cached: bool,
+    /// Files (blobs) not scanned because the engine failed on them (an internal error); 0 in
+    /// events written before the field existed.
+    #[serde(default)]
+    pub skipped_failed: i64,
 }
 
 /// How an engine's part of an attempt ended. Symbol order is the Avro enum's.

@@ -511,11 +511,16 @@ impl JobContext {
                 outcome: run.outcome,
                 error: run.error.clone(),
                 cached: run.from_cache,
+                skipped_failed: i64::try_from(run.skipped_failed).unwrap_or(i64::MAX),
             });
             let sequence = 2 + i32::try_from(index).unwrap_or(0);
             emitter.event(command, attempt, sequence, completed).await?;
             metrics::counter!(crate::metrics::BYTES_SCANNED).increment(run.bytes);
             metrics::counter!(crate::metrics::FILES_SCANNED).increment(run.files);
+            if run.skipped_failed > 0 {
+                metrics::counter!(crate::metrics::FILES_FAILED, "engine" => run.engine.clone())
+                    .increment(run.skipped_failed);
+            }
             if self.commands.get(&run.engine).is_some() {
                 let outcome = if run.from_cache {
                     "cached"

@@ -13,6 +13,8 @@ pub const DEAD_LETTER_KINDS: [&str; 3] = ["empty", "undecodable", "invalid_comma
 pub const FILES_SCANNED: &str = "scanstream_scanner_files_scanned_total";
 /// Findings written to scans.findings.
 pub const FINDINGS: &str = "scanstream_scanner_findings_total";
+/// Files (blobs) an engine failed on (an internal error) and did not scan, by engine.
+pub const FILES_FAILED: &str = "scanstream_scanner_files_failed_total";
 /// Bytes of repository mirrors kept in the shared cache.
 pub const MIRROR_CACHE_BYTES: &str = "scanstream_scanner_mirror_cache_bytes";
 /// Mirrors removed from the shared cache (idle or over budget).
@@ -46,6 +48,10 @@ pub fn describe() {
     );
     metrics::describe_counter!(FILES_SCANNED, "Files (blobs) scanned by the engines.");
     metrics::describe_counter!(FINDINGS, "Findings written to scans.findings.");
+    metrics::describe_counter!(
+        FILES_FAILED,
+        "Files (blobs) an engine failed on (an internal error) and did not scan, by engine."
+    );
     metrics::describe_gauge!(
         MIRROR_CACHE_BYTES,
         metrics::Unit::Bytes,

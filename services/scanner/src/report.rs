@@ -16,6 +16,11 @@ use crate::runner::{EngineRun, Found, SkipReason, Skipped};
 const SKIPPED_TOO_LARGE: &str = "scanstream/not-scanned/too-large";
 const SKIPPED_BINARY: &str = "scanstream/not-scanned/binary";
 const SKIPPED_UNREADABLE: &str = "scanstream/not-scanned/unreadable";
+const SKIPPED_FAILED: &str = "scanstream/not-scanned/failed";
+
+/// Why a file the engine failed on was not scanned, in the human report and SARIF.
+const FAILED_DETAIL: &str =
+    "the engine failed on it (an internal error, logged with where it happened; please report it)";
 
 /// What a local scan found, over every engine it ran.
 #[derive(Debug, Clone)]
@@ -235,6 +240,7 @@ impl Report {
                     "unreadable".to_owned(),
                     format!("it could not be read ({kind})"),
                 ),
+                SkipReason::Failed => (format!("{} failed", run.engine), FAILED_DETAIL.to_owned()),
                 // Binary files are only counted: a tree has many, and none is a surprise.
                 SkipReason::Binary => continue,
             };
@@ -293,13 +299,14 @@ impl Report {
             .flat_map(|run| run.skipped.iter().map(move |s| (run, s)))
     }
 
-    /// `3 files not scanned: 1 over 1 GiB, 1 binary, 1 unreadable`, or `None` when every file
-    /// was scanned.
+    /// `4 files not scanned: 1 over 1 GiB, 1 binary, 1 unreadable, 1 failed`, or `None` when
+    /// every file was scanned.
     pub fn not_scanned_summary(&self) -> Option<String> {
         let large: u64 = self.runs.iter().map(|r| r.skipped_large).sum();
         let binary: u64 = self.runs.iter().map(|r| r.skipped_binary).sum();
         let unreadable: u64 = self.runs.iter().map(|r| r.skipped_unreadable).sum();
-        if large + binary + unreadable == 0 {
+        let failed: u64 = self.runs.iter().map(|r| r.skipped_failed).sum();
+        if large + binary + unreadable + failed == 0 {
             return None;
         }
         let limit = self
@@ -318,9 +325,12 @@ impl Report {
         if unreadable > 0 {
             reasons.push(format!("{unreadable} unreadable"));
         }
+        if failed > 0 {
+            reasons.push(format!("{failed} failed"));
+        }
         Some(format!(
             "{} not scanned: {}",
-            plural(large + binary + unreadable, "file", "files"),
+            plural(large + binary + unreadable + failed, "file", "files"),
             reasons.join(", ")
         ))
     }
@@ -342,6 +352,7 @@ impl Report {
                     "skipped_large": r.skipped_large,
                     "skipped_binary": r.skipped_binary,
                     "skipped_unreadable": r.skipped_unreadable,
+                    "skipped_failed": r.skipped_failed,
                     "max_blob_bytes": r.max_blob_bytes,
                     "skipped_files": skipped_files(r),
                     "skipped_unlisted": r.skipped_unlisted,
@@ -468,6 +479,14 @@ impl Report {
                                 },
                                 "defaultConfiguration": { "level": "warning" },
                             },
+                            {
+                                "id": SKIPPED_FAILED,
+                                "name": "NotScannedFailed",
+                                "shortDescription": {
+                                    "text": "The engine failed on a file (an internal error, logged with the file's path): it was not scanned, and the other files were."
+                                },
+                                "defaultConfiguration": { "level": "error" },
+                            },
                         ],
                     }
                 },
@@ -483,7 +502,8 @@ impl Report {
     }
 
     /// One SARIF notification per file not scanned (too large or unreadable: `warning`,
-    /// binary: `note`), with its path and the reason, and one for the files not listed.
+    /// binary: `note`, the engine failed: `error`), with its path and the reason, and one for
+    /// the files not listed.
     fn sarif_notifications(&self) -> Vec<Value> {
         let mut notifications: Vec<Value> = self
             .skipped()
@@ -510,6 +530,7 @@ impl Report {
                         "warning",
                         format!("it could not be read ({kind})"),
                     ),
+                    SkipReason::Failed => (SKIPPED_FAILED, 3, "error", FAILED_DETAIL.to_owned()),
                 };
                 json!({
                     "level": level,

@@ -7,9 +7,15 @@
 //! database, see `git.rs`), each match reported by the one window that owns its start (see
 //! [`Window`]). What is still not scanned (larger than the bound, or binary) is counted by reason
 //! and listed with its paths in [`EngineRun`].
+//!
+//! An engine that fails on one item (a panic: a bug) fails that item alone: it is listed as not
+//! scanned ([`SkipReason::Failed`]) and the worker goes on with fresh state (see [`isolated`]).
 
+use std::cell::{Cell, RefCell};
 use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -112,15 +118,18 @@ pub enum SkipReason {
     /// A file of a folder that could not be opened or read: gone since the folder was listed,
     /// no permission, or a name that is not UTF-8 (`InvalidFilename`).
     Unreadable(std::io::ErrorKind),
+    /// The engine failed on it (it panicked: a bug, logged with the path and where in the code).
+    Failed,
 }
 
 impl SkipReason {
-    /// A stable label for reports (`too_large`, `binary`, `unreadable`).
+    /// A stable label for reports (`too_large`, `binary`, `unreadable`, `failed`).
     pub fn label(self) -> &'static str {
         match self {
             SkipReason::TooLarge => "too_large",
             SkipReason::Binary => "binary",
             SkipReason::Unreadable(_) => "unreadable",
+            SkipReason::Failed => "failed",
         }
     }
 }
@@ -152,6 +161,8 @@ pub struct EngineRun {
     pub skipped_binary: u64,
     /// Files of a folder not scanned because they could not be read.
     pub skipped_unreadable: u64,
+    /// Items not scanned because the engine failed on them ([`SkipReason::Failed`]).
+    pub skipped_failed: u64,
     /// The paths of the items not scanned, sorted by path; at most [`MAX_SKIPPED_LISTED`]. An
     /// item at several paths is listed at each; paths whose files are reported whole (key
     /// stores) are not listed, nor counted when that is every path of the item.
@@ -180,7 +191,7 @@ pub struct EngineRun {
 impl EngineRun {
     /// Items not scanned, whatever the reason.
     pub fn not_scanned(&self) -> u64 {
-        self.skipped_large + self.skipped_binary + self.skipped_unreadable
+        self.skipped_large + self.skipped_binary + self.skipped_unreadable + self.skipped_failed
     }
 }
 
@@ -249,6 +260,48 @@ enum Outcome {
 type ItemOutcome = (Result<Outcome, Box<Error>>, Box<[usize]>);
 // 120 bytes before the error was boxed.
 const _: () = assert!(std::mem::size_of::<ItemOutcome>() <= 56);
+
+thread_local! {
+    /// Set while this thread scans an item inside [`isolated`].
+    static ISOLATED: Cell<bool> = const { Cell::new(false) };
+    /// Where the last panic inside [`isolated`] on this thread was raised (`file:line:column`).
+    static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that keeps a panic inside [`isolated`] out of
+/// standard error: its message may quote the content being scanned (a string slice's panic
+/// shows the string), so only where it was raised is kept, for the log line [`isolated`]
+/// writes. Any other panic goes to the hook that was there before.
+fn quiet_isolated_panics() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if ISOLATED.with(Cell::get) {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+                PANICKED_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `scan`, one item's scan, so that a panic in it fails that item alone: the panic is
+/// caught, and its location (never its message) comes back as the error.
+fn isolated<T>(scan: impl FnOnce() -> T) -> Result<T, String> {
+    quiet_isolated_panics();
+    let was = ISOLATED.with(|i| i.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(scan));
+    ISOLATED.with(|i| i.set(was));
+    result.map_err(|_| {
+        PANICKED_AT
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| "an unknown place".to_owned())
+    })
+}
 
 /// Reads from `stream` until `buf` holds `len` bytes or the stream ends.
 fn fill(stream: &mut dyn Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
@@ -430,7 +483,20 @@ pub fn run<S: Source>(
         .map_init(
             || (source.reader(), Vec::new(), engine.windows()),
             |(reader, buf, scan), item| {
-                let outcome = scan_item(reader, buf, scan.as_mut(), item);
+                let outcome = isolated(|| scan_item(reader, buf, scan.as_mut(), item))
+                    .unwrap_or_else(|at| {
+                        tracing::error!(
+                            engine = engine.id(),
+                            path = item.first_path().unwrap_or(""),
+                            panicked_at = %at,
+                            "the engine failed on this file (a bug): it is listed as not scanned, and the others are scanned"
+                        );
+                        // Whatever the failed scan left half done is not used again.
+                        *scan = engine.windows();
+                        *reader = source.reader();
+                        buf.clear();
+                        Ok(Outcome::Skipped(SkipReason::Failed, item.size))
+                    });
                 // A file that could not be read is not reported whole either (its blob id
                 // is its content's): it is listed as not scanned.
                 let whole = if matches!(outcome, Ok(Outcome::Skipped(SkipReason::Unreadable(_), _)))
@@ -491,6 +557,7 @@ pub fn run<S: Source>(
                     SkipReason::TooLarge => run.skipped_large += 1,
                     SkipReason::Binary => run.skipped_binary += 1,
                     SkipReason::Unreadable(_) => run.skipped_unreadable += 1,
+                    SkipReason::Failed => run.skipped_failed += 1,
                 }
                 skipped.extend(places.into_iter().map(|place| Skipped {
                     place: place.clone(),
@@ -536,4 +603,23 @@ pub fn run<S: Source>(
     });
     run.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_isolated_panic_comes_back_as_where_it_was_raised_never_its_message() {
+        assert_eq!(isolated(|| 7), Ok(7));
+        let line = line!() + 1;
+        let failed = isolated(|| -> u8 { panic!("quoting the content: hunter2") });
+        let at = failed.unwrap_err();
+        assert!(at.starts_with(&format!("{}:{line}:", file!())), "{at}");
+        assert!(!at.contains("hunter2"), "{at}");
+        // Outside an isolated scan, panics reach the hook that was there before (the test
+        // harness's), and this thread is no longer marked.
+        assert!(!ISOLATED.with(Cell::get));
+        assert_eq!(isolated(|| "again"), Ok("again"));
+    }
 }

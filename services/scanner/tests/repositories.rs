@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use scanstream_contracts::command::ScanMode;
 use scanstream_scanner::dir::DirSource;
-use scanstream_scanner::engine::Engine;
+use scanstream_scanner::engine::{Engine, Hit, RuleInfo, Window, WindowScan};
 use scanstream_scanner::report::Report;
 use scanstream_scanner::rules::RulePack;
 use scanstream_scanner::runner::{EngineRun, Progress, SkipReason};
@@ -680,6 +680,155 @@ fn incremental_scans_read_only_what_is_new_and_the_result_cache_answers_rescans(
     let shared = scan(&other, &f.repo, Some("main"), ScanMode::Tree);
     assert_eq!(shared.cached, shared.files);
     assert_eq!(found(&shared), std::mem::take(&mut expected));
+}
+
+/// The built-in engine, failing (a panic, as a bug would) in the middle of any window that holds
+/// [`FAILS_HERE`]: after the inner scan took the window in.
+struct FailingEngine(SecretsEngine);
+
+const FAILS_HERE: &str = "the engine fails on this line";
+
+/// The inner scan, and whether it failed: a scan that failed halfway is in no state to be used
+/// again, and this one fails every window after.
+struct FailingScan<'a>(Box<dyn WindowScan + 'a>, bool);
+
+impl WindowScan for FailingScan<'_> {
+    fn window(&mut self, content: &[u8], window: &Window) {
+        assert!(!self.1, "a scan used again after it failed");
+        self.0.window(content, window);
+        self.1 = content
+            .windows(FAILS_HERE.len())
+            .any(|w| w == FAILS_HERE.as_bytes());
+        assert!(
+            !self.1,
+            "a bug whose message quotes the content: {}",
+            String::from_utf8_lossy(content)
+        );
+    }
+
+    fn finish(&mut self) -> Vec<Hit> {
+        self.0.finish()
+    }
+}
+
+impl Engine for FailingEngine {
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+    fn cache_key(&self) -> &str {
+        self.0.cache_key()
+    }
+    fn scan(&self, content: &[u8]) -> Vec<Hit> {
+        self.0.scan(content)
+    }
+    fn windows(&self) -> Box<dyn WindowScan + '_> {
+        Box::new(FailingScan(self.0.windows(), false))
+    }
+    fn accepts(&self, hit: &Hit, path: &str) -> bool {
+        self.0.accepts(hit, path)
+    }
+    fn wants_path(&self, path: &str) -> bool {
+        self.0.wants_path(path)
+    }
+    fn reports_file(&self, path: &str) -> bool {
+        self.0.reports_file(path)
+    }
+    fn file_hits(&self, path: &str, blob_id: &[u8], size: u64) -> Vec<Hit> {
+        self.0.file_hits(path, blob_id, size)
+    }
+    fn rules(&self) -> Vec<RuleInfo> {
+        self.0.rules()
+    }
+}
+
+/// An engine that fails on one blob fails that blob alone: it is listed as not scanned
+/// (`failed`), the worker scans the next blobs afresh (nothing of the failed one's scan leaks
+/// into them), every report says so, and nothing is cached for it: the fixed engine finds its
+/// secret on the rescan.
+#[test]
+fn a_blob_the_engine_fails_on_is_listed_as_not_scanned_and_the_others_are_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let date = "2024-01-01T00:00:00Z";
+    git(&repo, &["init", "-q", "-b", "main"], date);
+    let (pat, _) = sample("github-pat");
+    let (npm, _) = sample("npm-token");
+    // The failing blob holds a secret the engine took in before failing; it is the largest, so
+    // scanned first (largest first), and the blobs after it by the same worker hold none.
+    write(&repo, "a/fails.py", &format!("{pat}\n# {FAILS_HERE}\n"));
+    for n in 1..=4 {
+        write(
+            &repo,
+            &format!("b/clean-{n}.txt"),
+            &format!("nothing to see {n}\n"),
+        );
+    }
+    write(&repo, "c/.npmrc", &npm);
+    let head = commit(&repo, "c1", date);
+    let cache = tempfile::tempdir().unwrap();
+    let failing = Scanning::new(
+        vec![Arc::new(FailingEngine(engine()))],
+        Some(cache.path()),
+        Default::default(),
+        HashSet::new(),
+        vec![],
+    );
+    // One thread: the blobs are scanned in order, by a worker that keeps its scan for several.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let run = pool.install(|| scan(&failing, &repo, None, ScanMode::Tree));
+    assert_eq!(found(&run), set(&[("npm-token", "c/.npmrc", 1, &head)]));
+    assert_eq!(
+        (run.files, run.skipped_failed, run.not_scanned()),
+        (5, 1, 1)
+    );
+    let skipped: Vec<(&str, SkipReason)> = run
+        .skipped
+        .iter()
+        .map(|s| (s.place.path.as_str(), s.reason))
+        .collect();
+    assert_eq!(skipped, [("a/fails.py", SkipReason::Failed)]);
+
+    let report = Report {
+        target: "repo".into(),
+        commit: Some(head.clone()),
+        runs: vec![run],
+        rules: Vec::new(),
+    };
+    assert_eq!(
+        report.not_scanned_summary().as_deref(),
+        Some("1 file not scanned: 1 failed")
+    );
+    assert!(report.human().contains("a/fails.py"), "{}", report.human());
+    let json = report.json();
+    assert_eq!(json["summary"]["engines"][0]["skipped_failed"], 1, "{json}");
+    assert_eq!(
+        json["summary"]["engines"][0]["skipped_files"][0]["reason"],
+        "failed"
+    );
+    let sarif = report.sarif();
+    let notification = &sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"][0];
+    assert_eq!(notification["level"], "error", "{notification}");
+    assert_eq!(
+        notification["descriptor"]["id"],
+        "scanstream/not-scanned/failed"
+    );
+    let descriptors = &sarif["runs"][0]["tool"]["driver"]["notifications"];
+    let index = notification["descriptor"]["index"].as_u64().unwrap() as usize;
+    assert_eq!(descriptors[index]["id"], notification["descriptor"]["id"]);
+
+    let fixed = scan(&scanning(Some(cache.path())), &repo, None, ScanMode::Tree);
+    assert_eq!(
+        found(&fixed),
+        set(&[
+            ("github-pat", "a/fails.py", 1, &head),
+            ("npm-token", "c/.npmrc", 1, &head)
+        ])
+    );
+    assert_eq!((fixed.files, fixed.cached, fixed.skipped_failed), (6, 5, 0));
 }
 
 #[test]

@@ -144,6 +144,7 @@ pub fn payloads() -> Vec<EventPayload> {
             outcome: EngineOutcome::TimedOut,
             error: Some("ran past its timeout of 600 s".into()),
             cached: false,
+            skipped_failed: 1,
         }),
         EventPayload::EngineCompleted(EngineCompleted {
             engine: "secrets".into(),
