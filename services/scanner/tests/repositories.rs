@@ -810,6 +810,14 @@ fn a_blob_the_engine_fails_on_is_listed_as_not_scanned_and_the_others_are_scanne
         "failed"
     );
     let sarif = report.sarif();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/sarif-schema-2.1.0.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&sarif)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     let notification = &sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"][0];
     assert_eq!(notification["level"], "error", "{notification}");
     assert_eq!(
