@@ -271,7 +271,8 @@ pub enum ScanFormat {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// A folder (its files as they are on disk), one file, `-` (standard input), a local
+    /// A folder (its files as they are on disk), one file, `-` (standard input, scanned as it
+    /// comes, however long), a local
     /// repository (with --ref, --history or --staged) or a repository URL (https://, ssh://,
     /// git://, file://; its default branch unless --ref).
     pub target: String,

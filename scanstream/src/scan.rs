@@ -1,7 +1,7 @@
 //! `scanstream scan`: the scanner's engines on a laptop or in a CI step, without Kafka.
 
 use std::collections::HashSet;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,12 +14,12 @@ use scanstream_platform::Settings;
 use scanstream_scanner::command::{CommandEngines, Labels, ScanContext};
 use scanstream_scanner::dir::DirSource;
 use scanstream_scanner::report::Report;
-use scanstream_scanner::runner::{EngineRun, Progress};
+use scanstream_scanner::runner::{EngineRun, Progress, SkipReason};
 use scanstream_scanner::scan::{
     GITLEAKS_CONFIG, GITLEAKS_IGNORE, IGNORE_FILE, PlaceIgnore, Scanning, parse_gitleaks_ignore,
     parse_ignore,
 };
-use scanstream_scanner::source::{MemorySource, Source};
+use scanstream_scanner::source::{MemorySource, Source, StreamSource};
 use scanstream_scanner::startup;
 use tokio_util::sync::CancellationToken;
 
@@ -169,16 +169,22 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
         drop(acquired);
         result?
     } else if args.target == "-" {
-        let mut content = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut content)
-            .context("cannot read standard input")?;
-        let source = MemorySource::new(vec![(args.stdin_name.clone(), content)]);
+        // Scanned as it is read, a window at a time: a pipe can be longer than memory.
+        let source = StreamSource::new(args.stdin_name.clone(), Box::new(std::io::stdin()));
         let source = move || Ok(source);
-        (
-            run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?,
-            None,
-        )
+        let runs = run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
+        // Standard input that fails partway is the scan's error, not a file left unscanned.
+        let unreadable = runs
+            .iter()
+            .flat_map(|run| &run.skipped)
+            .find_map(|skipped| match skipped.reason {
+                SkipReason::Unreadable(kind) => Some(kind),
+                _ => None,
+            });
+        if let Some(kind) = unreadable {
+            bail!("cannot read standard input: {kind}");
+        }
+        (runs, None)
     } else if args.staged {
         let root = PathBuf::from(&args.target);
         ignored.extend(scanning.ignored_with(std::fs::read(root.join(IGNORE_FILE)).ok()));

@@ -139,6 +139,44 @@ fn standard_input_and_single_files_scan_in_every_format() {
     assert_eq!(out.status.code(), Some(7), "{}", both(&out));
 }
 
+/// Standard input of several windows is scanned as it comes, to its end (that it is never held
+/// whole, past the size bound too, is `large.rs`'s); standard input that cannot be read is an
+/// error.
+#[test]
+fn long_standard_input_is_scanned_to_its_end_and_unreadable_input_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three 8 MiB windows of lines, then a token.
+    let mut input = "x".repeat(99).to_owned() + "\n";
+    input = input.repeat(3 * (8 << 20) / 100);
+    input.push_str(&format!("GITHUB_TOKEN={}\n", github_token()));
+    let lines = input.lines().count();
+    let out = scan(dir.path(), &["-", "--format", "jsonl"], Some(&input));
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let found: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{}", stdout(&out));
+    assert_eq!(
+        (&found[0]["rule"], &found[0]["line"]),
+        (&"github-pat".into(), &lines.into())
+    );
+
+    // A folder as standard input: reading it fails at once.
+    let out = Command::new(env!("CARGO_BIN_EXE_scanstream"))
+        .current_dir(dir.path())
+        .args(["scan", "-", "--no-progress"])
+        .stdin(std::fs::File::open(dir.path()).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        both(&out).contains("standard input (stdin) cannot be read"),
+        "{}",
+        both(&out)
+    );
+}
+
 #[test]
 fn staged_scans_report_what_the_commit_adds_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();

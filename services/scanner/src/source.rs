@@ -214,6 +214,155 @@ impl Source for MemorySource {
     }
 }
 
+/// Content read once from a stream (standard input), at one path: scanned as it is read, one
+/// window in memory at a time, however long it is; only content that fits a window is held
+/// whole. The runner asks its size first ([`Reader::size`]): that reads up to a window ahead,
+/// and what follows is streamed by [`Reader::open`].
+pub struct StreamSource {
+    items: Vec<Item>,
+    shared: std::sync::Arc<std::sync::Mutex<StreamState>>,
+}
+
+/// A [`StreamSource`]'s stream, until its item is read, and its content when that was whole.
+enum StreamState {
+    Unread(Box<dyn std::io::Read + Send>),
+    /// Read whole, within one window: kept for a blob id (a key store named on the command
+    /// line is reported whole, by its id).
+    Whole(std::sync::Arc<Vec<u8>>),
+    /// Streamed through in windows: gone.
+    Gone,
+}
+
+impl StreamSource {
+    /// One item at `path`, its content read from `stream` when it is scanned.
+    pub fn new(path: String, stream: Box<dyn std::io::Read + Send>) -> Self {
+        Self {
+            items: vec![Item {
+                oid: None,
+                size: 0,
+                places: vec![Place { path, commit: None }],
+            }],
+            shared: std::sync::Arc::new(std::sync::Mutex::new(StreamState::Unread(stream))),
+        }
+    }
+}
+
+impl Source for StreamSource {
+    type Reader = StreamReader;
+
+    fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    fn reader(&self) -> Result<StreamReader, Error> {
+        Ok(StreamReader {
+            shared: self.shared.clone(),
+            ahead: None,
+        })
+    }
+}
+
+/// Reads a [`StreamSource`]'s one item: the first reader asked its size takes the stream.
+pub struct StreamReader {
+    shared: std::sync::Arc<std::sync::Mutex<StreamState>>,
+    /// What [`Reader::size`] read of a stream longer than a window, and the rest of it.
+    ahead: Option<(Vec<u8>, Box<dyn std::io::Read + Send>)>,
+}
+
+impl StreamReader {
+    fn shared(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A stream asked for again after it was streamed through.
+fn read_already(item: &Item) -> Error {
+    Error::Source(format!(
+        "standard input ({}) was read already",
+        item.first_path().unwrap_or_default()
+    ))
+}
+
+impl Reader for StreamReader {
+    /// Takes the stream and reads `ahead` bytes and one more at most: a stream that ends before
+    /// is held whole and its size is its length; a longer one says `ahead + 1` (more than a
+    /// window: it is scanned in windows, however long it turns out).
+    fn size(&mut self, item: &Item, ahead: u64) -> Result<u64, Error> {
+        use std::io::Read as _;
+        let path = item.first_path().unwrap_or_default();
+        let mut shared = self.shared();
+        let mut stream = match std::mem::replace(&mut *shared, StreamState::Gone) {
+            StreamState::Unread(stream) => stream,
+            StreamState::Whole(content) => {
+                let size = content.len() as u64;
+                *shared = StreamState::Whole(content);
+                return Ok(size);
+            }
+            StreamState::Gone => return Err(read_already(item)),
+        };
+        let mut content = Vec::new();
+        // A stream that cannot be read is an error of the scan, not a file left unscanned.
+        stream
+            .as_mut()
+            .take(ahead.saturating_add(1))
+            .read_to_end(&mut content)
+            .map_err(|e| Error::Source(format!("standard input ({path}) cannot be read: {e}")))?;
+        let size = content.len() as u64;
+        if size <= ahead {
+            *shared = StreamState::Whole(std::sync::Arc::new(content));
+        } else {
+            drop(shared);
+            self.ahead = Some((content, stream));
+        }
+        Ok(size)
+    }
+
+    fn read(&mut self, item: &Item, buf: &mut Vec<u8>) -> Result<(), Error> {
+        use std::io::Read as _;
+        buf.clear();
+        if let Some((content, mut rest)) = self.ahead.take() {
+            *buf = content;
+            return rest.read_to_end(buf).map(drop).map_err(|source| {
+                buf.clear();
+                Error::Unreadable {
+                    path: item.first_path().unwrap_or_default().into(),
+                    source,
+                }
+            });
+        }
+        match &*self.shared() {
+            StreamState::Whole(content) => buf.extend_from_slice(content),
+            _ => return Err(read_already(item)),
+        }
+        Ok(())
+    }
+
+    /// What was read ahead, then the rest of the stream as it comes.
+    fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
+        use std::io::Read as _;
+        if let Some((content, rest)) = self.ahead.take() {
+            return Ok(Box::new(std::io::Cursor::new(content).chain(rest)));
+        }
+        match &*self.shared() {
+            StreamState::Whole(content) => Ok(Box::new(std::io::Cursor::new(content.to_vec()))),
+            _ => Err(read_already(item)),
+        }
+    }
+
+    /// The blob id of content held whole; a stream scanned in windows is not held, and has none.
+    fn blob_id(&mut self, item: &Item) -> Result<(Vec<u8>, u64), Error> {
+        match &*self.shared() {
+            StreamState::Whole(content) => Ok((blob_id(content)?, content.len() as u64)),
+            _ => Err(Error::Source(format!(
+                "standard input ({}) longer than a window is not held, so it cannot be reported whole",
+                item.first_path().unwrap_or_default()
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +391,67 @@ mod tests {
             reader.read(item, &mut whole).unwrap();
             assert_eq!(whole, content);
         }
+    }
+
+    fn stream(content: &[u8]) -> StreamSource {
+        StreamSource::new(
+            "stdin".into(),
+            Box::new(std::io::Cursor::new(content.to_vec())),
+        )
+    }
+
+    #[test]
+    fn a_stream_within_a_window_is_held_whole_and_has_a_blob_id() {
+        let source = stream(b"A=1\nB=2\n");
+        let item = &source.items()[0];
+        let mut reader = source.reader().unwrap();
+        assert_eq!(reader.size(item, 16).unwrap(), 8);
+        let mut whole = Vec::new();
+        reader.read(item, &mut whole).unwrap();
+        assert_eq!(whole, b"A=1\nB=2\n");
+        // Another worker's reader sees the same content (a key store is reported whole by it).
+        let mut other = source.reader().unwrap();
+        assert_eq!(other.size(item, 16).unwrap(), 8);
+        assert_eq!(
+            other.blob_id(item).unwrap(),
+            (blob_id(b"A=1\nB=2\n").unwrap(), 8)
+        );
+    }
+
+    #[test]
+    fn a_stream_longer_than_a_window_is_streamed_once_and_not_held() {
+        let content: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let source = stream(&content);
+        let item = &source.items()[0];
+        let mut reader = source.reader().unwrap();
+        assert_eq!(
+            reader.size(item, 1000).unwrap(),
+            1001,
+            "a window and a byte read"
+        );
+        let mut streamed = Vec::new();
+        std::io::Read::read_to_end(&mut reader.open(item).unwrap(), &mut streamed).unwrap();
+        assert_eq!(streamed, content);
+        let mut again = source.reader().unwrap();
+        let error = again.size(item, 1000).unwrap_err().to_string();
+        assert!(error.contains("read already"), "{error}");
+        assert!(again.blob_id(item).is_err());
+        // A stream that fails as it is first read is an error, not content.
+        struct Failing;
+        impl std::io::Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("the pipe broke"))
+            }
+        }
+        let failing = StreamSource::new("stdin".into(), Box::new(Failing));
+        let error = failing
+            .reader()
+            .unwrap()
+            .size(&failing.items()[0], 1000)
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::Source(ref why) if why.contains("the pipe broke")),
+            "{error}"
+        );
     }
 }

@@ -20,7 +20,7 @@ use scanstream_scanner::rules::RulePack;
 use scanstream_scanner::runner::{EngineRun, Limits, Progress, SkipReason, Skipped};
 use scanstream_scanner::scan::Scanning;
 use scanstream_scanner::secrets::{DEFAULT_FINGERPRINT_KEY, SecretsEngine};
-use scanstream_scanner::source::{Item, Place, Reader, Source};
+use scanstream_scanner::source::{Item, Place, Reader, Source, StreamSource};
 
 mod support;
 
@@ -295,6 +295,70 @@ fn large_folder_files_are_streamed_in_windows_and_each_secret_is_found_once() {
     assert_eq!(run.skipped, skipped(None));
     assert_eq!(run.skipped_unlisted, 0);
     assert_eq!(run.max_blob_bytes, MAX_BLOB);
+}
+
+/// A pipe: hands out at most 1000 bytes per read, and fails after `fail_after` bytes if set.
+struct Pipe {
+    content: std::io::Cursor<Vec<u8>>,
+    fail_after: Option<u64>,
+}
+
+impl std::io::Read for Pipe {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self
+            .fail_after
+            .is_some_and(|at| self.content.position() >= at)
+        {
+            return Err(std::io::Error::other("the pipe broke"));
+        }
+        let n = out.len().min(1000);
+        self.content.read(&mut out[..n])
+    }
+}
+
+fn scan_stream(content: Vec<u8>, fail_after: Option<u64>) -> EngineRun {
+    let source = StreamSource::new(
+        "stdin".into(),
+        Box::new(Pipe {
+            content: std::io::Cursor::new(content),
+            fail_after,
+        }),
+    );
+    let mut runs = scanning(None)
+        .run_engines(
+            &source,
+            &["secrets".to_owned()],
+            &HashSet::new(),
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+    runs.remove(0)
+}
+
+/// Standard input is scanned as it comes, in windows, however long: past the size bound that
+/// stops files (it is never held whole), each secret found once on its line; a stream that
+/// breaks partway is listed as unreadable (`scanstream scan -` then fails).
+#[test]
+fn a_stream_is_scanned_in_windows_however_long_it_is() {
+    let folder = folder();
+    let mut content = Content(folder.big.clone());
+    let mut planted = folder.planted;
+    // Past the bound a file is skipped at.
+    planted.push(content.plant("npm-token", MAX_BLOB + 1000));
+    content.pad_to(MAX_BLOB + 3 * STRIDE);
+    let size = content.0.len() as u64;
+    let run = scan_stream(content.0.clone(), None);
+    assert_eq!(found(&run), expected(&planted, "stdin"));
+    assert_eq!(run.found.len(), planted.len(), "{:#?}", run.found);
+    assert_eq!((run.files, run.bytes, run.not_scanned()), (1, size, 0));
+
+    let broken = scan_stream(content.0, Some(2 * WINDOW));
+    assert_eq!((broken.files, broken.skipped_unreadable), (0, 1));
+    assert_eq!(
+        broken.skipped[0].reason,
+        SkipReason::Unreadable(std::io::ErrorKind::Other)
+    );
 }
 
 #[test]
