@@ -117,7 +117,7 @@ pub fn blob_id_of_stream(
         .map_err(|e| Error::Git(e.to_string()))
 }
 
-/// Content held in memory, each piece at a path: standard input, or a commit's staged files.
+/// Content held in memory, each piece at a path: a commit's staged files.
 #[derive(Debug, Default)]
 pub struct MemorySource {
     items: Vec<Item>,
@@ -167,8 +167,7 @@ impl Reader for MemoryReader {
         Ok(())
     }
 
-    /// Streams the content held, without a copy of it: standard input piped in can be
-    /// hundreds of megabytes.
+    /// Streams the content held, without a copy of it: a staged file can be large.
     fn open(&mut self, item: &Item) -> Result<Box<dyn std::io::Read>, Error> {
         Ok(Box::new(HeldContent {
             contents: self.contents.clone(),
