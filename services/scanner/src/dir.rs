@@ -17,10 +17,13 @@ use crate::source::{Item, Place, Reader, Source};
 pub struct DirSource {
     root: PathBuf,
     items: Vec<Item>,
-    /// Paths (as listed) known unreadable when listed, with the kind of error and why: files
-    /// whose names are not UTF-8 (listed with U+FFFD in place of the bytes that are not, a
-    /// path that names no file, or another one) and folders that could not be listed (`dir/`).
+    /// Paths (as listed) known unreadable when listed, with the kind of error and why: folders
+    /// that could not be listed (`dir/`), and a path that several files whose names are not
+    /// UTF-8 are listed at alike.
     refused: Arc<HashMap<String, Refusal>>,
+    /// The real path under the root of each file whose path is not UTF-8: it is listed (and
+    /// reported) with U+FFFD in place of the bytes that are not, and opened by this one.
+    real: Arc<HashMap<String, PathBuf>>,
 }
 
 /// Why a listed path is not read.
@@ -29,17 +32,21 @@ type Refusal = (std::io::ErrorKind, String);
 /// What a folder walk collects from every task.
 #[derive(Default)]
 struct Listing {
+    /// The folder walked.
+    root: PathBuf,
     items: Mutex<Vec<Item>>,
     refused: Mutex<Vec<(String, Refusal)>>,
+    /// [`DirSource::real`], as found.
+    real: Mutex<Vec<(String, PathBuf)>>,
     /// The first error; it stops the walk.
     failed: Mutex<Option<Error>>,
 }
 
-/// A name that is not UTF-8, as a refusal.
-fn not_utf8() -> Refusal {
+/// Why a path is not read when several files whose names are not UTF-8 are listed at it alike.
+fn listed_alike() -> Refusal {
     (
         std::io::ErrorKind::InvalidFilename,
-        "its name is not UTF-8".to_owned(),
+        "several files whose names are not UTF-8 are listed at this path alike".to_owned(),
     )
 }
 
@@ -49,7 +56,10 @@ impl DirSource {
     /// file for it took 6–11 % of a tree scan's CPU; a file says it when it is read
     /// ([`Reader::size`]).
     pub fn walk(root: &Path) -> Result<Self, Error> {
-        let listing = Listing::default();
+        let listing = Listing {
+            root: root.to_path_buf(),
+            ..Listing::default()
+        };
         let folder = Folder {
             path: root.to_path_buf(),
             listed: String::new(),
@@ -59,18 +69,43 @@ impl DirSource {
         let Listing {
             items,
             refused,
+            real,
             failed,
+            ..
         } = listing;
         if let Some(error) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
             return Err(error);
         }
         let mut items = items.into_inner().unwrap_or_else(PoisonError::into_inner);
         items.sort_by(|a: &Item, b: &Item| a.places[0].path.cmp(&b.places[0].path));
-        let refused = refused.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut refused: HashMap<String, Refusal> = refused
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .collect();
+        let mut real: HashMap<String, PathBuf> = real
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .collect();
+        // Names that are not UTF-8 can read alike (`caf\xe9` and `caf\xe8` both as `caf\u{fffd}`,
+        // or as a UTF-8 name holding U+FFFD): which file such a path means is unknown, so it
+        // is listed once and not read.
+        if !real.is_empty() {
+            items.dedup_by(|next, first| {
+                let alike = next.places[0].path == first.places[0].path;
+                if alike {
+                    real.remove(&first.places[0].path);
+                    refused.insert(first.places[0].path.clone(), listed_alike());
+                }
+                alike
+            });
+        }
         Ok(Self {
             root: root.to_path_buf(),
             items,
-            refused: Arc::new(refused.into_iter().collect()),
+            refused: Arc::new(refused),
+            real: Arc::new(real),
         })
     }
 
@@ -90,9 +125,9 @@ impl DirSource {
             .file_name()
             .ok_or_else(|| Error::Source(format!("{}: not a file name", path.display())))?;
         let name = file_name.to_string_lossy().into_owned();
-        let refused = match file_name.to_str() {
+        let real = match file_name.to_str() {
             Some(_) => HashMap::new(),
-            None => HashMap::from([(name.clone(), not_utf8())]),
+            None => HashMap::from([(name.clone(), PathBuf::from(file_name))]),
         };
         let root = path
             .parent()
@@ -101,7 +136,8 @@ impl DirSource {
         Ok(Self {
             root: root.to_path_buf(),
             items: vec![listed_item(name, metadata.len())],
-            refused: Arc::new(refused),
+            refused: Arc::default(),
+            real: Arc::new(real),
         })
     }
 }
@@ -137,6 +173,7 @@ fn visit<'s>(scope: &rayon::Scope<'s>, folder: Folder, listing: &'s Listing) {
     let is_root = folder.listed.is_empty();
     let mut items = Vec::new();
     let mut refused = Vec::new();
+    let mut real = Vec::new();
     let mut unlisted = None;
     match std::fs::read_dir(&folder.path) {
         Err(e) if is_root => return fail(Error::io(&folder.path, e)),
@@ -177,7 +214,10 @@ fn visit<'s>(scope: &rayon::Scope<'s>, folder: Folder, listing: &'s Listing) {
                     scope.spawn(move |scope| visit(scope, child, listing));
                 } else {
                     if !utf8 {
-                        refused.push((listed.clone(), not_utf8()));
+                        // The listed path cannot name it: it is opened by its real one.
+                        let path = entry.path();
+                        let under_root = path.strip_prefix(&listing.root).unwrap_or(&path);
+                        real.push((listed.clone(), under_root.to_path_buf()));
                     }
                     items.push(listed_item(listed, 0));
                 }
@@ -202,6 +242,13 @@ fn visit<'s>(scope: &rayon::Scope<'s>, folder: Folder, listing: &'s Listing) {
             .unwrap_or_else(PoisonError::into_inner)
             .extend(refused);
     }
+    if !real.is_empty() {
+        listing
+            .real
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(real);
+    }
 }
 
 fn listed_item(path: String, size: u64) -> Item {
@@ -218,6 +265,8 @@ pub struct FileReader {
     dir: std::fs::File,
     /// [`DirSource::refused`].
     refused: Arc<HashMap<String, Refusal>>,
+    /// [`DirSource::real`].
+    real: Arc<HashMap<String, PathBuf>>,
     /// The file [`Reader::size`] opened and read from, for the `read` or `open` that follows.
     ahead: Option<Ahead>,
     /// A buffer to read ahead into, kept from file to file.
@@ -251,7 +300,15 @@ impl FileReader {
                 source: std::io::Error::new(*kind, why.clone()),
             });
         }
-        match open_beneath(&self.dir, relative) {
+        // Most folders hold no name that is not UTF-8: no lookup per file then either.
+        let real = match self.real.is_empty() {
+            true => None,
+            false => self.real.get(relative),
+        };
+        match open_beneath(
+            &self.dir,
+            real.map_or(Path::new(relative), PathBuf::as_path),
+        ) {
             Ok(file) => Ok(Some((file, relative))),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
                 Err(Error::Source(format!(
@@ -286,7 +343,7 @@ impl FileReader {
 /// symbolic link anywhere in it and without leaving `dir` (Linux `openat2` with
 /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`); where `openat2` does not exist, only the last
 /// component is protected (`O_NOFOLLOW`).
-fn open_beneath(dir: &std::fs::File, relative: &str) -> std::io::Result<std::fs::File> {
+fn open_beneath(dir: &std::fs::File, relative: &Path) -> std::io::Result<std::fs::File> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
     #[cfg(target_os = "linux")]
@@ -441,6 +498,7 @@ impl Source for DirSource {
             root: self.root.clone(),
             dir,
             refused: self.refused.clone(),
+            real: self.real.clone(),
             ahead: None,
             spare: Vec::new(),
         })

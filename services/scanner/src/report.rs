@@ -475,7 +475,7 @@ impl Report {
                                 "id": SKIPPED_UNREADABLE,
                                 "name": "NotScannedUnreadable",
                                 "shortDescription": {
-                                    "text": "A file that could not be read (gone since the folder was listed, no permission, a name that is not UTF-8) was not scanned."
+                                    "text": "A file that could not be read (gone since the folder was listed, no permission, a path that names that are not UTF-8 read as alike) was not scanned."
                                 },
                                 "defaultConfiguration": { "level": "warning" },
                             },

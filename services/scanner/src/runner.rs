@@ -116,7 +116,8 @@ pub enum SkipReason {
     /// Binary: a NUL byte in its first 8000 bytes (as git decides).
     Binary,
     /// A file of a folder that could not be opened or read: gone since the folder was listed,
-    /// no permission, or a name that is not UTF-8 (`InvalidFilename`).
+    /// no permission, or a path that names that are not UTF-8 read as alike
+    /// (`InvalidFilename`).
     Unreadable(std::io::ErrorKind),
     /// The engine failed on it (it panicked: a bug, logged with the path and where in the code).
     Failed,

@@ -902,23 +902,16 @@ fn a_file_ending_in_a_backslash_is_scanned_and_so_are_the_others() {
     assert_eq!((run.files, run.skipped_unreadable), (3, 0));
 }
 
-/// A file gone between the listing and the read, or whose name is not UTF-8, is listed as not
-/// scanned (unreadable, with why); the folder's other files are scanned all the same.
+/// A file gone between the listing and the read is listed as not scanned (unreadable, with
+/// why); the folder's other files are scanned all the same.
 #[test]
 fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
-    use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
     let (line, _) = sample("github-pat");
     write(dir.path(), "app/settings.py", &line);
     write(dir.path(), "app/gone.txt", &line);
     // A key store is reported whole, from its content: gone, it is listed like the others.
     write(dir.path(), "certs/gone.p12", "not really a key store");
-    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.env");
-    std::fs::write(dir.path().join("app").join(odd), &line).unwrap();
-    // Below a folder whose name is not UTF-8, every file's path is not either.
-    let odd_folder = dir.path().join(std::ffi::OsStr::from_bytes(b"d\xe9p"));
-    std::fs::create_dir(&odd_folder).unwrap();
-    std::fs::write(odd_folder.join("plain.env"), &line).unwrap();
     // Larger than a window: read as a stream, which fails once the file is a folder.
     let large = format!("{line}\n").repeat((9 << 20) / (line.len() + 1));
     write(dir.path(), "logs/large.log", &large);
@@ -934,7 +927,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
         .map(|f| (f.hit.rule.as_str(), f.place.path.as_str()))
         .collect();
     assert_eq!(found, [("github-pat", "app/settings.py")]);
-    assert_eq!((run.files, run.skipped_unreadable), (1, 5));
+    assert_eq!((run.files, run.skipped_unreadable), (1, 3));
     let skipped: Vec<(&str, SkipReason)> = run
         .skipped
         .iter()
@@ -944,20 +937,12 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
         skipped,
         [
             (
-                "app/caf\u{fffd}.env",
-                SkipReason::Unreadable(std::io::ErrorKind::InvalidFilename)
-            ),
-            (
                 "app/gone.txt",
                 SkipReason::Unreadable(std::io::ErrorKind::NotFound)
             ),
             (
                 "certs/gone.p12",
                 SkipReason::Unreadable(std::io::ErrorKind::NotFound)
-            ),
-            (
-                "d\u{fffd}p/plain.env",
-                SkipReason::Unreadable(std::io::ErrorKind::InvalidFilename)
             ),
             (
                 "logs/large.log",
@@ -973,7 +958,7 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
     };
     assert_eq!(
         report.not_scanned_summary().as_deref(),
-        Some("5 files not scanned: 5 unreadable")
+        Some("3 files not scanned: 3 unreadable")
     );
     let human = report.human();
     assert!(
@@ -987,6 +972,54 @@ fn a_folder_file_that_cannot_be_read_is_listed_and_the_others_are_scanned() {
         sarif.contains("scanstream/not-scanned/unreadable"),
         "{sarif}"
     );
+}
+
+/// A file whose name is not UTF-8, or that lies in such a folder, is scanned: reported with
+/// U+FFFD in place of the bytes that are not UTF-8, opened by its real name. Only a path that
+/// several such names read as alike (which file it means is unknown) is listed as not scanned.
+#[test]
+fn folder_files_whose_names_are_not_utf8_are_scanned() {
+    use std::os::unix::ffi::OsStrExt;
+    let name = |bytes: &[u8]| std::ffi::OsStr::from_bytes(bytes).to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (line, _) = sample("github-pat");
+    let (npm, _) = sample("npm-token");
+    write(dir.path(), "app/settings.py", "nothing here\n");
+    std::fs::write(dir.path().join("app").join(name(b"caf\xe9.env")), &line).unwrap();
+    let odd_folder = dir.path().join(name(b"d\xe9p"));
+    std::fs::create_dir(&odd_folder).unwrap();
+    std::fs::write(odd_folder.join("plain.env"), &npm).unwrap();
+    // Two names that read alike, with a secret in each.
+    std::fs::write(dir.path().join(name(b"x\xe8.env")), &line).unwrap();
+    std::fs::write(dir.path().join(name(b"x\xe9.env")), &npm).unwrap();
+    let run = scan_folder(
+        &scanning(None),
+        &DirSource::walk(dir.path()).unwrap(),
+        &HashSet::new(),
+    );
+    let found: Vec<(&str, &str)> = run
+        .found
+        .iter()
+        .map(|f| (f.hit.rule.as_str(), f.place.path.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("github-pat", "app/caf\u{fffd}.env"),
+            ("npm-token", "d\u{fffd}p/plain.env")
+        ]
+    );
+    assert_eq!((run.files, run.skipped_unreadable), (3, 1));
+    assert_eq!(run.skipped[0].place.path, "x\u{fffd}.env");
+    assert_eq!(
+        run.skipped[0].reason,
+        SkipReason::Unreadable(std::io::ErrorKind::InvalidFilename)
+    );
+    // One such file named on the command line.
+    let one = DirSource::file(&dir.path().join("app").join(name(b"caf\xe9.env"))).unwrap();
+    let run = scan_folder(&scanning(None), &one, &HashSet::new());
+    let found: Vec<&str> = run.found.iter().map(|f| f.place.path.as_str()).collect();
+    assert_eq!(found, ["caf\u{fffd}.env"]);
 }
 
 /// A folder below the root that cannot be listed (here: its path is longer than the system
