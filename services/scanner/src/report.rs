@@ -10,7 +10,7 @@ use scanstream_contracts::finding::{Severity, SeverityCounts};
 use serde_json::{Value, json};
 
 use crate::engine::RuleInfo;
-use crate::runner::{EngineRun, Found, SkipReason, Skipped};
+use crate::runner::{EngineRun, Found, MAX_SKIPPED_LISTED, SkipReason, Skipped};
 
 /// SARIF notification descriptor ids of files not scanned, by reason.
 const SKIPPED_TOO_LARGE: &str = "scanstream/not-scanned/too-large";
@@ -562,7 +562,7 @@ impl Report {
                 "level": "warning",
                 "message": {
                     "text": format!(
-                        "{} not scanned (too large or binary) are not listed.",
+                        "{} not scanned are not listed (at most {MAX_SKIPPED_LISTED} are, per engine).",
                         plural(unlisted, "more path", "more paths")
                     )
                 },
