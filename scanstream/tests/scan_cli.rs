@@ -42,6 +42,14 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The JSON-lines report on standard output, one value per line.
+fn jsonl(output: &Output) -> Vec<Value> {
+    stdout(output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn both(output: &Output) -> String {
     format!(
         "{}{}",
@@ -82,10 +90,7 @@ fn standard_input_and_single_files_scan_in_every_format() {
         Some(&env),
     );
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
-    let lines: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = jsonl(&out);
     assert_eq!(lines.len(), 1, "{}", stdout(&out));
     assert_eq!(lines[0]["rule"], "github-pat");
     assert_eq!(lines[0]["path"], "ci/.env");
@@ -152,10 +157,7 @@ fn long_standard_input_is_scanned_to_its_end_and_unreadable_input_is_an_error() 
     let lines = input.lines().count();
     let out = scan(dir.path(), &["-", "--format", "jsonl"], Some(&input));
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
-    let found: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let found = jsonl(&out);
     assert_eq!(found.len(), 1, "{}", stdout(&out));
     assert_eq!(
         (&found[0]["rule"], &found[0]["line"]),
@@ -244,10 +246,7 @@ fn since_scans_what_the_commits_after_a_ref_add() {
     git(repo, &["commit", "-q", "-m", "after"]);
     let out = scan(repo, &[".", "--since", "v1", "--format", "jsonl"], None);
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
-    let found: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let found = jsonl(&out);
     assert_eq!(found.len(), 1, "{}", stdout(&out));
     assert_eq!(found[0]["path"], "new.env");
     assert!(

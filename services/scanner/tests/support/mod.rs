@@ -102,3 +102,18 @@ pub fn git(dir: &Path, args: &[&str], date: Option<&str>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// The OASIS SARIF 2.1.0 schema (errata 01), compiled.
+pub fn sarif_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/sarif-schema-2.1.0.json")).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// Why `log` is not a valid SARIF 2.1.0 log, each with where; empty when it is.
+pub fn sarif_errors(log: &serde_json::Value) -> Vec<String> {
+    sarif_validator()
+        .iter_errors(log)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
