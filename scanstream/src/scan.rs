@@ -358,12 +358,12 @@ fn finish(
     }
     if let Some(file) = &args.baseline {
         let known = baseline(file)?;
-        let before = report.findings().count();
+        let before = report.findings().len();
         for run in &mut report.runs {
             run.found
                 .retain(|f| !known.contains(&(f.hit.fingerprint.clone(), f.place.path.clone())));
         }
-        let hidden = before - report.findings().count();
+        let hidden = before - report.findings().len();
         if hidden > 0 {
             eprintln!(
                 "scanstream scan: {hidden} finding(s) of the baseline {} not reported",
@@ -399,7 +399,7 @@ fn finish(
         }
         bail!("{} engine(s) gave no result", failures.len());
     }
-    Ok(report.findings().next().is_some())
+    Ok(!report.findings().is_empty())
 }
 
 /// Runs in the order the engines were asked for.

@@ -124,7 +124,8 @@ fn standard_input_and_single_files_scan_in_every_format() {
             "commit",
             "versions",
             "fingerprint",
-            "preview"
+            "preview",
+            "engines"
         ]
     );
     let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();

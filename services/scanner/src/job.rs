@@ -2,7 +2,6 @@
 //! attempt reported as `ScanStarted`, `RepoFetched`, one `EngineCompleted` per engine, its
 //! findings (all delivered first), and exactly one terminal event at [`TERMINAL_SEQUENCE`].
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -627,37 +626,19 @@ fn findings(
     detected_at: i64,
 ) -> (Vec<Finding>, SeverityCounts) {
     let mut totals = SeverityCounts::default();
-    let mut findings: Vec<Finding> = Vec::new();
     // The same secret at the same place, found by another engine: one finding naming both.
-    let mut placed: HashMap<(String, i32, Option<String>, String), usize> = HashMap::new();
-    for run in runs {
-        for found in &run.found {
+    let findings: Vec<Finding> = crate::runner::merge(runs, commit)
+        .into_iter()
+        .map(|merged| {
+            let found = merged.found;
             let line = i32::try_from(found.hit.line).unwrap_or(i32::MAX);
             let commit = found
                 .place
                 .commit
                 .clone()
                 .or_else(|| commit.map(str::to_owned));
-            let key = (
-                found.place.path.clone(),
-                line,
-                commit.clone(),
-                found.hit.secret_id.clone(),
-            );
-            if !found.hit.secret_id.is_empty()
-                && let Some(&at) = placed.get(&key)
-                && !findings[at].engines.contains(&run.engine)
-            {
-                let first = &mut findings[at];
-                first.engines.push(run.engine.clone());
-                if found.hit.severity < first.severity {
-                    // The most urgent judgement stands (Severity orders most urgent first).
-                    first.severity = found.hit.severity;
-                }
-                continue;
-            }
-            placed.entry(key).or_insert(findings.len());
-            findings.push(Finding {
+            let engine = merged.engines[0].to_owned();
+            Finding {
                 // Stable per run, not per attempt: a retry that finds the same secret writes
                 // the same id, so consumers can drop the repeat.
                 finding_id: derived_uuid(
@@ -665,7 +646,7 @@ fn findings(
                     &[
                         &command.job_id.to_string(),
                         &command.run_id.to_string(),
-                        &run.engine,
+                        &engine,
                         &found.hit.fingerprint,
                         &found.place.path,
                         &line.to_string(),
@@ -676,19 +657,19 @@ fn findings(
                 run_id: command.run_id,
                 attempt,
                 repo_url: command.repo_url.clone(),
-                engine: run.engine.clone(),
-                engines: vec![run.engine.clone()],
+                engine,
+                engines: merged.engines.iter().map(|e| (*e).to_owned()).collect(),
                 rule_id: found.hit.rule.clone(),
-                severity: found.hit.severity,
+                severity: merged.severity,
                 path: found.place.path.clone(),
                 line,
                 commit,
                 fingerprint: found.hit.fingerprint.clone(),
                 redacted_preview: found.hit.preview.clone(),
                 detected_at,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     for finding in &findings {
         totals.add(finding.severity);
     }

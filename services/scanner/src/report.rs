@@ -10,7 +10,7 @@ use scanstream_contracts::finding::{Severity, SeverityCounts};
 use serde_json::{Value, json};
 
 use crate::engine::RuleInfo;
-use crate::runner::{EngineRun, Found, MAX_SKIPPED_LISTED, SkipReason, Skipped};
+use crate::runner::{EngineRun, MAX_SKIPPED_LISTED, Merged, SkipReason, Skipped, merge};
 
 /// SARIF notification descriptor ids of files not scanned, by reason.
 const SKIPPED_TOO_LARGE: &str = "scanstream/not-scanned/too-large";
@@ -132,21 +132,23 @@ fn sarif_level(severity: Severity) -> &'static str {
 }
 
 /// One finding as the JSON and JSON-lines reports write it.
-fn finding_json(f: &Found) -> Value {
+fn finding_json(merged: &Merged) -> Value {
+    let f = merged.found;
     json!({
         "rule": f.hit.rule,
-        "severity": f.hit.severity.name(),
+        "severity": merged.severity.name(),
         "path": f.place.path,
         "line": f.hit.line,
         "commit": f.place.commit,
         "versions": f.versions,
         "fingerprint": f.hit.fingerprint,
         "preview": f.hit.preview,
+        "engines": merged.engines,
     })
 }
 
 /// The columns of the CSV report, in order.
-const CSV_COLUMNS: [&str; 8] = [
+const CSV_COLUMNS: [&str; 9] = [
     "rule",
     "severity",
     "path",
@@ -155,6 +157,7 @@ const CSV_COLUMNS: [&str; 8] = [
     "versions",
     "fingerprint",
     "preview",
+    "engines",
 ];
 
 impl Report {
@@ -162,8 +165,8 @@ impl Report {
     /// else (the summary goes to standard error).
     pub fn jsonl(&self) -> String {
         let mut out = String::new();
-        for found in self.findings() {
-            out.push_str(&finding_json(found).to_string());
+        for merged in self.findings() {
+            out.push_str(&finding_json(&merged).to_string());
             out.push('\n');
         }
         out
@@ -173,16 +176,18 @@ impl Report {
     pub fn csv(&self) -> String {
         let mut writer = csv::Writer::from_writer(Vec::new());
         let mut rows = vec![CSV_COLUMNS.map(str::to_owned).to_vec()];
-        for f in self.findings() {
+        for merged in self.findings() {
+            let f = merged.found;
             rows.push(vec![
                 f.hit.rule.clone(),
-                f.hit.severity.name().to_owned(),
+                merged.severity.name().to_owned(),
                 f.place.path.clone(),
                 f.hit.line.to_string(),
                 f.place.commit.clone().unwrap_or_default(),
                 f.versions.to_string(),
                 f.hit.fingerprint.clone(),
                 f.hit.preview.clone(),
+                merged.engines.join(" "),
             ]);
         }
         for row in rows {
@@ -193,14 +198,16 @@ impl Report {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    pub fn findings(&self) -> impl Iterator<Item = &Found> {
-        self.runs.iter().flat_map(|r| r.found.iter())
+    /// Every finding, one per secret and place over the engines that found it (as the
+    /// scanner writes them to `scans.findings`), in the order the engines ran.
+    pub fn findings(&self) -> Vec<Merged<'_>> {
+        merge(&self.runs, self.commit.as_deref())
     }
 
     pub fn totals(&self) -> SeverityCounts {
         let mut counts = SeverityCounts::default();
-        for found in self.findings() {
-            counts.add(found.hit.severity);
+        for merged in self.findings() {
+            counts.add(merged.severity);
         }
         counts
     }
@@ -208,12 +215,13 @@ impl Report {
     /// One line per finding and a summary, for a terminal.
     pub fn human(&self) -> String {
         let mut out = String::new();
-        for found in self.findings() {
+        for merged in self.findings() {
+            let found = merged.found;
             let place = &found.place;
             let _ = write!(
                 out,
                 "{:<8} {:<28} {}:{}",
-                found.hit.severity.name().to_uppercase(),
+                merged.severity.name().to_uppercase(),
                 found.hit.rule,
                 place.path,
                 found.hit.line
@@ -223,6 +231,10 @@ impl Report {
             }
             if found.versions > 1 {
                 let _ = write!(out, "  (in {} versions)", found.versions);
+            }
+            // Which engines, when more than one ran.
+            if self.runs.len() > 1 {
+                let _ = write!(out, "  found by {}", merged.engines.join(", "));
             }
             let _ = writeln!(
                 out,
@@ -337,7 +349,7 @@ impl Report {
 
     /// A JSON document: `findings` and `summary`, fields in a stable order.
     pub fn json(&self) -> Value {
-        let findings: Vec<Value> = self.findings().map(finding_json).collect();
+        let findings: Vec<Value> = self.findings().iter().map(finding_json).collect();
         let engines: Vec<Value> = self
             .runs
             .iter()
@@ -418,10 +430,12 @@ impl Report {
             .collect();
         let results: Vec<Value> = self
             .findings()
-            .map(|f| {
+            .into_iter()
+            .map(|merged| {
+                let f = merged.found;
                 let mut result = json!({
                     "ruleId": f.hit.rule,
-                    "level": sarif_level(f.hit.severity),
+                    "level": sarif_level(merged.severity),
                     "message": { "text": format!("{} found: {}", f.hit.rule, f.hit.preview) },
                     "locations": [{
                         "physicalLocation": {
@@ -431,9 +445,10 @@ impl Report {
                     }],
                     "partialFingerprints": { "scanstream/v1": f.hit.fingerprint },
                     "properties": {
-                        "severity": f.hit.severity.name(),
+                        "severity": merged.severity.name(),
                         "commit": f.place.commit,
                         "versions": f.versions,
+                        "engines": merged.engines,
                     },
                 });
                 if let (Some(i), Some(object)) =
@@ -575,6 +590,126 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Hit;
+    use crate::runner::Found;
+    use crate::source::Place;
+
+    fn found(rule: &str, severity: Severity, path: &str, line: u32, secret: &str) -> Found {
+        Found {
+            hit: Hit {
+                rule: rule.into(),
+                severity,
+                line,
+                fingerprint: format!("{rule}:{secret}"),
+                secret_id: secret.into(),
+                preview: "abcd****** (20 chars)".into(),
+                shadowed_by: Vec::new(),
+            },
+            place: Place {
+                path: path.into(),
+                commit: None,
+            },
+            versions: 1,
+        }
+    }
+
+    fn run(engine: &str, found: Vec<Found>) -> EngineRun {
+        EngineRun {
+            engine: engine.into(),
+            found,
+            ..EngineRun::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_two_engines_found_at_one_place_is_one_finding_naming_both() {
+        let report = Report {
+            target: "repo".into(),
+            commit: Some("c1".into()),
+            runs: vec![
+                run(
+                    "secrets",
+                    vec![
+                        found("github-pat", Severity::High, "a.env", 2, "s1"),
+                        // Another rule of the same engine on the same secret stays apart.
+                        found("generic-token", Severity::Low, "a.env", 2, "s1"),
+                        found("npm-token", Severity::High, "b.env", 1, "s2"),
+                    ],
+                ),
+                run(
+                    "gitleaks",
+                    vec![
+                        found("github-pat-gl", Severity::Critical, "a.env", 2, "s1"),
+                        // The same secret elsewhere is another finding.
+                        found("github-pat-gl", Severity::Critical, "c.env", 2, "s1"),
+                    ],
+                ),
+            ],
+            rules: Vec::new(),
+        };
+        let findings: Vec<(&str, &str, Vec<&str>, Severity)> = report
+            .findings()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.found.hit.rule.as_str(),
+                    m.found.place.path.as_str(),
+                    m.engines,
+                    m.severity,
+                )
+            })
+            .collect();
+        assert_eq!(
+            findings,
+            [
+                (
+                    "github-pat",
+                    "a.env",
+                    vec!["secrets", "gitleaks"],
+                    Severity::Critical
+                ),
+                ("generic-token", "a.env", vec!["secrets"], Severity::Low),
+                ("npm-token", "b.env", vec!["secrets"], Severity::High),
+                (
+                    "github-pat-gl",
+                    "c.env",
+                    vec!["gitleaks"],
+                    Severity::Critical
+                ),
+            ]
+        );
+        assert_eq!(report.totals().total(), 4);
+        let json = report.json();
+        assert_eq!(
+            json["findings"][0]["engines"],
+            json!(["secrets", "gitleaks"])
+        );
+        assert_eq!(json["findings"][0]["severity"], "critical");
+        assert!(
+            report
+                .human()
+                .contains("a.env:2  found by secrets, gitleaks"),
+            "{}",
+            report.human()
+        );
+        assert!(
+            report
+                .csv()
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with(",secrets gitleaks")
+        );
+        let sarif = report.sarif();
+        assert_eq!(
+            sarif["runs"][0]["results"][0]["properties"]["engines"],
+            json!(["secrets", "gitleaks"])
+        );
+        assert_eq!(
+            sarif["runs"][0]["results"].as_array().map(Vec::len),
+            Some(4)
+        );
+    }
 
     #[test]
     fn sarif_uris_encode_what_a_uri_path_cannot_hold_and_decode_back() {

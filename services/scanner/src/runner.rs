@@ -108,6 +108,55 @@ pub struct Found {
     pub versions: u32,
 }
 
+/// A secret found at one place, over every engine of a scan: the first engine's finding (in
+/// the order the engines ran), every engine that found the same secret there, and the most
+/// urgent severity any of them gave. One per finding written to `scans.findings`, and per
+/// finding `scanstream scan` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged<'a> {
+    pub found: &'a Found,
+    /// The engines that found it, the first one's first.
+    pub engines: Vec<&'a str>,
+    pub severity: Severity,
+}
+
+/// The findings of `runs` merged across engines: another engine's finding of the same secret
+/// (its `secret_id`) at the same path, line and commit (its own, else `commit`, the scan's)
+/// joins the first one's. Findings of one engine are never merged with each other. In run
+/// order.
+pub fn merge<'a>(runs: &'a [EngineRun], commit: Option<&str>) -> Vec<Merged<'a>> {
+    let mut merged: Vec<Merged<'a>> = Vec::new();
+    let mut placed: std::collections::HashMap<(&str, u32, Option<&str>, &str), usize> =
+        std::collections::HashMap::new();
+    for run in runs {
+        for found in &run.found {
+            let key = (
+                found.place.path.as_str(),
+                found.hit.line,
+                found.place.commit.as_deref().or(commit),
+                found.hit.secret_id.as_str(),
+            );
+            if !found.hit.secret_id.is_empty()
+                && let Some(&at) = placed.get(&key)
+                && !merged[at].engines.contains(&run.engine.as_str())
+            {
+                let first = &mut merged[at];
+                first.engines.push(&run.engine);
+                // The most urgent judgement stands (Severity orders most urgent first).
+                first.severity = first.severity.min(found.hit.severity);
+                continue;
+            }
+            placed.entry(key).or_insert(merged.len());
+            merged.push(Merged {
+                found,
+                engines: vec![&run.engine],
+                severity: found.hit.severity,
+            });
+        }
+    }
+    merged
+}
+
 /// Why an item was not scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SkipReason {
