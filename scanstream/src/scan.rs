@@ -32,16 +32,60 @@ fn is_url(target: &str) -> bool {
         .any(|scheme| target.starts_with(scheme))
 }
 
-/// Whether `args` scan a local folder's files as they are (no history, ref, staged changes
-/// or single file): the scan [`run`] lists the folder for.
-fn is_folder_scan(args: &ScanArgs) -> bool {
-    !is_url(&args.target)
-        && args.target != "-"
-        && !args.staged
-        && !args.history
-        && args.git_ref.is_none()
-        && args.since.is_none()
-        && Path::new(&args.target).is_dir()
+/// What `scanstream scan` reads, decided once from its arguments.
+enum Target {
+    /// A repository URL: mirrored, then scanned as a repository.
+    Url,
+    /// Standard input (`-`).
+    Stdin,
+    /// What the next commit of the repository at the target adds (`--staged`).
+    Staged,
+    /// One file as it is.
+    File(PathBuf),
+    /// A local repository's history, a ref, or what came since a ref.
+    Repository(PathBuf),
+    /// A folder's files as they are, with their listing, started at once: listing is mostly
+    /// the kernel reading folders, which a second thread barely speeds up, so it runs beside
+    /// the rule pack's compilation, not after it.
+    Folder(
+        PathBuf,
+        std::thread::JoinHandle<Result<DirSource, scanstream_scanner::Error>>,
+    ),
+}
+
+impl Target {
+    fn of(args: &ScanArgs) -> anyhow::Result<Self> {
+        if is_url(&args.target) {
+            return Ok(Self::Url);
+        }
+        if args.target == "-" {
+            return Ok(Self::Stdin);
+        }
+        if args.staged {
+            return Ok(Self::Staged);
+        }
+        let path = PathBuf::from(&args.target);
+        if !path.exists() {
+            bail!("{} does not exist", path.display());
+        }
+        if path.is_file() && !args.history && args.git_ref.is_none() {
+            return Ok(Self::File(path));
+        }
+        if args.history || args.git_ref.is_some() || args.since.is_some() {
+            return Ok(Self::Repository(path));
+        }
+        if !path.is_dir() {
+            bail!(
+                "{} is not a folder; scan a folder or a repository",
+                path.display()
+            );
+        }
+        let listed = path.clone();
+        Ok(Self::Folder(
+            path,
+            std::thread::spawn(move || DirSource::walk(&listed)),
+        ))
+    }
 }
 
 /// Runs the scan and prints the report; true when there are findings.
@@ -62,12 +106,7 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
             place_ignores = parse_gitleaks_ignore(&text);
         }
     }
-    // A folder's listing is mostly the kernel reading folders, which a second thread barely
-    // speeds up: it runs beside the rule pack's compilation, not after it.
-    let listing = is_folder_scan(args).then(|| {
-        let path = PathBuf::from(&args.target);
-        std::thread::spawn(move || DirSource::walk(&path))
-    });
+    let target = Target::of(args)?;
     let scanning = Arc::new(startup::scanning(&scanner, args.cache_dir.as_deref(), &[])?);
     // Kept until the scan ends: the command engines' folder without --cache-dir.
     let mut _work = None;
@@ -139,84 +178,84 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
     let bar = progress_bar(args, progress.clone());
     // Kept until the scan ends: the mirror's shared lock and, without --cache-dir, its folder.
     let mut _temp = None;
-    let (runs, commit) = if is_url(&args.target) {
-        let cache = match &args.cache_dir {
-            Some(dir) => dir.clone(),
-            None => {
-                let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-                let path = dir.path().to_path_buf();
-                _temp = Some(dir);
-                path
+    let (runs, commit) = match target {
+        Target::Url => {
+            let cache = match &args.cache_dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+                    let path = dir.path().to_path_buf();
+                    _temp = Some(dir);
+                    path
+                }
+            };
+            scanner.cache_dir = cache.display().to_string();
+            let mirrors = startup::mirrors(&scanner);
+            let acquired = mirrors
+                .acquire(args.target.trim_end_matches('/'), &CancellationToken::new())
+                .await?;
+            let path = acquired.lease.path.clone();
+            let result = scan_repository(
+                &scanning,
+                &path,
+                args,
+                mode,
+                (&engines, &external, commands.as_ref()),
+                &progress,
+                &cancel,
+                &ignored,
+            )
+            .await;
+            drop(acquired);
+            result?
+        }
+        Target::Stdin => {
+            // Scanned as it is read, a window at a time: a pipe can be longer than memory.
+            let source = StreamSource::new(args.stdin_name.clone(), Box::new(std::io::stdin()));
+            let source = move || Ok(source);
+            let runs =
+                run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
+            // Standard input that fails partway is the scan's error, not a file left unscanned.
+            let unreadable = runs
+                .iter()
+                .flat_map(|run| &run.skipped)
+                .find_map(|skipped| match skipped.reason {
+                    SkipReason::Unreadable(kind) => Some(kind),
+                    _ => None,
+                });
+            if let Some(kind) = unreadable {
+                bail!("cannot read standard input: {kind}");
             }
-        };
-        scanner.cache_dir = cache.display().to_string();
-        let mirrors = startup::mirrors(&scanner);
-        let acquired = mirrors
-            .acquire(args.target.trim_end_matches('/'), &CancellationToken::new())
-            .await?;
-        let path = acquired.lease.path.clone();
-        let result = scan_repository(
-            &scanning,
-            &path,
-            args,
-            mode,
-            (&engines, &external, commands.as_ref()),
-            &progress,
-            &cancel,
-            &ignored,
-        )
-        .await;
-        drop(acquired);
-        result?
-    } else if args.target == "-" {
-        // Scanned as it is read, a window at a time: a pipe can be longer than memory.
-        let source = StreamSource::new(args.stdin_name.clone(), Box::new(std::io::stdin()));
-        let source = move || Ok(source);
-        let runs = run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
-        // Standard input that fails partway is the scan's error, not a file left unscanned.
-        let unreadable = runs
-            .iter()
-            .flat_map(|run| &run.skipped)
-            .find_map(|skipped| match skipped.reason {
-                SkipReason::Unreadable(kind) => Some(kind),
-                _ => None,
-            });
-        if let Some(kind) = unreadable {
-            bail!("cannot read standard input: {kind}");
+            (runs, None)
         }
-        (runs, None)
-    } else if args.staged {
-        let root = PathBuf::from(&args.target);
-        ignored.extend(scanning.ignored_with(std::fs::read(root.join(IGNORE_FILE)).ok()));
-        let staged = crate::staged::staged(&root)?;
-        let added: Vec<(String, Vec<u32>)> = staged
-            .iter()
-            .map(|file| (file.path.clone(), file.added.clone()))
-            .collect();
-        let source = MemorySource::new(
-            staged
-                .into_iter()
-                .map(|file| (file.path, file.content))
-                .collect(),
-        );
-        let source = move || Ok(source);
-        let mut runs =
-            run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
-        // Only what the commit adds: a secret already in the file is not this commit's.
-        for run in &mut runs {
-            run.found.retain(|f| {
-                added
-                    .iter()
-                    .any(|(path, lines)| *path == f.place.path && lines.contains(&f.hit.line))
-            });
+        Target::Staged => {
+            let root = PathBuf::from(&args.target);
+            ignored.extend(scanning.ignored_with(std::fs::read(root.join(IGNORE_FILE)).ok()));
+            let staged = crate::staged::staged(&root)?;
+            let added: Vec<(String, Vec<u32>)> = staged
+                .iter()
+                .map(|file| (file.path.clone(), file.added.clone()))
+                .collect();
+            let source = MemorySource::new(
+                staged
+                    .into_iter()
+                    .map(|file| (file.path, file.content))
+                    .collect(),
+            );
+            let source = move || Ok(source);
+            let mut runs =
+                run_blocking(&scanning, source, &engines, &ignored, &progress, &cancel).await?;
+            // Only what the commit adds: a secret already in the file is not this commit's.
+            for run in &mut runs {
+                run.found.retain(|f| {
+                    added
+                        .iter()
+                        .any(|(path, lines)| *path == f.place.path && lines.contains(&f.hit.line))
+                });
+            }
+            (runs, None)
         }
-        (runs, None)
-    } else {
-        let path = PathBuf::from(&args.target);
-        if !path.exists() {
-            bail!("{} does not exist", path.display());
-        }
-        if path.is_file() && !args.history && args.git_ref.is_none() {
+        Target::File(path) => {
             if !external.is_empty() {
                 bail!("command engines scan folders and repositories, not one file");
             }
@@ -225,7 +264,8 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
                 run_blocking(&scanning, file, &engines, &ignored, &progress, &cancel).await?,
                 None,
             )
-        } else if args.history || args.git_ref.is_some() || args.since.is_some() {
+        }
+        Target::Repository(path) => {
             scan_repository(
                 &scanning,
                 &path,
@@ -237,24 +277,18 @@ pub async fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<bool> {
                 &ignored,
             )
             .await?
-        } else {
-            if !path.is_dir() {
-                bail!(
-                    "{} is not a folder; scan a folder or a repository",
-                    path.display()
-                );
-            }
+        }
+        Target::Folder(path, listing) => {
             // The configured ignore file and the folder's own, as for repositories.
             ignored.extend(scanning.ignored_with(std::fs::read(path.join(IGNORE_FILE)).ok()));
             let folder = path.clone();
-            let walk = move || match listing {
-                Some(listing) => listing.join().unwrap_or_else(|_| {
+            let walk = move || {
+                listing.join().unwrap_or_else(|_| {
                     Err(scanstream_scanner::Error::Source(format!(
                         "listing {} failed",
                         path.display()
                     )))
-                }),
-                None => DirSource::walk(&path),
+                })
             };
             let mut runs =
                 run_blocking(&scanning, walk, &engines, &ignored, &progress, &cancel).await?;
