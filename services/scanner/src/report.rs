@@ -51,6 +51,15 @@ pub fn byte_size(n: u64) -> String {
     format!("{n} bytes")
 }
 
+/// How many of `findings` there are of each severity.
+fn totals(findings: &[Merged]) -> SeverityCounts {
+    let mut counts = SeverityCounts::default();
+    for merged in findings {
+        counts.add(merged.severity);
+    }
+    counts
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
         format!("{n} {one}")
@@ -205,17 +214,14 @@ impl Report {
     }
 
     pub fn totals(&self) -> SeverityCounts {
-        let mut counts = SeverityCounts::default();
-        for merged in self.findings() {
-            counts.add(merged.severity);
-        }
-        counts
+        totals(&self.findings())
     }
 
     /// One line per finding and a summary, for a terminal.
     pub fn human(&self) -> String {
         let mut out = String::new();
-        for merged in self.findings() {
+        let findings = self.findings();
+        for merged in &findings {
             let found = merged.found;
             let place = &found.place;
             let _ = write!(
@@ -265,7 +271,7 @@ impl Report {
         let files: u64 = self.runs.iter().map(|r| r.files).sum();
         let bytes: u64 = self.runs.iter().map(|r| r.bytes).sum();
         let millis: u64 = self.runs.iter().map(|r| r.duration_ms).sum();
-        let totals = self.totals();
+        let totals = totals(&findings);
         let _ = writeln!(
             out,
             "{} finding(s) (critical {}, high {}, medium {}, low {}, info {}) in {} file(s), {:.1} MB, {:.2} s",
@@ -349,7 +355,8 @@ impl Report {
 
     /// A JSON document: `findings` and `summary`, fields in a stable order.
     pub fn json(&self) -> Value {
-        let findings: Vec<Value> = self.findings().iter().map(finding_json).collect();
+        let merged = self.findings();
+        let findings: Vec<Value> = merged.iter().map(finding_json).collect();
         let engines: Vec<Value> = self
             .runs
             .iter()
@@ -377,7 +384,7 @@ impl Report {
                 })
             })
             .collect();
-        let totals = self.totals();
+        let totals = totals(&merged);
         json!({
             "target": self.target,
             "commit": self.commit,
