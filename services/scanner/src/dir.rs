@@ -78,16 +78,8 @@ impl DirSource {
         }
         let mut items = items.into_inner().unwrap_or_else(PoisonError::into_inner);
         items.sort_by(|a: &Item, b: &Item| a.places[0].path.cmp(&b.places[0].path));
-        let mut refused: HashMap<String, Refusal> = refused
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .into_iter()
-            .collect();
-        let mut real: HashMap<String, PathBuf> = real
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .into_iter()
-            .collect();
+        let mut refused: HashMap<String, Refusal> = by_path(refused);
+        let mut real: HashMap<String, PathBuf> = by_path(real);
         // Names that are not UTF-8 can read alike (`caf\xe9` and `caf\xe8` both as `caf\u{fffd}`,
         // or as a UTF-8 name holding U+FFFD): which file such a path means is unknown, so it
         // is listed once and not read.
@@ -230,24 +222,26 @@ fn visit<'s>(scope: &rayon::Scope<'s>, folder: Folder, listing: &'s Listing) {
         refused.push((listed.clone(), (error.kind(), error.to_string())));
         items.push(listed_item(listed, 0));
     }
-    listing
-        .items
-        .lock()
+    append(&listing.items, items);
+    append(&listing.refused, refused);
+    append(&listing.real, real);
+}
+
+/// What every task found, by listed path.
+fn by_path<T>(found: Mutex<Vec<(String, T)>>) -> HashMap<String, T> {
+    found
+        .into_inner()
         .unwrap_or_else(PoisonError::into_inner)
-        .extend(items);
-    if !refused.is_empty() {
-        listing
-            .refused
-            .lock()
+        .into_iter()
+        .collect()
+}
+
+/// Adds what one folder's task found to the listing's (nothing to lock when it found none).
+fn append<T>(to: &Mutex<Vec<T>>, found: Vec<T>) {
+    if !found.is_empty() {
+        to.lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(refused);
-    }
-    if !real.is_empty() {
-        listing
-            .real
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(real);
+            .extend(found);
     }
 }
 
@@ -301,9 +295,10 @@ impl FileReader {
             });
         }
         // Most folders hold no name that is not UTF-8: no lookup per file then either.
-        let real = match self.real.is_empty() {
-            true => None,
-            false => self.real.get(relative),
+        let real = if self.real.is_empty() {
+            None
+        } else {
+            self.real.get(relative)
         };
         match open_beneath(
             &self.dir,
